@@ -1,0 +1,111 @@
+"""``argon serve``: wires upstream, pool, proxy server and HTTP endpoint together.
+
+Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
+cancel the server's scope, which makes it drain (see ``server.py``); then
+the embedded upstream, if any, is stopped. A background task checks the
+upstream every few seconds for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from .config import Settings
+from .embedded import embedded_upstream
+from .errors import UpstreamUnavailable
+from .httpd import Health, MetricsServer
+from .server import ProxyServer
+from .upstream import UpstreamPool, parse_upstream_uri
+
+log = logging.getLogger("argon.app")
+
+_HEALTH_INTERVAL = 5.0
+
+
+@asynccontextmanager
+async def _upstream_uri(settings: Settings) -> AsyncIterator[str]:
+    if settings.upstream:
+        yield settings.upstream
+        return
+    async with embedded_upstream(
+        settings.data_dir,
+        command=settings.embedded_command,
+        port=settings.embedded_port,
+        start_timeout=settings.embedded_start_timeout,
+    ) as uri:
+        yield uri
+
+
+async def _watch_health(pool: UpstreamPool, health: Health) -> None:
+    while True:
+        try:
+            async with pool.checkout():
+                pass
+            health.upstream_ok, health.error = True, ""
+        except UpstreamUnavailable as exc:
+            health.upstream_ok, health.error = False, exc.errmsg
+        health.checked_at = trio.current_time()
+        await trio.sleep(_HEALTH_INTERVAL)
+
+
+async def _stop_on_signal(server: ProxyServer) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: draining and shutting down", signal.Signals(signum).name)
+            server.request_stop()
+            return
+
+
+async def _serve_then_cancel(
+    server: ProxyServer,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the server; once it has drained, stop the helper tasks beside it."""
+    await server.serve(task_status=task_status)
+    scope.cancel()
+
+
+async def serve(
+    settings: Settings, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the proxy until SIGINT/SIGTERM or cancellation. Reports the bound port."""
+    async with _upstream_uri(settings) as uri:
+        pool = UpstreamPool(
+            parse_upstream_uri(uri),
+            size=settings.pool_size,
+            idle=settings.pool_idle,
+            connect_timeout=settings.connect_timeout,
+        )
+        health = Health(upstream=str(pool.address))
+        http = None
+        if settings.metrics_port:
+            http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
+            http.start()
+        server = ProxyServer(settings, pool)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, server)
+                nursery.start_soon(_watch_health, pool, health)
+                await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
+                port = server.port
+                log.info(
+                    "Argon listening on %s:%d, upstream %s%s",
+                    settings.host,
+                    port,
+                    pool.address,
+                    f", metrics on http://{settings.metrics_host}:{http.port}/metrics"
+                    if http
+                    else "",
+                )
+                task_status.started(port)
+        finally:
+            if http is not None:
+                http.close()

@@ -1,0 +1,96 @@
+"""Argon's own commands to the upstream, over the same pool as client traffic.
+
+Theory of operation: the branch engine and the admin commands need to run
+commands of their own (metadata, WAL, overlays). They go through
+``UpstreamPool`` as OP_MSG with documents encoded and decoded by pymongo's
+``bson``, one connection per command, or on a caller-held connection when
+several commands must share one (a transaction). A reply with ``ok: 0`` is
+raised as ``CommandError`` carrying mongod's code, so callers can forward it
+to the client unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import bson
+from bson.codec_options import CodecOptions
+
+import wire
+
+from .errors import ArgonError
+from .upstream import UpstreamConnection, UpstreamPool
+
+CODEC = CodecOptions(tz_aware=True)
+_request_ids = itertools.count(1 << 30)
+
+
+class CommandError(ArgonError):
+    """An upstream command failed; ``reply`` is mongod's whole answer."""
+
+    def __init__(self, reply: Mapping[str, Any]) -> None:
+        super().__init__(int(reply.get("code", 8)), str(reply.get("errmsg", "command failed")))
+        self.reply = dict(reply)
+        self._code_name = str(reply.get("codeName", "UnknownError"))
+
+    @property
+    def code_name(self) -> str:
+        return self._code_name
+
+    def to_document(self) -> dict[str, Any]:
+        return self.reply
+
+
+async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one command on a held connection; raise ``CommandError`` on ``ok: 0``."""
+    body = bson.encode({**command, "$db": db}, codec_options=CODEC)
+    await conn.send(wire.encode_op_msg(wire.OpMsg(flags=0, body=body), next(_request_ids)))
+    frame = await conn.receive_frame()
+    reply = bson.decode(
+        wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
+    )
+    if not reply.get("ok"):
+        raise CommandError(reply)
+    return reply
+
+
+class DbClient:
+    """Commands and cursors against the upstream."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+
+    async def command(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        async with self.pool.checkout() as conn:
+            return await run_on(conn, db, command)
+
+    async def cursor(
+        self, db: str, command: Mapping[str, Any], *, batch_size: int = 1000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every document of a ``find`` / ``aggregate`` / ``list*`` command's cursor."""
+        reply = await self.command(db, command)
+        cursor = reply["cursor"]
+        for doc in cursor.get("firstBatch", ()):
+            yield doc
+        cursor_id = cursor.get("id", 0)
+        coll = cursor["ns"].split(".", 1)[1]
+        try:
+            while cursor_id:
+                reply = await self.command(
+                    db, {"getMore": cursor_id, "collection": coll, "batchSize": batch_size}
+                )
+                cursor = reply["cursor"]
+                for doc in cursor.get("nextBatch", ()):
+                    yield doc
+                cursor_id = cursor.get("id", 0)
+        finally:
+            if cursor_id:
+                await self.command(db, {"killCursors": coll, "cursors": [cursor_id]})
+
+    async def find(
+        self, db: str, coll: str, filter: Mapping[str, Any] | None = None, **options: Any
+    ) -> list[dict[str, Any]]:
+        command = {"find": coll, "filter": dict(filter or {}), **options}
+        return [doc async for doc in self.cursor(db, command)]

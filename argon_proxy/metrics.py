@@ -1,0 +1,89 @@
+"""Prometheus metrics of the proxy, served by ``httpd`` on ``/metrics``.
+
+Theory of operation: module-level collectors in prometheus-client's default
+registry, updated by the server as requests flow. Label values are bounded:
+command names come from a fixed allow-list (anything else is ``other``) so a
+client cannot blow up the series count with made-up command names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "argon_requests_total", "Commands handled, by command and branch", ["command", "branch"]
+)
+LATENCY = Histogram(
+    "argon_request_duration_seconds",
+    "Time from a command's arrival to the last byte of its reply",
+    ["command"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ERRORS = Counter("argon_errors_total", "Errors answered or seen, by kind", ["kind"])
+UPSTREAM_ERRORS = Counter(
+    "argon_upstream_errors_total", "Upstream connection failures, by phase", ["phase"]
+)
+CONNECTIONS = Gauge("argon_client_connections", "Open client connections")
+CONNECTIONS_TOTAL = Counter("argon_client_connections_accepted", "Client connections accepted")
+POOL_IN_USE = Gauge("argon_upstream_pool_in_use", "Upstream connections checked out")
+POOL_OPEN = Gauge("argon_upstream_pool_open", "Upstream connections open")
+BYTES_IN = Counter("argon_bytes_received_total", "Bytes received from clients")
+COMPRESSED = Counter(
+    "argon_compressed_messages_total", "Compressed requests received, by compressor", ["compressor"]
+)
+BYTES_OUT = Counter("argon_bytes_sent_total", "Bytes sent to clients")
+
+KNOWN_COMMANDS = frozenset(
+    [
+        "abortTransaction",
+        "aggregate",
+        "buildInfo",
+        "bulkWrite",
+        "collMod",
+        "collStats",
+        "commitTransaction",
+        "connectionStatus",
+        "count",
+        "create",
+        "createIndexes",
+        "currentOp",
+        "dbStats",
+        "delete",
+        "distinct",
+        "drop",
+        "dropDatabase",
+        "dropIndexes",
+        "endSessions",
+        "explain",
+        "find",
+        "findAndModify",
+        "getLastError",
+        "getMore",
+        "getParameter",
+        "hello",
+        "hostInfo",
+        "insert",
+        "isMaster",
+        "ismaster",
+        "killCursors",
+        "killSessions",
+        "listCollections",
+        "listDatabases",
+        "listIndexes",
+        "ping",
+        "refreshSessions",
+        "renameCollection",
+        "saslContinue",
+        "saslStart",
+        "serverStatus",
+        "update",
+        "validate",
+        "whatsmyuri",
+        "argon",
+    ]
+)
+
+
+def command_label(name: str) -> str:
+    """A bounded metric label for a command name."""
+    return name if name in KNOWN_COMMANDS else "other"

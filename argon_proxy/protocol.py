@@ -1,0 +1,271 @@
+"""One client connection's protocol: requests in, replies out, no sockets.
+
+Theory of operation: the server feeds whole frames to ``ClientProtocol.handle``
+one at a time, in arrival order (MongoDB connections are strictly
+request/reply, apart from ``moreToCome`` requests, which get no reply, and
+exhaust replies, which keep coming until one lacks ``moreToCome``). Replies
+leave through the injected ``send`` coroutine, so the protocol is testable
+over memory streams.
+
+A request that needs nothing from Argon is forwarded upstream as the very
+bytes the client sent, and the upstream's reply bytes go back unchanged;
+only the command name is read, from the first key of the body. Argon answers
+``hello`` itself (see ``hello.py``). Compressed requests are decompressed for
+the upstream and the replies compressed again with the client's compressor.
+A transaction keeps one upstream connection from ``startTransaction`` to its
+commit or abort.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+import trio
+
+import wire
+from wire import Frame, OpCode
+from wire.bson_raw import first_key, get_raw
+from wire.compression import compress_message, must_not_compress
+from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
+
+from . import metrics
+from .config import Settings
+from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
+from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
+from .upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger("argon.client")
+
+Send = Callable[[bytes], Awaitable[None]]
+
+_COMPRESSOR_NAMES = {1: "snappy", 2: "zlib", 3: "zstd"}
+_TXN_END = frozenset({"commitTransaction", "abortTransaction"})
+_BSON_TRUE = 8  # BSON type of booleans
+
+
+@dataclass
+class ClientInfo:
+    """What the client told us about itself in its handshake."""
+
+    app_name: str | None = None
+    driver: str | None = None
+    compressors: list[str] = field(default_factory=list)
+
+
+class ClientProtocol:
+    """Handles the requests of one client connection."""
+
+    def __init__(
+        self, send: Send, *, pool: UpstreamPool, settings: Settings, connection_id: int
+    ) -> None:
+        self._send = send
+        self._pool = pool
+        self._settings = settings
+        self.connection_id = connection_id
+        self.client = ClientInfo()
+        self._pinned: UpstreamConnection | None = None
+        self._reply_ids = iter(range(1, 1 << 31))
+
+    async def handle(self, frame: Frame) -> None:
+        """Answer one request frame."""
+        started = time.perf_counter()
+        op_code = frame.header.op_code
+        compressor_id = 0
+        data: bytes = frame.data
+        if op_code == OpCode.COMPRESSED:
+            inner_op, payload = wire.decompress_payload(frame.payload)
+            compressor_id = frame.payload[8]
+            metrics.COMPRESSED.labels(_COMPRESSOR_NAMES.get(compressor_id, "noop")).inc()
+            op_code = inner_op
+            header = frame.header
+            data = wire.pack_header(16 + len(payload), header.request_id, 0, inner_op) + payload
+        metrics.BYTES_IN.inc(len(frame.data))
+        if op_code == OpCode.QUERY:
+            command = await self._handle_op_query(data, frame.header.request_id)
+        elif op_code == OpCode.MSG:
+            command = await self._handle_op_msg(data, frame.header.request_id, compressor_id)
+        else:
+            raise wire.UnknownOpCode(f"opcode {op_code} is not accepted from clients")
+        label = metrics.command_label(command)
+        metrics.REQUESTS.labels(label, "main").inc()
+        metrics.LATENCY.labels(label).observe(time.perf_counter() - started)
+
+    # -- OP_MSG ---------------------------------------------------------------
+
+    async def _handle_op_msg(self, data: bytes, request_id: int, compressor_id: int) -> str:
+        flags = int.from_bytes(data[16:20], "little")
+        if data[20] == 0:
+            body = memoryview(data)[21:]
+            name = first_key(body)
+        else:  # body section after a document sequence: rare, decode properly
+            msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
+            body = memoryview(msg.body)
+            name = msg.command_name
+        if name in HELLO_COMMANDS:
+            await self._answer_hello(
+                bson.decode(wire.decode_op_msg(memoryview(data)[16:], full_message=data).body),
+                request_id,
+                legacy=False,
+            )
+            return name
+        expects_reply = not flags & MORE_TO_COME
+        try:
+            await self._forward(
+                data,
+                body,
+                name,
+                request_id,
+                compressor_id,
+                expects_reply,
+                exhaust=bool(flags & EXHAUST_ALLOWED),
+            )
+        except ArgonError as exc:
+            metrics.ERRORS.labels(exc.code_name).inc()
+            if expects_reply:
+                await self._reply_msg(exc.to_document(), request_id, compressor_id)
+        return name
+
+    async def _forward(
+        self,
+        data: bytes,
+        body: memoryview,
+        name: str,
+        request_id: int,
+        compressor_id: int,
+        expects_reply: bool,
+        *,
+        exhaust: bool,
+    ) -> None:
+        conn = self._pinned
+        if conn is None and _starts_transaction(body):
+            conn = self._pinned = await self._pool.acquire_pinned(self)
+        if conn is not None:
+            try:
+                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+            finally:
+                if conn.broken or name in _TXN_END:
+                    self._pinned = None
+                    await self._pool.release_pinned(self, conn)
+            return
+        async with self._pool.checkout() as conn:
+            await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+
+    async def _exchange(
+        self,
+        conn: UpstreamConnection,
+        data: bytes,
+        name: str,
+        compressor_id: int,
+        expects_reply: bool,
+        exhaust: bool,
+    ) -> None:
+        try:
+            await conn.send(data)
+            if not expects_reply:
+                return
+            while True:
+                reply = await conn.receive_frame()
+                out = reply.data
+                if compressor_id and not must_not_compress(name):
+                    out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
+                await self._send_counted(out)
+                if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            metrics.UPSTREAM_ERRORS.labels("exchange").inc()
+            raise ArgonError(
+                HOST_UNREACHABLE,
+                f"Argon lost its connection to the upstream MongoDB during {name!r}: {exc}. "
+                "The command may or may not have been applied.",
+            ) from None
+
+    # -- OP_QUERY (legacy handshakes only) -----------------------------------
+
+    async def _handle_op_query(self, data: bytes, request_id: int) -> str:
+        query = wire.decode_op_query(memoryview(data)[16:])
+        command = bson.decode(query.query)
+        if "$query" in command and isinstance(command["$query"], dict):
+            command = command["$query"]
+        name = next(iter(command), "")
+        if query.collection == "$cmd" and name in HELLO_COMMANDS:
+            await self._answer_hello(command, request_id, legacy=True)
+            return name
+        error = ArgonError(
+            UNSUPPORTED_OP_QUERY_COMMAND,
+            f"Unsupported OP_QUERY command: {name}. The client driver may require an upgrade: "
+            "Argon, like MongoDB 6.0+, accepts OP_QUERY only for the hello handshake.",
+        )
+        await self._reply_legacy(error.to_document(), request_id, query_failure=True)
+        return "other"
+
+    # -- answers Argon writes itself ------------------------------------------
+
+    async def _answer_hello(self, command: dict[str, Any], request_id: int, legacy: bool) -> None:
+        compressors = self.client.compressors
+        if "client" in command or "compression" in command:  # the handshake, not a heartbeat
+            meta = command.get("client") or {}
+            app = meta.get("application") or {}
+            driver = meta.get("driver") or {}
+            self.client.app_name = app.get("name")
+            self.client.driver = f"{driver.get('name', '?')} {driver.get('version', '?')}"
+            compressors = negotiate_compressors(
+                command.get("compression"), self._settings.compressors
+            )
+            self.client.compressors = compressors
+            log.info(
+                "handshake app=%s driver=%s compressors=%s",
+                self.client.app_name,
+                self.client.driver,
+                ",".join(compressors) or "-",
+                extra={"conn": self.connection_id},
+            )
+        reply = hello_reply(
+            command,
+            facts=self._pool.facts,
+            connection_id=self.connection_id,
+            compressors=compressors,
+        )
+        if legacy:
+            await self._reply_legacy(reply, request_id)
+        else:
+            await self._reply_msg(reply, request_id, 0)
+
+    async def _reply_msg(self, doc: dict[str, Any], request_id: int, compressor_id: int) -> None:
+        msg = wire.OpMsg(flags=0, body=bson.encode(doc))
+        out = wire.encode_op_msg(msg, next(self._reply_ids), request_id)
+        if compressor_id:
+            out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
+        await self._send_counted(out)
+
+    async def _reply_legacy(
+        self, doc: dict[str, Any], request_id: int, *, query_failure: bool = False
+    ) -> None:
+        reply = wire.OpReply(
+            flags=2 if query_failure else 0,
+            cursor_id=0,
+            starting_from=0,
+            documents=(bson.encode(doc),),
+        )
+        await self._send_counted(wire.encode_op_reply(reply, next(self._reply_ids), request_id))
+
+    async def _send_counted(self, data: bytes) -> None:
+        metrics.BYTES_OUT.inc(len(data))
+        await self._send(data)
+
+    async def aclose(self) -> None:
+        """Give back a transaction's pinned connection when the client goes away."""
+        if self._pinned is not None:
+            conn, self._pinned = self._pinned, None
+            # The transaction cannot finish without its client; mongod aborts it on timeout.
+            await conn.aclose()
+            await self._pool.release_pinned(self, conn)
+
+
+def _starts_transaction(body: memoryview) -> bool:
+    found = get_raw(body, "startTransaction")
+    return found is not None and found[0] == _BSON_TRUE and found[1][0] == 1

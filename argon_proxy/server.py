@@ -1,0 +1,215 @@
+"""The Trio server: listeners, one task per client, graceful drain.
+
+Theory of operation: this module only moves bytes between sockets and
+``ClientProtocol``. Each client task reads until its framer yields a frame and
+hands the frame to the protocol; it never reads the next request before the
+previous one is answered. A partial frame must complete within
+``frame_timeout``; an idle connection (nothing buffered) may wait forever, as
+drivers keep pooled connections idle. A malformed frame ends only that
+client's connection.
+
+Shutdown: stop accepting, wake every client that is idle between requests so
+it closes, let requests in flight finish for up to ``drain_timeout``, then
+cancel what is left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+import trio
+
+import wire
+from wire import Framer
+
+from . import metrics
+from .config import Settings
+from .errors import CONNECTION_LIMIT, ArgonError
+from .protocol import ClientProtocol
+from .upstream import UpstreamPool
+
+log = logging.getLogger("argon.server")
+
+_READ_SIZE = 256 * 1024
+
+
+@dataclass
+class _Client:
+    """A live client task's handle, for the drain."""
+
+    idle_scope: trio.CancelScope | None = None
+
+
+@dataclass
+class ProxyServer:
+    """Accepts clients and serves them through one upstream pool."""
+
+    settings: Settings
+    pool: UpstreamPool
+    port: int = 0
+    _clients: dict[int, _Client] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _draining: bool = False
+    _all_done: trio.Event = field(default_factory=trio.Event)
+    _stop_requested: trio.Event = field(default_factory=trio.Event)
+
+    def request_stop(self) -> None:
+        """Begin the graceful shutdown: stop accepting, drain, return from ``serve``."""
+        self._stop_requested.set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until ``request_stop``, then drain. Reports the bound listeners when started."""
+        listeners = await trio.open_tcp_listeners(self.settings.port, host=self.settings.host)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._accept_all, listeners, nursery)
+                self.port = int(listeners[0].socket.getsockname()[1])
+                task_status.started(listeners)
+                await self._stop_requested.wait()
+                for listener in listeners:
+                    await listener.aclose()
+                await self._drain()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.pool.aclose()
+
+    async def _accept_all(
+        self, listeners: list[trio.SocketListener], nursery: trio.Nursery
+    ) -> None:
+        async with trio.open_nursery() as accept_nursery:
+            for listener in listeners:
+                accept_nursery.start_soon(self._accept_loop, listener, nursery)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._run_client, stream)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        for client in self._clients.values():
+            if client.idle_scope is not None:
+                client.idle_scope.cancel()
+        if self._clients:
+            log.info("draining %d client connection(s)", len(self._clients))
+            with trio.move_on_after(self.settings.drain_timeout):
+                await self._all_done.wait()
+
+    async def _run_client(self, stream: trio.SocketStream) -> None:
+        conn_id = next(self._ids)
+        metrics.CONNECTIONS_TOTAL.inc()
+        if len(self._clients) >= self.settings.max_connections:
+            await self._refuse(stream, conn_id)
+            return
+        client = _Client()
+        self._clients[conn_id] = client
+        metrics.CONNECTIONS.inc()
+        peer = _peer(stream)
+        log.info("client connected from %s", peer, extra={"conn": conn_id})
+        protocol = ClientProtocol(
+            stream.send_all, pool=self.pool, settings=self.settings, connection_id=conn_id
+        )
+        try:
+            await self._serve_client(stream, protocol, client, conn_id)
+        except wire.WireError as exc:
+            metrics.ERRORS.labels("malformed_frame").inc()
+            log.warning(
+                "closing connection: %s: %s", type(exc).__name__, exc, extra={"conn": conn_id}
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            del self._clients[conn_id]
+            metrics.CONNECTIONS.dec()
+            with trio.CancelScope(shield=True):
+                await protocol.aclose()
+                await stream.aclose()
+            log.info("client disconnected", extra={"conn": conn_id})
+            if self._draining and not self._clients:
+                self._all_done.set()
+
+    async def _serve_client(
+        self, stream: trio.SocketStream, protocol: ClientProtocol, client: _Client, conn_id: int
+    ) -> None:
+        framer = Framer()
+        while not self._draining:
+            frame = framer.next_frame()
+            if frame is not None:
+                await protocol.handle(frame)
+                continue
+            partial = framer.buffered > 0
+            timeout = self.settings.frame_timeout if partial else math.inf
+            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                if not partial:
+                    client.idle_scope = scope
+                data = await stream.receive_some(_READ_SIZE)
+            client.idle_scope = None
+            if scope.cancelled_caught:
+                if partial:
+                    metrics.ERRORS.labels("frame_timeout").inc()
+                    log.warning(
+                        "closing connection: partial frame (%d bytes) not completed within %ss",
+                        framer.buffered,
+                        self.settings.frame_timeout,
+                        extra={"conn": conn_id},
+                    )
+                return
+            if not data:
+                framer.eof()
+                return
+            framer.feed(data)
+
+    async def _refuse(self, stream: trio.SocketStream, conn_id: int) -> None:
+        """Tell a client over the connection limit why, then close."""
+        metrics.ERRORS.labels("connection_limit").inc()
+        limit = self.settings.max_connections
+        log.warning("refusing connection: limit of %d reached", limit, extra={"conn": conn_id})
+        error = ArgonError(
+            CONNECTION_LIMIT,
+            f"Argon refused the connection: its limit of {limit} client connections is "
+            "reached. Close idle clients or raise max_connections (ARGON_MAX_CONNECTIONS).",
+        )
+        framer = Framer()
+        with trio.move_on_after(min(self.settings.frame_timeout, 5.0)):
+            try:
+                while (frame := framer.next_frame()) is None:
+                    data = await stream.receive_some(_READ_SIZE)
+                    if not data:
+                        break
+                    framer.feed(data)
+                if frame is not None:
+                    await stream.send_all(_error_reply(frame, error))
+            except (wire.WireError, trio.BrokenResourceError, OSError):
+                pass
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+def _error_reply(frame: wire.Frame, error: ArgonError) -> bytes:
+    """The error as a reply of the request's own kind (OP_REPLY for OP_QUERY)."""
+    doc = bson.encode(error.to_document())
+    if frame.header.op_code == wire.OpCode.QUERY:
+        reply = wire.OpReply(flags=2, cursor_id=0, starting_from=0, documents=(doc,))
+        return wire.encode_op_reply(reply, 1, frame.header.request_id)
+    return wire.encode_op_msg(wire.OpMsg(flags=0, body=doc), 1, frame.header.request_id)
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except (OSError, ValueError):
+        return "?"
+    return f"{host}:{port}"

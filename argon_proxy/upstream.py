@@ -1,0 +1,204 @@
+"""Connections to the upstream mongod and the bounded pool that shares them.
+
+Theory of operation: a client request checks one upstream connection out of
+the pool, writes the request, reads the reply (several, for exhaust cursors),
+and checks it back in. mongod's cursors and sessions are server-wide, so any
+connection serves any request; only transactions are pinned by the caller.
+
+A connection that saw an I/O error, a timeout or a cancellation mid-exchange
+may have unread replies queued: it is closed, never returned. Nothing is
+opened ahead of need, so when the upstream comes back after an outage the next
+checkout simply connects again; the outage itself is reported promptly as
+``UpstreamUnavailable`` instead of waiting on the driver's timeouts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+import bson
+import trio
+
+from wire import Frame, Framer, OpMsg, decode_op_msg, encode_op_msg
+
+from . import __version__, metrics
+from .errors import UpstreamUnavailable
+from .hello import UpstreamFacts
+
+log = logging.getLogger("argon.upstream")
+
+_READ_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_upstream_uri(uri: str) -> Address:
+    """The address of a ``mongodb://host[:port]/...`` URI (the first host of a seed list)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "mongodb":
+        raise ValueError(f"upstream URI must start with mongodb:// (got {uri!r})")
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    first = hosts.split(",")[0]
+    if first.startswith("["):
+        host, _, rest = first[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = first.partition(":")
+    return Address(unquote(host) or "127.0.0.1", int(port or 27017))
+
+
+class UpstreamConnection:
+    """One socket to the upstream with its own framer."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, stream: trio.SocketStream, address: Address) -> None:
+        self.id = next(self._ids)
+        self.stream = stream
+        self.address = address
+        self.framer = Framer()
+        self.broken = False
+        self._closed = False
+        metrics.POOL_OPEN.inc()
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except BaseException:
+            self.broken = True
+            raise
+
+    async def receive_frame(self) -> Frame:
+        """The next whole message from the upstream."""
+        try:
+            while True:
+                frame = self.framer.next_frame()
+                if frame is not None:
+                    return frame
+                data = await self.stream.receive_some(_READ_SIZE)
+                if not data:
+                    raise trio.BrokenResourceError("upstream closed the connection")
+                self.framer.feed(data)
+        except BaseException:
+            self.broken = True
+            raise
+
+    async def hello(self) -> dict[str, object]:
+        """The handshake every driver makes on a new connection, naming Argon as the client."""
+        command = {
+            "hello": 1,
+            "$db": "admin",
+            "client": {
+                "application": {"name": "argon-proxy"},
+                "driver": {"name": "argon", "version": __version__},
+                "os": {"type": "unknown"},
+            },
+        }
+        await self.send(encode_op_msg(OpMsg(flags=0, body=bson.encode(command)), 1))
+        reply = await self.receive_frame()
+        return bson.decode(decode_op_msg(reply.payload, full_message=reply.data).body)
+
+    async def aclose(self) -> None:
+        self.broken = True
+        if not self._closed:
+            self._closed = True
+            metrics.POOL_OPEN.dec()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+
+@dataclass
+class UpstreamPool:
+    """At most ``size`` open connections; idle ones are kept up to ``idle``."""
+
+    address: Address
+    size: int = 100
+    idle: int = 32
+    connect_timeout: float = 3.0
+    facts: UpstreamFacts = field(default_factory=UpstreamFacts)
+    _idle: list[UpstreamConnection] = field(default_factory=list)
+    _limiter: trio.CapacityLimiter = field(init=False)
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._limiter = trio.CapacityLimiter(self.size)
+
+    @property
+    def in_use(self) -> int:
+        return int(self._limiter.borrowed_tokens)
+
+    async def connect(self) -> UpstreamConnection:
+        """A new connection, or ``UpstreamUnavailable`` within ``connect_timeout``."""
+        try:
+            with trio.fail_after(self.connect_timeout):
+                stream = await trio.open_tcp_stream(self.address.host, self.address.port)
+                conn = UpstreamConnection(stream, self.address)
+                try:
+                    self.facts = UpstreamFacts.from_hello(await conn.hello())
+                except BaseException:
+                    await conn.aclose()
+                    raise
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            metrics.UPSTREAM_ERRORS.labels("connect").inc()
+            raise UpstreamUnavailable(
+                f"Argon cannot reach the upstream MongoDB at {self.address}: {reason}. "
+                "Check that it is running; Argon reconnects by itself when it is back."
+            ) from None
+        return conn
+
+    @asynccontextmanager
+    async def checkout(self) -> AsyncIterator[UpstreamConnection]:
+        """Borrow a connection for one exchange; broken ones are closed, not reused."""
+        async with self._limiter:
+            conn = self._idle.pop() if self._idle else await self.connect()
+            metrics.POOL_IN_USE.inc()
+            try:
+                yield conn
+            finally:
+                metrics.POOL_IN_USE.dec()
+                await self.release(conn)
+
+    async def acquire_pinned(self, owner: object) -> UpstreamConnection:
+        """A connection kept by ``owner`` across exchanges until ``release_pinned``.
+
+        Used for a transaction, which keeps one connection from its first
+        statement to its commit or abort. It counts against the pool size.
+        """
+        await self._limiter.acquire_on_behalf_of(owner)
+        try:
+            conn = self._idle.pop() if self._idle else await self.connect()
+        except BaseException:
+            self._limiter.release_on_behalf_of(owner)
+            raise
+        metrics.POOL_IN_USE.inc()
+        return conn
+
+    async def release_pinned(self, owner: object, conn: UpstreamConnection) -> None:
+        metrics.POOL_IN_USE.dec()
+        self._limiter.release_on_behalf_of(owner)
+        await self.release(conn)
+
+    async def release(self, conn: UpstreamConnection) -> None:
+        if conn.broken or self._closed or len(self._idle) >= self.idle or conn.framer.buffered:
+            await conn.aclose()
+        else:
+            self._idle.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()

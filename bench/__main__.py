@@ -1,0 +1,20 @@
+"""``python -m bench``: run every benchmark, or the ones named (``python -m bench proxy``)."""
+
+from __future__ import annotations
+
+import sys
+
+from . import proxy_bench
+
+SUITES = {"proxy": proxy_bench.main}
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(SUITES)
+    for name in names:
+        if name not in SUITES:
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(SUITES)}")
+        SUITES[name]()
+
+
+main()

@@ -1,0 +1,44 @@
+"""Typed errors of the wire codec.
+
+Theory of operation: every way bytes from a peer can be wrong raises a
+subclass of ``WireError``, so a server can catch one type, close that
+connection and carry on. Nothing else escapes the decoders for bad input.
+"""
+
+from __future__ import annotations
+
+
+class WireError(Exception):
+    """Bytes that are not a valid MongoDB wire-protocol message."""
+
+
+class FrameTooLarge(WireError):
+    """A message longer than the maximum message size (48,000,000 bytes)."""
+
+
+class BadLength(WireError):
+    """A message length that cannot be right (shorter than a header, negative)."""
+
+
+class TruncatedFrame(WireError):
+    """The peer stopped in the middle of a message."""
+
+
+class UnknownOpCode(WireError):
+    """An opcode that is not part of the protocol, or no longer accepted."""
+
+
+class InvalidBSON(WireError):
+    """A BSON document whose structure is broken."""
+
+
+class ChecksumMismatch(WireError):
+    """An OP_MSG whose CRC-32C does not match its bytes."""
+
+
+class UnsupportedCompressor(WireError):
+    """An OP_COMPRESSED message with a compressor this side does not have."""
+
+
+class MalformedMessage(WireError):
+    """A message whose sections or fields do not fit together."""
