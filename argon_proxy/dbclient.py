@@ -23,7 +23,7 @@ import wire
 from .errors import ArgonError
 from .upstream import UpstreamConnection, UpstreamPool
 
-CODEC = CodecOptions(tz_aware=True)
+CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 _request_ids = itertools.count(1 << 30)
 
 
@@ -48,7 +48,7 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     body = bson.encode({**command, "$db": db}, codec_options=CODEC)
     await conn.send(wire.encode_op_msg(wire.OpMsg(flags=0, body=body), next(_request_ids)))
     frame = await conn.receive_frame()
-    reply = bson.decode(
+    reply: dict[str, Any] = bson.decode(
         wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
     )
     if not reply.get("ok"):

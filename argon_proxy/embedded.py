@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -93,7 +94,7 @@ async def embedded_upstream(
             argv,
             stdout=out,
             stderr=out,
-            stdin=trio.subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches Argon, which then stops it in order
         )
     try:

@@ -89,7 +89,7 @@ def _value_end(buf: memoryview, kind: int, start: int, end: int) -> int:
 def _sized(buf: memoryview, start: int, end: int, extra: int) -> int:
     if end - start < 4:
         raise InvalidBSON("truncated BSON length prefix")
-    (size,) = _INT32.unpack_from(buf, start)
+    size: int = _INT32.unpack_from(buf, start)[0]
     if size < 0 or (extra == 4 and size < 1):
         raise InvalidBSON(f"bad BSON value length {size}")
     return start + extra + size

@@ -15,7 +15,6 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import zstandard
 
@@ -58,7 +57,7 @@ def _load_snappy() -> tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]] 
     except ImportError:
         pass
     try:
-        import snappy  # type: ignore[import-not-found]
+        import snappy
 
         return snappy.compress, snappy.uncompress
     except ImportError:
@@ -140,7 +139,7 @@ def compress_message(
     _length, request_id, response_to, op_code = HEADER.unpack_from(buf, 0)
     body = bytes(buf[HEADER_LEN:])
     cid = COMPRESSOR_IDS.get(compressor)
-    compressed: Any
+    compressed: bytes
     if cid == ZSTD:
         compressed = (_ZSTD_C if level is None else zstandard.ZstdCompressor(level)).compress(body)
     elif cid == ZLIB:
