@@ -216,3 +216,32 @@ def test_two_hundred_concurrent_clients(proxy: Process) -> None:
     finally:
         c.many_db.hits.drop()
         c.close()
+
+
+def test_exhaust_cursor(client: Client) -> None:
+    from pymongo import CursorType
+
+    coll = client.exhaust_db.items
+    coll.drop()
+    coll.insert_many([{"i": i} for i in range(500)])
+    got = [d["i"] for d in coll.find({}, cursor_type=CursorType.EXHAUST, batch_size=20).sort("i")]
+    assert got == list(range(500))
+    assert client.admin.command("ping")["ok"] == 1.0  # the connection is usable afterwards
+
+
+def test_retryable_write_is_applied_once(client: Client) -> None:
+    from bson import Int64
+
+    coll = client.retry_db.items
+    coll.drop()
+    with client.start_session() as session:
+        command = {
+            "insert": "items",
+            "documents": [{"_id": 1}],
+            "lsid": session.session_id,
+            "txnNumber": Int64(1),
+        }
+        first = client.retry_db.command(command)
+        again = client.retry_db.command(command)  # a driver's retry after a network error
+    assert first["n"] == again["n"] == 1
+    assert coll.count_documents({}) == 1
