@@ -18,6 +18,7 @@ import trio
 
 from .config import Settings
 from .embedded import embedded_upstream
+from .engine import Engine
 from .errors import UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
@@ -52,6 +53,19 @@ async def _watch_health(pool: UpstreamPool, health: Health) -> None:
             health.upstream_ok, health.error = False, exc.errmsg
         health.checked_at = trio.current_time()
         await trio.sleep(_HEALTH_INTERVAL)
+
+
+async def _start_engine(engine: Engine) -> None:
+    """Load branch metadata, waiting for the upstream if it is not up yet."""
+    delay = 0.5
+    while True:
+        try:
+            await engine.start()
+            return
+        except UpstreamUnavailable as exc:
+            log.warning("%s; retrying in %.1fs", exc.errmsg, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def _stop_on_signal(server: ProxyServer) -> None:
@@ -89,7 +103,9 @@ async def serve(
         if settings.metrics_port:
             http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
             http.start()
-        server = ProxyServer(settings, pool)
+        engine = Engine(pool)
+        await _start_engine(engine)
+        server = ProxyServer(settings, pool, engine)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, server)

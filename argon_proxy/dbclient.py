@@ -56,6 +56,26 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     return reply
 
 
+async def run_checked(
+    conn: UpstreamConnection, db: str, command: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``run_on`` that also raises the first write error of a write command."""
+    reply = await run_on(conn, db, command)
+    errors = reply.get("writeErrors")
+    if errors:
+        first = errors[0]
+        raise CommandError(
+            {
+                "ok": 0,
+                "code": first.get("code", 2),
+                "errmsg": first.get("errmsg", "write failed"),
+                "codeName": first.get("codeName", "WriteError"),
+                "errorLabels": reply.get("errorLabels", []),
+            }
+        )
+    return reply
+
+
 class DbClient:
     """Commands and cursors against the upstream."""
 
@@ -88,6 +108,9 @@ class DbClient:
         finally:
             if cursor_id:
                 await self.command(db, {"killCursors": coll, "cursors": [cursor_id]})
+
+    async def find_cursor(self, db: str, command: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [doc async for doc in self.cursor(db, command)]
 
     async def find(
         self, db: str, coll: str, filter: Mapping[str, Any] | None = None, **options: Any

@@ -35,8 +35,10 @@ from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
 
 from . import metrics
 from .config import Settings
+from .engine import Engine, Forward, Request, decode_command
 from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
+from .txn import JoinedTransaction
 from .upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger("argon.client")
@@ -61,10 +63,17 @@ class ClientProtocol:
     """Handles the requests of one client connection."""
 
     def __init__(
-        self, send: Send, *, pool: UpstreamPool, settings: Settings, connection_id: int
+        self,
+        send: Send,
+        *,
+        pool: UpstreamPool,
+        engine: Engine,
+        settings: Settings,
+        connection_id: int,
     ) -> None:
         self._send = send
         self._pool = pool
+        self._engine = engine
         self._settings = settings
         self.connection_id = connection_id
         self.client = ClientInfo()
@@ -78,7 +87,7 @@ class ClientProtocol:
         compressor_id = 0
         data: bytes = frame.data
         if op_code == OpCode.COMPRESSED:
-            inner_op, payload = wire.decompress_payload(frame.payload)
+            inner_op, payload = wire.decompress_payload(frame.payload)  # validates the prefix
             compressor_id = frame.payload[8]
             metrics.COMPRESSED.labels(_COMPRESSOR_NAMES.get(compressor_id, "noop")).inc()
             op_code = inner_op
@@ -129,6 +138,56 @@ class ClientProtocol:
             if expects_reply:
                 await self._reply_msg(exc.to_document(), request_id, compressor_id)
         return name
+
+    async def _handle_in_engine(
+        self, data: bytes, flags: int, request_id: int, compressor_id: int, expects_reply: bool
+    ) -> None:
+        msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
+        cmd = decode_command(msg.body, {s.identifier: list(s.documents) for s in msg.sequences})
+        name = next(iter(cmd))
+        try:
+            joined = await self._client_transaction(cmd)
+            result = await self._engine.route(
+                Request(cmd, self.client.app_name, self.connection_id, joined)
+            )
+            if isinstance(result, Forward):
+                forwarded = wire.encode_op_msg(
+                    wire.OpMsg(flags, bson.encode(result.command)), request_id
+                )
+                body = memoryview(forwarded)[21:]
+                await self._forward(
+                    forwarded,
+                    body,
+                    name,
+                    request_id,
+                    compressor_id,
+                    expects_reply,
+                    exhaust=bool(flags & EXHAUST_ALLOWED),
+                )
+                return
+            reply = result
+        except ArgonError as exc:
+            metrics.ERRORS.labels(exc.code_name).inc()
+            reply = exc.to_document()
+        except Exception as exc:  # a bug must not take the connection down with it
+            log.exception("internal error in %s", name, extra={"conn": self.connection_id})
+            metrics.ERRORS.labels("internal").inc()
+            reply = ArgonError(1, f"Argon internal error in {name!r}: {exc!r}").to_document()
+        if expects_reply:
+            await self._reply_msg(reply, request_id, compressor_id)
+
+    async def _client_transaction(self, cmd: dict[str, Any]) -> JoinedTransaction | None:
+        """The client's transaction, pinned to one upstream connection, if it is in one."""
+        if cmd.get("autocommit") is not False or "txnNumber" not in cmd:
+            return None
+        if self._pinned is None:
+            self._pinned = await self._pool.acquire_pinned(self)
+        session: dict[str, Any] = {
+            k: cmd[k]
+            for k in ("lsid", "txnNumber", "autocommit", "startTransaction", "readConcern")
+            if k in cmd
+        }
+        return JoinedTransaction(self._pinned, session)
 
     async def _forward(
         self,

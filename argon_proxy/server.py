@@ -29,6 +29,7 @@ from wire import Framer
 
 from . import metrics
 from .config import Settings
+from .engine import Engine
 from .errors import CONNECTION_LIMIT, ArgonError
 from .protocol import ClientProtocol
 from .upstream import UpstreamPool
@@ -51,6 +52,7 @@ class ProxyServer:
 
     settings: Settings
     pool: UpstreamPool
+    engine: Engine
     port: int = 0
     _clients: dict[int, _Client] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -120,7 +122,11 @@ class ProxyServer:
         peer = _peer(stream)
         log.info("client connected from %s", peer, extra={"conn": conn_id})
         protocol = ClientProtocol(
-            stream.send_all, pool=self.pool, settings=self.settings, connection_id=conn_id
+            stream.send_all,
+            pool=self.pool,
+            engine=self.engine,
+            settings=self.settings,
+            connection_id=conn_id,
         )
         try:
             await self._serve_client(stream, protocol, client, conn_id)

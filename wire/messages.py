@@ -43,8 +43,8 @@ def decode_frame(frame: Frame) -> Decoded:
     full: bytes = frame.data
     compressor = 0
     if op_code == OpCode.COMPRESSED:
+        op_code, payload = decompress_payload(frame.payload)  # validates the prefix first
         compressor = frame.payload[8]
-        op_code, payload = decompress_payload(frame.payload)
         h = frame.header
         full = (
             pack_header(HEADER_LEN + len(payload), h.request_id, h.response_to, op_code) + payload

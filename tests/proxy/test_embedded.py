@@ -16,9 +16,22 @@ from ..processes import ROOT, free_port, wait_for_port
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGON_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "argon_proxy", "serve", "--port", str(port),
-         "--metrics-port", "0", "--data-dir", str(data_dir)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "argon_proxy",
+            "serve",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -1,0 +1,305 @@
+"""The command router: which branch an operation is on, and who answers it.
+
+Theory of operation: ``Engine.route`` looks at a command that cannot take the
+pass-through fast path (see ``protocol.py``), resolves its branch (``db@branch``
+in ``$db``, else ``argon:<branch>`` in the connection's appName, else the
+proxy's default branch) and returns either a reply document Argon made, or a
+command to forward upstream in place of the client's (``Forward``), whose
+reply then travels back as raw bytes. Writes on every branch, main included,
+go through ``Writer`` and the WAL. A command Argon cannot yet answer exactly
+on a branch is refused with a MongoDB-style error naming it and the branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+
+from . import admin
+from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
+from .dbclient import CommandError, DbClient
+from .errors import ArgonError
+from .naming import INTERNAL_DB, MAIN, branch_from_app_name, is_internal, parse_db
+from .reads import Reader, generic, unsupported
+from .txn import Runner
+from .upstream import UpstreamPool
+from .wal import ClientIdentity
+from .writes import StatementError, WriteContext, Writer
+
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
+# Commands that never name a collection: the same on every branch.
+NAMESPACE_FREE = frozenset(
+    {
+        "ping",
+        "buildInfo",
+        "buildinfo",
+        "serverStatus",
+        "hostInfo",
+        "getParameter",
+        "whatsmyuri",
+        "connectionStatus",
+        "endSessions",
+        "killSessions",
+        "refreshSessions",
+        "startSession",
+        "getCmdLineOpts",
+        "getLog",
+        "listCommands",
+        "logout",
+        "saslStart",
+        "saslContinue",
+        "getFreeMonitoringStatus",
+        "features",
+        "commitTransaction",
+        "abortTransaction",
+        "getMore",
+        "killCursors",
+        "lockInfo",
+        "currentOp",
+        "killOp",
+    }
+)
+# On main these change data without passing through the write path: refused while
+# other branches exist, because children could not be kept isolated from them.
+MAIN_GUARDED = frozenset(
+    {
+        "drop",
+        "dropDatabase",
+        "renameCollection",
+        "applyOps",
+        "convertToCapped",
+        "cloneCollectionAsCapped",
+        "mapReduce",
+        "bulkWrite",
+        "emptycapped",
+    }
+)
+# Commands the engine must see even on main (everything else on main is forwarded).
+ON_MAIN = WRITE_COMMANDS | MAIN_GUARDED | {"argon", "listCollections", "listDatabases", "aggregate"}
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward this command upstream instead of the client's."""
+
+    command: dict[str, Any]
+
+
+@dataclass
+class Request:
+    """A command and what the connection knows about its sender."""
+
+    command: dict[str, Any]
+    app_name: str | None
+    connection_id: int
+    joined: Runner | None = None  # the client's own transaction, if it is in one
+
+
+class Engine:
+    """Routes commands to the branch engine."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.db = DbClient(pool)
+        self.catalog = Catalog(self.db)
+        self.reader = Reader(self.db, self.catalog)
+        self.writer = Writer(pool, self.catalog)
+
+    async def start(self) -> None:
+        await self.catalog.load()
+
+    def needs_engine(self, name: str, db: str, app_name: str | None) -> bool:
+        """False when the command may pass straight through (main, nothing to log)."""
+        if "@" in db or db == INTERNAL_DB:
+            return True
+        if self.catalog.default_branch != MAIN or branch_from_app_name(app_name):
+            return True
+        return name in ON_MAIN
+
+    async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
+        address = parse_db(db_field)
+        name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
+        if address.at:
+            raise unsupported(
+                f"reading {db_field!r} at a point in time",
+                name,
+                "create a branch from that LSN or time instead",
+            )
+        return address.db, await self.catalog.get(name)
+
+    async def route(self, req: Request) -> dict[str, Any] | Forward:
+        cmd = req.command
+        name = next(iter(cmd))
+        if name == "argon":
+            return await admin.handle(self, cmd)
+        db, branch = await self.resolve(str(cmd.get("$db", "")), req.app_name)
+        if db == INTERNAL_DB:
+            raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
+        if name in WRITE_COMMANDS:
+            return await self._write(name, db, branch, req)
+        if name == "listDatabases":
+            return await self._list_databases(cmd)
+        if name == "listCollections":
+            return await self.reader.list_collections(branch, db, cmd)
+        if branch.name == MAIN:
+            if name in MAIN_GUARDED:
+                self._guard_main(name)
+            if name == "aggregate":
+                await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
+            return Forward({**cmd, "$db": db})
+        return await self._branch_command(name, db, branch, cmd)
+
+    def _guard_main(self, name: str) -> None:
+        others = sorted(b for b in self.catalog.branches if b != MAIN)
+        if others:
+            raise unsupported(
+                name,
+                MAIN,
+                f"branches {others[:5]} could not be kept isolated from it; "
+                "delete or merge them first",
+            )
+
+    async def _branch_command(
+        self, name: str, db: str, branch: Branch, cmd: dict[str, Any]
+    ) -> dict[str, Any] | Forward:
+        handlers = {
+            "find": self.reader.find,
+            "aggregate": self.reader.aggregate,
+            "count": self.reader.count,
+            "distinct": self.reader.distinct,
+        }
+        if name in handlers:
+            result = await handlers[name](branch, db, cmd)
+            if result is None:
+                return Forward({**cmd, "$db": db})
+            return Forward({**result, "$db": db}) if name in ("find", "aggregate") else result
+        if name in NAMESPACE_FREE:
+            return Forward({**cmd, "$db": db})
+        if name == "create":
+            return await self._create(db, branch, cmd)
+        if name == "drop":
+            return await self._drop(db, branch, cmd)
+        if name in ("listIndexes", "collStats", "dbStats", "explain", "validate"):
+            coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
+            if (
+                coll
+                and (await self.reader.view(branch, db, coll)).passthrough
+                and (name != "explain")
+            ):
+                return Forward({**cmd, "$db": db})
+        raise unsupported(name, branch.name)
+
+    async def _list_databases(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        reply = await self.db.command("admin", {k: v for k, v in cmd.items() if k != "$db"})
+        reply["databases"] = [d for d in reply.get("databases", []) if d["name"] != INTERNAL_DB]
+        reply.pop("$clusterTime", None)
+        reply.pop("operationTime", None)
+        return reply
+
+    # -- collections on branches ---------------------------------------------
+
+    async def _create(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+        if branch.read_only:
+            raise _read_only(branch, "create")
+        coll = cmd["create"]
+        if set(cmd) - {"create", "$db"} - set(generic(cmd)):
+            raise unsupported("create with options", branch.name)
+        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
+        if listed["cursor"]["firstBatch"]:
+            raise ArgonError(48, f"Collection {db}.{coll} already exists.")
+        ov = await self.catalog.ensure_overlay(branch, db, coll)
+        await self.catalog.set_flags(ov, cut=ov.cut, present=True)
+        if not await self._exists(db, ov.name):
+            await self.db.command(db, {"create": ov.name})
+        return {"ok": 1.0}
+
+    async def _exists(self, db: str, coll: str) -> bool:
+        found = await self.db.find_cursor(
+            db, {"listCollections": 1, "filter": {"name": coll}, "nameOnly": True}
+        )
+        return bool(found)
+
+    async def _drop(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+        if branch.read_only:
+            raise _read_only(branch, "drop")
+        coll = cmd["drop"]
+        if self.catalog.children(branch.name):
+            raise unsupported("drop", branch.name, "it has child branches")
+        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
+        if not listed["cursor"]["firstBatch"]:
+            raise ArgonError(26, "ns not found")
+        ov = await self.catalog.ensure_overlay(branch, db, coll)
+        await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
+        ov.ids, ov.tombstones = {}, set()
+        await self.catalog.set_flags(ov, cut=True, present=False)
+        return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
+
+    # -- writes ------------------------------------------------------------------
+
+    async def _write(self, name: str, db: str, branch: Branch, req: Request) -> dict[str, Any]:
+        cmd = req.command
+        if branch.read_only:
+            raise _read_only(branch, name)
+        if req.joined is not None and branch.name != MAIN:
+            raise unsupported("a write inside a multi-document transaction", branch.name)
+        coll = cmd[name]
+        if not isinstance(coll, str) or is_internal(coll):
+            raise ArgonError(73, f"Invalid namespace specified '{db}.{coll}'")
+        ctx = WriteContext(
+            branch, db, coll, ClientIdentity(req.app_name, None, req.connection_id), req.joined
+        )
+        if name == "findAndModify":
+            outcome = await self.writer.find_and_modify(ctx, cmd)
+            return {**outcome.reply_value, "ok": 1.0}
+        key = {"insert": "documents", "update": "updates", "delete": "deletes"}[name]
+        statements = list(cmd.get(key) or [])
+        ordered = cmd.get("ordered", True)
+        reply: dict[str, Any] = {"n": 0}
+        if name == "update":
+            reply["nModified"] = 0
+        upserted, errors = [], []
+        for index, stmt in enumerate(statements):
+            try:
+                if name == "insert":
+                    out = await self.writer.insert(ctx, stmt)
+                elif name == "update":
+                    out = await self.writer.update(ctx, stmt)
+                else:
+                    out = await self.writer.delete(ctx, stmt)
+            except (StatementError, CommandError) as exc:
+                errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
+                if ordered:
+                    break
+                continue
+            reply["n"] += out.matched
+            if name == "update":
+                reply["nModified"] += out.modified
+                if out.upserted is not None:
+                    reply["n"] += 1
+                    upserted.append({"index": index, "_id": out.upserted})
+        if upserted:
+            reply["upserted"] = upserted
+        if errors:
+            reply["writeErrors"] = errors
+        reply["ok"] = 1.0
+        return reply
+
+
+def _read_only(branch: Branch, what: str) -> BranchError:
+    return BranchError(
+        READ_ONLY_BRANCH,
+        f"{what} refused: branch {branch.name!r} is a read-only snapshot"
+        f"{' of ' + branch.point if branch.point else ''}. "
+        "Create a branch from it to make changes.",
+    )
+
+
+def decode_command(body: bytes, sequences: Mapping[str, list[bytes]]) -> dict[str, Any]:
+    """The command as a dict, with OP_MSG document sequences folded back into it."""
+    cmd: dict[str, Any] = bson.decode(body)
+    for ident, docs in sequences.items():
+        cmd[ident] = [bson.decode(d) for d in docs]
+    return cmd

@@ -1,0 +1,277 @@
+"""Branch-aware reads: find, aggregate, count, distinct, listCollections.
+
+Theory of operation: a read on a branch whose view of the collection is just
+the base collection is forwarded as it is (only ``$db`` changes). Otherwise
+``find`` and ``aggregate`` become one aggregation on the base collection: the
+view's stages (each layer matched with the user's filter, pushed down so
+every layer uses its indexes) followed by the user's own sort, skip, limit,
+projection or pipeline. The result is a real upstream cursor in the client's
+session, so ``getMore`` and ``killCursors`` pass straight through. ``count``
+and ``distinct`` run mongod's own command on every layer and combine the
+answers, which keeps their exact semantics. Anything a branch cannot answer
+exactly yet is refused with ``CommandNotSupported``, never approximated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import bson
+
+from .catalog import Branch, Catalog
+from .dbclient import DbClient
+from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .naming import is_internal
+from .view import View, build_view
+
+# Fields of a command that are about the session or the server, not the query.
+GENERIC_FIELDS = frozenset(
+    {
+        "$db",
+        "lsid",
+        "$clusterTime",
+        "txnNumber",
+        "autocommit",
+        "startTransaction",
+        "readConcern",
+        "writeConcern",
+        "$readPreference",
+        "maxTimeMS",
+        "comment",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+        "$audit",
+        "let",
+    }
+)
+_FIND_TO_AGG = {"allowDiskUse", "collation", "hint", "let"}
+_FIND_UNSUPPORTED = (
+    "tailable",
+    "awaitData",
+    "oplogReplay",
+    "min",
+    "max",
+    "returnKey",
+    "showRecordId",
+    "allowPartialResults",
+    "noCursorTimeout",
+    "readOnce",
+)
+_CROSS_COLLECTION = ("$lookup", "$graphLookup", "$unionWith")
+_WRITING_STAGES = ("$out", "$merge")
+_FIRST_ONLY = (
+    "$changeStream",
+    "$collStats",
+    "$indexStats",
+    "$currentOp",
+    "$listSessions",
+    "$planCacheStats",
+    "$documents",
+    "$listSearchIndexes",
+    "$search",
+    "$searchMeta",
+    "$vectorSearch",
+    "$geoNear",
+)
+
+
+def unsupported(what: str, branch: str, why: str = "") -> ArgonError:
+    detail = f": {why}" if why else ""
+    return ArgonError(
+        COMMAND_NOT_SUPPORTED,
+        f"{what} is not supported on branch {branch!r} yet{detail}. "
+        "Run it on main, or ask for it in Argon's issue tracker.",
+    )
+
+
+def generic(cmd: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cmd.items() if k in GENERIC_FIELDS}
+
+
+class Reader:
+    """Rewrites and answers reads on a branch."""
+
+    def __init__(self, db: DbClient, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
+
+    async def view(self, branch: Branch, db: str, coll: str) -> View:
+        return await build_view(self.catalog, branch, db, coll)
+
+    async def find(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """The aggregate command to run instead, or None to forward ``cmd`` as it is."""
+        coll = cmd["find"]
+        view = await self.view(branch, db, coll)
+        if view.passthrough:
+            return None
+        for option in _FIND_UNSUPPORTED:
+            if cmd.get(option):
+                raise unsupported(f"find with {option!r}", branch.name)
+        projection = cmd.get("projection")
+        if projection and _find_only_projection(projection):
+            raise unsupported(
+                "find with a positional, $elemMatch or $slice projection", branch.name
+            )
+        pipeline = view.pipeline(cmd.get("filter") or {})
+        if cmd.get("sort"):
+            pipeline.append({"$sort": cmd["sort"]})
+        if cmd.get("skip"):
+            pipeline.append({"$skip": int(cmd["skip"])})
+        limit = abs(int(cmd.get("limit") or 0))
+        if limit:
+            pipeline.append({"$limit": limit})
+        if projection:
+            pipeline.append({"$project": projection})
+        cursor: dict[str, Any] = {}
+        batch = cmd.get("batchSize")
+        if cmd.get("singleBatch") or int(cmd.get("limit") or 0) < 0:
+            batch = limit or 101
+        if batch is not None:
+            cursor["batchSize"] = batch
+        out = {"aggregate": coll, "pipeline": pipeline, "cursor": cursor}
+        out.update({k: cmd[k] for k in _FIND_TO_AGG if k in cmd})
+        out.update(generic(cmd))
+        return out
+
+    async def aggregate(
+        self, branch: Branch, db: str, cmd: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        coll = cmd["aggregate"]
+        pipeline = list(cmd.get("pipeline") or [])
+        if not isinstance(coll, str):
+            raise unsupported("a database-level aggregate", branch.name)
+        await self._check_stages(branch, db, pipeline)
+        view = await self.view(branch, db, coll)
+        if view.passthrough:
+            return None
+        if pipeline and isinstance(pipeline[0], dict):
+            first = next(iter(pipeline[0]), "")
+            if first in _FIRST_ONLY or (first == "$match" and _has_text(pipeline[0]["$match"])):
+                raise unsupported(f"aggregate starting with {first}", branch.name)
+        first_match: dict[str, Any] = {}
+        if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
+            first_match = pipeline.pop(0)["$match"]
+        return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
+
+    async def _check_stages(self, branch: Branch, db: str, pipeline: list[Any]) -> None:
+        for stage in pipeline:
+            if not isinstance(stage, dict) or len(stage) != 1:
+                continue
+            name = next(iter(stage))
+            if name in _WRITING_STAGES:
+                raise unsupported(
+                    f"aggregate with {name}",
+                    branch.name,
+                    "its writes would bypass the write-ahead log",
+                )
+            if name in _CROSS_COLLECTION:
+                spec = stage[name]
+                other = spec if isinstance(spec, str) else spec.get("from") or spec.get("coll")
+                if other is not None and not (await self.view(branch, db, other)).passthrough:
+                    raise unsupported(
+                        f"{name} of collection {other!r}",
+                        branch.name,
+                        "that collection has changes on the branch",
+                    )
+                sub = spec.get("pipeline") if isinstance(spec, dict) else None
+                if sub:
+                    await self._check_stages(branch, db, sub)
+
+    async def count(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        view = await self.view(branch, db, cmd["count"])
+        if view.passthrough:
+            return None
+        total = 0
+        for layer in view.layers:
+            part = {"count": layer.coll, "query": layer.match(cmd.get("query") or {})}
+            for key in ("collation", "readConcern", "maxTimeMS"):
+                if key in cmd:
+                    part[key] = cmd[key]
+            total += int((await self.db.command(db, part))["n"])
+        n = max(0, total - int(cmd.get("skip") or 0))
+        if cmd.get("limit"):
+            n = min(n, abs(int(cmd["limit"])))
+        return {"n": n, "ok": 1.0}
+
+    async def distinct(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        view = await self.view(branch, db, cmd["distinct"])
+        if view.passthrough:
+            return None
+        if cmd.get("collation"):
+            raise unsupported("distinct with a collation", branch.name)
+        seen: dict[Any, Any] = {}
+        for layer in view.layers:
+            part = {
+                "distinct": layer.coll,
+                "key": cmd["key"],
+                "query": layer.match(cmd.get("query") or {}),
+            }
+            for value in (await self.db.command(db, part))["values"]:
+                seen.setdefault(_distinct_key(value), value)
+        return {"values": list(seen.values()), "ok": 1.0}
+
+    async def list_collections(
+        self, branch: Branch, db: str, cmd: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The branch's collections, with Argon's own hidden, as a one-batch cursor."""
+        base = await self.db.find_cursor(
+            db,
+            {
+                "listCollections": 1,
+                "filter": cmd.get("filter") or {},
+                "nameOnly": bool(cmd.get("nameOnly")),
+            },
+        )
+        listed = {c["name"]: c for c in base if not is_internal(c["name"])}
+        for b in reversed(self.catalog.chain(branch)):
+            for ov in self.catalog.overlays.values():
+                if ov.branch_id != b.id or ov.db != db:
+                    continue
+                if ov.cut and not ov.present:
+                    listed.pop(ov.coll, None)
+                elif ov.present and ov.coll not in listed and _name_matches(cmd, ov.coll):
+                    listed[ov.coll] = {"name": ov.coll, "type": "collection"}
+                    if not cmd.get("nameOnly"):
+                        listed[ov.coll].update(options={}, info={"readOnly": False})
+        batch = sorted(listed.values(), key=lambda c: c["name"])
+        return {
+            "cursor": {
+                "id": bson.Int64(0),
+                "ns": f"{db}.$cmd.listCollections",
+                "firstBatch": batch,
+            },
+            "ok": 1.0,
+        }
+
+
+def _name_matches(cmd: Mapping[str, Any], name: str) -> bool:
+    flt = cmd.get("filter") or {}
+    wanted = flt.get("name")
+    return wanted is None or wanted == name
+
+
+def _has_text(match: Any) -> bool:
+    return isinstance(match, dict) and "$text" in match
+
+
+def _find_only_projection(projection: Mapping[str, Any]) -> bool:
+    for key, value in projection.items():
+        if key.endswith(".$"):
+            return True
+        if isinstance(value, dict) and ("$elemMatch" in value or "$slice" in value):
+            return True
+    return False
+
+
+def _distinct_key(value: Any) -> Any:
+    """Equality as distinct sees it: numbers by value, booleans apart from numbers."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float | bson.Int64 | bson.Decimal128):
+        number = value.to_decimal() if isinstance(value, bson.Decimal128) else value
+        return ("number", float(number))
+    if isinstance(value, dict | list):
+        return ("doc", bson.encode({"v": value}))
+    return (type(value).__name__, value)

@@ -1,0 +1,595 @@
+"""Branch-aware writes: insert, update, delete and findAndModify, logged in the WAL.
+
+Theory of operation: each write statement runs as one upstream transaction
+(``txn.run_in_transaction``) that does, in order:
+
+1. find the documents the statement matches in the branch's view, with the
+   user's own filter evaluated by mongod on every layer (the pre-images);
+2. on a branch, copy each matched document up into the branch's overlay, then
+   apply the user's update with mongod's own update engine on that copy
+   (``findAndModify`` with the user's filter, so positional operators work);
+   on main, apply it to the base collection, restricted to those ``_id``s;
+   a delete on a branch writes a tombstone instead;
+3. read the post-images;
+4. freeze the pre-images into every child branch that does not hold the
+   document yet (a tombstone where there was no document), so children never
+   see their parent's later writes;
+5. insert the WAL entries; commit.
+
+Statements of one command run in order; ``ordered`` stops at the first
+failure, and failures become ``writeErrors`` exactly where mongod puts them.
+A proxy-wide lock per collection keeps this proxy's writers from tripping
+over each other; transactions keep several proxies correct.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+import trio
+from bson import ObjectId, json_util
+
+from . import wal
+from .catalog import Branch, Catalog, Overlay, hashable_id, now
+from .dbclient import CommandError
+from .errors import ArgonError
+from .naming import MAIN, TOMBSTONE
+from .txn import Runner, run_in_transaction
+from .upstream import UpstreamPool
+from .view import NOT_TOMBSTONE, View, build_view
+
+DUPLICATE_KEY = 11000
+
+
+@dataclass
+class WriteContext:
+    """Everything a write needs to know about where it goes and who makes it."""
+
+    branch: Branch
+    db: str
+    coll: str
+    client: wal.ClientIdentity
+    joined: Runner | None = None  # the client's transaction, which Argon's commands join
+
+    @property
+    def ns(self) -> str:
+        return f"{self.db}.{self.coll}"
+
+
+@dataclass
+class Change:
+    """One document changed by a statement."""
+
+    doc_id: Any
+    op: str
+    pre: dict[str, Any] | None
+    post: dict[str, Any] | None
+
+
+@dataclass
+class Outcome:
+    """What a statement did, for the reply and for the caches."""
+
+    matched: int = 0
+    modified: int = 0
+    upserted: Any = None
+    changes: list[Change] = field(default_factory=list)
+    reply_value: Any = None  # findAndModify's value
+    cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
+
+
+class StatementError(ArgonError):
+    """A write statement failed the way mongod reports as a write error."""
+
+
+def duplicate_key(ns: str, doc_id: Any) -> StatementError:
+    shown = _show(doc_id)
+    return StatementError(
+        DUPLICATE_KEY,
+        f"E11000 duplicate key error collection: {ns} index: _id_ dup key: {{ _id: {shown} }}",
+    )
+
+
+def _show(value: Any) -> str:
+    """A value as mongod prints it in duplicate key messages."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, ObjectId):
+        return f"ObjectId('{value}')"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json_util.dumps(value)
+
+
+def same_doc(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return bson.encode(a) == bson.encode(b)
+
+
+async def find_all(runner: Runner, db: str, command: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole find/aggregate cursor, read inside the runner's transaction."""
+    reply = await runner.run(db, command)
+    cursor = reply["cursor"]
+    docs = list(cursor.get("firstBatch", ()))
+    coll = cursor["ns"].split(".", 1)[1]
+    while cursor.get("id"):
+        reply = await runner.run(db, {"getMore": cursor["id"], "collection": coll})
+        cursor = reply["cursor"]
+        docs.extend(cursor.get("nextBatch", ()))
+    return docs
+
+
+class Writer:
+    """Executes write commands on any branch."""
+
+    def __init__(self, pool: UpstreamPool, catalog: Catalog) -> None:
+        self.pool = pool
+        self.catalog = catalog
+        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+
+    # -- shared steps ----------------------------------------------------------
+
+    async def _prepare(self, ctx: WriteContext) -> tuple[View, Overlay | None, list[Overlay]]:
+        """Load the view and make sure every overlay the statement may write exists."""
+        view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
+        own = None
+        if ctx.branch.name != MAIN:
+            own = await self.catalog.ensure_overlay(ctx.branch, ctx.db, ctx.coll)
+            if not own.present:
+                await self.catalog.set_flags(own, cut=own.cut, present=True)
+            await self.catalog.load_ids(own)
+            view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
+        kids = []
+        for child in self.catalog.children(ctx.branch.name):
+            ov = await self.catalog.ensure_overlay(child, ctx.db, ctx.coll)
+            await self.catalog.load_ids(ov)
+            kids.append(ov)
+        return view, own, kids
+
+    async def _view_find(
+        self,
+        runner: Runner,
+        view: View,
+        flt: dict[str, Any],
+        *,
+        limit: int = 0,
+        sort: dict[str, Any] | None = None,
+        collation: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Full documents of the view matching ``flt`` (mongod evaluates the filter)."""
+        if sort:
+            pipeline = [*view.pipeline(flt), {"$sort": sort}]
+            if limit:
+                pipeline.append({"$limit": limit})
+            cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}
+            if collation:
+                cmd["collation"] = collation
+            return await find_all(runner, view.db, cmd)
+        found: list[dict[str, Any]] = []
+        for layer in view.layers:
+            cmd = {"find": layer.coll, "filter": layer.match(flt)}
+            if limit:
+                cmd["limit"] = limit - len(found)
+            if collation:
+                cmd["collation"] = collation
+            found.extend(await find_all(runner, view.db, cmd))
+            if limit and len(found) >= limit:
+                break
+        return found
+
+    async def _freeze(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        kids: list[Overlay],
+        changes: list[Change],
+        outcome: Outcome,
+    ) -> None:
+        """Give each child the pre-image (or a tombstone) of documents it does not hold."""
+        for ov in kids:
+            assert ov.ids is not None
+            statements: list[dict[str, Any]] = []
+            ids: list[Any] = []
+            tombs: list[Any] = []
+            for ch in changes:
+                key = hashable_id(ch.doc_id)
+                if key in ov.ids:
+                    continue
+                body = (
+                    {k: v for k, v in ch.pre.items() if k != "_id"}
+                    if ch.pre is not None
+                    else {TOMBSTONE: True}
+                )
+                statements.append(
+                    {"q": {"_id": ch.doc_id}, "u": {"$setOnInsert": body}, "upsert": True}
+                )
+                (ids if ch.pre is not None else tombs).append(ch.doc_id)
+            if statements:
+                await runner.run(ctx.db, {"update": ov.name, "updates": statements})
+                outcome.cache.append((ov, ids, False))
+                outcome.cache.append((ov, tombs, True))
+
+    async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> None:
+        if not changes:
+            return
+        first = await self.catalog.allocate_lsns(len(changes))
+        ts = now()
+        entries = [
+            wal.entry(
+                first + i,
+                branch=ctx.branch.name,
+                ns=ctx.ns,
+                doc_id=ch.doc_id,
+                op=ch.op,
+                pre=ch.pre,
+                post=ch.post,
+                client=ctx.client,
+                ts=ts,
+            )
+            for i, ch in enumerate(changes)
+        ]
+        await runner.run("__argon", {"insert": "wal", "documents": entries})
+
+    async def _put_own(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay,
+        doc: dict[str, Any],
+        outcome: Outcome,
+    ) -> None:
+        """Write ``doc`` as the branch's version of its ``_id`` (replacing any tombstone)."""
+        await runner.run(
+            ctx.db,
+            {"update": own.name, "updates": [{"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}]},
+        )
+        outcome.cache.append((own, [doc["_id"]], False))
+
+    async def _tombstone_own(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay,
+        doc_id: Any,
+        outcome: Outcome,
+    ) -> None:
+        await runner.run(
+            ctx.db,
+            {
+                "update": own.name,
+                "updates": [
+                    {"q": {"_id": doc_id}, "u": {"_id": doc_id, TOMBSTONE: True}, "upsert": True}
+                ],
+            },
+        )
+        outcome.cache.append((own, [doc_id], True))
+
+    async def run_statement(
+        self,
+        ctx: WriteContext,
+        body: Any,
+    ) -> Outcome:
+        """Run one statement in its own transaction; returns what it did."""
+        async with self._locks[ctx.ns]:
+            view, own, kids = await self._prepare(ctx)
+
+            async def unit(runner: Runner) -> Outcome:
+                outcome = Outcome()
+                await body(runner, view, own, outcome)
+                await self._freeze(runner, ctx, kids, outcome.changes, outcome)
+                await self._log(runner, ctx, outcome.changes)
+                return outcome
+
+            if ctx.joined is None:
+                outcome = await run_in_transaction(self.pool, unit)
+                for ov, ids, tomb in outcome.cache:
+                    Catalog.note_written(ov, ids, tombstone=tomb)
+                return outcome
+            # The client's transaction may still abort: forget what the caches would
+            # learn, so they are read again from committed data.
+            outcome = await unit(ctx.joined)
+            for ov, _ids, _tomb in outcome.cache:
+                ov.ids, ov.tombstones = None, set()
+            return outcome
+
+    # -- insert ----------------------------------------------------------------
+
+    async def insert(self, ctx: WriteContext, doc: dict[str, Any]) -> Outcome:
+        if "_id" not in doc:
+            doc = {"_id": ObjectId(), **doc}
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            if own is None:  # main: mongod enforces _id uniqueness itself
+                await runner.run(ctx.db, {"insert": ctx.coll, "documents": [doc]})
+            else:
+                if await self._view_find(runner, view, {"_id": doc["_id"]}, limit=1):
+                    raise duplicate_key(ctx.ns, doc["_id"])
+                await self._put_own(runner, ctx, own, doc, out)
+            out.matched = 1
+            out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
+
+        return await self.run_statement(ctx, body)
+
+    # -- update ----------------------------------------------------------------
+
+    async def update(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        flt = stmt.get("q") or {}
+        multi = bool(stmt.get("multi"))
+        extra: dict[str, Any] = {k: stmt[k] for k in ("arrayFilters", "collation") if k in stmt}
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            matched = await self._view_find(
+                runner, view, flt, limit=0 if multi else 1, collation=stmt.get("collation")
+            )
+            if not matched:
+                if stmt.get("upsert"):
+                    await self._upsert(runner, ctx, view, own, stmt, out)
+                return
+            out.matched = len(matched)
+            if own is None:
+                await self._update_main(runner, ctx, matched, stmt, out)
+            else:
+                for pre in matched:
+                    post = await self._modify_own(
+                        runner, ctx, own, pre, flt, {"update": stmt["u"], **extra}, out
+                    )
+                    self._record_update(pre, post, out)
+
+        return await self.run_statement(ctx, body)
+
+    def _record_update(self, pre: dict[str, Any], post: dict[str, Any], out: Outcome) -> None:
+        if not same_doc(pre, post):
+            out.modified += 1
+            out.changes.append(Change(pre["_id"], wal.UPDATE, pre, post))
+
+    async def _update_main(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        matched: list[dict[str, Any]],
+        stmt: dict[str, Any],
+        out: Outcome,
+    ) -> None:
+        ids = [d["_id"] for d in matched]
+        upd = {k: v for k, v in stmt.items() if k not in ("q", "upsert", "multi")}
+        upd.update(q={"$and": [{"_id": {"$in": ids}}, stmt.get("q") or {}]}, multi=True)
+        await runner.run(ctx.db, {"update": ctx.coll, "updates": [upd]})
+        posts = await find_all(runner, ctx.db, {"find": ctx.coll, "filter": {"_id": {"$in": ids}}})
+        by_id = {hashable_id(p["_id"]): p for p in posts}
+        for pre in matched:
+            self._record_update(pre, by_id[hashable_id(pre["_id"])], out)
+
+    async def _copy_up(
+        self, runner: Runner, ctx: WriteContext, own: Overlay, pre: dict[str, Any]
+    ) -> bool:
+        """Put the view's version of a document into the branch's overlay; True if it
+        was not there."""
+        assert own.ids is not None
+        key = hashable_id(pre["_id"])
+        if key in own.ids and key not in own.tombstones:
+            return False
+        await runner.run(
+            ctx.db,
+            {"update": own.name, "updates": [{"q": {"_id": pre["_id"]}, "u": pre, "upsert": True}]},
+        )
+        return True
+
+    async def _settle_copy(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay,
+        pre: dict[str, Any],
+        post: dict[str, Any],
+        copied: bool,
+        out: Outcome,
+    ) -> None:
+        """Undo a copy-up that changed nothing, so the branch keeps following its parent."""
+        if copied and same_doc(pre, post):
+            await runner.run(
+                ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": pre["_id"]}, "limit": 1}]}
+            )
+        else:
+            out.cache.append((own, [pre["_id"]], False))
+
+    async def _modify_own(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay,
+        pre: dict[str, Any],
+        flt: dict[str, Any],
+        fam: dict[str, Any],
+        out: Outcome,
+    ) -> dict[str, Any]:
+        """Apply ``fam`` (findAndModify arguments) to the branch's copy of ``pre``."""
+        copied = await self._copy_up(runner, ctx, own, pre)
+        reply = await runner.run(
+            ctx.db,
+            {
+                "findAndModify": own.name,
+                "query": {"$and": [{"_id": pre["_id"]}, flt]},
+                "new": True,
+                **fam,
+            },
+        )
+        post = dict(reply["value"])
+        await self._settle_copy(runner, ctx, own, pre, post, copied, out)
+        return post
+
+    async def _upsert(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        view: View,
+        own: Overlay | None,
+        stmt: dict[str, Any],
+        out: Outcome,
+    ) -> None:
+        flt = stmt.get("q") or {}
+        upd = {k: v for k, v in stmt.items() if k not in ("multi",)}
+        target = ctx.coll if own is None else own.name
+        if own is not None:
+            upd["q"] = {"$and": [flt, NOT_TOMBSTONE]}
+            literal = _literal_id(flt)
+            if literal is not _MISSING and hashable_id(literal) in own.tombstones:
+                await runner.run(
+                    ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": literal}, "limit": 1}]}
+                )
+        reply = await runner.run(ctx.db, {"update": target, "updates": [upd]})
+        _raise_write_errors(reply)
+        new_id = reply["upserted"][0]["_id"]
+        if own is not None and await self._view_find(runner, view, {"_id": new_id}, limit=1):
+            raise duplicate_key(ctx.ns, new_id)
+        post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
+        if own is not None:
+            out.cache.append((own, [new_id], False))
+        out.upserted = new_id
+        out.changes.append(Change(new_id, wal.INSERT, None, post))
+
+    # -- delete ----------------------------------------------------------------
+
+    async def delete(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        flt = stmt.get("q") or {}
+        limit = int(stmt.get("limit", 0))
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            matched = await self._view_find(
+                runner, view, flt, limit=limit, collation=stmt.get("collation")
+            )
+            out.matched = len(matched)
+            if not matched:
+                return
+            ids = [d["_id"] for d in matched]
+            if own is None:
+                await runner.run(
+                    ctx.db,
+                    {"delete": ctx.coll, "deletes": [{"q": {"_id": {"$in": ids}}, "limit": 0}]},
+                )
+            else:
+                for doc_id in ids:
+                    await self._tombstone_own(runner, ctx, own, doc_id, out)
+            out.changes.extend(Change(d["_id"], wal.DELETE, d, None) for d in matched)
+
+        return await self.run_statement(ctx, body)
+
+    # -- findAndModify -----------------------------------------------------------
+
+    async def find_and_modify(self, ctx: WriteContext, cmd: dict[str, Any]) -> Outcome:
+        flt = cmd.get("query") or {}
+        remove = bool(cmd.get("remove"))
+        passed: dict[str, Any] = {
+            k: cmd[k]
+            for k in (
+                "update",
+                "new",
+                "fields",
+                "arrayFilters",
+                "collation",
+                "remove",
+                "bypassDocumentValidation",
+                "let",
+            )
+            if k in cmd
+        }
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            matched = await self._view_find(
+                runner, view, flt, limit=1, sort=cmd.get("sort"), collation=cmd.get("collation")
+            )
+            if not matched:
+                if cmd.get("upsert") and not remove:
+                    await self._fam_upsert(runner, ctx, view, own, cmd, passed, out)
+                else:
+                    out.reply_value = {
+                        "lastErrorObject": {"n": 0, "updatedExisting": False},
+                        "value": None,
+                    }
+                return
+            pre = matched[0]
+            out.matched = 1
+            target = ctx.coll if own is None else own.name
+            copied = own is not None and await self._copy_up(runner, ctx, own, pre)
+            reply = await runner.run(
+                ctx.db,
+                {"findAndModify": target, "query": {"$and": [{"_id": pre["_id"]}, flt]}, **passed},
+            )
+            if remove:
+                if own is not None:
+                    await self._tombstone_own(runner, ctx, own, pre["_id"], out)
+                out.changes.append(Change(pre["_id"], wal.DELETE, pre, None))
+            else:
+                post = (
+                    await find_all(runner, ctx.db, {"find": target, "filter": {"_id": pre["_id"]}})
+                )[0]
+                if own is not None:
+                    await self._settle_copy(runner, ctx, own, pre, post, copied, out)
+                self._record_update(pre, post, out)
+            out.reply_value = {
+                "lastErrorObject": reply["lastErrorObject"],
+                "value": reply.get("value"),
+            }
+
+        return await self.run_statement(ctx, body)
+
+    async def _fam_upsert(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        view: View,
+        own: Overlay | None,
+        cmd: dict[str, Any],
+        passed: dict[str, Any],
+        out: Outcome,
+    ) -> None:
+        flt = cmd.get("query") or {}
+        target = ctx.coll if own is None else own.name
+        query = flt if own is None else {"$and": [flt, NOT_TOMBSTONE]}
+        if own is not None:
+            literal = _literal_id(flt)
+            if literal is not _MISSING and hashable_id(literal) in own.tombstones:
+                await runner.run(
+                    ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": literal}, "limit": 1}]}
+                )
+        reply = await runner.run(
+            ctx.db, {"findAndModify": target, "query": query, "upsert": True, **passed}
+        )
+        new_id = reply["lastErrorObject"].get("upserted")
+        if own is not None and await self._view_find(runner, view, {"_id": new_id}, limit=1):
+            raise duplicate_key(ctx.ns, new_id)
+        post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
+        if own is not None:
+            out.cache.append((own, [new_id], False))
+        out.upserted = new_id
+        out.changes.append(Change(new_id, wal.INSERT, None, post))
+        out.reply_value = {"lastErrorObject": reply["lastErrorObject"], "value": reply.get("value")}
+
+
+_MISSING = object()
+
+
+def _literal_id(flt: Mapping[str, Any]) -> Any:
+    """The ``_id`` an upsert with this filter would get from it, if it names one."""
+    if "_id" not in flt:
+        return _MISSING
+    value = flt["_id"]
+    if isinstance(value, dict) and value and next(iter(value)).startswith("$"):
+        return value["$eq"] if set(value) == {"$eq"} else _MISSING
+    return value
+
+
+def _raise_write_errors(reply: Mapping[str, Any]) -> None:
+    errors = reply.get("writeErrors")
+    if errors:
+        first = errors[0]
+        raise StatementError(int(first.get("code", 2)), str(first.get("errmsg", "")))
+
+
+__all__ = ["CommandError", "Outcome", "StatementError", "WriteContext", "Writer"]
