@@ -164,6 +164,14 @@ class Catalog:
                 ],
             },
         )
+        # Retryable-write records live as long as a session may retry (30 minutes).
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "createIndexes": "retries",
+                "indexes": [{"key": {"at": 1}, "name": "expire", "expireAfterSeconds": 1800}],
+            },
+        )
 
     async def reload(self) -> None:
         branches = await self.db.find(INTERNAL_DB, "branches")

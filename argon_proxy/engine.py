@@ -251,6 +251,8 @@ class Engine:
         ctx = WriteContext(
             branch, db, coll, ClientIdentity(req.app_name, None, req.connection_id), req.joined
         )
+        if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
+            ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
         if name == "findAndModify":
             outcome = await self.writer.find_and_modify(ctx, cmd)
             return {**outcome.reply_value, "ok": 1.0}
@@ -262,6 +264,7 @@ class Engine:
             reply["nModified"] = 0
         upserted, errors = [], []
         for index, stmt in enumerate(statements):
+            ctx.statement = index
             try:
                 if name == "insert":
                     out = await self.writer.insert(ctx, stmt)

@@ -29,7 +29,7 @@ import trio
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, get_raw
+from wire.bson_raw import first_key, get_raw, get_str
 from wire.compression import compress_message, must_not_compress
 from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
 
@@ -123,6 +123,10 @@ class ClientProtocol:
             )
             return name
         expects_reply = not flags & MORE_TO_COME
+        db = get_str(body, "$db") or ""
+        if self._engine.needs_engine(name, db, self.client.app_name):
+            await self._handle_in_engine(data, flags, request_id, compressor_id, expects_reply)
+            return name
         try:
             await self._forward(
                 data,

@@ -135,8 +135,11 @@ class ProxyServer:
             log.warning(
                 "closing connection: %s: %s", type(exc).__name__, exc, extra={"conn": conn_id}
             )
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as exc:
+            log.debug("connection ended: %r", exc, extra={"conn": conn_id})
+        except Exception:  # a bug must end this connection only, never the server
+            metrics.ERRORS.labels("internal").inc()
+            log.exception("closing connection after an internal error", extra={"conn": conn_id})
         finally:
             del self._clients[conn_id]
             metrics.CONNECTIONS.dec()

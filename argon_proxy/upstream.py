@@ -162,7 +162,10 @@ class UpstreamPool:
     @asynccontextmanager
     async def checkout(self) -> AsyncIterator[UpstreamConnection]:
         """Borrow a connection for one exchange; broken ones are closed, not reused."""
-        async with self._limiter:
+        # A token per checkout: one task may hold two (a transaction plus the LSN counter).
+        token = object()
+        await self._limiter.acquire_on_behalf_of(token)
+        try:
             conn = self._idle.pop() if self._idle else await self.connect()
             metrics.POOL_IN_USE.inc()
             try:
@@ -170,6 +173,8 @@ class UpstreamPool:
             finally:
                 metrics.POOL_IN_USE.dec()
                 await self.release(conn)
+        finally:
+            self._limiter.release_on_behalf_of(token)
 
     async def acquire_pinned(self, owner: object) -> UpstreamConnection:
         """A connection kept by ``owner`` across exchanges until ``release_pinned``.

@@ -54,6 +54,8 @@ class WriteContext:
     coll: str
     client: wal.ClientIdentity
     joined: Runner | None = None  # the client's transaction, which Argon's commands join
+    retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
+    statement: int = 0  # index of the statement being run, for retryable writes
 
     @property
     def ns(self) -> str:
@@ -281,10 +283,16 @@ class Writer:
             view, own, kids = await self._prepare(ctx)
 
             async def unit(runner: Runner) -> Outcome:
+                if ctx.retry is not None:
+                    done = await _retried(runner, ctx)
+                    if done is not None:
+                        return done
                 outcome = Outcome()
                 await body(runner, view, own, outcome)
                 await self._freeze(runner, ctx, kids, outcome.changes, outcome)
                 await self._log(runner, ctx, outcome.changes)
+                if ctx.retry is not None:
+                    await _remember(runner, ctx, outcome)
                 return outcome
 
             if ctx.joined is None:
@@ -573,6 +581,38 @@ class Writer:
 
 
 _MISSING = object()
+_OUTCOME_FIELDS = ("matched", "modified", "upserted", "reply_value")
+
+
+def _retry_id(ctx: WriteContext) -> dict[str, Any]:
+    assert ctx.retry is not None
+    return {**ctx.retry, "stmt": ctx.statement}
+
+
+async def _retried(runner: Runner, ctx: WriteContext) -> Outcome | None:
+    """The outcome of this retryable statement if it was already applied.
+
+    The record is written in the statement's own transaction, so a retry after
+    any failure either finds it (and changes nothing) or applies the statement.
+    """
+    found = await find_all(
+        runner, "__argon", {"find": "retries", "filter": {"_id": _retry_id(ctx)}, "limit": 1}
+    )
+    if not found:
+        return None
+    saved = found[0]["outcome"]
+    return Outcome(**{k: saved.get(k) for k in _OUTCOME_FIELDS})
+
+
+async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None:
+    saved = {k: getattr(outcome, k) for k in _OUTCOME_FIELDS}
+    await runner.run(
+        "__argon",
+        {
+            "insert": "retries",
+            "documents": [{"_id": _retry_id(ctx), "at": now(), "outcome": saved}],
+        },
+    )
 
 
 def _literal_id(flt: Mapping[str, Any]) -> Any:

@@ -1,0 +1,186 @@
+"""Branches through real clients: create, select, isolate both ways, refuse clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
+from ..processes import Process, start_proxy, start_upstream
+
+Client = MongoClient[dict[str, object]]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[Process, Process]]:
+    """An upstream and proxy of their own: branches here must not guard other tests' drops."""
+    up = start_upstream()
+    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
+    yield up, proxy
+    proxy.stop()
+    up.stop()
+
+
+@pytest.fixture
+def admin(stack: tuple[Process, Process]) -> Iterator[Client]:
+    c: Client = MongoClient(stack[1].uri)
+    yield c
+    c.close()
+
+
+def argon(c: Client, action: str, **args: object) -> dict[str, object]:
+    return c.admin.command({"argon": action, **args})
+
+
+def test_seed_flow_isolation_both_ways(stack: tuple[Process, Process], admin: Client) -> None:
+    up, proxy = stack
+    main = admin.ml_database.training_data
+    main.insert_many(
+        [
+            {"_id": i, "category": "outlier" if i % 4 == 0 else "normal", "weight": 1.0}
+            for i in range(20)
+        ]
+    )
+    argon(admin, "createBranch", name="model-v2-experiment", **{"from": "main"})
+
+    # An unmodified app pointed at the branch through appName.
+    app: Client = MongoClient(proxy.uri, appname="argon:model-v2-experiment")
+    try:
+        data = app.ml_database.training_data
+        assert data.count_documents({}) == 20
+        res = data.update_many({"category": "outlier"}, {"$set": {"weight": 0.1}})
+        assert (res.matched_count, res.modified_count) == (5, 5)
+        data.insert_many(
+            [{"_id": 100 + i, "category": "augmented", "weight": 1.0} for i in range(3)]
+        )
+        data.delete_one({"_id": 1})
+        assert data.count_documents({}) == 22
+        assert data.count_documents({"weight": 0.1}) == 5
+        assert sorted(data.distinct("category")) == ["augmented", "normal", "outlier"]
+
+        # main is untouched, also when read directly from the upstream
+        direct: Client = MongoClient(up.uri)
+        assert direct.ml_database.training_data.count_documents({"weight": 0.1}) == 0
+        assert main.count_documents({}) == 20
+        assert main.find_one({"_id": 1}) is not None
+        direct.close()
+
+        # main changes; the branch does not see it
+        main.update_one({"_id": 2}, {"$set": {"weight": 5.0}})
+        main.delete_one({"_id": 3})
+        main.insert_one({"_id": 500, "category": "late"})
+        assert data.find_one({"_id": 2})["weight"] == 1.0  # type: ignore[index]
+        assert data.find_one({"_id": 3}) is not None
+        assert data.find_one({"_id": 500}) is None
+        assert data.count_documents({}) == 22
+        ordered = [d["_id"] for d in data.find({"_id": {"$lt": 6}}).sort("_id", -1)]
+        assert ordered == [5, 4, 3, 2, 0]
+    finally:
+        app.close()
+
+
+def test_database_name_addresses_a_branch(admin: Client) -> None:
+    admin.shop.orders.insert_many([{"_id": i, "qty": i} for i in range(5)])
+    argon(admin, "createBranch", name="debug/INCIDENT-2024-001")
+    branch_db = admin["shop@debug~INCIDENT-2024-001"]
+    branch_db.orders.update_one({"_id": 2}, {"$inc": {"qty": 100}})
+    assert branch_db.orders.find_one({"_id": 2})["qty"] == 102  # type: ignore[index]
+    assert admin.shop.orders.find_one({"_id": 2})["qty"] == 2  # type: ignore[index]
+    total = list(branch_db.orders.aggregate([{"$group": {"_id": None, "s": {"$sum": "$qty"}}}]))
+    assert total[0]["s"] == 110
+
+
+def test_nested_branches(admin: Client) -> None:
+    admin.nest.c.insert_many([{"_id": i, "v": 0} for i in range(3)])
+    argon(admin, "createBranch", name="lvl1")
+    argon(admin, "createBranch", name="lvl1/lvl2", **{"from": "lvl1"})
+    admin["nest@lvl1"].c.update_one({"_id": 0}, {"$set": {"v": 1}})
+    l2 = admin["nest@lvl1~lvl2"].c
+    assert l2.find_one({"_id": 0})["v"] == 0  # type: ignore[index]  # created before the change
+    l2.update_one({"_id": 1}, {"$set": {"v": 2}})
+    assert admin["nest@lvl1"].c.find_one({"_id": 1})["v"] == 0  # type: ignore[index]
+    assert [d["v"] for d in l2.find().sort("_id", 1)] == [0, 2, 0]
+
+
+def test_unique_id_holds_across_the_view(admin: Client) -> None:
+    admin.uniq.c.insert_one({"_id": "a"})
+    argon(admin, "createBranch", name="uniq-branch")
+    coll = admin["uniq@uniq-branch"].c
+    with pytest.raises(DuplicateKeyError) as info:
+        coll.insert_one({"_id": "a"})
+    assert "E11000" in str(info.value)
+    with pytest.raises(BulkWriteError) as bulk:
+        coll.insert_many([{"_id": "b"}, {"_id": "a"}, {"_id": "c"}], ordered=False)
+    details = bulk.value.details
+    assert details["nInserted"] == 2
+    assert [e["index"] for e in details["writeErrors"]] == [1]
+    coll.delete_one({"_id": "a"})
+    coll.insert_one({"_id": "a", "again": True})  # allowed once deleted on the branch
+    assert coll.find_one({"_id": "a"}) == {"_id": "a", "again": True}
+
+
+def test_unknown_and_invalid_branches_are_clear_errors(
+    stack: tuple[Process, Process], admin: Client
+) -> None:
+    with pytest.raises(OperationFailure) as info:
+        admin["shop@no-such-branch"].orders.find_one()
+    assert "no-such-branch" in str(info.value) and "does not exist" in str(info.value)
+    with pytest.raises(OperationFailure) as bad:
+        argon(admin, "createBranch", name="bad name!")
+    assert "invalid branch name" in str(bad.value)
+    c: Client = MongoClient(stack[1].uri, appname="argon:ghost")
+    try:
+        with pytest.raises(OperationFailure):
+            c.shop.orders.find_one()
+    finally:
+        c.close()
+
+
+def test_unsupported_command_on_branch_names_it_and_the_branch(admin: Client) -> None:
+    argon(admin, "createBranch", name="idx-branch")
+    with pytest.raises(OperationFailure) as info:
+        admin["shop@idx-branch"].orders.create_index("qty")
+    assert info.value.code == 115
+    assert "createIndexes" in str(info.value) and "idx-branch" in str(info.value)
+
+
+def test_list_and_get_and_delete_and_switch(stack: tuple[Process, Process], admin: Client) -> None:
+    argon(admin, "createBranch", name="temp-branch")
+    admin["tmpdb@temp-branch"].c.insert_one({"x": 1})
+    names = [b["name"] for b in argon(admin, "listBranches")["branches"]]  # type: ignore[union-attr]
+    assert names[0] == "main" and "temp-branch" in names
+    info = argon(admin, "getBranch", name="temp-branch")["branch"]
+    assert info["parent"] == "main" and info["stats"]["changes"] == 1  # type: ignore[index]
+    assert info["head_lsn"] > info["base_lsn"]  # type: ignore[index,operator]
+    # internal collections never show through the proxy
+    assert all(not n.startswith("__argon") for n in admin.tmpdb.list_collection_names())
+    assert "__argon" not in admin.list_database_names()
+    assert admin["tmpdb@temp-branch"].list_collection_names() == ["c"]
+
+    argon(admin, "switchBranch", name="temp-branch")
+    try:
+        c: Client = MongoClient(stack[1].uri)
+        assert c.tmpdb.c.count_documents({}) == 1  # plain connections now land on the branch
+        c.close()
+    finally:
+        argon(admin, "switchBranch", name="main")
+    assert admin.tmpdb.c.count_documents({}) == 0
+    argon(admin, "deleteBranch", name="temp-branch")
+    with pytest.raises(OperationFailure):
+        admin["tmpdb@temp-branch"].c.find_one()
+
+
+def test_wal_records_every_write_with_images(stack: tuple[Process, Process], admin: Client) -> None:
+    up, _ = stack
+    admin.waldb.c.insert_one({"_id": 1, "v": 1})
+    admin.waldb.c.update_one({"_id": 1}, {"$set": {"v": 2}})
+    admin.waldb.c.delete_one({"_id": 1})
+    direct: Client = MongoClient(up.uri)
+    entries = list(direct["__argon"].wal.find({"ns": "waldb.c"}).sort("_id", 1))
+    direct.close()
+    assert [e["op"] for e in entries] == ["i", "u", "d"]
+    assert entries[1]["pre"] == {"_id": 1, "v": 1} and entries[1]["post"] == {"_id": 1, "v": 2}
+    assert entries[2]["post"] is None
+    assert entries[0]["_id"] < entries[1]["_id"] < entries[2]["_id"]
