@@ -367,7 +367,9 @@ class Writer:
     ) -> None:
         ids = [d["_id"] for d in matched]
         upd = {k: v for k, v in stmt.items() if k not in ("q", "upsert", "multi")}
-        upd.update(q={"$and": [{"_id": {"$in": ids}}, stmt.get("q") or {}]}, multi=True)
+        upd.update(
+            q={"$and": [{"_id": {"$in": ids}}, stmt.get("q") or {}]}, multi=bool(stmt.get("multi"))
+        )
         await runner.run(ctx.db, {"update": ctx.coll, "updates": [upd]})
         posts = await find_all(runner, ctx.db, {"find": ctx.coll, "filter": {"_id": {"$in": ids}}})
         by_id = {hashable_id(p["_id"]): p for p in posts}
@@ -454,7 +456,7 @@ class Writer:
         reply = await runner.run(ctx.db, {"update": target, "updates": [upd]})
         _raise_write_errors(reply)
         new_id = reply["upserted"][0]["_id"]
-        if own is not None and await self._view_find(runner, view, {"_id": new_id}, limit=1):
+        if own is not None and await self._view_find(runner, below(view), {"_id": new_id}, limit=1):
             raise duplicate_key(ctx.ns, new_id)
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
@@ -570,7 +572,7 @@ class Writer:
             ctx.db, {"findAndModify": target, "query": query, "upsert": True, **passed}
         )
         new_id = reply["lastErrorObject"].get("upserted")
-        if own is not None and await self._view_find(runner, view, {"_id": new_id}, limit=1):
+        if own is not None and await self._view_find(runner, below(view), {"_id": new_id}, limit=1):
             raise duplicate_key(ctx.ns, new_id)
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
@@ -581,6 +583,13 @@ class Writer:
 
 
 _MISSING = object()
+
+
+def below(view: View) -> View:
+    """The view without the branch's own overlay: what an upserted ``_id`` may collide with."""
+    return View(view.db, view.coll, view.layers[1:])
+
+
 _OUTCOME_FIELDS = ("matched", "modified", "upserted", "reply_value")
 
 

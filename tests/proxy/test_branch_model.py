@@ -1,0 +1,320 @@
+"""Differential state machine: every branch against a plain physical copy in mongod.
+
+Each Argon branch has a copy database in the upstream that receives the same
+writes directly. Random writes on random branches (nested, created at random
+moments) and random reads must give the same answers through Argon as the
+copy gives directly: same documents, same order under a total sort, same
+errors. Isolation both ways follows: a copy only ever sees its own writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from ..processes import Process, start_proxy, start_upstream
+
+Client = MongoClient[dict[str, Any]]
+DB = "model"
+COLL = "items"
+
+ids = st.integers(0, 14)
+a_values = st.integers(0, 5)
+b_values = st.sampled_from(["x", "y", "z"])
+documents = st.fixed_dictionaries(
+    {"_id": ids, "a": a_values},
+    optional={
+        "b": b_values,
+        "c": st.fixed_dictionaries({"d": st.integers(0, 3)}),
+        "tags": st.lists(b_values, max_size=3),
+    },
+)
+filters = st.one_of(
+    st.just({}),
+    st.builds(lambda k: {"a": {"$gt": k}}, a_values),
+    st.builds(lambda k: {"a": k}, a_values),
+    st.builds(lambda v: {"b": v}, b_values),
+    st.builds(lambda v: {"tags": v}, b_values),
+    st.builds(lambda k: {"c.d": {"$lte": k}}, st.integers(0, 3)),
+    st.just({"b": {"$exists": False}}),
+    st.builds(lambda lo, hi: {"_id": {"$gte": lo, "$lt": hi}}, ids, ids),
+)
+updates = st.one_of(
+    st.builds(lambda k: {"$set": {"a": k}}, a_values),
+    st.just({"$inc": {"a": 1}}),
+    st.just({"$unset": {"b": ""}}),
+    st.builds(lambda v: {"$set": {"b": v, "c.d": 1}}, b_values),
+    st.builds(lambda v: {"$push": {"tags": v}}, b_values),
+    st.just([{"$set": {"a": {"$add": ["$a", 10]}}}]),  # a pipeline update
+)
+projections = st.sampled_from([None, {"a": 1}, {"b": 0, "c": 0}, {"_id": 0, "a": 1, "b": 1}])
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[Process, Process]]:
+    up = start_upstream()
+    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+    yield up, proxy
+    proxy.stop()
+    up.stop()
+
+
+PHASES = tuple(Phase) if not os.environ.get("MODEL_NO_SHRINK") else (Phase.generate,)
+
+
+class _Skip(Exception):
+    """Both sides raised the same error: nothing more to compare."""
+
+
+def _is_error(value: Any) -> bool:
+    return value == "E11000" or (isinstance(value, tuple) and value[:1] == ("error",))
+
+
+def _same_errors(rule: Any) -> Any:
+    import functools
+
+    @functools.wraps(rule)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return rule(*args, **kwargs)
+        except _Skip:
+            return None
+
+    return wrapper
+
+
+# Set by the test; kept off the class, whose attributes hypothesis inspects for rules.
+CLIENTS: dict[str, Client] = {}
+
+
+class BranchModel(RuleBasedStateMachine):
+    """Argon's branches versus physical copies."""
+
+    names = itertools.count()
+    branches = Bundle("branches")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.argon: Client = CLIENTS["argon"]
+        self.direct: Client = CLIENTS["direct"]
+        self.copies: dict[str, str] = {}  # branch -> copy database
+        self.parents: dict[str, str] = {}
+
+    def coll_on(self, branch: str) -> Any:
+        db = DB if branch == "main" else f"{DB}@{branch.replace('/', '~')}"
+        return self.argon[db][COLL]
+
+    def copy_of(self, branch: str) -> Any:
+        return self.direct[self.copies[branch]][COLL]
+
+    @initialize(
+        target=branches, docs=st.lists(documents, max_size=10, unique_by=lambda d: d["_id"])
+    )
+    def start(self, docs: list[dict[str, Any]]) -> str:
+        self.direct.drop_database(DB)
+        self.copies["main"] = f"copy_{next(self.names)}"
+        if docs:
+            self.coll_on("main").insert_many(docs)
+            self.copy_of("main").insert_many(docs)
+        return "main"
+
+    @rule(target=branches, parent=branches)
+    def create_branch(self, parent: str) -> str:
+        name = f"b{next(self.names)}" if parent == "main" else f"{parent}/n{next(self.names)}"
+        self.argon.admin.command({"argon": "createBranch", "name": name, "from": parent})
+        self.copies[name] = f"copy_{next(self.names)}"
+        self.parents[name] = parent
+        docs = list(self.copy_of(parent).find())
+        if docs:
+            self.copy_of(name).insert_many(docs)
+        return name
+
+    def both(self, branch: str, op: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Run the same operation through Argon and on the copy; results or error codes."""
+        out = []
+        for coll in (self.coll_on(branch), self.copy_of(branch)):
+            try:
+                out.append(getattr(coll, op)(*args, **kwargs))
+            except DuplicateKeyError:
+                out.append("E11000")
+            except OperationFailure as exc:
+                out.append(("error", exc.code))
+        if _is_error(out[0]) or _is_error(out[1]):
+            assert out[0] == out[1], (op, out)
+            raise _Skip
+        return out[0], out[1]
+
+    @rule(branch=branches, doc=documents)
+    @_same_errors
+    def insert_one(self, branch: str, doc: dict[str, Any]) -> None:
+        self.both(branch, "insert_one", dict(doc))
+
+    @rule(branch=branches, docs=st.lists(documents, min_size=1, max_size=5), ordered=st.booleans())
+    def insert_many(self, branch: str, docs: list[dict[str, Any]], ordered: bool) -> None:
+        from pymongo.errors import BulkWriteError
+
+        results = []
+        for coll in (self.coll_on(branch), self.copy_of(branch)):
+            try:
+                coll.insert_many([dict(d) for d in docs], ordered=ordered)
+                results.append(None)
+            except BulkWriteError as exc:
+                d = exc.details
+                results.append((d["nInserted"], sorted(e["index"] for e in d["writeErrors"])))
+        assert results[0] == results[1]
+
+    @rule(branch=branches, flt=filters, upd=updates, many=st.booleans())
+    @_same_errors
+    def update(self, branch: str, flt: dict[str, Any], upd: Any, many: bool) -> None:
+        if many:
+            got, want = self.both(branch, "update_many", flt, upd)
+            assert (got.matched_count, got.modified_count) == (
+                want.matched_count,
+                want.modified_count,
+            )
+        else:
+            # update_one picks "a" match; make the pick deterministic by naming an _id.
+            target = self.copy_of(branch).find_one(flt, sort=[("_id", 1)])
+            if target is None:
+                return
+            got, want = self.both(branch, "update_one", {**flt, "_id": target["_id"]}, upd)
+            assert got.modified_count == want.modified_count
+
+    @rule(branch=branches, key=ids, upd=updates)
+    @_same_errors
+    def upsert(self, branch: str, key: int, upd: Any) -> None:
+        got, want = self.both(branch, "update_one", {"_id": key}, upd, upsert=True)
+        assert (got.matched_count, got.upserted_id) == (want.matched_count, want.upserted_id)
+
+    @rule(branch=branches, key=ids, doc=documents)
+    @_same_errors
+    def replace(self, branch: str, key: int, doc: dict[str, Any]) -> None:
+        body = {k: v for k, v in doc.items() if k != "_id"}
+        got, want = self.both(branch, "replace_one", {"_id": key}, body)
+        assert got.matched_count == want.matched_count
+
+    @rule(branch=branches, flt=filters, many=st.booleans())
+    @_same_errors
+    def delete(self, branch: str, flt: dict[str, Any], many: bool) -> None:
+        if many:
+            got, want = self.both(branch, "delete_many", flt)
+        else:
+            target = self.copy_of(branch).find_one(flt, sort=[("_id", 1)])
+            if target is None:
+                return
+            got, want = self.both(branch, "delete_one", {"_id": target["_id"]})
+        assert got.deleted_count == want.deleted_count
+
+    @rule(branch=branches, flt=filters, upd=updates, new=st.booleans(), remove=st.booleans())
+    @_same_errors
+    def find_and_modify(
+        self, branch: str, flt: dict[str, Any], upd: Any, new: bool, remove: bool
+    ) -> None:
+        from pymongo import ReturnDocument
+
+        sort = [("a", -1), ("_id", 1)]
+        if remove:
+            got, want = self.both(branch, "find_one_and_delete", flt, sort=sort)
+        else:
+            got, want = self.both(
+                branch,
+                "find_one_and_update",
+                flt,
+                upd,
+                sort=sort,
+                return_document=ReturnDocument.AFTER if new else ReturnDocument.BEFORE,
+            )
+        assert got == want
+
+    @rule(
+        branch=branches,
+        flt=filters,
+        proj=projections,
+        skip=st.integers(0, 3),
+        limit=st.integers(0, 6),
+        batch=st.integers(1, 4),
+    )
+    def find(
+        self, branch: str, flt: dict[str, Any], proj: Any, skip: int, limit: int, batch: int
+    ) -> None:
+        def run(coll: Any) -> list[Any]:
+            cursor = coll.find(
+                flt, proj, sort=[("a", 1), ("_id", -1)], skip=skip, limit=limit, batch_size=batch
+            )
+            return list(cursor)
+
+        assert run(self.coll_on(branch)) == run(self.copy_of(branch))
+
+    @rule(branch=branches, flt=filters)
+    @_same_errors
+    def count_and_distinct(self, branch: str, flt: dict[str, Any]) -> None:
+        got, want = self.both(branch, "count_documents", flt)
+        assert got == want
+        got, want = self.both(branch, "distinct", "a", flt)
+        assert sorted(got, key=repr) == sorted(want, key=repr)
+        got, want = self.both(branch, "distinct", "tags", flt)
+        assert sorted(got, key=repr) == sorted(want, key=repr)
+
+    @rule(branch=branches, flt=filters)
+    @_same_errors
+    def aggregate(self, branch: str, flt: dict[str, Any]) -> None:
+        pipeline = [
+            {"$match": flt},
+            {"$group": {"_id": "$b", "n": {"$sum": 1}, "s": {"$sum": "$a"}}},
+            {"$sort": {"_id": 1}},
+        ]
+        got, want = self.both(branch, "aggregate", pipeline)
+        assert list(got) == list(want)
+
+    @precondition(lambda self: len(self.copies) > 1)
+    @invariant()
+    def every_branch_equals_its_copy(self) -> None:
+        for branch in self.copies:
+            got = list(self.coll_on(branch).find({}, sort=[("_id", 1)]))
+            want = list(self.copy_of(branch).find({}, sort=[("_id", 1)]))
+            assert got == want, branch
+
+    def teardown(self) -> None:
+        for branch in sorted(self.parents, key=lambda b: -b.count("/")):
+            self.argon.admin.command({"argon": "deleteBranch", "name": branch})
+        for copy in self.copies.values():
+            self.direct.drop_database(copy)
+        self.direct.drop_database(DB)
+
+
+def test_branches_behave_like_physical_copies(stack: tuple[Process, Process]) -> None:
+    up, proxy = stack
+    CLIENTS["argon"] = MongoClient(proxy.uri)
+    CLIENTS["direct"] = MongoClient(up.uri)
+    try:
+        from hypothesis.stateful import run_state_machine_as_test
+
+        run_state_machine_as_test(
+            BranchModel,
+            settings=settings(
+                max_examples=int(os.environ.get("MODEL_EXAMPLES", "25")),
+                stateful_step_count=25,
+                deadline=None,
+                phases=PHASES,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        CLIENTS.pop("argon").close()
+        CLIENTS.pop("direct").close()
