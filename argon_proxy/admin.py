@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, timetravel
 from .catalog import Branch
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, ArgonError
-from .naming import INTERNAL_DB, MAIN
+from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -102,10 +102,35 @@ async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """A new branch from ``from`` (default main), as it is now or at ``lsn`` / ``time``."""
     name = _arg(cmd, "name", required=True)
-    parent = _arg(cmd, "from", MAIN)
-    branch = await engine.catalog.create_branch(name, parent)
+    parent = await engine.catalog.get(_arg(cmd, "from", MAIN))
+    point = None
+    if cmd.get("lsn") is not None:
+        point = f"lsn-{int(cmd['lsn'])}"
+    elif cmd.get("time") is not None:
+        when = cmd["time"]
+        point = when.isoformat() if hasattr(when, "isoformat") else str(when)
+    if point is None:
+        branch = await engine.catalog.create_branch(name, parent.name)
+    else:
+        validate_branch_name(name)
+        lsn = await timetravel.resolve_point(engine, parent, point)
+        branch = await timetravel.build_at(
+            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}"
+        )
     return {"branch": await describe(engine, branch)}
+
+
+async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Earliest and latest reachable LSN and time of a branch (all branches if no name)."""
+    names = [cmd["name"]] if cmd.get("name") else sorted(engine.catalog.branches)
+    infos = []
+    for name in names:
+        branch = await engine.catalog.get(name)
+        if "@" not in branch.name:
+            infos.append(await timetravel.reachable(engine, branch))
+    return {"branches": infos}
 
 
 async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +146,10 @@ async def _get(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 
 async def _delete(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     name = _arg(cmd, "name", required=True)
+    await engine.catalog.get(name)
+    for snapshot in engine.catalog.children(name):
+        if "@" in snapshot.name:  # snapshots made for time-travel addresses go with it
+            await _delete(engine, {"name": snapshot.name})
     gone = await engine.catalog.delete_branch(name)
     for ov in gone:
         try:
@@ -144,4 +173,5 @@ _ACTIONS = {
     "getBranch": _get,
     "deleteBranch": _delete,
     "switchBranch": _switch,
+    "timeTravelInfo": _time_travel_info,
 }

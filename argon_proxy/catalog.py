@@ -244,8 +244,10 @@ class Catalog:
         base_lsn: int | None = None,
         read_only: bool = False,
         point: str | None = None,
+        internal: bool = False,
     ) -> Branch:
-        validate_branch_name(name)
+        if not internal:  # internal names (snapshots behind addresses) contain '@'
+            validate_branch_name(name)
         await self.get(parent)
         if name in self.branches:
             raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
@@ -267,7 +269,7 @@ class Catalog:
         branch = await self.get(name)
         if name == MAIN:
             raise BranchError(BRANCH_HAS_CHILDREN, "the main branch cannot be deleted")
-        kids = [b.name for b in self.children(name)]
+        kids = [b.name for b in self.children(name) if "@" not in b.name]
         if kids:
             raise BranchError(
                 BRANCH_HAS_CHILDREN,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import bson
+import trio
 
-from . import admin
+from . import admin, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import ArgonError
@@ -107,6 +108,7 @@ class Engine:
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
         self.writer = Writer(pool, self.catalog)
+        self._snapshot_lock = trio.Lock()
 
     async def start(self) -> None:
         await self.catalog.load()
@@ -122,13 +124,23 @@ class Engine:
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
         address = parse_db(db_field)
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
+        branch = await self.catalog.get(name)
         if address.at:
-            raise unsupported(
-                f"reading {db_field!r} at a point in time",
-                name,
-                "create a branch from that LSN or time instead",
-            )
-        return address.db, await self.catalog.get(name)
+            branch = await self.snapshot(branch, address.at)
+        return address.db, branch
+
+    async def snapshot(self, branch: Branch, point: str) -> Branch:
+        """The read-only snapshot of ``branch`` at ``point``, built once and reused."""
+        lsn = await timetravel.resolve_point(self, branch, point)
+        name = timetravel.snapshot_name(branch.name, lsn)
+        async with self._snapshot_lock:
+            if name not in self.catalog.branches:
+                await self.catalog.reload()
+            if name not in self.catalog.branches:
+                await timetravel.build_at(
+                    self, branch, lsn, name, read_only=True, point=f"lsn-{lsn}"
+                )
+        return self.catalog.branches[name]
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command

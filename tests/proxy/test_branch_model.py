@@ -108,6 +108,7 @@ class BranchModel(RuleBasedStateMachine):
 
     names = itertools.count()
     branches = Bundle("branches")
+    marks = Bundle("marks")
 
     def __init__(self) -> None:
         super().__init__()
@@ -282,6 +283,26 @@ class BranchModel(RuleBasedStateMachine):
         got, want = self.both(branch, "aggregate", pipeline)
         assert list(got) == list(want)
 
+    @rule(target=marks, branch=branches)
+    def mark(self, branch: str) -> tuple[str, int, list[Any]]:
+        """Remember a branch's state and the LSN it had, to read it back later."""
+        lsn = int(self.argon.admin.command({"argon": "status"})["lsn"])
+        return branch, lsn, list(self.copy_of(branch).find({}, sort=[("_id", 1)]))
+
+    @rule(mark=marks, flt=filters)
+    def read_the_past(self, mark: tuple[str, int, list[Any]], flt: dict[str, Any]) -> None:
+        branch, lsn, docs = mark
+        if branch not in self.copies:
+            return
+        name = f"{DB}@{branch.replace('/', '~')}@lsn-{lsn}"
+        past = list(self.argon[name][COLL].find({}, sort=[("_id", 1)]))
+        assert past == docs, (branch, lsn)
+        matching = list(self.argon[name][COLL].find(flt, sort=[("_id", 1)]))
+        self.direct["scratch"][COLL].drop()
+        if docs:
+            self.direct["scratch"][COLL].insert_many(docs)
+        assert matching == list(self.direct["scratch"][COLL].find(flt, sort=[("_id", 1)]))
+
     @precondition(lambda self: len(self.copies) > 1)
     @invariant()
     def every_branch_equals_its_copy(self) -> None:
@@ -293,6 +314,10 @@ class BranchModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         for branch in sorted(self.parents, key=lambda b: -b.count("/")):
             self.argon.admin.command({"argon": "deleteBranch", "name": branch})
+        listed = self.argon.admin.command({"argon": "listBranches"})["branches"]
+        for info in listed:
+            if "@" in info["name"]:  # snapshots of main made by read_the_past
+                self.argon.admin.command({"argon": "deleteBranch", "name": info["name"]})
         for copy in self.copies.values():
             self.direct.drop_database(copy)
         self.direct.drop_database(DB)

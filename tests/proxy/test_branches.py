@@ -184,3 +184,55 @@ def test_wal_records_every_write_with_images(stack: tuple[Process, Process], adm
     assert entries[1]["pre"] == {"_id": 1, "v": 1} and entries[1]["post"] == {"_id": 1, "v": 2}
     assert entries[2]["post"] is None
     assert entries[0]["_id"] < entries[1]["_id"] < entries[2]["_id"]
+
+
+def _lsn(c: Client) -> int:
+    return int(argon(c, "status")["lsn"])  # type: ignore[arg-type]
+
+
+def test_time_travel_reads_past_states_read_only(admin: Client) -> None:
+    import datetime as dt
+    import time
+
+    coll = admin.tt.c
+    coll.insert_many([{"_id": i, "v": 0} for i in range(5)])
+    before = _lsn(admin)
+    time.sleep(1.1)
+    moment = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    time.sleep(1.1)
+    coll.update_one({"_id": 1}, {"$set": {"v": 1}})
+    coll.delete_one({"_id": 2})
+    coll.insert_one({"_id": 9, "v": 9})
+    now_docs = list(coll.find().sort("_id", 1))
+    for address in (f"tt@main@lsn-{before}", f"tt@main@{moment}"):
+        past = admin[address].c
+        assert list(past.find().sort("_id", 1)) == [{"_id": i, "v": 0} for i in range(5)]
+        assert past.count_documents({"v": 0}) == 5
+        with pytest.raises(OperationFailure) as info:
+            past.insert_one({"_id": 50})
+        assert "read-only" in str(info.value)
+    assert list(coll.find().sort("_id", 1)) == now_docs  # the present is untouched
+    # a writable branch from the same point
+    argon(admin, "createBranch", name="from-the-past", lsn=before)
+    fork = admin["tt@from-the-past"].c
+    assert fork.count_documents({}) == 5
+    fork.insert_one({"_id": 9, "v": -9})  # 9 did not exist then
+    assert admin.tt.c.find_one({"_id": 9})["v"] == 9  # type: ignore[index]
+    info = argon(admin, "timeTravelInfo", name="main")["branches"][0]  # type: ignore[index]
+    assert info["earliest_lsn"] < before <= info["latest_lsn"]
+
+
+def test_time_travel_on_a_branch(admin: Client) -> None:
+    admin.ttb.c.insert_many([{"_id": i} for i in range(3)])
+    argon(admin, "createBranch", name="tt-branch")
+    coll = admin["ttb@tt-branch"].c
+    coll.update_one({"_id": 0}, {"$set": {"x": 1}})
+    mark = _lsn(admin)
+    coll.update_one({"_id": 0}, {"$set": {"x": 2}})
+    coll.delete_one({"_id": 1})
+    past = admin[f"ttb@tt-branch@lsn-{mark}"].c
+    assert list(past.find().sort("_id", 1)) == [{"_id": 0, "x": 1}, {"_id": 1}, {"_id": 2}]
+    with pytest.raises(OperationFailure) as info:
+        admin["ttb@tt-branch@lsn-1"].c.find_one()  # before the branch existed
+    assert "earliest reachable" in str(info.value)
+    argon(admin, "deleteBranch", name="tt-branch")  # its snapshots go with it
