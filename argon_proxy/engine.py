@@ -19,10 +19,11 @@ from typing import Any
 import bson
 import trio
 
-from . import admin, timetravel
+from . import admin, metrics, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import ArgonError
+from .merge_find import find_merged
 from .naming import INTERNAL_DB, MAIN, branch_from_app_name, is_internal, parse_db
 from .reads import Reader, generic, unsupported
 from .txn import Runner
@@ -183,8 +184,16 @@ class Engine:
             "count": self.reader.count,
             "distinct": self.reader.distinct,
         }
+        if name == "find":
+            view = await self.reader.view(branch, db, cmd["find"])
+            if not view.passthrough:
+                merged = await find_merged(self.db, self.catalog, view, cmd)
+                if merged is not None:
+                    metrics.BRANCH_READS.labels("merged").inc()
+                    return merged
         if name in handlers:
             result = await handlers[name](branch, db, cmd)
+            metrics.BRANCH_READS.labels("passthrough" if result is None else "pushdown").inc()
             if result is None:
                 return Forward({**cmd, "$db": db})
             return Forward({**result, "$db": db}) if name in ("find", "aggregate") else result

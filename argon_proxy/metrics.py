@@ -31,6 +31,11 @@ BYTES_IN = Counter("argon_bytes_received_total", "Bytes received from clients")
 COMPRESSED = Counter(
     "argon_compressed_messages_total", "Compressed requests received, by compressor", ["compressor"]
 )
+BRANCH_READS = Counter(
+    "argon_branch_reads_total",
+    "Reads on branches by the path that answered: passthrough, merged or pushdown",
+    ["path"],
+)
 BYTES_OUT = Counter("argon_bytes_sent_total", "Bytes sent to clients")
 
 KNOWN_COMMANDS = frozenset(
