@@ -98,6 +98,7 @@ class Request:
     app_name: str | None
     connection_id: int
     joined: Runner | None = None  # the client's own transaction, if it is in one
+    branch: str = MAIN  # set by the engine once resolved, for metrics
 
 
 class Engine:
@@ -149,6 +150,7 @@ class Engine:
         if name == "argon":
             return await admin.handle(self, cmd)
         db, branch = await self.resolve(str(cmd.get("$db", "")), req.app_name)
+        req.branch = branch.name
         if db == INTERNAL_DB:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
         if name in WRITE_COMMANDS:

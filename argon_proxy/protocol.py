@@ -38,6 +38,7 @@ from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
 from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
+from .naming import MAIN
 from .txn import JoinedTransaction
 from .upstream import UpstreamConnection, UpstreamPool
 
@@ -78,6 +79,7 @@ class ClientProtocol:
         self.connection_id = connection_id
         self.client = ClientInfo()
         self._pinned: UpstreamConnection | None = None
+        self._last_branch = MAIN  # the branch of the request being answered, for metrics
         self._reply_ids = iter(range(1, 1 << 31))
 
     async def handle(self, frame: Frame) -> None:
@@ -101,7 +103,8 @@ class ClientProtocol:
         else:
             raise wire.UnknownOpCode(f"opcode {op_code} is not accepted from clients")
         label = metrics.command_label(command)
-        metrics.REQUESTS.labels(label, "main").inc()
+        metrics.REQUESTS.labels(label, self._last_branch).inc()
+        self._last_branch = MAIN
         metrics.LATENCY.labels(label).observe(time.perf_counter() - started)
 
     # -- OP_MSG ---------------------------------------------------------------
@@ -152,8 +155,9 @@ class ClientProtocol:
         try:
             joined = await self._client_transaction(cmd)
             result = await self._engine.route(
-                Request(cmd, self.client.app_name, self.connection_id, joined)
+                request := Request(cmd, self.client.app_name, self.connection_id, joined)
             )
+            self._last_branch = request.branch
             if isinstance(result, Forward):
                 forwarded = wire.encode_op_msg(
                     wire.OpMsg(flags, bson.encode(result.command)), request_id

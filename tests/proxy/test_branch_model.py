@@ -61,7 +61,7 @@ updates = st.one_of(
     st.just({"$unset": {"b": ""}}),
     st.builds(lambda v: {"$set": {"b": v, "c.d": 1}}, b_values),
     st.builds(lambda v: {"$push": {"tags": v}}, b_values),
-    st.just([{"$set": {"a": {"$add": ["$a", 10]}}}]),  # a pipeline update
+    st.just([{"$set": {"a": {"$add": [{"$ifNull": ["$a", 0]}, 10]}}}]),  # a pipeline update
 )
 projections = st.sampled_from([None, {"a": 1}, {"b": 0, "c": 0}, {"_id": 0, "a": 1, "b": 1}])
 
