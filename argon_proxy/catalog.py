@@ -105,6 +105,7 @@ class Overlay:
     coll: str
     cut: bool = False  # lower layers are hidden (the branch dropped the collection)
     present: bool = True  # the collection exists on the branch
+    indexes: list[dict[str, Any]] | None = None  # the branch's own index list; None: inherited
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
     tombstones: set[Any] = field(default_factory=set)
@@ -186,6 +187,7 @@ class Catalog:
                 bool(doc.get("cut")),
                 bool(doc.get("present", True)),
             )
+            ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
             if old is not None:
                 ov.ids, ov.tombstones = old.ids, old.tombstones  # keep the loaded id cache

@@ -19,7 +19,7 @@ from typing import Any
 import bson
 import trio
 
-from . import admin, metrics, timetravel
+from . import admin, indexes, metrics, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import ArgonError
@@ -80,7 +80,11 @@ MAIN_GUARDED = frozenset(
     }
 )
 # Commands the engine must see even on main (everything else on main is forwarded).
-ON_MAIN = WRITE_COMMANDS | MAIN_GUARDED | {"argon", "listCollections", "listDatabases", "aggregate"}
+ON_MAIN = (
+    WRITE_COMMANDS
+    | MAIN_GUARDED
+    | {"createIndexes", "dropIndexes", "argon", "listCollections", "listDatabases", "aggregate"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,8 @@ class Engine:
                 self._guard_main(name)
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
+            if name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str):
+                await indexes.freeze_children(self, branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
         return await self._branch_command(name, db, branch, cmd)
 
@@ -201,11 +207,18 @@ class Engine:
             return Forward({**result, "$db": db}) if name in ("find", "aggregate") else result
         if name in NAMESPACE_FREE:
             return Forward({**cmd, "$db": db})
+        if name in ("createIndexes", "dropIndexes"):
+            if branch.read_only:
+                raise _read_only(branch, name)
+            change = indexes.create_indexes if name == "createIndexes" else indexes.drop_indexes
+            return await change(self, branch, db, cmd)
+        if name == "listIndexes":
+            return await indexes.list_indexes(self, branch, db, cmd)
         if name == "create":
             return await self._create(db, branch, cmd)
         if name == "drop":
             return await self._drop(db, branch, cmd)
-        if name in ("listIndexes", "collStats", "dbStats", "explain", "validate"):
+        if name in ("collStats", "dbStats", "explain", "validate"):
             coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
             if (
                 coll
@@ -258,6 +271,7 @@ class Engine:
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
         ov.ids, ov.tombstones = {}, set()
         await self.catalog.set_flags(ov, cut=True, present=False)
+        await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 
     # -- writes ------------------------------------------------------------------

@@ -141,6 +141,12 @@ class BranchModel(RuleBasedStateMachine):
         self.argon.admin.command({"argon": "createBranch", "name": name, "from": parent})
         self.copies[name] = f"copy_{next(self.names)}"
         self.parents[name] = parent
+        source = self.direct[self.copies[parent]]
+        if COLL in source.list_collection_names():
+            self.direct[self.copies[name]].create_collection(COLL)
+            for index in source[COLL].list_indexes():
+                if index["name"] != "_id_":
+                    self.copy_of(name).create_index(list(index["key"].items()), name=index["name"])
         docs = list(self.copy_of(parent).find())
         if docs:
             self.copy_of(name).insert_many(docs)
@@ -282,6 +288,39 @@ class BranchModel(RuleBasedStateMachine):
         ]
         got, want = self.both(branch, "aggregate", pipeline)
         assert list(got) == list(want)
+
+    @rule(
+        branch=branches,
+        field=st.sampled_from(["a", "b", "c.d", "tags"]),
+        direction=st.sampled_from([1, -1]),
+    )
+    @_same_errors
+    def create_index(self, branch: str, field: str, direction: int) -> None:
+        self.both(branch, "create_index", [(field, direction)])
+
+    @rule(
+        branch=branches,
+        field=st.sampled_from(["a", "b", "c.d", "tags"]),
+        direction=st.sampled_from([1, -1]),
+    )
+    @_same_errors
+    def drop_index(self, branch: str, field: str, direction: int) -> None:
+        self.both(branch, "drop_index", f"{field}_{direction}")
+
+    @rule(branch=branches)
+    def list_indexes(self, branch: str) -> None:
+        def names(coll: Any) -> list[tuple[str, Any]]:
+            # Secondary indexes only: whether an update that matched nothing created the
+            # collection (and its _id index) is an upstream detail, not a branch's business.
+            try:
+                found = coll.list_indexes()
+                return sorted(
+                    (i["name"], list(i["key"].items())) for i in found if i["name"] != "_id_"
+                )
+            except OperationFailure as exc:
+                return [] if exc.code == 26 else [("error", exc.code)]
+
+        assert names(self.coll_on(branch)) == names(self.copy_of(branch))
 
     @rule(target=marks, branch=branches)
     def mark(self, branch: str) -> tuple[str, int, list[Any]]:

@@ -141,9 +141,29 @@ def test_unknown_and_invalid_branches_are_clear_errors(
 def test_unsupported_command_on_branch_names_it_and_the_branch(admin: Client) -> None:
     argon(admin, "createBranch", name="idx-branch")
     with pytest.raises(OperationFailure) as info:
-        admin["shop@idx-branch"].orders.create_index("qty")
+        admin["shop@idx-branch"].orders.create_index("qty", unique=True)
     assert info.value.code == 115
-    assert "createIndexes" in str(info.value) and "idx-branch" in str(info.value)
+    assert "unique index" in str(info.value) and "idx-branch" in str(info.value)
+    with pytest.raises(OperationFailure) as out:
+        admin["shop@idx-branch"].orders.aggregate([{"$out": "elsewhere"}])
+    assert out.value.code == 115 and "$out" in str(out.value)
+
+
+def test_indexes_are_branch_local(admin: Client) -> None:
+    admin.ix.c.insert_one({"_id": 1, "a": 1})
+    argon(admin, "createBranch", name="ix-branch")
+    branch = admin["ix@ix-branch"].c
+    branch.create_index("a")
+    assert "a_1" in branch.index_information()
+    assert "a_1" not in admin.ix.c.index_information()  # main is untouched
+    admin.ix.c.create_index("b")  # main's new index does not reach the branch
+    assert "b_1" not in branch.index_information()
+    assert "b_1" in admin.ix.c.index_information()
+    branch.drop_index("a_1")
+    assert set(branch.index_information()) == {"_id_"}
+    with pytest.raises(OperationFailure) as info:
+        branch.drop_index("nope_1")
+    assert info.value.code == 27
 
 
 def test_list_and_get_and_delete_and_switch(stack: tuple[Process, Process], admin: Client) -> None:

@@ -1,0 +1,173 @@
+"""Indexes per branch: createIndexes, dropIndexes and listIndexes as branch-local changes.
+
+Theory of operation: a branch's index list for a collection is either its
+own explicit list, stored with its overlay entry, or inherited from its
+parent (main's is the physical list of the base collection). Changing the
+indexes of a branch stores its new explicit list; as with documents, the
+old list is first frozen into every child that inherits it, so a child's
+indexes never change through its parent. Indexes a branch adds are also
+built on its overlay, so that layer plans like the base does; mongod
+validates every specification there first. Unique indexes on a branch
+other than main are refused: Argon enforces only ``_id`` across a view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import bson
+
+from .catalog import Branch, Overlay
+from .errors import ArgonError
+from .naming import INTERNAL_DB, MAIN
+from .reads import unsupported
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+INDEX_NOT_FOUND = 27
+INVALID_OPTIONS = 72
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
+_ID_INDEX = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
+
+
+def _clean(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("ns",)}
+
+
+async def list_specs(engine: Engine, branch: Branch, db: str, coll: str) -> list[dict[str, Any]]:
+    """The index specifications of ``db.coll`` as ``branch`` sees them."""
+    for b in engine.catalog.chain(branch):
+        if b.name == MAIN:
+            break
+        ov = engine.catalog.overlay(b, db, coll)
+        if ov is None:
+            continue
+        if ov.indexes is not None:
+            return [dict(s) for s in ov.indexes]
+        if ov.cut:
+            return [dict(_ID_INDEX)]
+    try:
+        return [_clean(s) for s in await engine.db.find_cursor(db, {"listIndexes": coll})]
+    except ArgonError as exc:
+        if exc.code == 26:
+            return [dict(_ID_INDEX)]
+        raise
+
+
+async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None) -> None:
+    """Record the branch's own index list (None: inherit again)."""
+    await engine.db.command(
+        INTERNAL_DB,
+        {
+            "update": "overlays",
+            "updates": [{"q": {"_id": ov.key}, "u": {"$set": {"indexes": specs}}}],
+        },
+    )
+    ov.indexes = specs
+
+
+async def freeze_children(engine: Engine, branch: Branch, db: str, coll: str) -> None:
+    """Give every child that inherits this collection's indexes its own copy of them."""
+    kids = engine.catalog.children(branch.name)
+    if not kids:
+        return
+    current = await list_specs(engine, branch, db, coll)
+    for child in kids:
+        ov = await engine.catalog.ensure_overlay(child, db, coll)
+        if ov.indexes is None and not ov.cut:
+            await store(engine, ov, current)
+
+
+async def create_indexes(
+    engine: Engine, branch: Branch, db: str, cmd: dict[str, Any]
+) -> dict[str, Any]:
+    coll = cmd["createIndexes"]
+    wanted = [dict(s) for s in cmd.get("indexes") or []]
+    if any(s.get("unique") for s in wanted):
+        raise unsupported(
+            "a unique index", branch.name, "Argon enforces only _id uniqueness across a branch"
+        )
+    await freeze_children(engine, branch, db, coll)
+    ov = await engine.catalog.ensure_overlay(branch, db, coll)
+    current = await list_specs(engine, branch, db, coll)
+    before = len(current)
+    by_name = {s["name"]: s for s in current}
+    fresh = []
+    for spec in wanted:
+        same = by_name.get(spec.get("name", ""))
+        if same is not None:
+            if bson.encode(same["key"]) != bson.encode(spec.get("key", {})):
+                raise ArgonError(
+                    INDEX_KEY_SPECS_CONFLICT,
+                    f"An existing index has the same name as the requested index "
+                    f"but a different key: {spec.get('name')}",
+                )
+            continue
+        if any(bson.encode(s["key"]) == bson.encode(spec.get("key", {})) for s in current):
+            raise ArgonError(
+                INDEX_OPTIONS_CONFLICT,
+                f"Index already exists with a different name: {spec.get('name')}",
+            )
+        fresh.append(spec)
+    if fresh:
+        await engine.db.command(db, {"createIndexes": ov.name, "indexes": fresh})
+        await store(engine, ov, current + [{"v": 2, **s} for s in fresh])
+    return {
+        "numIndexesBefore": before,
+        "numIndexesAfter": before + len(fresh),
+        "createdCollectionAutomatically": False,
+        "ok": 1.0,
+    }
+
+
+async def drop_indexes(
+    engine: Engine, branch: Branch, db: str, cmd: dict[str, Any]
+) -> dict[str, Any]:
+    coll = cmd["dropIndexes"]
+    target = cmd.get("index")
+    await _must_exist(engine, branch, db, coll)
+    current = await list_specs(engine, branch, db, coll)
+    if target == "*":
+        gone = [s for s in current if s["name"] != "_id_"]
+    else:
+        names = target if isinstance(target, list) else [target]
+        gone = []
+        for name in names:
+            match = [
+                s
+                for s in current
+                if s["name"] == name
+                or (isinstance(name, dict) and bson.encode(s["key"]) == bson.encode(name))
+            ]
+            if not match:
+                raise ArgonError(INDEX_NOT_FOUND, f"index not found with name [{name}]")
+            if match[0]["name"] == "_id_":
+                raise ArgonError(INVALID_OPTIONS, "cannot drop _id index")
+            gone.extend(match)
+    await freeze_children(engine, branch, db, coll)
+    ov = await engine.catalog.ensure_overlay(branch, db, coll)
+    names_gone = {s["name"] for s in gone}
+    for name in names_gone:
+        with contextlib.suppress(ArgonError):  # inherited ones were never built on the overlay
+            await engine.db.command(db, {"dropIndexes": ov.name, "index": name})
+    await store(engine, ov, [s for s in current if s["name"] not in names_gone])
+    return {"nIndexesWas": len(current), "ok": 1.0}
+
+
+async def _must_exist(engine: Engine, branch: Branch, db: str, coll: str) -> None:
+    listed = await engine.reader.list_collections(branch, db, {"filter": {"name": coll}})
+    if not listed["cursor"]["firstBatch"]:
+        raise ArgonError(26, f"ns does not exist: {db}.{coll}")
+
+
+async def list_indexes(
+    engine: Engine, branch: Branch, db: str, cmd: dict[str, Any]
+) -> dict[str, Any]:
+    coll = cmd["listIndexes"]
+    await _must_exist(engine, branch, db, coll)
+    specs = await list_specs(engine, branch, db, coll)
+    return {"cursor": {"id": bson.Int64(0), "ns": f"{db}.{coll}", "firstBatch": specs}, "ok": 1.0}
