@@ -22,7 +22,7 @@ import trio
 from . import admin, indexes, metrics, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
-from .errors import ArgonError
+from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .merge_find import find_merged
 from .naming import INTERNAL_DB, MAIN, branch_from_app_name, is_internal, parse_db
 from .reads import Reader, generic, unsupported
@@ -176,11 +176,11 @@ class Engine:
     def _guard_main(self, name: str) -> None:
         others = sorted(b for b in self.catalog.branches if b != MAIN)
         if others:
-            raise unsupported(
-                name,
-                MAIN,
-                f"branches {others[:5]} could not be kept isolated from it; "
-                "delete or merge them first",
+            raise ArgonError(
+                COMMAND_NOT_SUPPORTED,
+                f"{name} on branch 'main' is refused while other branches exist "
+                f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}): they could "
+                "not be kept isolated from it. Delete or merge them first.",
             )
 
     async def _branch_command(

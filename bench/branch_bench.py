@@ -71,19 +71,20 @@ def main() -> None:
     small = start_proxy(f"mongodb://127.0.0.1:{small_up.port}", "--log-level", "WARNING")
     relay = _start_relay(small_up.port)
     try:
-        _run(big_up, big, small, relay)
+        _run(big_up, small_up, big, small, relay)
     finally:
         for p in (big, small, relay, big_up, small_up):
             p.stop()
 
 
-def _run(big_up: Process, big: Process, small: Process, relay: Process) -> None:
+def _run(big_up: Process, small_up: Process, big: Process, small: Process, relay: Process) -> None:
     direct_big: Client = MongoClient(big_up.uri)
+    direct_small: Client = MongoClient(small_up.uri)
     a_big: Client = MongoClient(big.uri)
     a_small: Client = MongoClient(small.uri)
     started = time.perf_counter()
     _fill(direct_big, "bigdb", 1_000_000)
-    _fill(a_small, "smalldb", 1_000)
+    _fill(direct_small, "smalldb", 1_000)
     print(f"(loaded 1,000,000 + 1,000 documents in {time.perf_counter() - started:.0f} s)")
 
     # 1. creation
@@ -96,7 +97,7 @@ def _run(big_up: Process, big: Process, small: Process, relay: Process) -> None:
     )
 
     # 2. reads on a branch with 1% overridden (100,000-document collection)
-    _fill(a_small, "readdb", 100_000)
+    _fill(direct_small, "readdb", 100_000)
     _argon(a_small, "createBranch", name="reads")
     branch = a_small["readdb@reads"].data
     branch.update_many({"_id": {"$mod": [100, 7]}}, {"$set": {"touched": True}})
@@ -165,5 +166,5 @@ def _run(big_up: Process, big: Process, small: Process, relay: Process) -> None:
             r.wr.w.delete_many({})
             a_small.wa.w.insert_many([dict(d) for d in docs])
             r.wr.w.insert_many([dict(d) for d in docs])
-    for c in (direct_big, a_big, a_small, r):
+    for c in (direct_big, direct_small, a_big, a_small, r):
         c.close()

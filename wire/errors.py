@@ -2,7 +2,8 @@
 
 Theory of operation: every way bytes from a peer can be wrong raises a
 subclass of ``WireError``, so a server can catch one type, close that
-connection and carry on. Nothing else escapes the decoders for bad input.
+connection and carry on. Nothing else escapes the decoders for bad input;
+``ValueError`` and ``TypeError`` are kept for mistakes of the calling code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ class WireError(Exception):
 
 
 class FrameTooLarge(WireError):
-    """A message longer than the maximum message size (48,000,000 bytes)."""
+    """A message longer than the maximum message size (48,000,000 bytes by default)."""
 
 
 class BadLength(WireError):
@@ -21,7 +22,7 @@ class BadLength(WireError):
 
 
 class TruncatedFrame(WireError):
-    """The peer stopped in the middle of a message."""
+    """The bytes stop in the middle of a message."""
 
 
 class UnknownOpCode(WireError):
@@ -37,7 +38,7 @@ class ChecksumMismatch(WireError):
 
 
 class UnsupportedCompressor(WireError):
-    """An OP_COMPRESSED message with a compressor this side does not have."""
+    """A compressor id or name this side does not know or cannot load."""
 
 
 class MalformedMessage(WireError):

@@ -1,9 +1,11 @@
-"""The 16-byte message header every wire-protocol message starts with.
+"""The 16-byte header every wire-protocol message starts with.
 
 Theory of operation: ``messageLength`` (int32, the whole message including
 the header), ``requestID``, ``responseTo`` and ``opCode``, all little-endian.
 A length is checked as soon as the header is seen, before any body arrives,
-so a peer cannot make us buffer 2 GB by announcing it.
+so a peer cannot make us buffer 2 GB by announcing it. The opcode is not
+checked here: whether an opcode is acceptable is the framer's and the
+decoder's business.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
+from typing import TypeAlias
 
-from .errors import BadLength, FrameTooLarge
+from .errors import BadLength, FrameTooLarge, TruncatedFrame
 
 HEADER = struct.Struct("<iiii")
 HEADER_LEN = 16
 MAX_MESSAGE_SIZE = 48_000_000
+
+#: What the decoders accept: anything indexable to bytes without a copy.
+BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 
 class OpCode(enum.IntEnum):
@@ -38,7 +44,7 @@ KNOWN_OPCODES = frozenset(int(op) for op in OpCode)
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """A parsed message header."""
+    """A parsed message header; ``length`` counts the header itself."""
 
     length: int
     request_id: int
@@ -46,9 +52,16 @@ class Header:
     op_code: int
 
 
-def parse_header(buf: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE) -> Header:
-    """Parse the first 16 bytes of ``buf``; refuse impossible or oversized lengths."""
-    length, request_id, response_to, op_code = HEADER.unpack_from(buf, 0)
+def parse_header(buf: BytesLike, max_size: int = MAX_MESSAGE_SIZE, *, offset: int = 0) -> Header:
+    """Parse the 16 bytes at ``offset`` of ``buf``; refuse impossible or oversized lengths.
+
+    Raises ``BadLength`` for a length below 16 (negative included),
+    ``FrameTooLarge`` for one above ``max_size`` and ``TruncatedFrame`` if
+    fewer than 16 bytes are given.
+    """
+    if len(buf) - offset < HEADER_LEN or offset < 0:
+        raise TruncatedFrame(f"a header needs 16 bytes, {max(len(buf) - offset, 0)} given")
+    length, request_id, response_to, op_code = HEADER.unpack_from(buf, offset)
     if length < HEADER_LEN:
         raise BadLength(f"message length {length} is shorter than the 16-byte header")
     if length > max_size:
