@@ -5,18 +5,16 @@ wire protocol, so every operation exists once, here. Each action takes plain
 arguments and answers a plain document with ``ok: 1``; failures are raised as
 ``ArgonError`` with a code and a message that says what to do.
 
-Actions: ``status``, ``createBranch`` (``name``, ``from``), ``listBranches``,
-``getBranch`` (``name``), ``deleteBranch`` (``name``), ``switchBranch``
-(``name``).
+The actions and their arguments are listed in ``docs/admin-commands.md``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, timetravel
+from . import __version__, audit, diff, history, merge, refs, reset, timetravel
 from .catalog import Branch
-from .errors import BAD_VALUE, COMMAND_NOT_FOUND, ArgonError
+from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
 if TYPE_CHECKING:
@@ -61,7 +59,12 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
         "created": branch.created,
         "last_activity": head[0]["ts"] if head else branch.created,
         "read_only": branch.read_only,
+        "archived": branch.archived,
+        "snapshot": branch.snapshot,
+        "description": branch.description,
+        "expires": branch.expires,
         "default": engine.catalog.default_branch == branch.name,
+        "tags": await refs.tags_of(engine, branch.name),
     }
     if stats:
         info["stats"] = await _stats(engine, branch)
@@ -102,23 +105,64 @@ async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """A new branch from ``from`` (default main), as it is now or at ``lsn`` / ``time``."""
-    name = _arg(cmd, "name", required=True)
-    parent = await engine.catalog.get(_arg(cmd, "from", MAIN))
-    point = None
-    if cmd.get("lsn") is not None:
-        point = f"lsn-{int(cmd['lsn'])}"
-    elif cmd.get("time") is not None:
-        when = cmd["time"]
-        point = when.isoformat() if hasattr(when, "isoformat") else str(when)
-    if point is None:
-        branch = await engine.catalog.create_branch(name, parent.name)
-    else:
-        validate_branch_name(name)
+    """A new branch from ``from`` (a branch, tag or branch@point; default main), as it
+    is now or at ``lsn`` / ``time``."""
+    name = validate_branch_name(_arg(cmd, "name", required=True))
+    if await refs.find_tag(engine, name) is not None:
+        raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; branch names and tags differ")
+    start = await refs.point(engine, _arg(cmd, "from", MAIN))
+    parent, lsn = start.branch, start.lsn
+    if cmd.get("lsn") is not None or cmd.get("time") is not None:
+        if lsn is not None:
+            raise ArgonError(BAD_VALUE, "createBranch: 'from' names a point already")
+        point = _point_arg(cmd)
         lsn = await timetravel.resolve_point(engine, parent, point)
+    description = cmd.get("description")
+    if lsn is None:
+        branch = await engine.catalog.create_branch(name, parent.name, description=description)
+    else:
         branch = await timetravel.build_at(
             engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}"
         )
+        if description:
+            await engine.catalog.update(branch, description=description)
+    return {"branch": await describe(engine, branch)}
+
+
+def _point_arg(cmd: dict[str, Any]) -> str:
+    """``lsn`` or ``time`` of a command as a point (``lsn-N`` or an ISO time)."""
+    if cmd.get("lsn") is not None:
+        return f"lsn-{int(cmd['lsn'])}"
+    when = cmd["time"]
+    return str(when.isoformat() if hasattr(when, "isoformat") else when)
+
+
+async def _snapshot(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """An immutable, named branch: ``branch`` as it is now. O(1) like any branch."""
+    name = validate_branch_name(_arg(cmd, "name", required=True))
+    if await refs.find_tag(engine, name) is not None:
+        raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; snapshot names and tags differ")
+    source = await engine.catalog.get(_arg(cmd, "branch", MAIN))
+    lsn = await history.head(engine.db, source)
+    branch = await engine.catalog.create_branch(
+        name,
+        source.name,
+        read_only=True,
+        point=f"lsn-{lsn}",
+        snapshot=True,
+        description=cmd.get("description"),
+    )
+    return {"branch": await describe(engine, branch)}
+
+
+async def _archive(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Keep a branch readable but frozen, and out of the default listing."""
+    branch = await engine.catalog.get(_arg(cmd, "name", required=True))
+    if branch.name == MAIN:
+        raise ArgonError(BAD_VALUE, "the main branch cannot be archived")
+    await engine.catalog.update(branch, archived=True, read_only=True)
+    if engine.catalog.default_branch == branch.name:
+        await engine.catalog.set_default(MAIN)
     return {"branch": await describe(engine, branch)}
 
 
@@ -136,6 +180,8 @@ async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, An
 async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     await engine.catalog.reload()
     branches = sorted(engine.catalog.branches.values(), key=lambda b: (b.name != MAIN, b.name))
+    if not cmd.get("all"):
+        branches = [b for b in branches if "@" not in b.name and not b.archived]
     return {"branches": [await describe(engine, b) for b in branches]}
 
 
@@ -151,13 +197,17 @@ async def _delete(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         if "@" in snapshot.name:  # snapshots made for time-travel addresses go with it
             await _delete(engine, {"name": snapshot.name})
     gone = await engine.catalog.delete_branch(name)
+    tags = await refs.tags_of(engine, name)
+    await engine.db.command(
+        INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"branch": name}, "limit": 0}]}
+    )
     for ov in gone:
         try:
             await engine.db.command(ov.db, {"drop": ov.name})
         except ArgonError as exc:
             if exc.code != 26:  # already gone
                 raise
-    return {"deleted": name, "overlays_dropped": len(gone)}
+    return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
 
 
 async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -174,4 +224,19 @@ _ACTIONS = {
     "deleteBranch": _delete,
     "switchBranch": _switch,
     "timeTravelInfo": _time_travel_info,
+    "archiveBranch": _archive,
+    "createSnapshot": _snapshot,
+    "createTag": refs.create_tag,
+    "listTags": refs.list_tags,
+    "deleteTag": refs.delete_tag,
+    "merge": merge.merge_action,
+    "applyMerge": merge.apply_action,
+    "mergeConflicts": merge.conflicts_action,
+    "resolveConflict": merge.resolve_action,
+    "setMergeGranularity": merge.granularity_action,
+    "diff": diff.diff_action,
+    "log": audit.log_action,
+    "blame": audit.blame_action,
+    "resetBranch": reset.reset_action,
+    "undo": reset.undo_action,
 }

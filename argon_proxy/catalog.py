@@ -71,6 +71,10 @@ class Branch:
     created: dt.datetime
     read_only: bool = False
     point: str | None = None  # for snapshots: what point in time they show
+    description: str | None = None
+    snapshot: bool = False  # a named, immutable snapshot (createSnapshot)
+    archived: bool = False
+    expires: dt.datetime | None = None  # deleted by `gc` after this time
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,10 @@ class Branch:
             "created": self.created,
             "read_only": self.read_only,
             "point": self.point,
+            "description": self.description,
+            "snapshot": self.snapshot,
+            "archived": self.archived,
+            "expires": self.expires,
         }
 
     @classmethod
@@ -93,6 +101,10 @@ class Branch:
             created=doc.get("created") or now(),
             read_only=bool(doc.get("read_only")),
             point=doc.get("point"),
+            description=doc.get("description"),
+            snapshot=bool(doc.get("snapshot")),
+            archived=bool(doc.get("archived")),
+            expires=doc.get("expires"),
         )
 
 
@@ -247,6 +259,7 @@ class Catalog:
         read_only: bool = False,
         point: str | None = None,
         internal: bool = False,
+        **details: Any,
     ) -> Branch:
         if not internal:  # internal names (snapshots behind addresses) contain '@'
             validate_branch_name(name)
@@ -254,7 +267,9 @@ class Catalog:
         if name in self.branches:
             raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
         lsn = await self.current_lsn() if base_lsn is None else base_lsn
-        branch = Branch(name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point)
+        branch = Branch(
+            name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
+        )
         try:
             await self.db.command(
                 INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]}
@@ -291,6 +306,18 @@ class Catalog:
         if self.default_branch == name:
             await self.set_default(MAIN)
         return gone
+
+    async def update(self, branch: Branch, **changes: Any) -> None:
+        """Change metadata fields of a branch (archived, read_only, expires, ...)."""
+        for key, value in changes.items():
+            setattr(branch, key, value)
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "update": "branches",
+                "updates": [{"q": {"_id": branch.name}, "u": {"$set": changes}}],
+            },
+        )
 
     async def set_default(self, name: str) -> None:
         await self.get(name)

@@ -19,7 +19,7 @@ from typing import Any
 import bson
 import trio
 
-from . import admin, indexes, metrics, timetravel
+from . import admin, indexes, metrics, refs, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
@@ -130,9 +130,9 @@ class Engine:
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
         address = parse_db(db_field)
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
-        branch = await self.catalog.get(name)
-        if address.at:
-            branch = await self.snapshot(branch, address.at)
+        branch = self.catalog.branches.get(name)
+        if branch is None or address.at:  # a tag, a point in time, or not loaded yet
+            branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
         return address.db, branch
 
     async def snapshot(self, branch: Branch, point: str) -> Branch:

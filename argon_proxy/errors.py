@@ -23,6 +23,14 @@ UNSUPPORTED_OP_QUERY_COMMAND = 352
 PROTOCOL_ERROR = 17
 CONNECTION_LIMIT = 9001  # SocketException: drivers treat it as a network failure
 
+# Argon's own codes, above the range mongod uses for the situations here.
+MERGE_CONFLICT = 2010
+STALE_MERGE = 2011
+MERGE_NOT_FOUND = 2012
+TAG_NOT_FOUND = 2013
+TAG_EXISTS = 2014
+UNDO_CONFLICT = 2015
+
 _NAMES = {
     BAD_VALUE: "BadValue",
     HOST_UNREACHABLE: "HostUnreachable",
@@ -35,17 +43,31 @@ _NAMES = {
     UNSUPPORTED_OP_QUERY_COMMAND: "UnsupportedOpQueryCommand",
     PROTOCOL_ERROR: "ProtocolError",
     CONNECTION_LIMIT: "SocketException",
+    MERGE_CONFLICT: "MergeConflict",
+    STALE_MERGE: "StaleMerge",
+    MERGE_NOT_FOUND: "MergeNotFound",
+    TAG_NOT_FOUND: "TagNotFound",
+    TAG_EXISTS: "TagExists",
+    UNDO_CONFLICT: "UndoConflict",
 }
 
 
 class ArgonError(Exception):
     """An error answered to the client as a command failure."""
 
-    def __init__(self, code: int, errmsg: str, *, labels: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        code: int,
+        errmsg: str,
+        *,
+        labels: tuple[str, ...] = (),
+        info: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(errmsg)
         self.code = code
         self.errmsg = errmsg
         self.labels = labels
+        self.info = info  # sent as errInfo, like mongod's document validation details
 
     @property
     def code_name(self) -> str:
@@ -60,6 +82,8 @@ class ArgonError(Exception):
         }
         if self.labels:
             doc["errorLabels"] = list(self.labels)
+        if self.info is not None:
+            doc["errInfo"] = self.info
         return doc
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Branch, Catalog
+from .catalog import Branch, Catalog, hashable_id
+from .dbclient import DbClient
 from .naming import MAIN, TOMBSTONE
 
 # An empty $in matches nothing and is answered from the _id index.
@@ -103,3 +104,27 @@ async def build_view(catalog: Catalog, branch: Branch, db: str, coll: str) -> Vi
         if ov.cut:
             break
     return View(db, coll, tuple(layers))
+
+
+async def fetch(
+    db: DbClient, catalog: Catalog, branch: Branch, dbname: str, coll: str, ids: list[Any]
+) -> dict[Any, dict[str, Any]]:
+    """The view's documents with these ``_id``s, keyed by ``hashable_id``.
+
+    Each layer is asked for the ids alone (no exclusions, tombstones included)
+    and the nearest layer holding an id decides, so the queries stay plain
+    ``_id`` lookups however large the overlays are.
+    """
+    view = await build_view(catalog, branch, dbname, coll)
+    found: dict[Any, dict[str, Any]] = {}
+    held: set[Any] = set()  # ids a nearer layer holds (documents or tombstones)
+    for layer in view.layers:
+        wanted = [i for i in ids if hashable_id(i) not in held]
+        for start in range(0, len(wanted), 1000):
+            cmd = {"find": layer.coll, "filter": {"_id": {"$in": wanted[start : start + 1000]}}}
+            for doc in await db.find_cursor(dbname, cmd):
+                key = hashable_id(doc["_id"])
+                held.add(key)
+                if not doc.get(TOMBSTONE):
+                    found[key] = doc
+    return found

@@ -58,6 +58,7 @@ def entry(
     post: Mapping[str, Any] | None,
     client: ClientIdentity,
     ts: dt.datetime,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The WAL document for one change."""
     doc: dict[str, Any] = {
@@ -71,6 +72,8 @@ def entry(
     doc.update(_image(pre, "pre"))
     doc.update(_image(post, "post"))
     doc["client"] = client.to_doc()
+    if extra:
+        doc.update(extra)
     return doc
 
 

@@ -56,6 +56,7 @@ class WriteContext:
     joined: Runner | None = None  # the client's transaction, which Argon's commands join
     retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
     statement: int = 0  # index of the statement being run, for retryable writes
+    extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
 
     @property
     def ns(self) -> str:
@@ -82,6 +83,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     reply_value: Any = None  # findAndModify's value
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
+    lsns: list[int] = field(default_factory=list)  # the WAL entries written
 
 
 class StatementError(ArgonError):
@@ -218,9 +220,9 @@ class Writer:
                 outcome.cache.append((ov, ids, False))
                 outcome.cache.append((ov, tombs, True))
 
-    async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> None:
+    async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
         if not changes:
-            return
+            return []
         first = await self.catalog.allocate_lsns(len(changes))
         ts = now()
         entries = [
@@ -234,10 +236,12 @@ class Writer:
                 post=ch.post,
                 client=ctx.client,
                 ts=ts,
+                extra=ctx.extra,
             )
             for i, ch in enumerate(changes)
         ]
         await runner.run("__argon", {"insert": "wal", "documents": entries})
+        return [first, first + len(changes) - 1]
 
     async def _put_own(
         self,
@@ -290,7 +294,7 @@ class Writer:
                 outcome = Outcome()
                 await body(runner, view, own, outcome)
                 await self._freeze(runner, ctx, kids, outcome.changes, outcome)
-                await self._log(runner, ctx, outcome.changes)
+                outcome.lsns = await self._log(runner, ctx, outcome.changes)
                 if ctx.retry is not None:
                     await _remember(runner, ctx, outcome)
                 return outcome
@@ -324,6 +328,57 @@ class Writer:
             out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
 
         return await self.run_statement(ctx, body)
+
+    # -- whole documents (merge, reset, undo) -------------------------------------
+
+    async def put_many(
+        self, ctx: WriteContext, docs: list[tuple[Any, dict[str, Any] | None]]
+    ) -> Outcome:
+        """Make the branch hold exactly these versions of these documents (``None``:
+        deleted), as one statement: one WAL entry per document that changes."""
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            pres: dict[Any, dict[str, Any]] = {}
+            for start in range(0, len(docs), 500):
+                ids = [doc_id for doc_id, _ in docs[start : start + 500]]
+                for found in await self._view_find(runner, view, {"_id": {"$in": ids}}):
+                    pres[hashable_id(found["_id"])] = found
+            for doc_id, doc in docs:
+                pre = pres.get(hashable_id(doc_id))
+                if same_doc(pre, doc):
+                    continue
+                await self._put_one(runner, ctx, own, doc_id, pre, doc, out)
+                op = wal.INSERT if pre is None else wal.DELETE if doc is None else wal.UPDATE
+                out.matched += 1
+                out.changes.append(Change(doc_id, op, pre, doc))
+
+        return await self.run_statement(ctx, body)
+
+    async def _put_one(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay | None,
+        doc_id: Any,
+        pre: dict[str, Any] | None,
+        doc: dict[str, Any] | None,
+        out: Outcome,
+    ) -> None:
+        if own is not None:
+            if doc is None:
+                await self._tombstone_own(runner, ctx, own, doc_id, out)
+            else:
+                await self._put_own(runner, ctx, own, doc, out)
+        elif doc is None:
+            await runner.run(
+                ctx.db, {"delete": ctx.coll, "deletes": [{"q": {"_id": doc_id}, "limit": 1}]}
+            )
+        elif pre is None:
+            await runner.run(ctx.db, {"insert": ctx.coll, "documents": [doc]})
+        else:
+            await runner.run(
+                ctx.db, {"update": ctx.coll, "updates": [{"q": {"_id": doc_id}, "u": doc}]}
+            )
 
     # -- update ----------------------------------------------------------------
 

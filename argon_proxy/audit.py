@@ -1,0 +1,142 @@
+"""History of a branch or a document: ``log`` and ``blame``, read from the WAL.
+
+Theory of operation: a branch's own changes are its WAL entries (index
+``branch_lsn``). A document's history as a branch sees it is every entry of
+that document (index ``ns_doc_lsn``) that falls in the branch's lineage: its
+own entries after its base, its parent's up to that base, and so on down to
+main. ``blame`` replays those entries oldest first and remembers, for every
+field path, the last entry that changed it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import bson
+
+from . import history, wal
+from .docdiff import MISSING, Path, dotted, field_changes, leaf_paths
+from .errors import BAD_VALUE, ArgonError
+from .naming import INTERNAL_DB
+from .view import fetch
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_SUMMARY = {"pre": 0, "post": 0, "pre_z": 0, "post_z": 0}
+
+
+def show(entry: dict[str, Any]) -> dict[str, Any]:
+    """A WAL entry as ``log`` lists it (images left out)."""
+    out = {
+        "lsn": int(entry["_id"]),
+        "ts": entry["ts"],
+        "branch": entry["branch"],
+        "ns": entry["ns"],
+        "docId": entry["doc_id"],
+        "op": {"i": "insert", "u": "update", "d": "delete"}.get(entry["op"], entry["op"]),
+        "client": entry.get("client"),
+    }
+    for key in ("merge", "reset", "undo"):
+        if key in entry:
+            out[key] = entry[key]
+    return out
+
+
+async def document_entries(
+    engine: Engine, branch_name: str, ns: str, doc_id: Any, *, images: bool
+) -> list[dict[str, Any]]:
+    """The entries that shaped one document on a branch, oldest first."""
+    branch = await engine.catalog.get(branch_name)
+    windows = history.lineage(engine.catalog, branch)
+    cmd: dict[str, Any] = {
+        "find": "wal",
+        "filter": {"ns": ns, "doc_id": doc_id},
+        "sort": {"_id": 1},
+    }
+    if not images:
+        cmd["projection"] = _SUMMARY
+    out = []
+    async for entry in engine.db.cursor(INTERNAL_DB, cmd):
+        lsn = int(entry["_id"])
+        if any(
+            w.branch == entry["branch"] and lsn > w.after and (w.upto is None or lsn <= w.upto)
+            for w in windows
+        ):
+            out.append(entry)
+    return out
+
+
+def _ns(cmd: dict[str, Any]) -> str | None:
+    db, coll = cmd.get("db"), cmd.get("collection")
+    if db and coll:
+        return f"{db}.{coll}"
+    return None
+
+
+async def log_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``log``: a branch's WAL entries, or one document's, newest first."""
+    name = str(cmd.get("branch") or engine.catalog.default_branch)
+    branch = await engine.catalog.get(name)
+    limit = int(cmd.get("limit", 100))
+    if "docId" in cmd:
+        ns = _ns(cmd)
+        if ns is None:
+            raise ArgonError(BAD_VALUE, "log of a document needs 'db' and 'collection'")
+        entries = await document_entries(engine, branch.name, ns, cmd["docId"], images=False)
+        entries.reverse()
+        return {"entries": [show(e) for e in entries[:limit]]}
+    flt: dict[str, Any] = {
+        "branch": branch.name,
+        **history.ns_filter(cmd.get("db"), cmd.get("collection")),
+    }
+    lsn: dict[str, Any] = {}
+    if cmd.get("sinceLsn") is not None:
+        lsn["$gte"] = bson.Int64(int(cmd["sinceLsn"]))
+    if cmd.get("untilLsn") is not None:
+        lsn["$lte"] = bson.Int64(int(cmd["untilLsn"]))
+    if lsn:
+        flt["_id"] = lsn
+    found = await engine.db.find(
+        INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, projection=_SUMMARY
+    )
+    return {"entries": [show(e) for e in found]}
+
+
+async def blame_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``blame``: for each field of one document, the write that last changed it."""
+    ns = _ns(cmd)
+    if ns is None or "docId" not in cmd:
+        raise ArgonError(BAD_VALUE, "blame needs 'db', 'collection' and 'docId'")
+    name = str(cmd.get("branch") or engine.catalog.default_branch)
+    entries = await document_entries(engine, name, ns, cmd["docId"], images=True)
+    last: dict[Path, dict[str, Any]] = {}
+    for entry in entries:
+        pre, post = wal.image(entry, "pre"), wal.image(entry, "post")
+        if post is None:
+            last.clear()
+        elif pre is None:
+            last = {p: entry for p in leaf_paths(post)}
+        else:
+            for change in field_changes(pre, post):
+                last = {p: e for p, e in last.items() if p[: len(change.path)] != change.path}
+                if change.after is not MISSING:
+                    last[change.path] = entry
+    branch = await engine.catalog.get(name)
+    db, coll = ns.split(".", 1)
+    found = await fetch(engine.db, engine.catalog, branch, db, coll, [cmd["docId"]])
+    current = next(iter(found.values()), None)
+    fields = []
+    for path in leaf_paths(current or {}):
+        owner = next((last[path[:n]] for n in range(len(path), 0, -1) if path[:n] in last), None)
+        row: dict[str, Any] = {"path": dotted(path), "lsn": None}
+        if owner is not None:
+            row.update(
+                lsn=int(owner["_id"]),
+                ts=owner["ts"],
+                op=show(owner)["op"],
+                client=owner.get("client"),
+                branch=owner["branch"],
+            )
+        fields.append(row)
+    return {"document": current, "fields": fields}

@@ -1,0 +1,181 @@
+"""What changed on a branch since a point: WAL windows along the branch tree.
+
+Theory of operation: a branch's view changes only through writes made on that
+branch (the copy-on-write freeze keeps its parent's later writes out), so
+"what changed in branch X's view since LSN p" is X's own WAL entries after p,
+as long as p is not before X's creation. Further back, X's view is its
+parent's view at X's base LSN, and so on up the tree.
+
+Two refs A and B meet at their nearest common ancestor C. A's line left C at
+``fork_A`` (the base LSN of A's ancestor that is C's child; no fork if A is C),
+B's at ``fork_B``. Their common base is C at ``min(fork_A, fork_B)``. What
+changed on A's side since that base is a list of *windows*: for A and each
+ancestor below C, that branch's own entries after its base LSN and up to the
+point where the next branch down left it; and C's own entries between the
+common base and ``fork_A``. The pre-image of the first entry of a document in
+a side's windows is that document at the common base.
+
+Every scan reads entries by (branch, LSN range) through the WAL's
+``branch_lsn`` index: its cost follows the number of changes, never the
+collection size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import bson
+
+from .catalog import Branch, Catalog
+from .dbclient import DbClient
+from .naming import INTERNAL_DB
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """WAL entries of ``branch`` with ``after < LSN <= upto`` (``upto`` None: no bound)."""
+
+    branch: str
+    after: int
+    upto: int | None = None
+
+    def query(self) -> dict[str, Any]:
+        lsn: dict[str, Any] = {"$gt": bson.Int64(self.after)}
+        if self.upto is not None:
+            lsn["$lte"] = bson.Int64(self.upto)
+        return {"branch": self.branch, "_id": lsn}
+
+    @property
+    def empty(self) -> bool:
+        return self.upto is not None and self.upto <= self.after
+
+
+@dataclass(frozen=True, slots=True)
+class Sides:
+    """The changes of two refs since their common base."""
+
+    ancestor: str
+    base_lsn: int
+    left: tuple[Window, ...]
+    right: tuple[Window, ...]
+
+
+def _line(catalog: Catalog, branch: Branch, ancestor: str) -> list[Branch]:
+    """``branch`` and its ancestors strictly below ``ancestor``, nearest first."""
+    out: list[Branch] = []
+    for b in catalog.chain(branch):
+        if b.name == ancestor:
+            return out
+        out.append(b)
+    raise ValueError(f"{ancestor} is not an ancestor of {branch.name}")
+
+
+def common_ancestor(catalog: Catalog, a: Branch, b: Branch) -> Branch:
+    names = {x.name for x in catalog.chain(b)}
+    return next(x for x in catalog.chain(a) if x.name in names)
+
+
+def _fork(line: list[Branch]) -> int | None:
+    """Where a line left its ancestor (None: it is the ancestor itself)."""
+    return line[-1].base_lsn if line else None
+
+
+def _windows(line: list[Branch], ancestor: str, base: int, fork: int | None) -> list[Window]:
+    out: list[Window] = []
+    upto: int | None = None
+    for b in line:
+        out.append(Window(b.name, b.base_lsn, upto))
+        upto = b.base_lsn
+    if fork is None or fork > base:
+        out.append(Window(ancestor, base, fork))
+    return [w for w in out if not w.empty]
+
+
+def sides(catalog: Catalog, left: Branch, right: Branch) -> Sides:
+    """The windows of changes on each side since the common base of two refs."""
+    anc = common_ancestor(catalog, left, right)
+    lline, rline = _line(catalog, left, anc.name), _line(catalog, right, anc.name)
+    lfork, rfork = _fork(lline), _fork(rline)
+    forks = [f for f in (lfork, rfork) if f is not None]
+    base = min(forks) if forks else 0
+    if not forks:  # the same branch on both sides: nothing differs
+        return Sides(anc.name, base, (), ())
+    return Sides(
+        anc.name,
+        base,
+        tuple(_windows(lline, anc.name, base, lfork)),
+        tuple(_windows(rline, anc.name, base, rfork)),
+    )
+
+
+def since(branch: Branch, lsn: int) -> tuple[Window, ...]:
+    """The changes of ``branch``'s view after ``lsn`` (``lsn`` >= its base LSN)."""
+    return (Window(branch.name, max(lsn, branch.base_lsn)),)
+
+
+def lineage(catalog: Catalog, branch: Branch) -> tuple[Window, ...]:
+    """Every change that shaped ``branch``'s view, down to main's first logged write."""
+    line = catalog.chain(branch)
+    out: list[Window] = []
+    upto: int | None = None
+    for b in line:
+        out.append(Window(b.name, b.base_lsn if b.parent else 0, upto))
+        upto = b.base_lsn
+    return tuple(w for w in out if not w.empty)
+
+
+def ns_filter(db: str | None, collection: str | None) -> dict[str, Any]:
+    if db and collection:
+        return {"ns": f"{db}.{collection}"}
+    if db:
+        return {"ns": {"$regex": f"^{_escape(db)}\\."}}
+    if collection:
+        return {"ns": {"$regex": f"\\.{_escape(collection)}$"}}
+    return {}
+
+
+def _escape(text: str) -> str:
+    return re.escape(text)
+
+
+async def scan(
+    db: DbClient,
+    windows: Iterable[Window],
+    *,
+    where: dict[str, Any] | None = None,
+    projection: dict[str, Any] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The entries of ``windows``, oldest first within each window, windows in LSN order."""
+    ordered = sorted(windows, key=lambda w: w.after)
+    for w in ordered:
+        cmd: dict[str, Any] = {"find": "wal", "filter": {**w.query(), **(where or {})}}
+        cmd["sort"] = {"_id": 1}
+        cmd["hint"] = "branch_lsn"
+        if projection:
+            cmd["projection"] = projection
+        async for entry in db.cursor(INTERNAL_DB, cmd):
+            yield entry
+
+
+async def any_change(db: DbClient, windows: Iterable[Window]) -> bool:
+    for w in windows:
+        found = await db.find(INTERNAL_DB, "wal", w.query(), limit=1, projection={"_id": 1})
+        if found:
+            return True
+    return False
+
+
+async def head(db: DbClient, branch: Branch) -> int:
+    """The LSN of the branch's newest write (its base LSN if it has none)."""
+    found = await db.find(
+        INTERNAL_DB,
+        "wal",
+        {"branch": branch.name},
+        sort={"_id": -1},
+        limit=1,
+        projection={"_id": 1},
+    )
+    return max(branch.base_lsn, int(found[0]["_id"])) if found else branch.base_lsn

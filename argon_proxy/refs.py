@@ -1,0 +1,136 @@
+"""Refs: the names users give to states of the data.
+
+Theory of operation: a ref is a branch (``exp/alice``), a tag (``validated``:
+a branch at an LSN, kept in ``__argon.tags``) or a branch at a point
+(``main@lsn-120``, ``main@2026-11-23T06:00:00Z``). Tags and branches share one
+namespace, so a name is never both. Reading a tag or a point goes through
+the read-only time-travel snapshot of that branch at that LSN, which is built
+once (cost: the changes since that point) and then kept current for free by
+the copy-on-write freeze.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import history, timetravel
+from .catalog import BRANCH_NOT_FOUND, Branch, BranchError, now
+from .errors import BAD_VALUE, TAG_EXISTS, TAG_NOT_FOUND, ArgonError
+from .naming import INTERNAL_DB, validate_branch_name
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A branch at an LSN (``lsn`` None: the branch as it is now)."""
+
+    branch: Branch
+    lsn: int | None
+
+
+async def find_tag(engine: Engine, name: str) -> dict[str, Any] | None:
+    found = await engine.db.find(INTERNAL_DB, "tags", {"_id": name})
+    return found[0] if found else None
+
+
+async def point(engine: Engine, ref: Any) -> Point:
+    """What ``ref`` names, without building anything."""
+    if not isinstance(ref, str) or not ref:
+        raise ArgonError(BAD_VALUE, f"{ref!r} is not a ref: name a branch, a tag or branch@point")
+    name, _, at = ref.partition("@")
+    try:
+        branch = await engine.catalog.get(name)
+    except BranchError as exc:
+        if exc.code != BRANCH_NOT_FOUND:
+            raise
+        return await _tag_point(engine, name, at)
+    if not at:
+        return Point(branch, None)
+    return Point(branch, await timetravel.resolve_point(engine, branch, at))
+
+
+async def _tag_point(engine: Engine, name: str, at: str) -> Point:
+    tag = await find_tag(engine, name)
+    if tag is None:
+        raise BranchError(
+            BRANCH_NOT_FOUND,
+            f"{name!r} is neither a branch nor a tag. See `argon branch list` and "
+            "`argon tag list`.",
+        )
+    if at:
+        raise ArgonError(BAD_VALUE, f"{name}@{at}: a tag is a point already; drop '@{at}'")
+    return Point(await engine.catalog.get(tag["branch"]), int(tag["lsn"]))
+
+
+async def resolve(engine: Engine, ref: Any) -> Branch:
+    """The branch to read ``ref`` through (a snapshot for tags and points)."""
+    p = await point(engine, ref)
+    if p.lsn is None:
+        return p.branch
+    return await engine.snapshot(p.branch, f"lsn-{p.lsn}")
+
+
+async def create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    name = validate_branch_name(cmd.get("name"))  # type: ignore[arg-type]
+    branch = await engine.catalog.get(str(cmd.get("branch") or ""))
+    if name in engine.catalog.branches or await find_tag(engine, name) is not None:
+        raise ArgonError(TAG_EXISTS, f"a branch or tag named {name!r} exists already")
+    if cmd.get("lsn") is not None:
+        lsn = await timetravel.resolve_point(engine, branch, f"lsn-{int(cmd['lsn'])}")
+    elif cmd.get("time") is not None:
+        when = cmd["time"]
+        lsn = await timetravel.resolve_point(
+            engine, branch, when.isoformat() if hasattr(when, "isoformat") else str(when)
+        )
+    else:
+        lsn = await history.head(engine.db, branch)
+    tag = {
+        "_id": name,
+        "branch": branch.name,
+        "lsn": lsn,
+        "created": now(),
+        "message": cmd.get("message"),
+    }
+    try:
+        await engine.db.command(INTERNAL_DB, {"insert": "tags", "documents": [tag]})
+    except ArgonError as exc:
+        if exc.code == 11000:
+            raise ArgonError(TAG_EXISTS, f"tag {name!r} exists already") from None
+        raise
+    return {"tag": show(tag)}
+
+
+def show(tag: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": tag["_id"],
+        "branch": tag["branch"],
+        "lsn": int(tag["lsn"]),
+        "created": tag.get("created"),
+        "message": tag.get("message"),
+    }
+
+
+async def list_tags(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    flt = {"branch": cmd["branch"]} if cmd.get("branch") else {}
+    if cmd.get("branch"):
+        await engine.catalog.get(cmd["branch"])
+    docs = await engine.db.find(INTERNAL_DB, "tags", flt, sort={"lsn": 1, "_id": 1})
+    return {"tags": [show(t) for t in docs]}
+
+
+async def tags_of(engine: Engine, branch: str) -> list[str]:
+    docs = await engine.db.find(INTERNAL_DB, "tags", {"branch": branch}, sort={"lsn": 1})
+    return [d["_id"] for d in docs]
+
+
+async def delete_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    name = cmd.get("name")
+    reply = await engine.db.command(
+        INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"_id": name}, "limit": 1}]}
+    )
+    if not reply.get("n"):
+        raise ArgonError(TAG_NOT_FOUND, f"no tag {name!r}; see `argon tag list`")
+    return {"deleted": name}
