@@ -10,10 +10,11 @@ The actions and their arguments are listed in ``docs/admin-commands.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, audit, diff, history, merge, refs, reset, timetravel
-from .catalog import Branch
+from . import __version__, audit, diff, gc, history, merge, refs, reset, timetravel
+from .catalog import Branch, now
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
@@ -126,6 +127,8 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         )
         if description:
             await engine.catalog.update(branch, description=description)
+    if cmd.get("ttl") is not None or cmd.get("expires") is not None:
+        await _expiry(engine, {"name": name, "ttl": cmd.get("ttl"), "expires": cmd.get("expires")})
     return {"branch": await describe(engine, branch)}
 
 
@@ -135,6 +138,20 @@ def _point_arg(cmd: dict[str, Any]) -> str:
         return f"lsn-{int(cmd['lsn'])}"
     when = cmd["time"]
     return str(when.isoformat() if hasattr(when, "isoformat") else when)
+
+
+async def _expiry(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Set (``expires``: a time, or ``ttl``: seconds from now) or clear a branch's expiry."""
+    branch = await engine.catalog.get(_arg(cmd, "name", required=True))
+    if branch.name == MAIN:
+        raise ArgonError(BAD_VALUE, "the main branch cannot expire")
+    expires = cmd.get("expires")
+    if cmd.get("ttl") is not None:
+        expires = now() + dt.timedelta(seconds=float(cmd["ttl"]))
+    if expires is not None and not isinstance(expires, dt.datetime):
+        raise ArgonError(BAD_VALUE, "setBranchExpiry: 'expires' is a date, 'ttl' seconds")
+    await engine.catalog.update(branch, expires=expires)
+    return {"branch": await describe(engine, branch)}
 
 
 async def _snapshot(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -191,11 +208,15 @@ async def _get(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _delete(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    name = _arg(cmd, "name", required=True)
+    return await delete_branch(engine, _arg(cmd, "name", required=True))
+
+
+async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
+    """Delete a branch, its time-travel snapshots, overlays and tags."""
     await engine.catalog.get(name)
     for snapshot in engine.catalog.children(name):
         if "@" in snapshot.name:  # snapshots made for time-travel addresses go with it
-            await _delete(engine, {"name": snapshot.name})
+            await delete_branch(engine, snapshot.name)
     gone = await engine.catalog.delete_branch(name)
     tags = await refs.tags_of(engine, name)
     await engine.db.command(
@@ -239,4 +260,6 @@ _ACTIONS = {
     "blame": audit.blame_action,
     "resetBranch": reset.reset_action,
     "undo": reset.undo_action,
+    "gc": gc.gc_action,
+    "setBranchExpiry": _expiry,
 }

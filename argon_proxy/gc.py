@@ -1,0 +1,113 @@
+"""Garbage collection: expired branches, idle time-travel snapshots, old WAL.
+
+Theory of operation: nothing that a live branch, tag, snapshot or merge base
+can still need is removed.
+
+* A branch whose ``expires`` time has passed is deleted like ``deleteBranch``
+  would (one with live children is kept and reported).
+* The read-only snapshots behind time-travel addresses (``db@main@lsn-5``)
+  cost a copy-on-write freeze on every write to their branch; those older
+  than ``snapshotSeconds`` are dropped and rebuilt from the WAL if read again.
+* WAL entries older than ``retainSeconds`` are removed only where nothing
+  reads them: a branch's changes since a child forked, since a tag's point,
+  and since the source point of a merge are kept, and so is every entry of a
+  live branch other than main (they are what merging it applies). Entries of
+  deleted branches go once they are older than the retention.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import bson
+
+from .catalog import now
+from .errors import BAD_VALUE, ArgonError
+from .naming import INTERNAL_DB, MAIN
+from .timetravel import lsn_at
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+DEFAULT_RETAIN = 7 * 24 * 3600
+DEFAULT_SNAPSHOT_IDLE = 3600
+
+
+def _seconds(cmd: dict[str, Any], key: str, default: int) -> int:
+    value = cmd.get(key, default)
+    if not isinstance(value, int | float) or value < 0:
+        raise ArgonError(BAD_VALUE, f"gc: {key!r} is a number of seconds >= 0")
+    return int(value)
+
+
+async def main_floor(engine: Engine, cutoff_lsn: int) -> int:
+    """The highest LSN of main's entries that nothing needs any more."""
+    needs = [cutoff_lsn]
+    needs += [b.base_lsn for b in engine.catalog.children(MAIN)]
+    for tag in await engine.db.find(INTERNAL_DB, "tags", {"branch": MAIN}):
+        needs.append(int(tag["lsn"]))
+    merges = await engine.db.find(INTERNAL_DB, "merges", {"source": MAIN, "status": "applied"})
+    needs += [int(m["source_lsn"]) for m in merges]
+    return min(needs)
+
+
+async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``gc``: remove what has expired; ``dryRun`` reports without removing."""
+    from .admin import delete_branch  # the admin module owns branch deletion
+
+    retain = _seconds(cmd, "retainSeconds", DEFAULT_RETAIN)
+    idle = _seconds(cmd, "snapshotSeconds", DEFAULT_SNAPSHOT_IDLE)
+    dry = bool(cmd.get("dryRun"))
+    await engine.catalog.reload()
+    moment = now()
+    expired, kept = [], []
+    for b in list(engine.catalog.branches.values()):
+        if b.name == MAIN or b.expires is None or _aware(b.expires) > moment:
+            continue
+        if [k for k in engine.catalog.children(b.name) if "@" not in k.name]:
+            kept.append(b.name)
+            continue
+        expired.append(b.name)
+        if not dry:
+            await delete_branch(engine, b.name)
+    snapshots = []
+    for b in list(engine.catalog.branches.values()):
+        if "@" in b.name and _aware(b.created) < moment - dt.timedelta(seconds=idle):
+            if engine.catalog.children(b.name):
+                continue
+            snapshots.append(b.name)
+            if not dry:
+                await delete_branch(engine, b.name)
+    cutoff_time = moment - dt.timedelta(seconds=retain)
+    floor = await main_floor(engine, await lsn_at(engine, cutoff_time))
+    live = sorted(engine.catalog.branches)
+    doomed = [
+        {"branch": MAIN, "_id": {"$lte": bson.Int64(floor)}},
+        {"branch": {"$nin": live}, "ts": {"$lt": cutoff_time}},
+    ]
+    removed = 0
+    for flt in doomed:
+        if dry:
+            removed += int(
+                (await engine.db.command(INTERNAL_DB, {"count": "wal", "query": flt}))["n"]
+            )
+        else:
+            reply = await engine.db.command(
+                INTERNAL_DB, {"delete": "wal", "deletes": [{"q": flt, "limit": 0}]}
+            )
+            removed += int(reply.get("n", 0))
+    return {
+        "gc": {
+            "dry_run": dry,
+            "expired_branches": expired,
+            "expired_kept_for_children": kept,
+            "snapshots_removed": snapshots,
+            "wal_removed": removed,
+            "main_wal_floor": floor,
+        }
+    }
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
