@@ -1,4 +1,9 @@
-"""The ``argon`` command line (also installed as ``argonctl``)."""
+"""The ``argon`` command line (also installed as ``argonctl``).
+
+``serve`` runs the proxy; every other command (``branch``, ``tag``, ``merge``,
+``diff``, ``log``, ...) is a client of a running proxy, defined in
+``argon_proxy.commands`` on top of the ``argon`` SDK.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .commands import register as register_client_commands
 from .config import ConfigError, load_settings
 from .embedded import EmbeddedError
 from .logs import setup_logging
@@ -21,7 +27,8 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-# Exit codes: 0 ok, 1 operation failed, 2 usage, 3 configuration, 4 upstream unavailable.
+# Exit codes: 0 ok, 1 operation failed, 2 usage, 3 configuration, 4 upstream (for
+# `serve`) or proxy (for client commands) unavailable, 5 merge stopped on conflicts.
 EXIT_CONFIG = 3
 EXIT_UPSTREAM = 4
 
@@ -93,6 +100,9 @@ def serve(
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         pass
+
+
+register_client_commands(app)
 
 
 def main() -> None:
