@@ -60,6 +60,26 @@ _FIND_UNSUPPORTED = (
     "readOnce",
 )
 _CROSS_COLLECTION = ("$lookup", "$graphLookup", "$unionWith")
+_LOCAL = "argonlocal"
+
+
+def _lookup_equality(foreign: str) -> dict[str, Any]:
+    """$lookup's localField/foreignField match as an expression: equal values, or
+    either side an array holding the other."""
+    local = f"$${_LOCAL}"
+
+    def members(value: str) -> dict[str, Any]:
+        return {"$cond": [{"$isArray": value}, value, []]}
+
+    return {
+        "$or": [
+            {"$eq": [foreign, local]},
+            {"$in": [foreign, members(local)]},
+            {"$in": [local, members(foreign)]},
+        ]
+    }
+
+
 _WRITING_STAGES = ("$out", "$merge")
 _FIRST_ONLY = (
     "$changeStream",
@@ -142,10 +162,11 @@ class Reader:
         pipeline = list(cmd.get("pipeline") or [])
         if not isinstance(coll, str):
             raise unsupported("a database-level aggregate", branch.name)
-        await self._check_stages(branch, db, pipeline)
+        rewritten = await self._rewrite_stages(branch, db, pipeline)
         view = await self.view(branch, db, coll)
         if view.passthrough:
-            return None
+            return None if rewritten == pipeline else {**cmd, "pipeline": rewritten}
+        pipeline = rewritten
         if pipeline and isinstance(pipeline[0], dict):
             first = next(iter(pipeline[0]), "")
             if first in _FIRST_ONLY or (first == "$match" and _has_text(pipeline[0]["$match"])):
@@ -155,29 +176,63 @@ class Reader:
             first_match = pipeline.pop(0)["$match"]
         return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
 
-    async def _check_stages(self, branch: Branch, db: str, pipeline: list[Any]) -> None:
+    async def _rewrite_stages(self, branch: Branch, db: str, pipeline: list[Any]) -> list[Any]:
+        """The pipeline with every stage that reads another collection reading that
+        collection's view on the branch instead ($lookup, $unionWith, inside
+        $facet too); refuses stages that cannot."""
+        out: list[Any] = []
         for stage in pipeline:
             if not isinstance(stage, dict) or len(stage) != 1:
+                out.append(stage)
                 continue
-            name = next(iter(stage))
+            name, spec = next(iter(stage.items()))
             if name in _WRITING_STAGES:
                 raise unsupported(
                     f"aggregate with {name}",
                     branch.name,
                     "its writes would bypass the write-ahead log",
                 )
-            if name in _CROSS_COLLECTION:
-                spec = stage[name]
-                other = spec if isinstance(spec, str) else spec.get("from") or spec.get("coll")
-                if other is not None and not (await self.view(branch, db, other)).passthrough:
-                    raise unsupported(
-                        f"{name} of collection {other!r}",
-                        branch.name,
-                        "that collection has changes on the branch",
-                    )
-                sub = spec.get("pipeline") if isinstance(spec, dict) else None
-                if sub:
-                    await self._check_stages(branch, db, sub)
+            if name == "$facet" and isinstance(spec, dict):
+                facets = {k: await self._rewrite_stages(branch, db, v) for k, v in spec.items()}
+                out.append({"$facet": facets})
+            elif name in _CROSS_COLLECTION:
+                out.append({name: await self._rewrite_cross(branch, db, name, spec)})
+            else:
+                out.append(stage)
+        return out
+
+    async def _rewrite_cross(self, branch: Branch, db: str, name: str, spec: Any) -> Any:
+        if isinstance(spec, str):
+            spec = {"coll": spec}
+        if not isinstance(spec, dict):
+            return spec
+        other = spec.get("from") or spec.get("coll")
+        sub = spec.get("pipeline")
+        new = dict(spec)
+        if sub:
+            new["pipeline"] = await self._rewrite_stages(branch, db, list(sub))
+        if not isinstance(other, str):
+            return new
+        view = await self.view(branch, db, other)
+        if view.passthrough:
+            return new
+        if name == "$graphLookup":
+            raise unsupported(
+                f"$graphLookup of collection {other!r}",
+                branch.name,
+                "that collection has changes on the branch; $graphLookup takes no pipeline "
+                "Argon could rewrite",
+            )
+        stages = view.pipeline()
+        if name == "$lookup" and "localField" in spec and "foreignField" in spec:
+            # mongod applies the equality to the base collection only (with its
+            # index); documents of the overlays arrive through $unionWith and are
+            # matched after it, on a variable (not inside $unionWith, where not
+            # every server resolves $lookup's variables).
+            new["let"] = {**(spec.get("let") or {}), _LOCAL: f"${spec['localField']}"}
+            stages.append({"$match": {"$expr": _lookup_equality(f"${spec['foreignField']}")}})
+        new["pipeline"] = stages + list(new.get("pipeline") or [])
+        return new
 
     async def count(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         view = await self.view(branch, db, cmd["count"])

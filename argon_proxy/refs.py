@@ -57,8 +57,8 @@ async def _tag_point(engine: Engine, name: str, at: str) -> Point:
     if tag is None:
         raise BranchError(
             BRANCH_NOT_FOUND,
-            f"{name!r} is neither a branch nor a tag. See `argon branch list` and "
-            "`argon tag list`.",
+            f"branch {name!r} does not exist (nor a tag of that name). See `argon branch "
+            f"list` and `argon tag list`, or create it with `argon branch create {name}`.",
         )
     if at:
         raise ArgonError(BAD_VALUE, f"{name}@{at}: a tag is a point already; drop '@{at}'")

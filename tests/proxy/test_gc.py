@@ -9,7 +9,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import start_proxy, start_upstream
 
 Client = MongoClient[dict[str, Any]]
 

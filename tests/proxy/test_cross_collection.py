@@ -1,0 +1,124 @@
+"""$lookup, $unionWith and $facet on a branch read the branch's other collections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from ..processes import Process, start_proxy, start_upstream
+
+Client = MongoClient[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def c() -> Iterator[Client]:
+    up = start_upstream()
+    proxy: Process = start_proxy(f"mongodb://127.0.0.1:{up.port}")
+    client: Client = MongoClient(proxy.uri)
+    client.shop.orders.insert_many([{"_id": i, "user": i % 3, "amount": i} for i in range(6)])
+    client.shop.users.insert_many([{"_id": u, "name": f"u{u}"} for u in range(3)])
+    client.admin.command({"argon": "createBranch", "name": "x"})
+    b = client["shop@x"]
+    b.users.update_one({"_id": 1}, {"$set": {"name": "renamed"}})
+    b.users.delete_one({"_id": 2})
+    b.users.insert_one({"_id": 3, "name": "new"})
+    b.orders.insert_one({"_id": 10, "user": 3, "amount": 10})
+    yield client
+    client.close()
+    proxy.stop()
+    up.stop()
+
+
+def names(rows: list[dict[str, Any]]) -> list[tuple[int, list[str]]]:
+    return [(r["_id"], [u["name"] for u in r["u"]]) for r in rows]
+
+
+def test_lookup_local_foreign_reads_the_branch(c: Client) -> None:
+    stage = {"$lookup": {"from": "users", "localField": "user", "foreignField": "_id", "as": "u"}}
+    rows = list(c["shop@x"].orders.aggregate([stage, {"$sort": {"_id": 1}}]))
+    assert names(rows) == [
+        (0, ["u0"]),
+        (1, ["renamed"]),
+        (2, []),
+        (3, ["u0"]),
+        (4, ["renamed"]),
+        (5, []),
+        (10, ["new"]),
+    ]
+    main = list(c.shop.orders.aggregate([stage, {"$sort": {"_id": 1}}]))
+    assert names(main)[:3] == [(0, ["u0"]), (1, ["u1"]), (2, ["u2"])]
+
+
+def test_lookup_with_pipeline_and_let(c: Client) -> None:
+    stage = {
+        "$lookup": {
+            "from": "users",
+            "let": {"uid": "$user"},
+            "pipeline": [{"$match": {"$expr": {"$eq": ["$_id", "$$uid"]}}}],
+            "as": "u",
+        }
+    }
+    rows = list(c["shop@x"].orders.aggregate([{"$match": {"_id": {"$in": [1, 10]}}}, stage]))
+    assert sorted(names(rows)) == [(1, ["renamed"]), (10, ["new"])]
+
+
+def test_union_with_and_facet(c: Client) -> None:
+    rows = list(
+        c["shop@x"].orders.aggregate(
+            [
+                {"$project": {"_id": 0, "kind": "order"}},
+                {
+                    "$unionWith": {
+                        "coll": "users",
+                        "pipeline": [{"$project": {"_id": 0, "n": "$name"}}],
+                    }
+                },
+            ]
+        )
+    )
+    assert sorted(r["n"] for r in rows if "n" in r) == ["new", "renamed", "u0"]
+    facet = list(
+        c["shop@x"].orders.aggregate(
+            [
+                {"$match": {"_id": 10}},
+                {
+                    "$facet": {
+                        "joined": [
+                            {
+                                "$lookup": {
+                                    "from": "users",
+                                    "localField": "user",
+                                    "foreignField": "_id",
+                                    "as": "u",
+                                }
+                            }
+                        ]
+                    }
+                },
+            ]
+        )
+    )
+    assert facet[0]["joined"][0]["u"] == [{"_id": 3, "name": "new"}]
+
+
+def test_graph_lookup_of_a_changed_collection_is_refused(c: Client) -> None:
+    stage = {
+        "$graphLookup": {
+            "from": "users",
+            "startWith": "$user",
+            "connectFromField": "_id",
+            "connectToField": "_id",
+            "as": "u",
+        }
+    }
+    with pytest.raises(OperationFailure) as err:
+        list(c["shop@x"].orders.aggregate([stage]))
+    assert err.value.code == 115
+    assert "x" in str(err.value) and "$graphLookup" in str(err.value)
+    with pytest.raises(OperationFailure) as err:
+        list(c["shop@x"].orders.aggregate([{"$out": "copy"}]))
+    assert err.value.code == 115
