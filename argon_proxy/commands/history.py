@@ -13,6 +13,7 @@ from argon.models import ResetResult, UndoResult
 from .output import (
     add_row,
     emit,
+    fmt_client,
     fmt_time,
     fmt_value,
     json_text,
@@ -121,7 +122,7 @@ def log(
     table = make_table("LSN", "time", "ns", "_id", "op", "client", "merge")
     for e in entries:
         merge = "-" if e.merge is None else fmt_value(e.merge)
-        client_name = "-" if e.client is None else fmt_value(e.client)
+        client_name = fmt_client(e.client)
         add_row(
             table, str(e.lsn), fmt_time(e.ts), e.ns, fmt_value(e.doc_id), e.op, client_name, merge
         )
@@ -144,7 +145,7 @@ def blame(
         return
     table = make_table("field", "LSN", "time", "op", "client")
     for f in result.fields:
-        client_name = "-" if f.client is None else fmt_value(f.client)
+        client_name = fmt_client(f.client)
         add_row(table, f.path, str(f.lsn), fmt_time(f.ts), f.op, client_name)
     emit(table, json=False)
     sys.stdout.write(json_text(result.document) + "\n")

@@ -97,16 +97,31 @@ def fmt_value(value: Any) -> str:
 
 
 def make_table(*headers: str, show_header: bool = True) -> Table:
-    """A table whose cells fold rather than cut: names and ids must stay whole."""
+    """A table whose cells fold rather than cut: names and ids must stay whole.
+
+    Times and LSNs are short and read badly broken, so they never wrap.
+    """
     table = Table(show_header=show_header)
     for header in headers:
-        table.add_column(header, overflow="fold")
+        whole = "time" in header or "LSN" in header or header == "last activity"
+        table.add_column(header, overflow="fold", no_wrap=whole)
     return table
 
 
 def add_row(table: Table, *cells: str) -> None:
     """Add a row of plain text: data such as ``[abc]`` must not be read as rich markup."""
     table.add_row(*(Text(c) for c in cells))
+
+
+def fmt_client(value: Any) -> str:
+    """Who wrote a WAL entry: its appName, else its user, else its connection."""
+    if isinstance(value, dict):
+        for key in ("app", "user"):
+            if value.get(key):
+                return str(value[key])
+        if value.get("conn") is not None:
+            return f"conn {value['conn']}"
+    return "-" if value is None else fmt_value(value)
 
 
 def fmt_list(values: Sequence[Any]) -> str:
