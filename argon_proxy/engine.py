@@ -18,6 +18,7 @@ from typing import Any
 
 import bson
 import trio
+from bson import ObjectId
 
 from . import admin, indexes, metrics, refs, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
@@ -29,7 +30,7 @@ from .reads import Reader, generic, unsupported
 from .txn import Runner
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
-from .writes import StatementError, WriteContext, Writer
+from .writes import NeedsStatements, StatementError, WriteContext, Writer
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 # Commands that never name a collection: the same on every branch.
@@ -300,6 +301,16 @@ class Engine:
         if name == "update":
             reply["nModified"] = 0
         upserted, errors = [], []
+        if name == "insert":
+            statements = [d if "_id" in d else {"_id": ObjectId(), **d} for d in statements]
+            if len(statements) > 1 and req.joined is None:
+                ctx.statement = "all"
+                try:
+                    out = await self.writer.insert_batch(ctx, statements)
+                except NeedsStatements:
+                    pass
+                else:
+                    return {"n": out.matched, "ok": 1.0}
         for index, stmt in enumerate(statements):
             ctx.statement = index
             try:

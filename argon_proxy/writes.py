@@ -43,6 +43,26 @@ from .upstream import UpstreamPool
 from .view import NOT_TOMBSTONE, View, build_view
 
 DUPLICATE_KEY = 11000
+_CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
+_CHUNK_COUNT = 1000
+
+
+def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
+    """``items`` cut into commands of at most 1,000 and about 8 MB each."""
+    out: list[list[Any]] = [[]]
+    used = 0
+    for item in items:
+        size = len(bson.encode(size_of(item) if size_of else item))
+        if out[-1] and (len(out[-1]) >= _CHUNK_COUNT or used + size > _CHUNK_BYTES):
+            out.append([])
+            used = 0
+        out[-1].append(item)
+        used += size
+    return [c for c in out if c]
+
+
+class NeedsStatements(Exception):
+    """A batch cannot run as one statement; run it statement by statement."""
 
 
 @dataclass
@@ -55,7 +75,7 @@ class WriteContext:
     client: wal.ClientIdentity
     joined: Runner | None = None  # the client's transaction, which Argon's commands join
     retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
-    statement: int = 0  # index of the statement being run, for retryable writes
+    statement: int | str = 0  # the statement being run, for retryable writes ("all": batch)
     extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
 
     @property
@@ -215,8 +235,9 @@ class Writer:
                     {"q": {"_id": ch.doc_id}, "u": {"$setOnInsert": body}, "upsert": True}
                 )
                 (ids if ch.pre is not None else tombs).append(ch.doc_id)
+            for part in chunks(statements, lambda st: st["u"]):
+                await runner.run(ctx.db, {"update": ov.name, "updates": part})
             if statements:
-                await runner.run(ctx.db, {"update": ov.name, "updates": statements})
                 outcome.cache.append((ov, ids, False))
                 outcome.cache.append((ov, tombs, True))
 
@@ -240,7 +261,8 @@ class Writer:
             )
             for i, ch in enumerate(changes)
         ]
-        await runner.run("__argon", {"insert": "wal", "documents": entries})
+        for part in chunks(entries):
+            await runner.run("__argon", {"insert": "wal", "documents": part})
         return [first, first + len(changes) - 1]
 
     async def _put_own(
@@ -328,6 +350,40 @@ class Writer:
             out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
 
         return await self.run_statement(ctx, body)
+
+    async def insert_batch(self, ctx: WriteContext, docs: list[dict[str, Any]]) -> Outcome:
+        """Insert all of ``docs`` (each with its ``_id``) as one statement and one
+        transaction. Raises ``NeedsStatements`` when any of them would fail, so the
+        caller runs them one by one and reports write errors exactly as mongod."""
+        keys = {hashable_id(d["_id"]) for d in docs}
+        if len(keys) != len(docs):
+            raise NeedsStatements
+
+        async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            ids = [d["_id"] for d in docs]
+            if own is None:  # main: mongod enforces _id uniqueness itself
+                for part in chunks(docs):
+                    await runner.run(ctx.db, {"insert": ctx.coll, "documents": part})
+            else:
+                for start in range(0, len(ids), 500):
+                    found = await self._view_find(
+                        runner, view, {"_id": {"$in": ids[start : start + 500]}}, limit=1
+                    )
+                    if found:
+                        raise NeedsStatements
+                for part in chunks(docs):
+                    updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in part]
+                    await runner.run(ctx.db, {"update": own.name, "updates": updates})
+                out.cache.append((own, ids, False))
+            out.matched = len(docs)
+            out.changes.extend(Change(d["_id"], wal.INSERT, None, d) for d in docs)
+
+        try:
+            return await self.run_statement(ctx, body)
+        except CommandError as exc:
+            if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
+                raise NeedsStatements from None
+            raise
 
     # -- whole documents (merge, reset, undo) -------------------------------------
 
