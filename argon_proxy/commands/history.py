@@ -21,6 +21,7 @@ from .output import (
     out,
     parse_time,
     parse_value,
+    show,
 )
 from .session import EXIT_FAILED, EXIT_USAGE, Json, Uri, connected, fail
 
@@ -161,7 +162,7 @@ def _render_undo(result: UndoResult, *, applied: bool) -> None:
         table = make_table("ns", "_id", "left alone because")
         for r in result.refused:
             add_row(table, r.ns, fmt_value(r.doc_id), r.reason)
-        out.print(table)
+        show(table)
 
 
 def undo(

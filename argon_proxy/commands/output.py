@@ -28,6 +28,7 @@ from argon.models import Model
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+PIPE_WIDTH = 400
 _JSON_LITERAL = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
 
 
@@ -53,7 +54,17 @@ def emit(value: Any, *, json: bool) -> None:
         # Straight to stdout: rich would wrap long lines and interpret [brackets].
         sys.stdout.write(json_text(value) + "\n")
     else:
-        out.print(value)
+        show(value)
+
+
+def show(renderable: Any) -> None:
+    """Print text or a table for people.
+
+    On a terminal, tables fit its width; into a pipe or file they take the
+    width their content needs, rather than rich's default of 80 columns.
+    """
+    console = out if out.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+    console.print(renderable)
 
 
 def parse_value(text: str) -> Any:

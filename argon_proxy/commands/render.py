@@ -8,7 +8,7 @@ from rich.table import Table
 
 from argon.models import BranchInfo, Conflict, Diff, Merge
 
-from .output import add_row, fmt_list, fmt_time, fmt_value, make_table, out
+from .output import add_row, fmt_list, fmt_time, fmt_value, make_table, out, show
 
 
 def branch_flags(info: BranchInfo) -> str:
@@ -93,9 +93,9 @@ def render_merge(merge: Merge) -> None:
             add_row(
                 table, col.ns, *(str(x) for x in (n.inserted, n.updated, n.deleted, n.conflicts))
             )
-        out.print(table)
+        show(table)
     if merge.conflicts:
-        out.print(conflict_table(merge.conflicts))
+        show(conflict_table(merge.conflicts))
     if merge.status == "preview":
         out.print(
             f"nothing written yet: apply with `argon merge apply {_quoted_id(merge)}`",
@@ -111,7 +111,7 @@ def render_conflict_stop(merge: Merge) -> None:
         f"merge {fmt_value(merge.id)} stopped on {total} conflict(s); nothing was applied",
         markup=False,
     )
-    out.print(conflict_table(merge.conflicts))
+    show(conflict_table(merge.conflicts))
     if total > shown:
         out.print(
             f"{shown} of {total} shown: `argon merge conflicts {_quoted_id(merge)}` lists all",
@@ -155,7 +155,7 @@ def render_diff(diff: Diff) -> None:
                 for f in doc.fields
             )
             add_row(table, fmt_value(doc.doc_id), doc.change, fields or "-")
-        out.print(table)
+        show(table)
         listed = len(col.documents)
         total = n.added + n.removed + n.modified
         if total > listed:
