@@ -47,6 +47,11 @@ class Model:
 
     __slots__ = ()  # so the slotted dataclasses below really have no __dict__
 
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Self:
+        """The model of one document of a proxy's reply (missing keys get defaults)."""
+        raise NotImplementedError
+
     def to_dict(self) -> dict[str, Any]:
         """The model as a plain dict (nested models become dicts, tuples lists)."""
         assert dataclasses.is_dataclass(self)
