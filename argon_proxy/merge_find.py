@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import re
 from collections.abc import Mapping
 from functools import total_ordering
 from typing import Any
 
 import bson
 from bson import ObjectId
+from bson.regex import Regex
 
 from .catalog import Catalog, hashable_id
 from .dbclient import DbClient
@@ -158,7 +160,7 @@ async def find_merged(
     wanted = skip + limit if limit else MAX_MERGED + 1
     streams = []
     shadow: set[Any] = set()
-    for layer in view.layers:
+    for layer in _layers_for(catalog, view, cmd.get("filter")):
         own = _layer_ids(catalog, view, layer.coll)
         # Enough rows that, after dropping shadowed ids and tombstones, ``wanted`` remain.
         rows = wanted + len(shadow) + len(own)
@@ -204,6 +206,35 @@ async def find_merged(
         "cursor": {"firstBatch": page, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
         "ok": 1.0,
     }
+
+
+def _layers_for(catalog: Catalog, view: View, flt: Any) -> tuple[Any, ...]:
+    """The layers worth asking: for ``{_id: <value>}`` only the nearest one holding
+    that id (the base if no overlay does), so a point read costs one query."""
+    if not isinstance(flt, Mapping) or set(flt) != {"_id"}:
+        return view.layers
+    value = flt["_id"]
+    if isinstance(value, list | re.Pattern | Regex) or (
+        isinstance(value, Mapping) and any(str(k).startswith("$") for k in value)
+    ):
+        return view.layers
+    key = hashable_id(value)
+    for index, layer in enumerate(view.layers):
+        if not layer.overlay:
+            return view.layers[index : index + 1]
+        held = next(
+            (
+                ov.ids
+                for ov in catalog.overlays.values()
+                if ov.name == layer.coll and ov.db == view.db
+            ),
+            None,
+        )
+        if held is None:
+            return view.layers  # ids not loaded: ask every layer
+        if key in held:
+            return view.layers[index : index + 1]
+    return ()
 
 
 def _layer_ids(catalog: Catalog, view: View, coll: str) -> set[Any] | dict[Any, Any]:

@@ -256,3 +256,18 @@ def test_time_travel_on_a_branch(admin: Client) -> None:
         admin["ttb@tt-branch@lsn-1"].c.find_one()  # before the branch existed
     assert "earliest reachable" in str(info.value)
     argon(admin, "deleteBranch", name="tt-branch")  # its snapshots go with it
+
+
+def test_point_reads_by_id_ask_the_layer_that_holds_the_id(admin: Client) -> None:
+    admin.pointdb.items.insert_many([{"_id": i, "v": "main"} for i in range(4)])
+    argon(admin, "createBranch", name="point")
+    argon(admin, "createBranch", name="point/child", **{"from": "point"})
+    b, child = admin["pointdb@point"].items, admin["pointdb@point~child"].items
+    b.update_one({"_id": 1}, {"$set": {"v": "branch"}})
+    b.delete_one({"_id": 2})
+    b.insert_one({"_id": 9, "v": "new"})
+    child.update_one({"_id": 3}, {"$set": {"v": "child"}})
+    got = {i: (b.find_one({"_id": i}) or {}).get("v") for i in (0, 1, 2, 3, 9, 42)}
+    assert got == {0: "main", 1: "branch", 2: None, 3: "main", 9: "new", 42: None}
+    got = {i: (child.find_one({"_id": i}) or {}).get("v") for i in (0, 1, 2, 3, 9)}
+    assert got == {0: "main", 1: "main", 2: "main", 3: "child", 9: None}
