@@ -49,7 +49,7 @@ class BranchError(ArgonError):
 
     @property
     def code_name(self) -> str:
-        return self._names.get(self.code, "ArgonError")
+        return self._names.get(self.code) or super().code_name
 
 
 def branch_not_found(name: str) -> BranchError:

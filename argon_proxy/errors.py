@@ -30,6 +30,7 @@ MERGE_NOT_FOUND = 2012
 TAG_NOT_FOUND = 2013
 TAG_EXISTS = 2014
 UNDO_CONFLICT = 2015
+POINT_OUT_OF_RANGE = 2005
 
 _NAMES = {
     BAD_VALUE: "BadValue",
@@ -49,6 +50,7 @@ _NAMES = {
     TAG_NOT_FOUND: "TagNotFound",
     TAG_EXISTS: "TagExists",
     UNDO_CONFLICT: "UndoConflict",
+    POINT_OUT_OF_RANGE: "PointOutOfRange",
 }
 
 

@@ -519,11 +519,23 @@ async def resolve_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             f"merge {rec['_id']} has no conflict on {cmd.get('ns')} {cmd.get('docId')!r}; "
             f"list them with `argon merge conflicts {rec['_id']}`",
         )
-    left = await engine.db.command(
+    return {"merge": await stored_merge(engine, rec)}
+
+
+async def stored_merge(engine: Engine, rec: dict[str, Any]) -> dict[str, Any]:
+    """A stored merge as the ``merge`` document of the replies, with its conflicts."""
+    conflicts = await engine.db.find(
+        INTERNAL_DB, "merge_conflicts", {"merge": rec["_id"]}, limit=SHOWN_CONFLICTS
+    )
+    for c in conflicts:
+        c.pop("_id", None)
+        c.pop("merge", None)
+    doc = {k: v for k, v in rec.items() if k not in ("_id", "created", "applied_at")}
+    unresolved = await engine.db.command(
         INTERNAL_DB,
         {"count": "merge_conflicts", "query": {"merge": rec["_id"], "resolution": None}},
     )
-    return {"id": rec["_id"], "unresolved": int(left["n"])}
+    return {"id": rec["_id"], **doc, "conflicts": conflicts, "unresolved": int(unresolved["n"])}
 
 
 async def granularity_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

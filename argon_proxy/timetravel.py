@@ -22,13 +22,11 @@ import bson
 
 from . import wal
 from .catalog import Branch, BranchError, hashable_id
-from .errors import BAD_VALUE, ArgonError
+from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 
 if TYPE_CHECKING:
     from .engine import Engine
-
-POINT_OUT_OF_RANGE = 2005
 
 
 def parse_point(text: str) -> int | dt.datetime:
