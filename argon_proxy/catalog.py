@@ -117,6 +117,7 @@ class Overlay:
     coll: str
     cut: bool = False  # lower layers are hidden (the branch dropped the collection)
     present: bool = True  # the collection exists on the branch
+    dropped: bool = False  # the branch dropped it (not merely branched before it existed)
     indexes: list[dict[str, Any]] | None = None  # the branch's own index list; None: inherited
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
@@ -198,6 +199,7 @@ class Catalog:
                 doc["coll"],
                 bool(doc.get("cut")),
                 bool(doc.get("present", True)),
+                bool(doc.get("dropped", doc.get("cut"))),
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
@@ -227,6 +229,39 @@ class Catalog:
 
     def children(self, name: str) -> list[Branch]:
         return [b for b in self.branches.values() if b.parent == name]
+
+    def shows(self, branch: Branch, db: str, coll: str, *, in_base: bool) -> bool:
+        """Whether ``db.coll`` exists on the branch, given whether main's collection does."""
+        shown = in_base
+        for b in reversed(self.chain(branch)):
+            ov = self.overlay(b, db, coll)
+            if ov is None:
+                continue
+            if ov.present:
+                shown = True
+            elif ov.cut:
+                shown = False
+        return shown
+
+    async def upstream_has(self, db: str, coll: str) -> bool:
+        """Whether the upstream holds a collection ``db.coll`` (main's, or an overlay)."""
+        found = await self.db.find_cursor(
+            db, {"listCollections": 1, "filter": {"name": coll}, "nameOnly": True}
+        )
+        return bool(found)
+
+    async def child_overlays(self, parent: Branch, db: str, coll: str) -> list[Overlay]:
+        """The overlays of ``db.coll`` in every child of ``parent``, registered if new.
+
+        A child without an overlay still sees the collection exactly as the parent
+        does now, so a new one starts absent when the parent has no such collection:
+        the parent creating it later must not make it appear on the child.
+        """
+        kids = self.children(parent.name)
+        if all(self.overlay(k, db, coll) is not None for k in kids):
+            return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None]
+        absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
+        return [await self.ensure_overlay(k, db, coll, absent=absent) for k in kids]
 
     # -- LSN -------------------------------------------------------------------
 
@@ -337,12 +372,17 @@ class Catalog:
     def overlay(self, branch: Branch, db: str, coll: str) -> Overlay | None:
         return self.overlays.get(f"{branch.id}|{db}|{coll}")
 
-    async def ensure_overlay(self, branch: Branch, db: str, coll: str) -> Overlay:
-        """The branch's overlay of ``db.coll``, registered (and indexed) on first use."""
+    async def ensure_overlay(
+        self, branch: Branch, db: str, coll: str, *, absent: bool = False
+    ) -> Overlay:
+        """The branch's overlay of ``db.coll``, registered (and indexed) on first use.
+
+        ``absent`` registers a new one as hiding a collection the branch does not have.
+        """
         found = self.overlay(branch, db, coll)
         if found is not None:
             return found
-        ov = Overlay(branch.id, db, coll, ids={})
+        ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
         await self.db.command(
             INTERNAL_DB,
             {
@@ -355,8 +395,8 @@ class Catalog:
                                 "branch_id": ov.branch_id,
                                 "db": db,
                                 "coll": coll,
-                                "cut": False,
-                                "present": True,
+                                "cut": ov.cut,
+                                "present": ov.present,
                             }
                         },
                         "upsert": True,
@@ -368,18 +408,24 @@ class Catalog:
         self.overlays[ov.key] = ov
         return ov
 
-    async def set_flags(self, ov: Overlay, *, cut: bool, present: bool) -> None:
+    async def set_flags(
+        self, ov: Overlay, *, cut: bool, present: bool, dropped: bool | None = None
+    ) -> None:
         """Record that the branch dropped (cut, absent) or created (present) the collection."""
+        dropped = ov.dropped if dropped is None else dropped
         await self.db.command(
             INTERNAL_DB,
             {
                 "update": "overlays",
                 "updates": [
-                    {"q": {"_id": ov.key}, "u": {"$set": {"cut": cut, "present": present}}}
+                    {
+                        "q": {"_id": ov.key},
+                        "u": {"$set": {"cut": cut, "present": present, "dropped": dropped}},
+                    }
                 ],
             },
         )
-        ov.cut, ov.present = cut, present
+        ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
         """Give the overlay the base's non-unique indexes, so layers plan alike.

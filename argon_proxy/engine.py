@@ -84,7 +84,8 @@ MAIN_GUARDED = frozenset(
 ON_MAIN = (
     WRITE_COMMANDS
     | MAIN_GUARDED
-    | {"createIndexes", "dropIndexes", "argon", "listCollections", "listDatabases", "aggregate"}
+    | {"createIndexes", "dropIndexes", "create"}  # children must not see these appear
+    | {"argon", "listCollections", "listDatabases", "aggregate"}
 )
 
 
@@ -171,6 +172,8 @@ class Engine:
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
             if name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str):
                 await indexes.freeze_children(self, branch, db, cmd[name])
+            if name == "create" and isinstance(cmd.get(name), str):
+                await self.catalog.child_overlays(branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
         return await self._branch_command(name, db, branch, cmd)
 
@@ -247,17 +250,12 @@ class Engine:
         listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
         if listed["cursor"]["firstBatch"]:
             raise ArgonError(48, f"Collection {db}.{coll} already exists.")
+        await self.catalog.child_overlays(branch, db, coll)  # keep it off the children
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.catalog.set_flags(ov, cut=ov.cut, present=True)
-        if not await self._exists(db, ov.name):
+        if not await self.catalog.upstream_has(db, ov.name):
             await self.db.command(db, {"create": ov.name})
         return {"ok": 1.0}
-
-    async def _exists(self, db: str, coll: str) -> bool:
-        found = await self.db.find_cursor(
-            db, {"listCollections": 1, "filter": {"name": coll}, "nameOnly": True}
-        )
-        return bool(found)
 
     async def _drop(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
         if branch.read_only:
@@ -271,7 +269,7 @@ class Engine:
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
         ov.ids, ov.tombstones = {}, set()
-        await self.catalog.set_flags(ov, cut=True, present=False)
+        await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
         await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 

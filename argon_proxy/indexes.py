@@ -72,12 +72,10 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
 
 async def freeze_children(engine: Engine, branch: Branch, db: str, coll: str) -> None:
     """Give every child that inherits this collection's indexes its own copy of them."""
-    kids = engine.catalog.children(branch.name)
-    if not kids:
+    if not engine.catalog.children(branch.name):
         return
     current = await list_specs(engine, branch, db, coll)
-    for child in kids:
-        ov = await engine.catalog.ensure_overlay(child, db, coll)
+    for ov in await engine.catalog.child_overlays(branch, db, coll):
         if ov.indexes is None and not ov.cut:
             await store(engine, ov, current)
 

@@ -191,7 +191,7 @@ async def _refuse_dropped(engine: Engine, windows: tuple[history.Window, ...]) -
     names = {w.branch for w in windows}
     for ov in engine.catalog.overlays.values():
         owner = next((b for b in engine.catalog.branches.values() if b.id == ov.branch_id), None)
-        if owner is not None and owner.name in names and ov.cut:
+        if owner is not None and owner.name in names and ov.dropped:
             raise ArgonError(
                 COMMAND_NOT_SUPPORTED,
                 f"merge of branch {owner.name!r}: it dropped collection {ov.db}.{ov.coll}, "

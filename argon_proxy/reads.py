@@ -280,16 +280,17 @@ class Reader:
             },
         )
         listed = {c["name"]: c for c in base if not is_internal(c["name"])}
-        for b in reversed(self.catalog.chain(branch)):
-            for ov in self.catalog.overlays.values():
-                if ov.branch_id != b.id or ov.db != db:
-                    continue
-                if ov.cut and not ov.present:
-                    listed.pop(ov.coll, None)
-                elif ov.present and ov.coll not in listed and _name_matches(cmd, ov.coll):
-                    listed[ov.coll] = {"name": ov.coll, "type": "collection"}
-                    if not cmd.get("nameOnly"):
-                        listed[ov.coll].update(options={}, info={"readOnly": False})
+        ids = {b.id for b in self.catalog.chain(branch)}
+        own = {
+            ov.coll for ov in self.catalog.overlays.values() if ov.branch_id in ids and ov.db == db
+        }
+        for name in own | set(listed):
+            if not self.catalog.shows(branch, db, name, in_base=name in listed):
+                listed.pop(name, None)
+            elif name not in listed and _name_matches(cmd, name):
+                listed[name] = {"name": name, "type": "collection"}
+                if not cmd.get("nameOnly"):
+                    listed[name].update(options={}, info={"readOnly": False})
         batch = sorted(listed.values(), key=lambda c: c["name"])
         return {
             "cursor": {

@@ -170,11 +170,9 @@ class Writer:
                 await self.catalog.set_flags(own, cut=own.cut, present=True)
             await self.catalog.load_ids(own)
             view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
-        kids = []
-        for child in self.catalog.children(ctx.branch.name):
-            ov = await self.catalog.ensure_overlay(child, ctx.db, ctx.coll)
+        kids = await self.catalog.child_overlays(ctx.branch, ctx.db, ctx.coll)
+        for ov in kids:
             await self.catalog.load_ids(ov)
-            kids.append(ov)
         return view, own, kids
 
     async def _view_find(
@@ -450,6 +448,11 @@ class Writer:
             if not matched:
                 if stmt.get("upsert"):
                     await self._upsert(runner, ctx, view, own, stmt, out)
+                elif own is None:
+                    # Main passes through: the upstream validates the update and has its
+                    # own say on whether a no-match update creates the collection.
+                    plain = {k: v for k, v in stmt.items() if k != "upsert"}
+                    await runner.run(ctx.db, {"update": ctx.coll, "updates": [plain]})
                 return
             out.matched = len(matched)
             if own is None:
@@ -477,13 +480,19 @@ class Writer:
         out: Outcome,
     ) -> None:
         ids = [d["_id"] for d in matched]
+        multi = bool(stmt.get("multi"))
         upd = {k: v for k, v in stmt.items() if k not in ("q", "upsert", "multi")}
-        upd.update(
-            q={"$and": [{"_id": {"$in": ids}}, stmt.get("q") or {}]}, multi=bool(stmt.get("multi"))
-        )
+        # In the transaction's snapshot the user's filter matches exactly ``matched``,
+        # so a multi-update runs as the user wrote it; a single update is pinned to
+        # the document the view picked.
+        flt = stmt.get("q") or {}
+        upd.update(q=flt if multi else {"$and": [{"_id": ids[0]}, flt]}, multi=multi)
         await runner.run(ctx.db, {"update": ctx.coll, "updates": [upd]})
-        posts = await find_all(runner, ctx.db, {"find": ctx.coll, "filter": {"_id": {"$in": ids}}})
-        by_id = {hashable_id(p["_id"]): p for p in posts}
+        by_id: dict[Any, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
+            chunk = {"_id": {"$in": ids[start : start + 500]}}
+            for post in await find_all(runner, ctx.db, {"find": ctx.coll, "filter": chunk}):
+                by_id[hashable_id(post["_id"])] = post
         for pre in matched:
             self._record_update(pre, by_id[hashable_id(pre["_id"])], out)
 
@@ -590,10 +599,11 @@ class Writer:
                 return
             ids = [d["_id"] for d in matched]
             if own is None:
-                await runner.run(
-                    ctx.db,
-                    {"delete": ctx.coll, "deletes": [{"q": {"_id": {"$in": ids}}, "limit": 0}]},
-                )
+                # The transaction's snapshot makes the user's filter match exactly ``ids``.
+                pinned = {"q": flt, "limit": 0} if not limit else {"q": {"_id": ids[0]}, "limit": 1}
+                if stmt.get("collation"):
+                    pinned["collation"] = stmt["collation"]
+                await runner.run(ctx.db, {"delete": ctx.coll, "deletes": [pinned]})
             else:
                 for doc_id in ids:
                     await self._tombstone_own(runner, ctx, own, doc_id, out)

@@ -271,3 +271,26 @@ def test_point_reads_by_id_ask_the_layer_that_holds_the_id(admin: Client) -> Non
     assert got == {0: "main", 1: "branch", 2: None, 3: "main", 9: "new", 42: None}
     got = {i: (child.find_one({"_id": i}) or {}).get("v") for i in (0, 1, 2, 3, 9)}
     assert got == {0: "main", 1: "main", 2: "main", 3: "child", 9: None}
+
+
+def test_collection_created_on_main_later_stays_off_the_branch(admin: Client) -> None:
+    argon(admin, "createBranch", name="before-coll")
+    admin.latecomer.created.insert_one({"_id": 1})
+    admin.latecomer.command({"create": "explicit"})
+    admin.latecomer.indexed.create_index("a")
+    branch = admin["latecomer@before-coll"]
+    assert branch.list_collection_names() == []
+    assert admin.latecomer.list_collection_names() == ["created", "explicit", "indexed"]
+    with pytest.raises(OperationFailure) as err:
+        branch.command({"listIndexes": "indexed"})
+    assert err.value.code == 26
+    # The branch can create the collection itself, and it starts empty.
+    branch.created.insert_one({"_id": 2})
+    assert list(branch.created.find()) == [{"_id": 2}]
+    assert branch.list_collection_names() == ["created"]
+    # Never having had a collection is not dropping it: the branch merges.
+    argon(admin, "createBranch", name="untouched", **{"from": "main"})
+    admin.latecomer.more.insert_one({"_id": 3})
+    merged = argon(admin, "merge", source="untouched", into="main")
+    assert merged["ok"] == 1.0
+    assert admin.latecomer.more.count_documents({}) == 1
