@@ -428,10 +428,10 @@ class Catalog:
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
-        """Give the overlay the base's non-unique indexes, so layers plan alike.
+        """Give the overlay the base's indexes, so layers plan alike.
 
-        Unique indexes are left out: tombstones would collide in them, and Argon
-        enforces ``_id`` uniqueness across the whole view itself.
+        Unique ones lose their flag: tombstones would collide in them, and Argon
+        enforces uniqueness across the whole view itself (``unique.py``).
         """
         try:
             specs = await self.db.find_cursor(db, {"listIndexes": coll})
@@ -439,9 +439,9 @@ class Catalog:
             return  # no base collection yet
         wanted = []
         for spec in specs:
-            if spec.get("name") == "_id_" or spec.get("unique"):
+            if spec.get("name") == "_id_":
                 continue
-            wanted.append({k: v for k, v in spec.items() if k not in {"v", "ns"}})
+            wanted.append({k: v for k, v in spec.items() if k not in {"v", "ns", "unique"}})
         if wanted:
             await self.db.command(db, {"createIndexes": target, "indexes": wanted})
 

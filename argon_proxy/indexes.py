@@ -7,22 +7,25 @@ indexes of a branch stores its new explicit list; as with documents, the
 old list is first frozen into every child that inherits it, so a child's
 indexes never change through its parent. Indexes a branch adds are also
 built on its overlay, so that layer plans like the base does; mongod
-validates every specification there first. Unique indexes on a branch
-other than main are refused: Argon enforces only ``_id`` across a view.
+validates every specification there first. A unique index is built there
+without its ``unique`` flag (tombstones and shadowed versions would collide):
+``unique.py`` enforces it across the view on every write, and creating one
+first builds it on a scratch copy of the view, so mongod judges the data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import bson
 
-from .catalog import Branch, Overlay
+from .catalog import Branch, Catalog, Overlay
 from .errors import ArgonError
-from .naming import INTERNAL_DB, MAIN
-from .reads import unsupported
+from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN
+from .view import build_view
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -34,16 +37,26 @@ INDEX_KEY_SPECS_CONFLICT = 86
 _ID_INDEX = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
 
 
+def _options(spec: Mapping[str, Any]) -> bytes:
+    """What makes two indexes on one key different (flags that are off count as absent)."""
+    kept = {
+        k: v
+        for k, v in sorted(spec.items())
+        if k not in ("v", "ns", "name", "key", "background") and v is not False
+    }
+    return bson.encode(kept)
+
+
 def _clean(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in ("ns",)}
 
 
-async def list_specs(engine: Engine, branch: Branch, db: str, coll: str) -> list[dict[str, Any]]:
+async def list_specs(catalog: Catalog, branch: Branch, db: str, coll: str) -> list[dict[str, Any]]:
     """The index specifications of ``db.coll`` as ``branch`` sees them."""
-    for b in engine.catalog.chain(branch):
+    for b in catalog.chain(branch):
         if b.name == MAIN:
             break
-        ov = engine.catalog.overlay(b, db, coll)
+        ov = catalog.overlay(b, db, coll)
         if ov is None:
             continue
         if ov.indexes is not None:
@@ -51,7 +64,7 @@ async def list_specs(engine: Engine, branch: Branch, db: str, coll: str) -> list
         if ov.cut:
             return [dict(_ID_INDEX)]
     try:
-        return [_clean(s) for s in await engine.db.find_cursor(db, {"listIndexes": coll})]
+        return [_clean(s) for s in await catalog.db.find_cursor(db, {"listIndexes": coll})]
     except ArgonError as exc:
         if exc.code == 26:
             return [dict(_ID_INDEX)]
@@ -74,7 +87,7 @@ async def freeze_children(engine: Engine, branch: Branch, db: str, coll: str) ->
     """Give every child that inherits this collection's indexes its own copy of them."""
     if not engine.catalog.children(branch.name):
         return
-    current = await list_specs(engine, branch, db, coll)
+    current = await list_specs(engine.catalog, branch, db, coll)
     for ov in await engine.catalog.child_overlays(branch, db, coll):
         if ov.indexes is None and not ov.cut:
             await store(engine, ov, current)
@@ -85,24 +98,23 @@ async def create_indexes(
 ) -> dict[str, Any]:
     coll = cmd["createIndexes"]
     wanted = [dict(s) for s in cmd.get("indexes") or []]
-    if any(s.get("unique") for s in wanted):
-        raise unsupported(
-            "a unique index", branch.name, "Argon enforces only _id uniqueness across a branch"
-        )
     await freeze_children(engine, branch, db, coll)
     ov = await engine.catalog.ensure_overlay(branch, db, coll)
-    current = await list_specs(engine, branch, db, coll)
+    current = await list_specs(engine.catalog, branch, db, coll)
     before = len(current)
     by_name = {s["name"]: s for s in current}
     fresh = []
     for spec in wanted:
         same = by_name.get(spec.get("name", ""))
         if same is not None:
-            if bson.encode(same["key"]) != bson.encode(spec.get("key", {})):
+            if bson.encode(same["key"]) != bson.encode(spec.get("key", {})) or _options(
+                same
+            ) != _options(spec):
                 raise ArgonError(
                     INDEX_KEY_SPECS_CONFLICT,
-                    f"An existing index has the same name as the requested index "
-                    f"but a different key: {spec.get('name')}",
+                    "An existing index has the same name as the requested index. When index "
+                    "names are not specified, they are auto generated and can cause "
+                    f"conflicts. Requested index: {spec}, existing index: {same}",
                 )
             continue
         if any(bson.encode(s["key"]) == bson.encode(spec.get("key", {})) for s in current):
@@ -112,8 +124,13 @@ async def create_indexes(
             )
         fresh.append(spec)
     if fresh:
-        await engine.db.command(db, {"createIndexes": ov.name, "indexes": fresh})
-        await store(engine, ov, current + [{"v": 2, **s} for s in fresh])
+        async with engine.writer.lock(f"{db}.{coll}"):  # no write slips in between
+            for spec in fresh:
+                if spec.get("unique"):
+                    await _check_unique(engine, branch, db, coll, spec)
+            plain = [{k: v for k, v in s.items() if k != "unique"} for s in fresh]
+            await engine.db.command(db, {"createIndexes": ov.name, "indexes": plain})
+            await store(engine, ov, current + [{"v": 2, **s} for s in fresh])
     return {
         "numIndexesBefore": before,
         "numIndexesAfter": before + len(fresh),
@@ -122,13 +139,41 @@ async def create_indexes(
     }
 
 
+async def _check_unique(
+    engine: Engine, branch: Branch, db: str, coll: str, spec: dict[str, Any]
+) -> None:
+    """Build ``spec`` on a scratch copy of the view, so mongod itself says whether the
+    branch's documents are unique under it (and rejects the spec if it is invalid)."""
+    view = await build_view(engine.catalog, branch, db, coll)
+    scratch = f"{INTERNAL_PREFIX}scratch.{uuid.uuid4().hex}"
+    try:
+        await engine.db.command(
+            db,
+            {
+                "aggregate": view.coll,
+                "pipeline": [*view.pipeline(), {"$out": scratch}],
+                "cursor": {},
+            },
+        )
+        if not await engine.catalog.upstream_has(db, scratch):
+            await engine.db.command(db, {"create": scratch})
+        try:
+            await engine.db.command(db, {"createIndexes": scratch, "indexes": [spec]})
+        except ArgonError as exc:
+            shown = exc.errmsg.replace(f"{db}.{scratch}", f"{db}.{coll}")
+            raise ArgonError(exc.code, shown) from None
+    finally:
+        with contextlib.suppress(ArgonError):
+            await engine.db.command(db, {"drop": scratch})
+
+
 async def drop_indexes(
     engine: Engine, branch: Branch, db: str, cmd: dict[str, Any]
 ) -> dict[str, Any]:
     coll = cmd["dropIndexes"]
     target = cmd.get("index")
     await _must_exist(engine, branch, db, coll)
-    current = await list_specs(engine, branch, db, coll)
+    current = await list_specs(engine.catalog, branch, db, coll)
     if target == "*":
         gone = [s for s in current if s["name"] != "_id_"]
     else:
@@ -167,5 +212,5 @@ async def list_indexes(
 ) -> dict[str, Any]:
     coll = cmd["listIndexes"]
     await _must_exist(engine, branch, db, coll)
-    specs = await list_specs(engine, branch, db, coll)
+    specs = await list_specs(engine.catalog, branch, db, coll)
     return {"cursor": {"id": bson.Int64(0), "ns": f"{db}.{coll}", "firstBatch": specs}, "ok": 1.0}

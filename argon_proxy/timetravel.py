@@ -7,10 +7,11 @@ later write on X freezes into S like into any child, so S stays at L. Building
 S reads only X's WAL entries after L: its cost follows the number of changes
 since L, never the size of the collections or of the whole history.
 
-The WAL image always wins over a freeze that raced with the build (it is
-written with a replacement, freezes insert only where nothing is), and both
-are the same state anyway: the document as it was before its first change
-after L.
+The WAL image always wins over a freeze that came before the build wrote
+that collection (it is written with a replacement), and both are the same
+state anyway: the document as it was before its first change after L. The
+build holds the writers' lock of each collection while it writes it, so no
+freeze trusts an id cache that misses the images.
 """
 
 from __future__ import annotations
@@ -129,17 +130,14 @@ async def build_at(
         by_ns.setdefault(ns, []).append(doc)
     for ns, docs in by_ns.items():
         db, coll = ns.split(".", 1)
-        ov = await catalog.ensure_overlay(branch, db, coll)
-        for start in range(0, len(docs), 1000):
-            chunk = docs[start : start + 1000]
-            await engine.db.command(
-                db,
-                {
-                    "update": ov.name,
-                    "updates": [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk],
-                },
-            )
-        ov.ids = None  # reload from what is now stored
+        # Writers freeze by the id cache; holding their lock keeps it true.
+        async with engine.writer.lock(ns):
+            ov = await catalog.ensure_overlay(branch, db, coll)
+            for start in range(0, len(docs), 1000):
+                chunk = docs[start : start + 1000]
+                updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
+                await engine.db.command(db, {"update": ov.name, "updates": updates})
+            ov.ids = None  # reload from what is now stored
     return branch
 
 

@@ -11,8 +11,11 @@ filter; Argon only adds the ``_id`` exclusions and the tombstone test.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import bson
 
 from .catalog import Branch, Catalog, hashable_id
 from .dbclient import DbClient
@@ -21,6 +24,59 @@ from .naming import MAIN, TOMBSTONE
 # An empty $in matches nothing and is answered from the _id index.
 MATCH_NOTHING: dict[str, Any] = {"_id": {"$in": []}}
 NOT_TOMBSTONE: dict[str, Any] = {TOMBSTONE: {"$exists": False}}
+
+
+def conjoin(*filters: dict[str, Any] | None) -> dict[str, Any]:
+    """All of ``filters`` as one filter, keeping every field at the top level.
+
+    The test upstream's planner (see DESIGN.md) uses an index only for a
+    top-level field and scans the whole collection for an explicit ``$and``,
+    so fields are merged into one document, and two conditions on one field
+    into one operator document; only what cannot merge goes under ``$and``.
+    """
+    out: dict[str, Any] = {}
+    rest: list[dict[str, Any]] = []
+    for flt in filters:
+        for key, value in (flt or {}).items():
+            if key == "$and" and isinstance(value, list):
+                rest.extend(value)
+            elif key not in out:
+                out[key] = value
+            else:
+                merged = _merge_conditions(out[key], value) if not key.startswith("$") else None
+                if merged is None:
+                    rest.append({key: value})
+                else:
+                    out[key] = merged
+    if rest:
+        out["$and"] = rest
+    return out
+
+
+def pin(ids: Any, user_filter: dict[str, Any] | None) -> dict[str, Any]:
+    """``user_filter`` restricted to documents already found to match it: ``ids`` is
+    their ``_id`` condition. An ``_id`` is immutable, so the user's own condition on
+    ``_id`` holds for them and gives way to the pin, which the planner can use."""
+    rest = {k: v for k, v in (user_filter or {}).items() if k != "_id"}
+    return conjoin({"_id": ids}, rest)
+
+
+def _operators(value: Any) -> dict[str, Any] | None:
+    """``value`` as an operator document, or None when that would change its meaning."""
+    if isinstance(value, dict) and value and all(k.startswith("$") for k in value):
+        return value
+    if isinstance(value, dict) and any(k.startswith("$") for k in value):
+        return None
+    if isinstance(value, re.Pattern | bson.Regex):
+        return None  # a literal regex matches by pattern, {$eq: regex} does not
+    return {"$eq": value}
+
+
+def _merge_conditions(a: Any, b: Any) -> dict[str, Any] | None:
+    left, right = _operators(a), _operators(b)
+    if left is None or right is None or set(left) & set(right):
+        return None
+    return {**left, **right}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +89,11 @@ class Layer:
 
     def match(self, user_filter: dict[str, Any] | None = None) -> dict[str, Any]:
         """The filter selecting this layer's visible documents that match ``user_filter``."""
-        parts: list[dict[str, Any]] = []
-        if user_filter:
-            parts.append(user_filter)
-        if self.overlay:
-            parts.append(NOT_TOMBSTONE)
-        if self.exclude:
-            parts.append({"_id": {"$nin": list(self.exclude)}})
-        if not parts:
-            return {}
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        return conjoin(
+            user_filter,
+            NOT_TOMBSTONE if self.overlay else None,
+            {"_id": {"$nin": list(self.exclude)}} if self.exclude else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

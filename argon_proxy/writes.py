@@ -16,31 +16,36 @@ Theory of operation: each write statement runs as one upstream transaction
    see their parent's later writes;
 5. insert the WAL entries; commit.
 
-Statements of one command run in order; ``ordered`` stops at the first
-failure, and failures become ``writeErrors`` exactly where mongod puts them.
-A proxy-wide lock per collection keeps this proxy's writers from tripping
-over each other; transactions keep several proxies correct.
+A multi-document update or delete that matches more than ``SPLIT_AT``
+documents runs as several such transactions over parts of the ``_id``s it
+matched (mongod's multi-writes are not atomic either), so no transaction
+outgrows what the upstream holds. Statements of one command run in order;
+``ordered`` stops at the first failure, and failures become ``writeErrors``
+exactly where mongod puts them. A proxy-wide lock per collection keeps this
+proxy's writers from tripping over each other; transactions keep several
+proxies correct.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bson
 import trio
 from bson import ObjectId, json_util
 
-from . import wal
+from . import unique, wal
 from .catalog import Branch, Catalog, Overlay, hashable_id, now
 from .dbclient import CommandError
 from .errors import ArgonError
+from .indexes import list_specs
 from .naming import MAIN, TOMBSTONE
 from .txn import Runner, run_in_transaction
 from .upstream import UpstreamPool
-from .view import NOT_TOMBSTONE, View, build_view
+from .view import NOT_TOMBSTONE, View, build_view, conjoin, pin
 
 DUPLICATE_KEY = 11000
 _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
@@ -63,6 +68,24 @@ def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
 
 class NeedsStatements(Exception):
     """A batch cannot run as one statement; run it statement by statement."""
+
+
+# Documents one multi-document statement changes per transaction: the freeze into
+# every child and the WAL entries all ride in it, and upstreams bound a
+# transaction's size (mongod: TransactionTooLargeForCache).
+SPLIT_AT = 1000
+
+
+class _FreezeRace(Exception):
+    """A child already held a document its id cache did not know of."""
+
+
+class _Split(Exception):
+    """A multi-document statement matched more than ``SPLIT_AT`` documents."""
+
+    def __init__(self, ids: list[Any]) -> None:
+        super().__init__(f"{len(ids)} documents")
+        self.ids = ids
 
 
 @dataclass
@@ -110,11 +133,13 @@ class StatementError(ArgonError):
     """A write statement failed the way mongod reports as a write error."""
 
 
-def duplicate_key(ns: str, doc_id: Any) -> StatementError:
-    shown = _show(doc_id)
+def duplicate_key(ns: str, doc_id: Any, index: str = "_id_", key: Any = None) -> StatementError:
+    """mongod's E11000 for ``key`` (by default the ``_id``) in ``index``."""
+    fields = key if key is not None else {"_id": doc_id}
+    shown = ", ".join(f"{path}: {_show(value)}" for path, value in fields.items())
     return StatementError(
         DUPLICATE_KEY,
-        f"E11000 duplicate key error collection: {ns} index: _id_ dup key: {{ _id: {shown} }}",
+        f"E11000 duplicate key error collection: {ns} index: {index} dup key: {{ {shown} }}",
     )
 
 
@@ -124,6 +149,8 @@ def _show(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, ObjectId):
         return f"ObjectId('{value}')"
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -158,10 +185,17 @@ class Writer:
         self.catalog = catalog
         self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
 
+    def lock(self, ns: str) -> trio.Lock:
+        """The lock this proxy's writers of ``ns`` hold while they run."""
+        return self._locks[ns]
+
     # -- shared steps ----------------------------------------------------------
 
-    async def _prepare(self, ctx: WriteContext) -> tuple[View, Overlay | None, list[Overlay]]:
-        """Load the view and make sure every overlay the statement may write exists."""
+    async def _prepare(
+        self, ctx: WriteContext
+    ) -> tuple[View, Overlay | None, list[Overlay], list[dict[str, Any]]]:
+        """Load the view and make sure every overlay the statement may write exists;
+        also the unique indexes Argon must enforce on the branch."""
         view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
         own = None
         if ctx.branch.name != MAIN:
@@ -173,7 +207,11 @@ class Writer:
         kids = await self.catalog.child_overlays(ctx.branch, ctx.db, ctx.coll)
         for ov in kids:
             await self.catalog.load_ids(ov)
-        return view, own, kids
+        uniques = []
+        if own is not None:
+            specs = await list_specs(self.catalog, ctx.branch, ctx.db, ctx.coll)
+            uniques = unique.unique_specs(specs)
+        return view, own, kids, uniques
 
     async def _view_find(
         self,
@@ -213,29 +251,39 @@ class Writer:
         kids: list[Overlay],
         changes: list[Change],
         outcome: Outcome,
+        *,
+        careful: bool,
     ) -> None:
-        """Give each child the pre-image (or a tombstone) of documents it does not hold."""
+        """Give each child the pre-image (or a tombstone) of documents it does not hold.
+
+        The id caches say which those are, so the images are plain inserts; a
+        ``careful`` freeze upserts instead, writing only where nothing is yet.
+        """
         for ov in kids:
             assert ov.ids is not None
-            statements: list[dict[str, Any]] = []
+            images: list[dict[str, Any]] = []
             ids: list[Any] = []
             tombs: list[Any] = []
             for ch in changes:
-                key = hashable_id(ch.doc_id)
-                if key in ov.ids:
+                if hashable_id(ch.doc_id) in ov.ids:
                     continue
-                body = (
-                    {k: v for k, v in ch.pre.items() if k != "_id"}
-                    if ch.pre is not None
-                    else {TOMBSTONE: True}
-                )
-                statements.append(
-                    {"q": {"_id": ch.doc_id}, "u": {"$setOnInsert": body}, "upsert": True}
-                )
+                images.append(ch.pre if ch.pre is not None else {"_id": ch.doc_id, TOMBSTONE: True})
                 (ids if ch.pre is not None else tombs).append(ch.doc_id)
-            for part in chunks(statements, lambda st: st["u"]):
-                await runner.run(ctx.db, {"update": ov.name, "updates": part})
-            if statements:
+            for part in chunks(images):
+                if careful:
+                    updates = [
+                        {"q": {"_id": d["_id"]}, "u": {"$setOnInsert": _body(d)}, "upsert": True}
+                        for d in part
+                    ]
+                    await runner.run(ctx.db, {"update": ov.name, "updates": updates})
+                    continue
+                try:
+                    await runner.run(ctx.db, {"insert": ov.name, "documents": part})
+                except CommandError as exc:
+                    if exc.code == DUPLICATE_KEY:
+                        raise _FreezeRace from None
+                    raise
+            if images:
                 outcome.cache.append((ov, ids, False))
                 outcome.cache.append((ov, tombs, True))
 
@@ -303,8 +351,8 @@ class Writer:
         body: Any,
     ) -> Outcome:
         """Run one statement in its own transaction; returns what it did."""
-        async with self._locks[ctx.ns]:
-            view, own, kids = await self._prepare(ctx)
+        async with self.lock(ctx.ns):
+            view, own, kids, uniques = await self._prepare(ctx)
 
             async def unit(runner: Runner) -> Outcome:
                 if ctx.retry is not None:
@@ -313,14 +361,27 @@ class Writer:
                         return done
                 outcome = Outcome()
                 await body(runner, view, own, outcome)
-                await self._freeze(runner, ctx, kids, outcome.changes, outcome)
+                if uniques:
+                    hit = await unique.find_collision(runner, view, uniques, outcome.changes)
+                    if hit is not None:
+                        raise duplicate_key(ctx.ns, None, hit.index, hit.key)
+                await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
                 outcome.lsns = await self._log(runner, ctx, outcome.changes)
                 if ctx.retry is not None:
                     await _remember(runner, ctx, outcome)
                 return outcome
 
+            # A client's transaction cannot be retried: its freezes are careful at once.
+            careful = ctx.joined is not None
             if ctx.joined is None:
-                outcome = await run_in_transaction(self.pool, unit)
+                try:
+                    outcome = await run_in_transaction(self.pool, unit)
+                except _FreezeRace:
+                    for ov in kids:
+                        ov.ids, ov.tombstones = None, set()
+                        await self.catalog.load_ids(ov)
+                    careful = True
+                    outcome = await run_in_transaction(self.pool, unit)
                 for ov, ids, tomb in outcome.cache:
                     Catalog.note_written(ov, ids, tombstone=tomb)
                 return outcome
@@ -378,6 +439,10 @@ class Writer:
 
         try:
             return await self.run_statement(ctx, body)
+        except StatementError as exc:
+            if exc.code == DUPLICATE_KEY:
+                raise NeedsStatements from None
+            raise
         except CommandError as exc:
             if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
                 raise NeedsStatements from None
@@ -436,7 +501,43 @@ class Writer:
 
     # -- update ----------------------------------------------------------------
 
+    async def _in_parts(
+        self,
+        ctx: WriteContext,
+        stmt: dict[str, Any],
+        once: Callable[[WriteContext, dict[str, Any]], Awaitable[Outcome]],
+    ) -> Outcome:
+        """Run a multi-document statement; one that matches more than a transaction
+        should hold runs again as statements over parts of the ``_id``s it matched,
+        each in its own transaction, as mongod's own multi-writes are not atomic."""
+        try:
+            return await once(ctx, stmt)
+        except _Split as split:
+            ids = split.ids
+        total = Outcome()
+        part_ctx = replace(ctx, retry=None)  # multi-writes are never retryable
+        flt = stmt.get("q") or {}
+        for start in range(0, len(ids), SPLIT_AT):
+            part = {k: v for k, v in stmt.items() if k != "upsert"}
+            part["q"] = pin({"$in": ids[start : start + SPLIT_AT]}, flt)
+            done = await once(part_ctx, part)
+            total.matched += done.matched
+            total.modified += done.modified
+            if done.lsns:
+                total.lsns = [total.lsns[0] if total.lsns else done.lsns[0], done.lsns[-1]]
+        return total
+
+    @staticmethod
+    def _maybe_split(ctx: WriteContext, matched: list[dict[str, Any]]) -> None:
+        if len(matched) > SPLIT_AT and ctx.joined is None:
+            raise _Split([d["_id"] for d in matched])
+
     async def update(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        if stmt.get("multi"):
+            return await self._in_parts(ctx, stmt, self._update_once)
+        return await self._update_once(ctx, stmt)
+
+    async def _update_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         flt = stmt.get("q") or {}
         multi = bool(stmt.get("multi"))
         extra: dict[str, Any] = {k: stmt[k] for k in ("arrayFilters", "collation") if k in stmt}
@@ -445,6 +546,7 @@ class Writer:
             matched = await self._view_find(
                 runner, view, flt, limit=0 if multi else 1, collation=stmt.get("collation")
             )
+            self._maybe_split(ctx, matched)
             if not matched:
                 if stmt.get("upsert"):
                     await self._upsert(runner, ctx, view, own, stmt, out)
@@ -486,7 +588,7 @@ class Writer:
         # so a multi-update runs as the user wrote it; a single update is pinned to
         # the document the view picked.
         flt = stmt.get("q") or {}
-        upd.update(q=flt if multi else {"$and": [{"_id": ids[0]}, flt]}, multi=multi)
+        upd.update(q=flt if multi else pin(ids[0], flt), multi=multi)
         await runner.run(ctx.db, {"update": ctx.coll, "updates": [upd]})
         by_id: dict[Any, dict[str, Any]] = {}
         for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
@@ -545,7 +647,7 @@ class Writer:
             ctx.db,
             {
                 "findAndModify": own.name,
-                "query": {"$and": [{"_id": pre["_id"]}, flt]},
+                "query": pin(pre["_id"], flt),
                 "new": True,
                 **fam,
             },
@@ -567,7 +669,7 @@ class Writer:
         upd = {k: v for k, v in stmt.items() if k not in ("multi",)}
         target = ctx.coll if own is None else own.name
         if own is not None:
-            upd["q"] = {"$and": [flt, NOT_TOMBSTONE]}
+            upd["q"] = conjoin(flt, NOT_TOMBSTONE)
             literal = _literal_id(flt)
             if literal is not _MISSING and hashable_id(literal) in own.tombstones:
                 await runner.run(
@@ -587,6 +689,11 @@ class Writer:
     # -- delete ----------------------------------------------------------------
 
     async def delete(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        if not int(stmt.get("limit", 0)):
+            return await self._in_parts(ctx, stmt, self._delete_once)
+        return await self._delete_once(ctx, stmt)
+
+    async def _delete_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         flt = stmt.get("q") or {}
         limit = int(stmt.get("limit", 0))
 
@@ -594,6 +701,7 @@ class Writer:
             matched = await self._view_find(
                 runner, view, flt, limit=limit, collation=stmt.get("collation")
             )
+            self._maybe_split(ctx, matched)
             out.matched = len(matched)
             if not matched:
                 return
@@ -650,7 +758,7 @@ class Writer:
             copied = own is not None and await self._copy_up(runner, ctx, own, pre)
             reply = await runner.run(
                 ctx.db,
-                {"findAndModify": target, "query": {"$and": [{"_id": pre["_id"]}, flt]}, **passed},
+                {"findAndModify": target, "query": pin(pre["_id"], flt), **passed},
             )
             if remove:
                 if own is not None:
@@ -682,7 +790,7 @@ class Writer:
     ) -> None:
         flt = cmd.get("query") or {}
         target = ctx.coll if own is None else own.name
-        query = flt if own is None else {"$and": [flt, NOT_TOMBSTONE]}
+        query = flt if own is None else conjoin(flt, NOT_TOMBSTONE)
         if own is not None:
             literal = _literal_id(flt)
             if literal is not _MISSING and hashable_id(literal) in own.tombstones:
@@ -753,6 +861,10 @@ def _literal_id(flt: Mapping[str, Any]) -> Any:
     if isinstance(value, dict) and value and next(iter(value)).startswith("$"):
         return value["$eq"] if set(value) == {"$eq"} else _MISSING
     return value
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "_id"}
 
 
 def _raise_write_errors(reply: Mapping[str, Any]) -> None:

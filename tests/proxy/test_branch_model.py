@@ -146,7 +146,11 @@ class BranchModel(RuleBasedStateMachine):
             self.direct[self.copies[name]].create_collection(COLL)
             for index in source[COLL].list_indexes():
                 if index["name"] != "_id_":
-                    self.copy_of(name).create_index(list(index["key"].items()), name=index["name"])
+                    self.copy_of(name).create_index(
+                        list(index["key"].items()),
+                        name=index["name"],
+                        unique=bool(index.get("unique")),
+                    )
         docs = list(self.copy_of(parent).find())
         if docs:
             self.copy_of(name).insert_many(docs)
@@ -293,10 +297,11 @@ class BranchModel(RuleBasedStateMachine):
         branch=branches,
         field=st.sampled_from(["a", "b", "c.d", "tags"]),
         direction=st.sampled_from([1, -1]),
+        unique=st.booleans(),
     )
     @_same_errors
-    def create_index(self, branch: str, field: str, direction: int) -> None:
-        self.both(branch, "create_index", [(field, direction)])
+    def create_index(self, branch: str, field: str, direction: int, unique: bool) -> None:
+        self.both(branch, "create_index", [(field, direction)], unique=unique)
 
     @rule(
         branch=branches,
@@ -315,7 +320,9 @@ class BranchModel(RuleBasedStateMachine):
             try:
                 found = coll.list_indexes()
                 return sorted(
-                    (i["name"], list(i["key"].items())) for i in found if i["name"] != "_id_"
+                    (i["name"], list(i["key"].items()), bool(i.get("unique")))
+                    for i in found
+                    if i["name"] != "_id_"
                 )
             except OperationFailure as exc:
                 return [] if exc.code == 26 else [("error", exc.code)]
