@@ -42,7 +42,7 @@ from .catalog import Branch, Catalog, Overlay, hashable_id, now
 from .dbclient import CommandError
 from .errors import ArgonError
 from .indexes import list_specs
-from .naming import MAIN, TOMBSTONE
+from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .txn import Runner, run_in_transaction
 from .upstream import UpstreamPool
 from .view import NOT_TOMBSTONE, View, build_view, conjoin, pin
@@ -355,10 +355,6 @@ class Writer:
             view, own, kids, uniques = await self._prepare(ctx)
 
             async def unit(runner: Runner) -> Outcome:
-                if ctx.retry is not None:
-                    done = await _retried(runner, ctx)
-                    if done is not None:
-                        return done
                 outcome = Outcome()
                 await body(runner, view, own, outcome)
                 if uniques:
@@ -368,6 +364,7 @@ class Writer:
                 await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
                 outcome.lsns = await self._log(runner, ctx, outcome.changes)
                 if ctx.retry is not None:
+                    # An earlier attempt that committed makes this fail (and roll back).
                     await _remember(runner, ctx, outcome)
                 return outcome
 
@@ -375,13 +372,19 @@ class Writer:
             careful = ctx.joined is not None
             if ctx.joined is None:
                 try:
-                    outcome = await run_in_transaction(self.pool, unit)
-                except _FreezeRace:
-                    for ov in kids:
-                        ov.ids, ov.tombstones = None, set()
-                        await self.catalog.load_ids(ov)
-                    careful = True
-                    outcome = await run_in_transaction(self.pool, unit)
+                    try:
+                        outcome = await run_in_transaction(self.pool, unit)
+                    except _FreezeRace:
+                        for ov in kids:
+                            ov.ids, ov.tombstones = None, set()
+                            await self.catalog.load_ids(ov)
+                        careful = True
+                        outcome = await run_in_transaction(self.pool, unit)
+                except Exception:
+                    done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
+                    if done is None:
+                        raise
+                    return done
                 for ov, ids, tomb in outcome.cache:
                     Catalog.note_written(ov, ids, tombstone=tomb)
                 return outcome
@@ -827,15 +830,14 @@ def _retry_id(ctx: WriteContext) -> dict[str, Any]:
     return {**ctx.retry, "stmt": ctx.statement}
 
 
-async def _retried(runner: Runner, ctx: WriteContext) -> Outcome | None:
-    """The outcome of this retryable statement if it was already applied.
+async def _retried(catalog: Catalog, ctx: WriteContext) -> Outcome | None:
+    """The outcome of this retryable statement if an earlier attempt applied it.
 
-    The record is written in the statement's own transaction, so a retry after
-    any failure either finds it (and changes nothing) or applies the statement.
+    The record is written in the statement's own transaction, under its own
+    ``_id``: a retry of a statement that committed fails (and changes nothing),
+    and only then is the record looked up, so first attempts pay nothing extra.
     """
-    found = await find_all(
-        runner, "__argon", {"find": "retries", "filter": {"_id": _retry_id(ctx)}, "limit": 1}
-    )
+    found = await catalog.db.find(INTERNAL_DB, "retries", {"_id": _retry_id(ctx)})
     if not found:
         return None
     saved = found[0]["outcome"]

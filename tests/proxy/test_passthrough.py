@@ -245,3 +245,28 @@ def test_retryable_write_is_applied_once(client: Client) -> None:
         again = client.retry_db.command(command)  # a driver's retry after a network error
     assert first["n"] == again["n"] == 1
     assert coll.count_documents({}) == 1
+
+
+@pytest.mark.parametrize("db", ["retry_inc", "retry_inc@retry-branch"])
+def test_retried_update_is_not_applied_twice(client: Client, db: str) -> None:
+    from bson import Int64
+
+    client.retry_inc.items.drop()
+    client.retry_inc.items.insert_one({"_id": 1, "n": 0})
+    if "@" in db:
+        client.admin.command({"argon": "createBranch", "name": "retry-branch"})
+    try:
+        with client.start_session() as session:
+            command = {
+                "update": "items",
+                "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}}}],
+                "lsid": session.session_id,
+                "txnNumber": Int64(7),
+            }
+            first = client[db].command(command)
+            again = client[db].command(command)  # its earlier attempt committed
+        assert first["nModified"] == again["nModified"] == 1
+        assert client[db].items.find_one({"_id": 1}) == {"_id": 1, "n": 1}
+    finally:
+        if "@" in db:
+            client.admin.command({"argon": "deleteBranch", "name": "retry-branch"})
