@@ -178,6 +178,13 @@ class Catalog:
                 ],
             },
         )
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "createIndexes": "index_log",
+                "indexes": [{"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"}],
+            },
+        )
         # Retryable-write records live as long as a session may retry (30 minutes).
         await self.db.command(
             INTERNAL_DB,

@@ -171,6 +171,8 @@ class Engine:
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
             if name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str):
+                if req.joined is None:
+                    return await indexes.change_on_main(self, db, cmd)
                 await indexes.freeze_children(self, branch, db, cmd[name])
             if name == "create" and isinstance(cmd.get(name), str):
                 await self.catalog.child_overlays(branch, db, cmd[name])

@@ -51,6 +51,15 @@ _NAMES = {
     TAG_EXISTS: "TagExists",
     UNDO_CONFLICT: "UndoConflict",
     POINT_OUT_OF_RANGE: "PointOutOfRange",
+    # mongod's, for errors Argon answers in mongod's place
+    11000: "DuplicateKey",
+    27: "IndexNotFound",
+    48: "NamespaceExists",
+    72: "InvalidOptions",
+    85: "IndexOptionsConflict",
+    86: "IndexKeySpecsConflict",
+    13: "Unauthorized",
+    73: "InvalidNamespace",
 }
 
 

@@ -71,6 +71,41 @@ async def list_specs(catalog: Catalog, branch: Branch, db: str, coll: str) -> li
         raise
 
 
+async def log_changes(
+    engine: Engine,
+    branch: Branch,
+    ns: str,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+) -> None:
+    """Record in ``__argon.index_log`` each index the change created or dropped, so a
+    merge can carry index changes like document changes."""
+    old = {s["name"]: s for s in before}
+    new = {s["name"]: s for s in after}
+    events: list[tuple[str, dict[str, Any] | None]] = [
+        (n, comparable(new[n])) for n in new if n not in old or not _same(old[n], new[n])
+    ]
+    events += [(n, None) for n in old if n not in new]
+    if not events:
+        return
+    first = await engine.catalog.allocate_lsns(len(events))
+    docs = [
+        {"_id": bson.Int64(first + i), "branch": branch.name, "ns": ns, "name": n, "spec": spec}
+        for i, (n, spec) in enumerate(events)
+    ]
+    await engine.db.command(INTERNAL_DB, {"insert": "index_log", "documents": docs})
+
+
+def comparable(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("v", "ns", "background")}
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return bson.encode(a.get("key", {})) == bson.encode(b.get("key", {})) and _options(
+        a
+    ) == _options(b)
+
+
 async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None) -> None:
     """Record the branch's own index list (None: inherit again)."""
     await engine.db.command(
@@ -131,6 +166,7 @@ async def create_indexes(
             plain = [{k: v for k, v in s.items() if k != "unique"} for s in fresh]
             await engine.db.command(db, {"createIndexes": ov.name, "indexes": plain})
             await store(engine, ov, current + [{"v": 2, **s} for s in fresh])
+        await log_changes(engine, branch, f"{db}.{coll}", current, ov.indexes or [])
     return {
         "numIndexesBefore": before,
         "numIndexesAfter": before + len(fresh),
@@ -198,7 +234,24 @@ async def drop_indexes(
         with contextlib.suppress(ArgonError):  # inherited ones were never built on the overlay
             await engine.db.command(db, {"dropIndexes": ov.name, "index": name})
     await store(engine, ov, [s for s in current if s["name"] not in names_gone])
+    await log_changes(engine, branch, f"{db}.{coll}", current, ov.indexes or [])
     return {"nIndexesWas": len(current), "ok": 1.0}
+
+
+_NOT_PASSED = ("lsid", "txnNumber", "$clusterTime", "$db", "$readPreference", "autocommit")
+
+
+async def change_on_main(engine: Engine, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+    """createIndexes / dropIndexes on main: run upstream, then log what changed."""
+    name = next(iter(cmd))
+    coll = cmd[name]
+    await freeze_children(engine, engine.catalog.branches[MAIN], db, coll)
+    main = engine.catalog.branches[MAIN]
+    before = await list_specs(engine.catalog, main, db, coll)
+    reply = await engine.db.command(db, {k: v for k, v in cmd.items() if k not in _NOT_PASSED})
+    after = await list_specs(engine.catalog, main, db, coll)
+    await log_changes(engine, main, f"{db}.{coll}", before, after)
+    return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
 
 
 async def _must_exist(engine: Engine, branch: Branch, db: str, coll: str) -> None:

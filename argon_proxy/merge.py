@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import history, wal
+from . import history, index_merge, wal
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, hashable_id, now
 from .docdiff import ConflictKind, Path, dotted, merge_document, same
 from .errors import (
@@ -56,7 +56,7 @@ class Conflict:
 
     ns: str
     doc_id: Any
-    kind: ConflictKind
+    kind: ConflictKind | Literal["index-changed"]
     paths: tuple[Path, ...]
     base: dict[str, Any] | None
     ours: dict[str, Any] | None
@@ -91,6 +91,7 @@ class Plan:
         default_factory=lambda: defaultdict(list)
     )
     conflicts: list[Conflict] = field(default_factory=list)
+    index_changes: list[index_merge.IndexChange] = field(default_factory=list)
 
     @property
     def unresolved(self) -> list[Conflict]:
@@ -119,6 +120,7 @@ class Plan:
             "counts": self.counts(),
             "collections": [{"ns": ns, **self.counts(ns)} for ns in namespaces],
             "conflicts": [c.to_doc() for c in self.conflicts[:SHOWN_CONFLICTS]],
+            "indexes": [c.to_doc() for c in self.index_changes],
         }
 
 
@@ -132,6 +134,7 @@ class Base:
     candidates: tuple[history.Window, ...]  # the source's changes since their fork
     target_changes: tuple[history.Window, ...]  # the target's since they last agreed
     agreed: tuple[str, int] | None  # (branch, LSN) whose state is the base, after a merge
+    since: int | None = None  # the LSN of that merge's application
 
 
 async def _base(engine: Engine, source: Branch, target: Branch) -> Base:
@@ -159,7 +162,12 @@ async def _base(engine: Engine, source: Branch, target: Branch) -> Base:
     span = rec.get("applied_lsns") or []
     applied = int(span[1]) if span else int(rec["target_lsn"])
     since = applied if rec["target"] == target.name else int(rec["source_lsn"])
-    return Base(both.left, history.since(target, since), (rec["source"], int(rec["source_lsn"])))
+    return Base(
+        both.left,
+        history.since(target, since),
+        (rec["source"], int(rec["source_lsn"])),
+        applied,
+    )
 
 
 async def _values_at(
@@ -262,7 +270,37 @@ async def plan(
             if not same(result, o):
                 op = "inserted" if o is None else "deleted" if result is None else "updated"
                 out.actions[ns].append((raw, result, op))
+    await _plan_indexes(engine, out, base, resolutions or {})
     return out
+
+
+async def _plan_indexes(
+    engine: Engine,
+    out: Plan,
+    base: Base,
+    resolutions: dict[tuple[str, Any], dict[str, Any]],
+) -> None:
+    theirs = await index_merge.net_changes(engine, base.candidates, after=base.since)
+    ours = await index_merge.net_changes(engine, base.target_changes)
+    for (ns, name), spec in theirs.items():
+        result = spec
+        if (ns, name) in ours:
+            mine = ours[(ns, name)]
+            if index_merge.same_spec(mine, spec):
+                continue
+            doc_id = {"index": name}
+            conflict = Conflict(ns, doc_id, "index-changed", (), None, mine, spec)
+            chosen = resolutions.get((ns, hashable_id(doc_id)))
+            if chosen is not None:
+                conflict.resolution = chosen
+                result = _resolved(chosen, mine, spec)
+            elif out.strategy in ("ours", "theirs"):
+                conflict.resolution = {"take": out.strategy}
+                result = mine if out.strategy == "ours" else spec
+            out.conflicts.append(conflict)
+            if conflict.resolution is None or index_merge.same_spec(result, mine):
+                continue
+        out.index_changes.append(index_merge.IndexChange(ns, name, result))
 
 
 def _resolved(
@@ -433,9 +471,10 @@ async def _finish(
     if out.unresolved:
         await _save(engine, out, "conflicts")
         raise conflict_error(out, out.to_doc("conflicts"))
-    if not out.actions and not out.conflicts:
+    if not out.actions and not out.conflicts and not out.index_changes:
         return out.to_doc("up-to-date")
     await _save(engine, out, "applying")
+    await index_merge.apply_all(engine, target, out.index_changes)
     try:
         span = await apply(engine, out, source, target)
     except ArgonError as exc:

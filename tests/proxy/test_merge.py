@@ -195,3 +195,49 @@ def test_merge_refuses_bad_requests(c: Client) -> None:
     with pytest.raises(OperationFailure) as err:
         argon(c, "merge", source="m10f", into="m10-snap")
     assert err.value.code == 2004
+
+
+def index_names(coll: Any) -> dict[str, bool]:
+    return {i["name"]: bool(i.get("unique")) for i in coll.list_indexes() if i["name"] != "_id_"}
+
+
+def test_index_changes_merge_and_conflict(c: Client) -> None:
+    fresh(c, "mi", "ix", [{"_id": i, "v": i, "w": i % 2} for i in range(4)])
+    c.mi.items.create_index("w", name="w_1")
+    branch = c["mi@ix"].items
+    branch.create_index("v", unique=True)  # only the branch: carried over
+    out = argon(c, "merge", source="ix", into="main", dryRun=True)["merge"]
+    assert out["indexes"] == [{"ns": "mi.items", "name": "v_1", "op": "create"}]
+    out = argon(c, "merge", source="ix", into="main")["merge"]
+    assert out["status"] == "applied"
+    assert index_names(c.mi.items) == {"w_1": False, "v_1": True}
+    # Both sides create the same name differently: a conflict, then a strategy decides.
+    argon(c, "createBranch", name="ix2", **{"from": "main"})
+    c["mi@ix2"].items.create_index([("v", -1)], name="flag")
+    c.mi.items.create_index([("w", -1)], name="flag")
+    with pytest.raises(OperationFailure) as err:
+        argon(c, "merge", source="ix2", into="main")
+    merge = err.value.details["errInfo"]["merge"]  # type: ignore[index]
+    assert [(x["docId"], x["kind"]) for x in merge["conflicts"]] == [
+        ({"index": "flag"}, "index-changed")
+    ]
+    argon(c, "merge", source="ix2", into="main", strategy="theirs")
+    specs = {i["name"]: dict(i["key"]) for i in c.mi.items.list_indexes()}
+    assert specs["flag"] == {"v": -1}
+    # A dropped index merges as a drop; a unique index the target's data breaks
+    # fails the merge before any document moves.
+    argon(c, "createBranch", name="ix3", **{"from": "main"})
+    c["mi@ix3"].items.drop_index("flag")
+    c["mi@ix3"].items.insert_one({"_id": 10, "v": 10, "w": 0})
+    argon(c, "merge", source="ix3", into="main")
+    assert "flag" not in index_names(c.mi.items)
+    assert c.mi.items.count_documents({}) == 5
+    argon(c, "createBranch", name="ix4", **{"from": "main"})
+    c["mi@ix4"].items.delete_many({"_id": {"$in": [2, 3, 10]}})
+    c["mi@ix4"].items.drop_index("w_1")  # same key: mongod allows one of the two
+    c["mi@ix4"].items.create_index("w", unique=True, name="w_unique")
+    with pytest.raises(OperationFailure) as dup:
+        argon(c, "merge", source="ix4", into="main")
+    assert dup.value.code == 11000 and "mi.items" in str(dup.value)
+    assert c.mi.items.count_documents({}) == 5
+    assert index_names(c.mi.items) == {"w_1": False, "v_1": True}  # put back
