@@ -27,21 +27,25 @@ class Branches:
         lsn: int | None = None,
         time: dt.datetime | None = None,
         description: str | None = None,
+        project: str | None = None,
     ) -> BranchInfo:
         """A new branch of ``from_branch`` (a branch, tag or snapshot), as it is now
-        or as it was at ``lsn`` or ``time``. Nothing is copied."""
+        or as it was at ``lsn`` or ``time``, in ``project`` (default: the parent's).
+        Nothing is copied."""
         args = {
             "name": name,
             "from": from_branch,
             "lsn": lsn,
             "time": time,
             "description": description,
+            "project": project,
         }
         return BranchInfo.from_doc(self._client.result("createBranch", "branch", args))
 
-    def list(self, all: bool = False) -> builtins.list[BranchInfo]:
-        """The branches, main first; with ``all`` also archived ones and snapshots."""
-        reply = self._client.command("listBranches", {"all": all})
+    def list(self, all: bool = False, project: str | None = None) -> builtins.list[BranchInfo]:
+        """The branches, main first; with ``all`` also archived ones and snapshots;
+        with ``project`` only that project's (and main)."""
+        reply = self._client.command("listBranches", {"all": all, "project": project})
         return [BranchInfo.from_doc(d) for d in reply.get("branches", [])]
 
     def get(self, name: str) -> BranchInfo:

@@ -43,6 +43,7 @@ from .models import (
     TimeTravelRange,
     UndoResult,
 )
+from .projects import Projects
 from .tags import Snapshots, Tags
 
 Document = dict[str, Any]
@@ -80,6 +81,7 @@ class Client:
         self.tags = Tags(self)
         self.snapshots = Snapshots(self)
         self.merges = Merges(self)
+        self.projects = Projects(self)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -226,9 +228,11 @@ class Client:
         """The proxy's version, default branch, number of branches, LSN and upstream."""
         return Status.from_doc(self.command("status"))
 
-    def time_travel_info(self, branch: str | None = None) -> list[TimeTravelRange]:
-        """How far back each branch (or just ``branch``) can be read."""
-        reply = self.command("timeTravelInfo", {"name": branch})
+    def time_travel_info(
+        self, branch: str | None = None, project: str | None = None
+    ) -> list[TimeTravelRange]:
+        """How far back each branch (or just ``branch``; or ``project``'s) can be read."""
+        reply = self.command("timeTravelInfo", {"name": branch, "project": project})
         return [TimeTravelRange.from_doc(d) for d in reply.get("branches", [])]
 
     def diff(

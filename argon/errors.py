@@ -151,6 +151,30 @@ class UndoConflictError(ArgonError):
     code_value = 2015
 
 
+class ProjectNotFound(ArgonError):
+    """No project of that name (code 2016)."""
+
+    code_value = 2016
+
+
+class ProjectExists(ArgonError):
+    """A project of that name exists (code 2017)."""
+
+    code_value = 2017
+
+
+class NotInProject(ArgonError):
+    """A database outside the branch's project was addressed through it (code 2018)."""
+
+    code_value = 2018
+
+
+class ProjectInUse(ArgonError):
+    """The project still has branches (code 2019)."""
+
+    code_value = 2019
+
+
 class ProxyUnreachable(ArgonError):
     """No Argon proxy answered at the URI in time. Start one with ``argon serve``."""
 
@@ -194,6 +218,10 @@ _BY_CODE: dict[int, type[ArgonError]] = {
         TagNotFound,
         TagExists,
         UndoConflictError,
+        ProjectNotFound,
+        ProjectExists,
+        NotInProject,
+        ProjectInUse,
     )
     if cls.code_value is not None
 }

@@ -94,6 +94,7 @@ class BranchInfo(Model):
     default: bool = False
     tags: tuple[str, ...] = ()
     stats: BranchStats | None = None  # only from ``getBranch``
+    project: str = "default"
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Self:
@@ -112,6 +113,29 @@ class BranchInfo(Model):
             default=bool(doc.get("default")),
             tags=tuple(str(t) for t in doc.get("tags") or ()),
             stats=BranchStats.from_doc(stats) if isinstance(stats, Mapping) else None,
+            project=str(doc.get("project") or "default"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Project(Model):
+    """A set of databases versioned together (``databases`` None: every database)."""
+
+    name: str
+    databases: tuple[str, ...] | None
+    description: str | None
+    created_at: dt.datetime | None
+    branches: tuple[str, ...] = ()
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Self:
+        dbs = doc.get("databases")
+        return cls(
+            name=str(doc.get("name", "")),
+            databases=None if dbs is None else tuple(str(d) for d in dbs),
+            description=doc.get("description"),
+            created_at=doc.get("created"),
+            branches=tuple(str(b) for b in doc.get("branches") or ()),
         )
 
 
@@ -249,6 +273,19 @@ class MergeCollection(Model):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class MergeIndexChange(Model):
+    """An index change a merge carries to its target: ``op`` is create or drop."""
+
+    ns: str
+    name: str
+    op: str
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Self:
+        return cls(ns=str(doc.get("ns", "")), name=str(doc.get("name", "")), op=str(doc.get("op")))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Merge(Model):
     """A merge: a preview, one waiting on conflicts, applied, or up to date."""
 
@@ -264,6 +301,7 @@ class Merge(Model):
     counts: MergeCounts
     collections: tuple[MergeCollection, ...]
     conflicts: tuple[Conflict, ...]  # at most 100 here; ``merges.conflicts`` lists all
+    index_changes: tuple[MergeIndexChange, ...] = ()
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Self:
@@ -281,6 +319,7 @@ class Merge(Model):
             counts=MergeCounts.from_doc(counts) if isinstance(counts, Mapping) else MergeCounts(),
             collections=tuple(MergeCollection.from_doc(c) for c in _docs(doc.get("collections"))),
             conflicts=tuple(Conflict.from_doc(c) for c in _docs(doc.get("conflicts"))),
+            index_changes=tuple(MergeIndexChange.from_doc(c) for c in _docs(doc.get("indexes"))),
         )
 
 

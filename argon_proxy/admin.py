@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, audit, diff, gc, history, merge, refs, reset, timetravel
+from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
 from .catalog import Branch, now
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
@@ -63,6 +63,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
         "archived": branch.archived,
         "snapshot": branch.snapshot,
         "description": branch.description,
+        "project": branch.project or projects.DEFAULT,
         "expires": branch.expires,
         "default": engine.catalog.default_branch == branch.name,
         "tags": await refs.tags_of(engine, branch.name),
@@ -113,6 +114,15 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; branch names and tags differ")
     start = await refs.point(engine, _arg(cmd, "from", MAIN))
     parent, lsn = start.branch, start.lsn
+    project = (
+        projects.project_of(engine, cmd.get("project")) if "project" in cmd else parent.project
+    )
+    if parent.project is not None and project != parent.project:
+        raise ArgonError(
+            BAD_VALUE,
+            f"createBranch: {parent.name!r} is in project {parent.project!r}; its branches "
+            "stay in it",
+        )
     if cmd.get("lsn") is not None or cmd.get("time") is not None:
         if lsn is not None:
             raise ArgonError(BAD_VALUE, "createBranch: 'from' names a point already")
@@ -120,13 +130,14 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         lsn = await timetravel.resolve_point(engine, parent, point)
     description = cmd.get("description")
     if lsn is None:
-        branch = await engine.catalog.create_branch(name, parent.name, description=description)
+        branch = await engine.catalog.create_branch(
+            name, parent.name, description=description, project=project
+        )
     else:
         branch = await timetravel.build_at(
             engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}"
         )
-        if description:
-            await engine.catalog.update(branch, description=description)
+        await engine.catalog.update(branch, description=description, project=project)
     if cmd.get("ttl") is not None or cmd.get("expires") is not None:
         await _expiry(engine, {"name": name, "ttl": cmd.get("ttl"), "expires": cmd.get("expires")})
     return {"branch": await describe(engine, branch)}
@@ -186,9 +197,14 @@ async def _archive(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     """Earliest and latest reachable LSN and time of a branch (all branches if no name)."""
     names = [cmd["name"]] if cmd.get("name") else sorted(engine.catalog.branches)
+    project = cmd.get("project")
     infos = []
     for name in names:
         branch = await engine.catalog.get(name)
+        if project is not None and not projects.belongs(engine, branch, project):
+            if cmd.get("name"):
+                raise ArgonError(BAD_VALUE, f"branch {branch.name!r} is not in project {project!r}")
+            continue
         if "@" not in branch.name:
             infos.append(await timetravel.reachable(engine, branch))
     return {"branches": infos}
@@ -199,6 +215,8 @@ async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     branches = sorted(engine.catalog.branches.values(), key=lambda b: (b.name != MAIN, b.name))
     if not cmd.get("all"):
         branches = [b for b in branches if "@" not in b.name and not b.archived]
+    if cmd.get("project") is not None:
+        branches = [b for b in branches if projects.belongs(engine, b, cmd["project"])]
     return {"branches": [await describe(engine, b) for b in branches]}
 
 
@@ -240,6 +258,9 @@ async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 _ACTIONS = {
     "status": _status,
     "createBranch": _create,
+    "createProject": projects.create_action,
+    "listProjects": projects.list_action,
+    "deleteProject": projects.delete_action,
     "listBranches": _list,
     "getBranch": _get,
     "deleteBranch": _delete,

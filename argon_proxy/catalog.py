@@ -75,6 +75,7 @@ class Branch:
     snapshot: bool = False  # a named, immutable snapshot (createSnapshot)
     archived: bool = False
     expires: dt.datetime | None = None  # deleted by `gc` after this time
+    project: str | None = None  # None: every database (the default project)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class Branch:
             "snapshot": self.snapshot,
             "archived": self.archived,
             "expires": self.expires,
+            "project": self.project,
         }
 
     @classmethod
@@ -105,6 +107,7 @@ class Branch:
             snapshot=bool(doc.get("snapshot")),
             archived=bool(doc.get("archived")),
             expires=doc.get("expires"),
+            project=doc.get("project"),
         )
 
 
@@ -146,6 +149,7 @@ class Catalog:
         self.db = db
         self.branches: dict[str, Branch] = {}
         self.overlays: dict[str, Overlay] = {}
+        self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
         self.default_branch = MAIN
 
     async def load(self) -> None:
@@ -214,6 +218,7 @@ class Catalog:
                 ov.ids, ov.tombstones = old.ids, old.tombstones  # keep the loaded id cache
             fresh[ov.key] = ov
         self.overlays = fresh
+        self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
         self.default_branch = setting[0]["value"] if setting else MAIN
 
@@ -309,6 +314,7 @@ class Catalog:
         if name in self.branches:
             raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
         lsn = await self.current_lsn() if base_lsn is None else base_lsn
+        details.setdefault("project", self.branches[parent].project)  # inherited
         branch = Branch(
             name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
         )

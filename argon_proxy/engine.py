@@ -20,7 +20,7 @@ import bson
 import trio
 from bson import ObjectId
 
-from . import admin, indexes, metrics, refs, timetravel
+from . import admin, indexes, metrics, projects, refs, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
@@ -159,10 +159,12 @@ class Engine:
         req.branch = branch.name
         if db == INTERNAL_DB:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
+        if name not in NAMESPACE_FREE:
+            projects.check(self, branch, db)
         if name in WRITE_COMMANDS:
             return await self._write(name, db, branch, req)
         if name == "listDatabases":
-            return await self._list_databases(cmd)
+            return await self._list_databases(branch, cmd)
         if name == "listCollections":
             return await self.reader.list_collections(branch, db, cmd)
         if branch.name == MAIN:
@@ -234,9 +236,13 @@ class Engine:
                 return Forward({**cmd, "$db": db})
         raise unsupported(name, branch.name)
 
-    async def _list_databases(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def _list_databases(self, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
         reply = await self.db.command("admin", {k: v for k, v in cmd.items() if k != "$db"})
-        reply["databases"] = [d for d in reply.get("databases", []) if d["name"] != INTERNAL_DB]
+        reply["databases"] = [
+            d
+            for d in reply.get("databases", [])
+            if d["name"] != INTERNAL_DB and projects.covers(self, branch, d["name"])
+        ]
         reply.pop("$clusterTime", None)
         reply.pop("operationTime", None)
         return reply

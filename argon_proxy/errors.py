@@ -31,6 +31,10 @@ TAG_NOT_FOUND = 2013
 TAG_EXISTS = 2014
 UNDO_CONFLICT = 2015
 POINT_OUT_OF_RANGE = 2005
+PROJECT_NOT_FOUND = 2016
+PROJECT_EXISTS = 2017
+NOT_IN_PROJECT = 2018
+PROJECT_IN_USE = 2019
 
 _NAMES = {
     BAD_VALUE: "BadValue",
@@ -51,6 +55,10 @@ _NAMES = {
     TAG_EXISTS: "TagExists",
     UNDO_CONFLICT: "UndoConflict",
     POINT_OUT_OF_RANGE: "PointOutOfRange",
+    PROJECT_NOT_FOUND: "ProjectNotFound",
+    PROJECT_EXISTS: "ProjectExists",
+    NOT_IN_PROJECT: "NotInProject",
+    PROJECT_IN_USE: "ProjectInUse",
     # mongod's, for errors Argon answers in mongod's place
     11000: "DuplicateKey",
     27: "IndexNotFound",

@@ -12,7 +12,7 @@ from argon.branches import Strategy as StrategyName
 
 from .output import emit, err, parse_time, progress
 from .render import branch_details, branch_table, render_diff, render_merge
-from .session import Json, Project, Uri, connected, reject_project
+from .session import Json, Project, Uri, connected
 
 app = typer.Typer(help="Create, list, switch, compare, merge and delete branches.")
 
@@ -43,10 +43,11 @@ def create(
     json: Json = False,
 ) -> None:
     """Create a branch. Nothing is copied: it costs nothing until written."""
-    reject_project(project)
     when = parse_time(time) if time else None
     with connected(uri, json=json) as client:
-        info = client.branches.create(name, from_, lsn=lsn, time=when, description=description)
+        info = client.branches.create(
+            name, from_, lsn=lsn, time=when, description=description, project=project
+        )
         if json:
             emit(info, json=True)
             return
@@ -63,12 +64,13 @@ def list_(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include archived branches and snapshots.")
     ] = False,
+    project: Project = None,
     uri: Uri = None,
     json: Json = False,
 ) -> None:
     """List branches; * marks the proxy's default branch."""
     with connected(uri, json=json) as client:
-        branches = client.branches.list(all=all_)
+        branches = client.branches.list(all=all_, project=project)
         emit(branches if json else branch_table(branches), json=json)
 
 

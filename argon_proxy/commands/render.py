@@ -46,6 +46,7 @@ def branch_details(info: BranchInfo) -> Table:
     rows = [
         ("name", info.name),
         ("parent", info.parent or "-"),
+        ("project", info.project),
         ("created", fmt_time(info.created_at)),
         ("last activity", fmt_time(info.last_activity)),
         ("base LSN", str(info.base_lsn)),
@@ -94,6 +95,8 @@ def render_merge(merge: Merge) -> None:
                 table, col.ns, *(str(x) for x in (n.inserted, n.updated, n.deleted, n.conflicts))
             )
         show(table)
+    for change in merge.index_changes:
+        out.print(f"index {change.name} on {change.ns}: {change.op}", markup=False)
     if merge.conflicts:
         show(conflict_table(merge.conflicts))
     if merge.status == "preview":

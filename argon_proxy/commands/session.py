@@ -42,7 +42,9 @@ Json = Annotated[
 ]
 Project = Annotated[
     str | None,
-    typer.Option("--project", "-p", help="Project (not available yet: Argon has no projects)."),
+    typer.Option(
+        "--project", "-p", help="Project (see `argon projects`; default: every database)."
+    ),
 ]
 
 
@@ -50,20 +52,6 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``message`` as an error and exit with ``code``."""
     err.print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(code)
-
-
-def projects_unavailable() -> NoReturn:
-    """The answer to every use of projects: the proxy has no such concept yet."""
-    fail(
-        "projects are not available yet: the Argon proxy has no project actions. Branches "
-        "belong to the whole proxy; use a name prefix (e.g. `my-app/feature-x`) to group them."
-    )
-
-
-def reject_project(project: str | None) -> None:
-    """Refuse ``-p``/``--project`` rather than silently ignore it."""
-    if project is not None:
-        projects_unavailable()
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .output import add_row, emit, fmt_time, make_table
-from .session import Json, Project, Uri, connected, reject_project
+from .session import Json, Project, Uri, connected
 
 app = typer.Typer(help="Read branches as they were: db@branch@lsn-N or db@branch@<ISO time>.")
 
@@ -22,9 +22,8 @@ def info(
     json: Json = False,
 ) -> None:
     """The earliest and latest LSN and time each branch can be read at."""
-    reject_project(project)
     with connected(uri, json=json) as client:
-        ranges = client.time_travel_info(branch)
+        ranges = client.time_travel_info(branch, project)
     if json:
         emit(ranges, json=True)
         return

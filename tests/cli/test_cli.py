@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 from typer.testing import CliRunner, Result
 
 from argon_proxy.cli import app
@@ -84,20 +85,36 @@ def test_branch_lifecycle(argon: Any) -> None:
     assert gone.stderr.startswith("error BranchNotFound (2001): ")
 
 
-def test_plural_alias_and_projects_are_refused(argon: Any) -> None:
+def test_projects_scope_their_branches(argon: Any, mongo: MongoClient[Doc]) -> None:
     assert argon("branches", "create", "cli-plural", "--from", "main").exit_code == 0
     assert "cli-plural" in argon("branches", "list").stdout
-    for args in (
-        ("branches", "create", "cli-proj", "-p", "my-app"),
-        ("projects", "create", "my-app"),
-        ("projects", "create", "--name", "my-project"),
-        ("projects", "list"),
-        ("time-travel", "info", "-p", "my-app", "-b", "main"),
-    ):
-        result = argon(*args)
-        assert result.exit_code == 1, args
-        assert "projects are not available yet" in result.stderr
-    assert argon("branch", "get", "cli-proj").exit_code == 1  # nothing was created
+    made = argon("projects", "create", "my-app", "--db", "appdb")
+    assert made.exit_code == 0, made.stderr
+    assert argon("projects", "create", "--name", "my-project").exit_code == 0
+    assert argon("projects", "create", "my-app").exit_code == 1  # exists
+    assert argon("branches", "create", "feature-x", "-p", "my-app").exit_code == 0
+    assert argon("branches", "create", "nope", "-p", "missing").exit_code == 1
+    listed = json.loads(argon("projects", "list", "--json").stdout)
+    by_name = {p["name"]: p for p in listed}
+    assert by_name["default"]["databases"] is None
+    assert by_name["my-app"]["databases"] == ["appdb"]
+    assert by_name["my-app"]["branches"] == ["feature-x"]
+    names = [
+        b["name"] for b in json.loads(argon("branches", "list", "-p", "my-app", "--json").stdout)
+    ]
+    assert names == ["main", "feature-x"]
+    info = argon("time-travel", "info", "-p", "my-app", "-b", "main", "--json")
+    assert info.exit_code == 0 and json.loads(info.stdout)[0]["branch"] == "main"
+    assert argon("time-travel", "info", "-p", "my-app", "-b", "cli-plural").exit_code == 1
+    # Through the project's branch only its databases are reachable.
+    mongo["appdb@feature-x"].c.insert_one({"_id": 1})
+    assert mongo.appdb.c.count_documents({}) == 0
+    with pytest.raises(OperationFailure) as err:
+        mongo["otherdb@feature-x"].c.insert_one({"_id": 1})
+    assert err.value.code == 2018 and "my-app" in str(err.value)
+    assert argon("projects", "delete", "my-app").exit_code == 1  # it has a branch
+    assert argon("branches", "delete", "feature-x").exit_code == 0
+    assert argon("projects", "delete", "my-app").exit_code == 0
 
 
 def test_switch_and_write_on_the_branch(

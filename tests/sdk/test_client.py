@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymongo
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
@@ -314,6 +315,45 @@ def test_preview_then_stale(client: argon.Client) -> None:
     assert stale.value.code == 2011
     with pytest.raises(argon.MergeNotFound):
         client.merges.apply("no-such-merge")
+
+
+def test_merge_carries_index_changes(client: argon.Client) -> None:
+    client.connect("main", "mx").c.insert_one({"_id": 1, "a": 1})
+    client.branches.create("sdk-index")
+    client.connect("sdk-index", "mx").c.create_index("a", unique=True)
+    merge = client.branches.merge("sdk-index", into="main")
+    assert [(c.ns, c.name, c.op) for c in merge.index_changes] == [("mx.c", "a_1", "create")]
+    assert client.connect("main", "mx").c.index_information()["a_1"]["unique"] is True
+
+
+def test_projects(client: argon.Client) -> None:
+    made = client.projects.create("sdk-proj", ["projdb"], description="two teams")
+    assert (made.name, made.databases, made.description) == ("sdk-proj", ("projdb",), "two teams")
+    with pytest.raises(argon.ProjectExists):
+        client.projects.create("sdk-proj")
+    info = client.branches.create("sdk-proj/feat", project="sdk-proj")
+    assert info.project == "sdk-proj"
+    child = client.branches.create("sdk-proj/feat/sub", from_branch="sdk-proj/feat")
+    assert child.project == "sdk-proj"  # inherited
+    with pytest.raises(argon.ProjectNotFound):
+        client.branches.create("sdk-nope", project="missing")
+    listed = {p.name: p for p in client.projects.list()}
+    assert listed["default"].databases is None
+    assert listed["sdk-proj"].branches == ("sdk-proj/feat", "sdk-proj/feat/sub")
+    assert [b.name for b in client.branches.list(project="sdk-proj")] == [
+        "main",
+        "sdk-proj/feat",
+        "sdk-proj/feat/sub",
+    ]
+    client.connect("sdk-proj/feat", "projdb").c.insert_one({"_id": 1})
+    with pytest.raises(pymongo.errors.OperationFailure) as err:
+        client.connect("sdk-proj/feat", "elsewhere").c.find_one()
+    assert err.value.code == 2018
+    with pytest.raises(argon.ProjectInUse):
+        client.projects.delete("sdk-proj")
+    client.branches.delete("sdk-proj/feat/sub")
+    client.branches.delete("sdk-proj/feat")
+    assert client.projects.delete("sdk-proj") == "sdk-proj"
 
 
 def test_merge_granularity(client: argon.Client) -> None:

@@ -1,0 +1,145 @@
+"""Projects: named sets of databases that branches version together.
+
+Theory of operation: a project names the databases its branches cover; it
+lives in ``__argon.projects`` and in the catalog's cache. A branch belongs to
+at most one project, inherited from its parent. A branch outside any project
+(main, and every branch made without one) covers every database, like the
+implicit project ``default``. Through a branch of a project, a database
+outside the project is refused (2018 NotInProject): the branch does not
+version it, and handing the operation to main's live data instead would
+break the branch's isolation. ``admin``, ``config`` and ``local`` stay
+reachable, as drivers talk to them on every connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Branch, now
+from .errors import (
+    BAD_VALUE,
+    NOT_IN_PROJECT,
+    PROJECT_EXISTS,
+    PROJECT_IN_USE,
+    PROJECT_NOT_FOUND,
+    ArgonError,
+)
+from .naming import INTERNAL_DB, MAIN, validate_branch_name
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+DEFAULT = "default"
+_SYSTEM_DBS = frozenset({"admin", "config", "local"})
+
+
+def project_of(engine: Engine, name: Any) -> str | None:
+    """The stored project ``name`` names (None: the default project), or an error."""
+    if name is None or name == DEFAULT:
+        return None
+    if not isinstance(name, str) or name not in engine.catalog.projects:
+        raise ArgonError(
+            PROJECT_NOT_FOUND,
+            f"project {name!r} does not exist; create it with `argon projects create {name}`",
+        )
+    return name
+
+
+def belongs(engine: Engine, branch: Branch, project: Any) -> bool:
+    """Whether ``branch`` is one of ``project``'s (main, the root, is in every one)."""
+    wanted = project_of(engine, project)
+    return branch.name == MAIN or branch.project == wanted
+
+
+def check(engine: Engine, branch: Branch, db: str) -> None:
+    """Refuse ``db`` through ``branch`` when the branch's project does not cover it."""
+    if branch.project is None or db in _SYSTEM_DBS or not db:
+        return
+    databases = engine.catalog.projects.get(branch.project, {}).get("databases")
+    if databases is not None and db not in databases:
+        raise ArgonError(
+            NOT_IN_PROJECT,
+            f"database {db!r} is not in project {branch.project!r} of branch {branch.name!r} "
+            f"(it covers {', '.join(databases)}); use a branch outside the project, or add "
+            "the database to the project",
+        )
+
+
+def covers(engine: Engine, branch: Branch, db: str) -> bool:
+    try:
+        check(engine, branch, db)
+    except ArgonError:
+        return False
+    return True
+
+
+def _describe(engine: Engine, name: str, doc: dict[str, Any] | None) -> dict[str, Any]:
+    owner = None if doc is None else name
+    members = [b.name for b in engine.catalog.branches.values() if b.project == owner]
+    return {
+        "name": name,
+        "databases": None if doc is None else doc.get("databases"),
+        "description": None if doc is None else doc.get("description"),
+        "created": None if doc is None else doc.get("created"),
+        "branches": sorted(n for n in members if "@" not in n),
+    }
+
+
+async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``createProject``: ``name``, optional ``databases`` (default: every database)."""
+    name = cmd.get("name")
+    if not isinstance(name, str) or name == DEFAULT:
+        raise ArgonError(BAD_VALUE, "createProject: 'name' must be a name other than 'default'")
+    validate_branch_name(name)  # the same spelling rules keep names usable in URIs
+    databases = cmd.get("databases")
+    if databases is not None:
+        if not isinstance(databases, list) or not all(
+            isinstance(d, str) and d and "@" not in d and d != INTERNAL_DB for d in databases
+        ):
+            raise ArgonError(BAD_VALUE, "createProject: 'databases' is a list of database names")
+        databases = sorted(set(databases))
+    await engine.catalog.reload()
+    if name in engine.catalog.projects:
+        raise ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
+    doc = {
+        "_id": name,
+        "databases": databases,
+        "description": cmd.get("description"),
+        "created": now(),
+    }
+    try:
+        await engine.db.command(INTERNAL_DB, {"insert": "projects", "documents": [doc]})
+    except ArgonError as exc:
+        if exc.code == 11000:
+            raise ArgonError(PROJECT_EXISTS, f"project {name!r} already exists") from None
+        raise
+    engine.catalog.projects[name] = doc
+    return {"project": _describe(engine, name, doc)}
+
+
+async def list_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``listProjects``: the default project first, then the others by name."""
+    await engine.catalog.reload()
+    stored = engine.catalog.projects
+    listed = [_describe(engine, DEFAULT, None)]
+    listed += [_describe(engine, n, stored[n]) for n in sorted(stored)]
+    return {"projects": listed}
+
+
+async def delete_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    """``deleteProject``: only once no branch belongs to it."""
+    await engine.catalog.reload()
+    name = project_of(engine, cmd.get("name"))
+    if name is None:
+        raise ArgonError(BAD_VALUE, "deleteProject: the default project cannot be deleted")
+    members = sorted(b.name for b in engine.catalog.branches.values() if b.project == name)
+    if members:
+        raise ArgonError(
+            PROJECT_IN_USE,
+            f"project {name!r} still has branches {members[:5]}; delete or merge them first",
+        )
+    await engine.db.command(
+        INTERNAL_DB, {"delete": "projects", "deletes": [{"q": {"_id": name}, "limit": 1}]}
+    )
+    engine.catalog.projects.pop(name, None)
+    return {"deleted": name}
