@@ -44,21 +44,19 @@ def _arg(cmd: dict[str, Any], key: str, default: Any = None, *, required: bool =
 
 async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> dict[str, Any]:
     """A branch as the CLI and SDK show it."""
-    head = await engine.db.find(
-        INTERNAL_DB,
-        "wal",
-        {"branch": branch.name},
-        sort={"_id": -1},
-        limit=1,
-        projection={"_id": 1, "ts": 1},
+    head = await history.newest(
+        history.wal_finder(engine.db, {"_id": 1, "ts": 1}),
+        branch.name,
+        above=branch.base_lsn,
+        upto=await engine.catalog.current_lsn(),
     )
     info: dict[str, Any] = {
         "name": branch.name,
         "parent": branch.parent,
         "base_lsn": branch.base_lsn,
-        "head_lsn": int(head[0]["_id"]) if head else branch.base_lsn,
+        "head_lsn": int(head["_id"]) if head else branch.base_lsn,
         "created": branch.created,
-        "last_activity": head[0]["ts"] if head else branch.created,
+        "last_activity": head["ts"] if head else branch.created,
         "read_only": branch.read_only,
         "archived": branch.archived,
         "snapshot": branch.snapshot,
@@ -171,7 +169,7 @@ async def _snapshot(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     if await refs.find_tag(engine, name) is not None:
         raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; snapshot names and tags differ")
     source = await engine.catalog.get(_arg(cmd, "branch", MAIN))
-    lsn = await history.head(engine.db, source)
+    lsn = await history.head(engine.catalog, source)
     branch = await engine.catalog.create_branch(
         name,
         source.name,

@@ -17,13 +17,13 @@ a side's windows is that document at the common base.
 
 Every scan reads entries by (branch, LSN range) through the WAL's
 ``branch_lsn`` index: its cost follows the number of changes, never the
-collection size.
+collection size or the length of the history.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +153,6 @@ async def scan(
     for w in ordered:
         cmd: dict[str, Any] = {"find": "wal", "filter": {**w.query(), **(where or {})}}
         cmd["sort"] = {"_id": 1}
-        cmd["hint"] = "branch_lsn"
         if projection:
             cmd["projection"] = projection
         async for entry in db.cursor(INTERNAL_DB, cmd):
@@ -168,14 +167,58 @@ async def any_change(db: DbClient, windows: Iterable[Window]) -> bool:
     return False
 
 
-async def head(db: DbClient, branch: Branch) -> int:
+Finder = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]]]]
+
+
+def wal_finder(db: DbClient, projection: dict[str, Any] | None = None) -> Finder:
+    """Finds WAL entries outside any transaction."""
+
+    async def find(flt: dict[str, Any]) -> list[dict[str, Any]]:
+        return await db.find(INTERNAL_DB, "wal", flt, projection=projection or {"_id": 1})
+
+    return find
+
+
+# Probing LSN ranges on the (branch, _id) index stays cheap on every server; a
+# sort with a limit scans a branch's whole history on some (see DESIGN.md).
+_FIRST_STEP = 64
+
+
+async def newest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
+    """The newest entry of ``branch`` with ``above < LSN <= upto``, probing back from
+    ``upto`` in ranges that grow fourfold while empty."""
+    hi, step = upto, _FIRST_STEP
+    while hi > above:
+        lo = max(above, hi - step)
+        found = await find(
+            {"branch": branch, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
+        )
+        if found:
+            return max(found, key=lambda d: int(d["_id"]))
+        hi, step = lo, step * 4
+    return None
+
+
+async def oldest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
+    """The oldest entry of ``branch`` with ``above < LSN <= upto``, probing forward."""
+    lo, step = above, _FIRST_STEP
+    while lo < upto:
+        hi = min(upto, lo + step)
+        found = await find(
+            {"branch": branch, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
+        )
+        if found:
+            return min(found, key=lambda d: int(d["_id"]))
+        lo, step = hi, step * 4
+    return None
+
+
+async def head(catalog: Catalog, branch: Branch, find: Finder | None = None) -> int:
     """The LSN of the branch's newest write (its base LSN if it has none)."""
-    found = await db.find(
-        INTERNAL_DB,
-        "wal",
-        {"branch": branch.name},
-        sort={"_id": -1},
-        limit=1,
-        projection={"_id": 1},
+    found = await newest(
+        find or wal_finder(catalog.db),
+        branch.name,
+        above=branch.base_lsn,
+        upto=await catalog.current_lsn(),
     )
-    return max(branch.base_lsn, int(found[0]["_id"])) if found else branch.base_lsn
+    return int(found["_id"]) if found else branch.base_lsn

@@ -219,7 +219,10 @@ async def plan(
     """Decide every document of the merge (nothing is written)."""
     base = await _base(engine, source, target)
     await _refuse_dropped(engine, base.candidates)
-    heads = (await history.head(engine.db, source), await history.head(engine.db, target))
+    heads = (
+        await history.head(engine.catalog, source),
+        await history.head(engine.catalog, target),
+    )
     bases: dict[str, dict[Any, tuple[Any, dict[str, Any] | None]]] = defaultdict(dict)
     projection = {"ns": 1, "doc_id": 1, "pre": 1, "pre_z": 1}
     async for entry in history.scan(engine.db, base.candidates, projection=projection):
@@ -318,19 +321,12 @@ def _resolved(
 # -- applying ---------------------------------------------------------------------
 
 
-async def _head_in(runner: Runner, branch: Branch) -> int:
-    found = await find_all(
-        runner,
-        INTERNAL_DB,
-        {
-            "find": "wal",
-            "filter": {"branch": branch.name},
-            "sort": {"_id": -1},
-            "limit": 1,
-            "projection": {"_id": 1},
-        },
-    )
-    return max(branch.base_lsn, int(found[0]["_id"])) if found else branch.base_lsn
+async def _head_in(engine: Engine, runner: Runner, branch: Branch) -> int:
+    async def find(flt: dict[str, Any]) -> list[dict[str, Any]]:
+        cmd = {"find": "wal", "filter": flt, "projection": {"_id": 1}}
+        return await find_all(runner, INTERNAL_DB, cmd)
+
+    return await history.head(engine.catalog, branch, find)
 
 
 def stale(what: str, plan_: Plan) -> ArgonError:
@@ -346,7 +342,7 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
     """Write the plan to the target in one transaction; returns [first, last] LSN."""
 
     async def unit(txn: Runner) -> list[int]:
-        if (await _head_in(txn, source), await _head_in(txn, target)) != (
+        if (await _head_in(engine, txn, source), await _head_in(engine, txn, target)) != (
             out.source_lsn,
             out.target_lsn,
         ):

@@ -86,7 +86,7 @@ async def create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             engine, branch, when.isoformat() if hasattr(when, "isoformat") else str(when)
         )
     else:
-        lsn = await history.head(engine.db, branch)
+        lsn = await history.head(engine.catalog, branch)
     tag = {
         "_id": name,
         "branch": branch.name,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import bson
 
-from . import wal
+from . import history, wal
 from .catalog import Branch, BranchError, hashable_id
 from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
@@ -46,49 +46,44 @@ def parse_point(text: str) -> int | dt.datetime:
 
 
 async def lsn_at(engine: Engine, when: dt.datetime) -> int:
-    """The last LSN committed at or before ``when`` (0 if none)."""
-    found = await engine.db.find(
-        INTERNAL_DB,
-        "wal",
-        {"ts": {"$lte": when}},
-        sort={"ts": -1, "_id": -1},
-        limit=1,
-        projection={"_id": 1},
-    )
-    return int(found[0]["_id"]) if found else 0
+    """The last LSN committed at or before ``when`` (0 if none).
+
+    Time windows ending at ``when`` grow fourfold until one holds an entry: each
+    is a range on the ``ts`` index, where a sort with a limit would scan the
+    whole WAL on some servers.
+    """
+    step = dt.timedelta(seconds=1)
+    oldest = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    end = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    while end > oldest:
+        start = max(oldest, end - step)
+        found = await engine.db.find(
+            INTERNAL_DB, "wal", {"ts": {"$gt": start, "$lte": end}}, projection={"_id": 1}
+        )
+        if found:
+            return max(int(d["_id"]) for d in found)
+        end, step = start, step * 4
+    return 0
 
 
 async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
     """The earliest and latest LSN (and time) at which ``branch`` can be read."""
-    first = await engine.db.find(
-        INTERNAL_DB,
-        "wal",
-        {"branch": branch.name},
-        sort={"_id": 1},
-        limit=1,
-        projection={"_id": 1, "ts": 1},
-    )
-    last = await engine.db.find(
-        INTERNAL_DB,
-        "wal",
-        {"branch": branch.name},
-        sort={"_id": -1},
-        limit=1,
-        projection={"_id": 1, "ts": 1},
-    )
+    find = history.wal_finder(engine.db, {"_id": 1, "ts": 1})
+    current = await engine.catalog.current_lsn()
     if branch.name == MAIN:
-        # Before Argon's first logged write on main nothing is known.
-        earliest = int(first[0]["_id"]) - 1 if first else await engine.catalog.current_lsn()
-        earliest_time = first[0]["ts"] if first else None
+        # Before Argon's first logged write on main (or what GC kept) nothing is known.
+        first = await history.oldest(find, MAIN, above=-1, upto=current)
+        earliest = int(first["_id"]) - 1 if first else current
+        earliest_time = first["ts"] if first else None
     else:
         earliest, earliest_time = branch.base_lsn, branch.created
-    latest = int(last[0]["_id"]) if last else earliest
+    last = await history.newest(find, branch.name, above=earliest, upto=current)
     return {
         "branch": branch.name,
         "earliest_lsn": earliest,
         "earliest_time": earliest_time,
-        "latest_lsn": max(latest, earliest),
-        "latest_time": last[0]["ts"] if last else earliest_time,
+        "latest_lsn": int(last["_id"]) if last else earliest,
+        "latest_time": last["ts"] if last else earliest_time,
     }
 
 
