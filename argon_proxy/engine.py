@@ -20,7 +20,7 @@ import bson
 import trio
 from bson import ObjectId
 
-from . import admin, indexes, metrics, projects, refs, timetravel
+from . import admin, aggregate_out, indexes, metrics, projects, refs, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
@@ -161,6 +161,11 @@ class Engine:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
         if name not in NAMESPACE_FREE:
             projects.check(self, branch, db)
+        if name == "aggregate" and aggregate_out.ends_in_out(cmd):
+            if req.joined is not None:
+                raise unsupported("aggregate with $out inside a transaction", branch.name)
+            client = ClientIdentity(req.app_name, None, req.connection_id)
+            return await aggregate_out.run(self, branch, db, cmd, client)
         if name in WRITE_COMMANDS:
             return await self._write(name, db, branch, req)
         if name == "listDatabases":
@@ -248,6 +253,14 @@ class Engine:
         return reply
 
     # -- collections on branches ---------------------------------------------
+
+    async def route_create(self, branch: Branch, db: str, coll: str) -> None:
+        """Create ``db.coll`` on ``branch`` (main included), keeping children isolated."""
+        if branch.name != MAIN:
+            await self._create(db, branch, {"create": coll})
+            return
+        await self.catalog.child_overlays(branch, db, coll)
+        await self.db.command(db, {"create": coll})
 
     async def _create(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
         if branch.read_only:

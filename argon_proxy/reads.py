@@ -190,7 +190,8 @@ class Reader:
                 raise unsupported(
                     f"aggregate with {name}",
                     branch.name,
-                    "its writes would bypass the write-ahead log",
+                    "its writes would bypass the write-ahead log"
+                    + ("; $out is supported as the last stage" if name == "$out" else ""),
                 )
             if name == "$facet" and isinstance(spec, dict):
                 facets = {k: await self._rewrite_stages(branch, db, v) for k, v in spec.items()}

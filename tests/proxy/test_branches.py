@@ -145,8 +145,8 @@ def test_unsupported_command_on_branch_names_it_and_the_branch(admin: Client) ->
     assert info.value.code == 115
     assert "collMod" in str(info.value) and "idx-branch" in str(info.value)
     with pytest.raises(OperationFailure) as out:
-        admin["shop@idx-branch"].orders.aggregate([{"$out": "elsewhere"}])
-    assert out.value.code == 115 and "$out" in str(out.value)
+        admin["shop@idx-branch"].orders.aggregate([{"$merge": {"into": "elsewhere"}}])
+    assert out.value.code == 115 and "$merge" in str(out.value)
 
 
 def test_indexes_are_branch_local(admin: Client) -> None:

@@ -1,0 +1,89 @@
+"""``$out`` through the write path: on main and on branches, logged, isolated."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from ..processes import start_proxy, start_upstream
+
+Client = MongoClient[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def c() -> Iterator[Client]:
+    up = start_upstream()
+    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
+    client: Client = MongoClient(proxy.uri)
+    yield client
+    client.close()
+    proxy.stop()
+    up.stop()
+
+
+def argon(c: Client, action: str, **args: Any) -> dict[str, Any]:
+    return c.admin.command({"argon": action, **args})
+
+
+def docs(coll: Any) -> list[dict[str, Any]]:
+    return list(coll.find({}, sort=[("_id", 1)]))
+
+
+SUMMARY = [
+    {"$match": {"qty": {"$gt": 0}}},
+    {"$group": {"_id": "$sku", "total": {"$sum": "$qty"}}},
+    {"$sort": {"_id": 1}},
+]
+
+
+def test_out_on_main_is_logged_and_kept_off_branches(c: Client) -> None:
+    c.o1.orders.insert_many([{"_id": i, "sku": "ab"[i % 2], "qty": i} for i in range(6)])
+    c.o1.totals.insert_many([{"_id": "old", "total": 0}, {"_id": "a", "total": -1}])
+    c.o1.totals.create_index("total")
+    argon(c, "createBranch", name="before-out")
+    c.o1.orders.aggregate([*SUMMARY, {"$out": "totals"}])
+    assert docs(c.o1.totals) == [{"_id": "a", "total": 6}, {"_id": "b", "total": 9}]
+    assert "total_1" in c.o1.totals.index_information()  # $out keeps the target's indexes
+    assert docs(c["o1@before-out"].totals) == [
+        {"_id": "a", "total": -1},
+        {"_id": "old", "total": 0},
+    ]
+    logged = argon(c, "log", branch="main", limit=50)["entries"]
+    changes = {(e["op"], e["docId"]) for e in logged if e["ns"] == "o1.totals"}
+    assert changes >= {("delete", "old"), ("update", "a"), ("insert", "b")}
+
+
+def test_out_on_a_branch_stays_on_it(c: Client) -> None:
+    c.o2.orders.insert_many([{"_id": i, "sku": "xy"[i % 2], "qty": 1} for i in range(4)])
+    argon(c, "createBranch", name="out-branch")
+    branch = c["o2@out-branch"]
+    branch.orders.insert_one({"_id": 10, "sku": "z", "qty": 5})
+    branch.orders.aggregate([*SUMMARY, {"$out": {"db": "o2", "coll": "report"}}])
+    assert docs(branch.report) == [
+        {"_id": "x", "total": 2},
+        {"_id": "y", "total": 2},
+        {"_id": "z", "total": 5},
+    ]
+    assert "report" not in c.o2.list_collection_names()
+    # Replacing again drops what the new results do not hold.
+    branch.orders.aggregate([{"$match": {"sku": "z"}}, {"$out": "report"}])
+    assert docs(branch.report) == [{"_id": 10, "sku": "z", "qty": 5}]
+    # No results still leaves an (empty) target.
+    branch.orders.aggregate([{"$match": {"sku": "none"}}, {"$out": "empty"}])
+    assert "empty" in branch.list_collection_names() and docs(branch.empty) == []
+
+
+def test_out_refusals(c: Client) -> None:
+    c.o3.src.insert_many([{"_id": 1, "k": 1}, {"_id": 2, "k": 1}])
+    c.o3.dst.insert_one({"_id": "keep"})
+    with pytest.raises(OperationFailure) as dup:  # two results with one _id
+        c.o3.src.aggregate([{"$project": {"_id": "$k"}}, {"$out": "dst"}])
+    assert dup.value.code == 11000
+    assert docs(c.o3.dst) == [{"_id": "keep"}]  # nothing replaced
+    with pytest.raises(OperationFailure) as merge:
+        c.o3.src.aggregate([{"$merge": {"into": "dst"}}])
+    assert merge.value.code == 115 and "$merge" in str(merge.value)
