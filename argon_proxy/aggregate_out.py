@@ -1,4 +1,4 @@
-"""``aggregate`` ending in ``$out``, on any branch, through the write path.
+"""``aggregate`` ending in ``$out`` or ``$merge``, on any branch, through the write path.
 
 Theory of operation: ``$out`` replaces the target collection with the
 pipeline's results. Letting mongod write them would bypass the WAL and, on a
@@ -6,7 +6,11 @@ branch, write into the wrong collection. So the pipeline without its
 ``$out`` runs as a read of the branch (rewritten like any aggregate), and
 the target is then made to hold exactly those documents with
 ``Writer.put_many``: one statement, one transaction, one WAL entry per
-document that changes, frozen into children like every write. Readers see
+document that changes, frozen into children like every write. ``$merge``
+works the same way on the documents its results match by ``_id``
+(``whenMatched`` replace, keepExisting, merge or fail; ``whenNotMatched``
+insert, discard or fail); other ``on`` fields and pipeline ``whenMatched``
+are refused. Readers see
 the old target or the new one, never a mix. Replacements larger than one
 transaction should hold are refused rather than done in parts.
 """
@@ -22,6 +26,7 @@ from .catalog import Branch, hashable_id
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB, is_internal
 from .reads import unsupported
+from .view import fetch
 from .wal import ClientIdentity
 from .writes import WriteContext, duplicate_key
 
@@ -32,13 +37,15 @@ MAX_DOCUMENTS = 10_000  # target before + results: what one transaction carries 
 _PASSED = ("aggregate", "pipeline", "collation", "let", "allowDiskUse", "hint", "comment")
 
 
-def ends_in_out(cmd: dict[str, Any]) -> bool:
+def ends_in_write(cmd: dict[str, Any]) -> bool:
+    """Whether ``cmd`` is an aggregate whose last stage is ``$out`` or ``$merge``."""
     pipeline = cmd.get("pipeline")
     return (
         isinstance(pipeline, list)
         and bool(pipeline)
         and isinstance(pipeline[-1], dict)
-        and "$out" in pipeline[-1]
+        and len(pipeline[-1]) == 1
+        and next(iter(pipeline[-1])) in ("$out", "$merge")
     )
 
 
@@ -47,7 +54,27 @@ def _target(db: str, spec: Any) -> tuple[str, str]:
         return db, spec
     if isinstance(spec, dict) and set(spec) <= {"db", "coll"} and isinstance(spec.get("coll"), str):
         return str(spec.get("db", db)), spec["coll"]
-    raise ArgonError(BAD_VALUE, "$out takes a collection name or {db, coll}")
+    raise ArgonError(BAD_VALUE, "$out and $merge name a collection or {db, coll}")
+
+
+_MERGE_KEYS = {"into", "on", "whenMatched", "whenNotMatched", "let"}
+
+
+def _merge_spec(spec: Any, branch: Branch) -> tuple[Any, str, str]:
+    """``into``, ``whenMatched`` and ``whenNotMatched`` of a ``$merge`` Argon can run."""
+    if isinstance(spec, str):
+        return spec, "merge", "insert"
+    if not isinstance(spec, dict) or set(spec) - _MERGE_KEYS or "into" not in spec:
+        raise ArgonError(BAD_VALUE, "$merge takes into, on, whenMatched, whenNotMatched, let")
+    on = spec.get("on", "_id")
+    if on not in ("_id", ["_id"]):
+        raise unsupported("$merge on fields other than _id", branch.name)
+    matched, not_matched = spec.get("whenMatched", "merge"), spec.get("whenNotMatched", "insert")
+    if matched not in ("replace", "keepExisting", "merge", "fail"):
+        raise unsupported(f"$merge with whenMatched {matched!r}", branch.name)
+    if not_matched not in ("insert", "discard", "fail"):
+        raise ArgonError(BAD_VALUE, f"$merge: unknown whenNotMatched {not_matched!r}")
+    return spec["into"], matched, not_matched
 
 
 async def run(
@@ -57,14 +84,22 @@ async def run(
     if branch.read_only:
         raise unsupported("aggregate with $out", branch.name, "the branch is read-only")
     pipeline = list(cmd["pipeline"])
-    target_db, target = _target(db, pipeline.pop()["$out"])
+    stage, spec = next(iter(pipeline.pop().items()))
+    modes = _merge_spec(spec, branch) if stage == "$merge" else None
+    target_db, target = _target(db, modes[0] if modes else spec)
     if is_internal(target) or target_db == INTERNAL_DB or not target:
-        raise ArgonError(73, f"Invalid $out namespace '{target_db}.{target}'")
+        raise ArgonError(73, f"Invalid {stage} namespace '{target_db}.{target}'")
     projects.check(engine, branch, target_db)
     read = {k: v for k, v in cmd.items() if k in _PASSED}
     read.update(pipeline=pipeline, cursor={})
     rewritten = await engine.reader.aggregate(branch, db, read)
     results = [d async for d in engine.db.cursor(db, rewritten or read)]
+    ctx = WriteContext(branch, target_db, target, client)
+    ns = f"{db}.{cmd['aggregate']}" if isinstance(cmd.get("aggregate"), str) else f"{db}.$cmd"
+    reply = {"cursor": {"id": bson.Int64(0), "ns": ns, "firstBatch": []}, "ok": 1.0}
+    if modes is not None:
+        await _merge(engine, ctx, results, modes[1], modes[2])
+        return reply
     before = await _ids(engine, branch, target_db, target)
     if len(before) + len(results) > MAX_DOCUMENTS:
         raise unsupported(
@@ -81,12 +116,48 @@ async def run(
         wanted[key] = (doc["_id"], doc)
     for key, raw in before.items():
         wanted.setdefault(key, (raw, None))
-    ctx = WriteContext(branch, target_db, target, client)
     await engine.writer.put_many(ctx, list(wanted.values()))
     if not results and not before:
         await _create(engine, branch, target_db, target)
-    ns = f"{db}.{cmd['aggregate']}" if isinstance(cmd.get("aggregate"), str) else f"{db}.$cmd"
-    return {"cursor": {"id": bson.Int64(0), "ns": ns, "firstBatch": []}, "ok": 1.0}
+    return reply
+
+
+async def _merge(
+    engine: Engine,
+    ctx: WriteContext,
+    results: list[dict[str, Any]],
+    when_matched: str,
+    when_not_matched: str,
+) -> None:
+    """Write ``results`` into the target as ``$merge`` does, matching by ``_id``."""
+    if len(results) > MAX_DOCUMENTS:
+        raise unsupported(
+            f"aggregate with $merge of {len(results)} documents",
+            ctx.branch.name,
+            f"Argon writes them in one transaction, up to {MAX_DOCUMENTS} documents",
+        )
+    results = [d if "_id" in d else {"_id": bson.ObjectId(), **d} for d in results]
+    current = await fetch(
+        engine.db, engine.catalog, ctx.branch, ctx.db, ctx.coll, [d["_id"] for d in results]
+    )
+    writes: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
+    for doc in results:
+        key = hashable_id(doc["_id"])
+        have = writes[key][1] if key in writes else current.get(key)
+        if have is None:
+            if when_not_matched == "fail":
+                raise ArgonError(
+                    13113, f"$merge could not find a matching document for {doc['_id']!r}"
+                )
+            if when_not_matched == "insert":
+                writes[key] = (doc["_id"], doc)
+        elif when_matched == "fail":
+            raise duplicate_key(ctx.ns, doc["_id"])
+        elif when_matched == "replace":
+            writes[key] = (doc["_id"], doc)
+        elif when_matched == "merge":
+            writes[key] = (doc["_id"], {**have, **doc})
+    await engine.writer.put_many(ctx, list(writes.values()))
 
 
 async def _ids(engine: Engine, branch: Branch, db: str, coll: str) -> dict[Any, Any]:

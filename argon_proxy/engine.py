@@ -161,9 +161,9 @@ class Engine:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
         if name not in NAMESPACE_FREE:
             projects.check(self, branch, db)
-        if name == "aggregate" and aggregate_out.ends_in_out(cmd):
+        if name == "aggregate" and aggregate_out.ends_in_write(cmd):
             if req.joined is not None:
-                raise unsupported("aggregate with $out inside a transaction", branch.name)
+                raise unsupported("aggregate with $out or $merge in a transaction", branch.name)
             client = ClientIdentity(req.app_name, None, req.connection_id)
             return await aggregate_out.run(self, branch, db, cmd, client)
         if name in WRITE_COMMANDS:

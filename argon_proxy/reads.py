@@ -191,7 +191,7 @@ class Reader:
                     f"aggregate with {name}",
                     branch.name,
                     "its writes would bypass the write-ahead log"
-                    + ("; $out is supported as the last stage" if name == "$out" else ""),
+                    + "; it is supported as the last stage",
                 )
             if name == "$facet" and isinstance(spec, dict):
                 facets = {k: await self._rewrite_stages(branch, db, v) for k, v in spec.items()}

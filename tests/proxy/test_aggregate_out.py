@@ -85,5 +85,31 @@ def test_out_refusals(c: Client) -> None:
     assert dup.value.code == 11000
     assert docs(c.o3.dst) == [{"_id": "keep"}]  # nothing replaced
     with pytest.raises(OperationFailure) as merge:
-        c.o3.src.aggregate([{"$merge": {"into": "dst"}}])
+        c.o3.src.aggregate([{"$merge": {"into": "dst", "on": "k"}}])
     assert merge.value.code == 115 and "$merge" in str(merge.value)
+
+
+def test_merge_into_a_branch(c: Client) -> None:
+    c.o4.src.insert_many([{"_id": 1, "v": 10}, {"_id": 2, "v": 20}])
+    c.o4.dst.insert_many([{"_id": 1, "v": 1, "keep": True}, {"_id": 3, "v": 3}])
+    argon(c, "createBranch", name="merge-stage")
+    branch = c["o4@merge-stage"]
+    branch.src.aggregate([{"$merge": {"into": "dst"}}])  # merge fields, insert the rest
+    assert docs(branch.dst) == [
+        {"_id": 1, "v": 10, "keep": True},
+        {"_id": 2, "v": 20},
+        {"_id": 3, "v": 3},
+    ]
+    assert docs(c.o4.dst) == [{"_id": 1, "v": 1, "keep": True}, {"_id": 3, "v": 3}]
+    branch.src.aggregate(
+        [
+            {"$set": {"v": 0}},
+            {"$merge": {"into": "dst", "whenMatched": "replace", "whenNotMatched": "discard"}},
+        ]
+    )
+    assert docs(branch.dst) == [{"_id": 1, "v": 0}, {"_id": 2, "v": 0}, {"_id": 3, "v": 3}]
+    with pytest.raises(OperationFailure) as fail:
+        branch.src.aggregate([{"$merge": {"into": "dst", "whenMatched": "fail"}}])
+    assert fail.value.code == 11000
+    branch.src.aggregate([{"$merge": {"into": "dst", "whenMatched": "keepExisting"}}])
+    assert docs(branch.dst)[0] == {"_id": 1, "v": 0}

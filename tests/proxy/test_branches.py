@@ -145,7 +145,9 @@ def test_unsupported_command_on_branch_names_it_and_the_branch(admin: Client) ->
     assert info.value.code == 115
     assert "collMod" in str(info.value) and "idx-branch" in str(info.value)
     with pytest.raises(OperationFailure) as out:
-        admin["shop@idx-branch"].orders.aggregate([{"$merge": {"into": "elsewhere"}}])
+        admin["shop@idx-branch"].orders.aggregate(
+            [{"$merge": {"into": "elsewhere", "whenMatched": [{"$set": {"x": 1}}]}}]
+        )
     assert out.value.code == 115 and "$merge" in str(out.value)
 
 

@@ -120,5 +120,5 @@ def test_graph_lookup_of_a_changed_collection_is_refused(c: Client) -> None:
     assert err.value.code == 115
     assert "x" in str(err.value) and "$graphLookup" in str(err.value)
     with pytest.raises(OperationFailure) as err:
-        list(c["shop@x"].orders.aggregate([{"$merge": {"into": "copy"}}]))
+        list(c["shop@x"].orders.aggregate([{"$merge": {"into": "copy", "on": "sku"}}]))
     assert err.value.code == 115
