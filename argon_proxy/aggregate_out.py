@@ -157,7 +157,8 @@ async def _merge(
             writes[key] = (doc["_id"], doc)
         elif when_matched == "merge":
             writes[key] = (doc["_id"], {**have, **doc})
-    await engine.writer.put_many(ctx, list(writes.values()))
+    if writes:  # nothing to write leaves even a missing target missing, as on mongod
+        await engine.writer.put_many(ctx, list(writes.values()))
 
 
 async def _ids(engine: Engine, branch: Branch, db: str, coll: str) -> dict[Any, Any]:

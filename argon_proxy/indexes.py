@@ -135,6 +135,9 @@ async def create_indexes(
     wanted = [dict(s) for s in cmd.get("indexes") or []]
     await freeze_children(engine, branch, db, coll)
     ov = await engine.catalog.ensure_overlay(branch, db, coll)
+    created = not ov.present and not await _exists(engine, branch, db, coll)
+    if created:  # createIndexes creates a missing collection, as on mongod
+        await engine.catalog.set_flags(ov, cut=True, present=True)
     current = await list_specs(engine.catalog, branch, db, coll)
     before = len(current)
     by_name = {s["name"]: s for s in current}
@@ -170,7 +173,7 @@ async def create_indexes(
     return {
         "numIndexesBefore": before,
         "numIndexesAfter": before + len(fresh),
-        "createdCollectionAutomatically": False,
+        "createdCollectionAutomatically": created,
         "ok": 1.0,
     }
 
@@ -252,6 +255,11 @@ async def change_on_main(engine: Engine, db: str, cmd: dict[str, Any]) -> dict[s
     after = await list_specs(engine.catalog, main, db, coll)
     await log_changes(engine, main, f"{db}.{coll}", before, after)
     return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
+
+
+async def _exists(engine: Engine, branch: Branch, db: str, coll: str) -> bool:
+    listed = await engine.reader.list_collections(branch, db, {"filter": {"name": coll}})
+    return bool(listed["cursor"]["firstBatch"])
 
 
 async def _must_exist(engine: Engine, branch: Branch, db: str, coll: str) -> None:

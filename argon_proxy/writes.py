@@ -199,9 +199,11 @@ class Writer:
         view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
         own = None
         if ctx.branch.name != MAIN:
-            own = await self.catalog.ensure_overlay(ctx.branch, ctx.db, ctx.coll)
-            if not own.present:
-                await self.catalog.set_flags(own, cut=own.cut, present=True)
+            own = self.catalog.overlay(ctx.branch, ctx.db, ctx.coll)
+            if own is None:  # registered as absent when the branch has no such collection
+                has = await self.catalog.upstream_has(ctx.db, ctx.coll)
+                absent = not self.catalog.shows(ctx.branch, ctx.db, ctx.coll, in_base=has)
+                own = await self.catalog.ensure_overlay(ctx.branch, ctx.db, ctx.coll, absent=absent)
             await self.catalog.load_ids(own)
             view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
         kids = await self.catalog.child_overlays(ctx.branch, ctx.db, ctx.coll)
@@ -387,13 +389,21 @@ class Writer:
                     return done
                 for ov, ids, tomb in outcome.cache:
                     Catalog.note_written(ov, ids, tombstone=tomb)
+                await self._now_present(own, outcome)
                 return outcome
             # The client's transaction may still abort: forget what the caches would
             # learn, so they are read again from committed data.
             outcome = await unit(ctx.joined)
             for ov, _ids, _tomb in outcome.cache:
                 ov.ids, ov.tombstones = None, set()
+            await self._now_present(own, outcome)
             return outcome
+
+    async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
+        """A statement that wrote a document makes the collection exist on the branch;
+        one that changed nothing leaves it as it was, as on mongod."""
+        if own is not None and not own.present and outcome.changes:
+            await self.catalog.set_flags(own, cut=own.cut, present=True)
 
     # -- insert ----------------------------------------------------------------
 
