@@ -9,20 +9,17 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..processes import start_proxy, start_upstream
+from ..stacks import own_stack
 
 Client = MongoClient[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
 def c() -> Iterator[Client]:
-    up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
-    client: Client = MongoClient(proxy.uri)
-    yield client
-    client.close()
-    proxy.stop()
-    up.stop()
+    with own_stack() as (_up, proxy):
+        client: Client = MongoClient(proxy.uri)
+        yield client
+        client.close()
 
 
 def argon(c: Client, action: str, **args: Any) -> dict[str, Any]:

@@ -8,20 +8,17 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from ..processes import start_proxy, start_upstream
+from ..stacks import own_stack
 
 Client = MongoClient[dict[str, object]]
 
 
 @pytest.fixture(scope="module")
 def admin() -> Iterator[Client]:
-    up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
-    c: Client = MongoClient(proxy.uri)
-    yield c
-    c.close()
-    proxy.stop()
-    up.stop()
+    with own_stack() as (_up, proxy):
+        client: Client = MongoClient(proxy.uri)
+        yield client
+        client.close()
 
 
 def branch_of(admin: Client, db: str, name: str) -> object:
