@@ -185,31 +185,30 @@ _FIRST_STEP = 64
 
 
 async def newest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
-    """The newest entry of ``branch`` with ``above < LSN <= upto``, probing back from
-    ``upto`` in ranges that grow fourfold while empty."""
-    hi, step = upto, _FIRST_STEP
-    while hi > above:
-        lo = max(above, hi - step)
-        found = await find(
-            {"branch": branch, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
-        )
-        if found:
-            return max(found, key=lambda d: int(d["_id"]))
-        hi, step = lo, step * 4
-    return None
+    """The newest entry of ``branch`` with ``above < LSN <= upto``."""
+    return await _edge(find, branch, above, upto, newest=True)
 
 
 async def oldest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
-    """The oldest entry of ``branch`` with ``above < LSN <= upto``, probing forward."""
-    lo, step = above, _FIRST_STEP
-    while lo < upto:
-        hi = min(upto, lo + step)
+    """The oldest entry of ``branch`` with ``above < LSN <= upto``."""
+    return await _edge(find, branch, above, upto, newest=False)
+
+
+async def _edge(
+    find: Finder, branch: str, above: int, upto: int, *, newest: bool
+) -> dict[str, Any] | None:
+    """Probe from one end of ``(above, upto]`` in ranges that grow fourfold while empty."""
+    step = _FIRST_STEP
+    lo, hi = (max(above, upto - step), upto) if newest else (above, min(upto, above + step))
+    while lo < hi:
         found = await find(
             {"branch": branch, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
         )
         if found:
-            return min(found, key=lambda d: int(d["_id"]))
-        lo, step = hi, step * 4
+            pick = max if newest else min
+            return pick(found, key=lambda d: int(d["_id"]))
+        step *= 4
+        lo, hi = (max(above, lo - step), lo) if newest else (hi, min(upto, hi + step))
     return None
 
 
