@@ -318,14 +318,8 @@ class Catalog:
         branch = Branch(
             name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
         )
-        try:
-            await self.db.command(
-                INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]}
-            )
-        except ArgonError as exc:
-            if exc.code == 11000:
-                raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists") from None
-            raise
+        exists = BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
+        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
         self.branches[name] = branch
         return branch
 

@@ -86,6 +86,17 @@ class DbClient:
         async with self.pool.checkout() as conn:
             return await run_on(conn, db, command)
 
+    async def insert_new(
+        self, db: str, coll: str, doc: Mapping[str, Any], exists: Exception
+    ) -> None:
+        """Insert ``doc``; raise ``exists`` if its ``_id`` is taken (mongod decides)."""
+        try:
+            await self.command(db, {"insert": coll, "documents": [doc]})
+        except CommandError as exc:
+            if exc.code == 11000:
+                raise exists from None
+            raise
+
     async def cursor(
         self, db: str, command: Mapping[str, Any], *, batch_size: int = 1000
     ) -> AsyncIterator[dict[str, Any]]:

@@ -107,12 +107,8 @@ async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "description": cmd.get("description"),
         "created": now(),
     }
-    try:
-        await engine.db.command(INTERNAL_DB, {"insert": "projects", "documents": [doc]})
-    except ArgonError as exc:
-        if exc.code == 11000:
-            raise ArgonError(PROJECT_EXISTS, f"project {name!r} already exists") from None
-        raise
+    exists = ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
+    await engine.db.insert_new(INTERNAL_DB, "projects", doc, exists)
     engine.catalog.projects[name] = doc
     return {"project": _describe(engine, name, doc)}
 

@@ -94,12 +94,8 @@ async def create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "created": now(),
         "message": cmd.get("message"),
     }
-    try:
-        await engine.db.command(INTERNAL_DB, {"insert": "tags", "documents": [tag]})
-    except ArgonError as exc:
-        if exc.code == 11000:
-            raise ArgonError(TAG_EXISTS, f"tag {name!r} exists already") from None
-        raise
+    exists = ArgonError(TAG_EXISTS, f"tag {name!r} exists already")
+    await engine.db.insert_new(INTERNAL_DB, "tags", tag, exists)
     return {"tag": show(tag)}
 
 
