@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from pymongo import MongoClient
 
 from .processes import Process, start_proxy, start_upstream
+
+Client = MongoClient[dict[str, Any]]
 
 
 @contextmanager
@@ -25,3 +30,19 @@ def own_stack() -> Iterator[tuple[Process, Process]]:
             proxy.stop()
     finally:
         up.stop()
+
+
+@contextmanager
+def own_client() -> Iterator[Client]:
+    """A client of a private proxy (and upstream), all closed on exit."""
+    with own_stack() as (_up, proxy):
+        client: Client = MongoClient(proxy.uri)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def argon(c: MongoClient[Any], action: str, **args: Any) -> dict[str, Any]:
+    """Send the admin action ``action`` through ``c``."""
+    return c.admin.command({"argon": action, **args})

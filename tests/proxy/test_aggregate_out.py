@@ -9,21 +9,15 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..stacks import own_stack
+from ..stacks import argon, own_client
 
 Client = MongoClient[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
 def c() -> Iterator[Client]:
-    with own_stack() as (_up, proxy):
-        client: Client = MongoClient(proxy.uri)
+    with own_client() as client:
         yield client
-        client.close()
-
-
-def argon(c: Client, action: str, **args: Any) -> dict[str, Any]:
-    return c.admin.command({"argon": action, **args})
 
 
 def docs(coll: Any) -> list[dict[str, Any]]:

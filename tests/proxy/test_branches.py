@@ -8,7 +8,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import Process
+from ..stacks import argon, own_stack
 
 Client = MongoClient[dict[str, object]]
 
@@ -16,11 +17,8 @@ Client = MongoClient[dict[str, object]]
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[Process, Process]]:
     """An upstream and proxy of their own: branches here must not guard other tests' drops."""
-    up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
-    yield up, proxy
-    proxy.stop()
-    up.stop()
+    with own_stack() as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -28,10 +26,6 @@ def admin(stack: tuple[Process, Process]) -> Iterator[Client]:
     c: Client = MongoClient(stack[1].uri)
     yield c
     c.close()
-
-
-def argon(c: Client, action: str, **args: object) -> dict[str, object]:
-    return c.admin.command({"argon": action, **args})
 
 
 def test_seed_flow_isolation_both_ways(stack: tuple[Process, Process], admin: Client) -> None:

@@ -9,7 +9,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..processes import start_proxy, start_upstream
+from ..stacks import argon, own_client
 
 Client = MongoClient[dict[str, Any]]
 
@@ -17,17 +17,8 @@ Client = MongoClient[dict[str, Any]]
 @pytest.fixture
 def c() -> Iterator[Client]:
     """A fresh upstream and proxy: GC looks at everything in them."""
-    up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
-    client: Client = MongoClient(proxy.uri)
-    yield client
-    client.close()
-    proxy.stop()
-    up.stop()
-
-
-def argon(c: Client, action: str, **args: Any) -> dict[str, Any]:
-    return c.admin.command({"argon": action, **args})
+    with own_client() as client:
+        yield client
 
 
 def docs(c: Client, db: str, coll: str = "items") -> list[dict[str, Any]]:

@@ -9,18 +9,16 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import Process
+from ..stacks import argon, own_stack
 
 Client = MongoClient[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[Process, Process]]:
-    up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}")
-    yield up, proxy
-    proxy.stop()
-    up.stop()
+    with own_stack() as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -28,10 +26,6 @@ def c(stack: tuple[Process, Process]) -> Iterator[Client]:
     client: Client = MongoClient(stack[1].uri)
     yield client
     client.close()
-
-
-def argon(c: Client, action: str, **args: Any) -> dict[str, Any]:
-    return c.admin.command({"argon": action, **args})
 
 
 def docs(c: Client, db: str, coll: str = "items") -> list[dict[str, Any]]:

@@ -8,17 +8,15 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from ..stacks import own_stack
+from ..stacks import own_client
 
 Client = MongoClient[dict[str, object]]
 
 
 @pytest.fixture(scope="module")
 def admin() -> Iterator[Client]:
-    with own_stack() as (_up, proxy):
-        client: Client = MongoClient(proxy.uri)
+    with own_client() as client:
         yield client
-        client.close()
 
 
 def branch_of(admin: Client, db: str, name: str) -> object:
