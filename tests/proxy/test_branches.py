@@ -290,3 +290,21 @@ def test_collection_created_on_main_later_stays_off_the_branch(admin: Client) ->
     merged = argon(admin, "merge", source="untouched", into="main")
     assert merged["ok"] == 1.0
     assert admin.latecomer.more.count_documents({}) == 1
+
+
+def test_multi_writes_beyond_one_transaction_run_in_parts(admin: Client) -> None:
+    many = admin.bulk.items
+    many.insert_many([{"_id": i, "v": 0} for i in range(1200)])
+    argon(admin, "createBranch", name="bulk-child")
+    child = admin["bulk@bulk-child"].items
+    res = many.update_many({"_id": {"$lt": 1150}}, {"$inc": {"v": 1}})
+    assert (res.matched_count, res.modified_count) == (1150, 1150)
+    assert many.count_documents({"v": 1}) == 1150
+    assert child.count_documents({"v": 0}) == 1200  # every part froze into the child
+    on_child = child.update_many({}, {"$set": {"w": 1}})
+    assert on_child.modified_count == 1200 and many.count_documents({"w": 1}) == 0
+    gone = child.delete_many({"_id": {"$gte": 50}})
+    assert gone.deleted_count == 1150 and child.count_documents({}) == 50
+    assert many.count_documents({}) == 1200
+    log = admin.admin.command({"argon": "log", "branch": "main", "limit": 5000})["entries"]
+    assert sum(1 for e in log if e["ns"] == "bulk.items" and e["op"] == "update") == 1150
