@@ -1,0 +1,113 @@
+"""Branch lifecycle and metadata: creation races, catalog reloads, points, identity.
+
+Every test runs against a real SecantusDB and real Argon processes over
+loopback sockets, through pymongo. The upstream is shared by the module; each
+test uses its own names, and starts (and stops) the proxies it needs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from ..processes import Process, start_proxy, start_upstream
+from ..stacks import argon
+
+Client = MongoClient[dict[str, Any]]
+CREATORS = 10
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Process]:
+    up = start_upstream()
+    yield up
+    up.stop()
+
+
+@contextmanager
+def proxy_client(up: Process) -> Iterator[tuple[Process, Client]]:
+    """A new proxy on ``up`` and a client of it, both closed on exit."""
+    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+    client: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000, maxPoolSize=CREATORS)
+    try:
+        yield proxy, client
+    finally:
+        client.close()
+        proxy.stop()
+
+
+def race(clients: list[Client], action: Callable[[Client], Any]) -> list[int]:
+    """Run ``action`` ``CREATORS`` times at once, spread over ``clients``.
+
+    Returns the outcome of each call: 0 for ok, else the error code.
+    """
+    start = threading.Barrier(CREATORS)
+
+    def one(i: int) -> int:
+        c = clients[i % len(clients)]
+        start.wait(timeout=60)
+        try:
+            action(c)
+        except OperationFailure as exc:
+            return int(exc.code or -1)
+        return 0
+
+    with ThreadPoolExecutor(CREATORS) as pool:
+        return list(pool.map(one, range(CREATORS)))
+
+
+def warm(clients: list[Client]) -> None:
+    """Open enough connections in each client that the racers start together."""
+    for c in clients:
+        for _ in range(3):
+            c.admin.command("ping")
+
+
+def stored_branch(up: Process, name: str) -> dict[str, Any]:
+    with MongoClient(up.uri) as direct:
+        found = direct["__argon"].branches.find_one({"_id": name})
+    assert found is not None
+    return found
+
+
+def check_one_winner(outcomes: list[int], loser_code: int) -> None:
+    assert outcomes.count(0) == 1, outcomes
+    assert sorted(set(outcomes) - {0}) == [loser_code], outcomes
+
+
+@pytest.mark.parametrize("proxies", [1, 2])
+def test_concurrent_create_branch_has_one_winner_and_keeps_its_writes(
+    upstream: Process, proxies: int
+) -> None:
+    name = f"race{proxies}"
+    with proxy_client(upstream) as (pa, ca), proxy_client(upstream) as (pb, cb):
+        clients = [ca, cb][:proxies]
+        warm(clients)
+        outcomes = race(clients, lambda c: argon(c, "createBranch", name=name))
+        check_one_winner(outcomes, 2002)  # BranchExists
+        stored_id = stored_branch(upstream, name)["id"]
+        for c in clients:  # every proxy agrees with the stored branch
+            db = c[f"life@{name}"]
+            db.items.insert_one({"_id": f"from-{clients.index(c)}"})
+    # After a restart every acknowledged write is there, and nothing moved.
+    with proxy_client(upstream) as (_p, c):
+        got = sorted(d["_id"] for d in c[f"life@{name}"].items.find())
+        assert got == [f"from-{i}" for i in range(proxies)]
+    assert stored_branch(upstream, name)["id"] == stored_id
+
+
+def test_concurrent_create_tag_and_project_have_one_winner(upstream: Process) -> None:
+    with proxy_client(upstream) as (_pa, ca), proxy_client(upstream) as (_pb, cb):
+        warm([ca, cb])
+        ca.tagdb.items.insert_one({"_id": 1})
+        tags = race([ca, cb], lambda c: argon(c, "createTag", name="race-tag", branch="main"))
+        check_one_winner(tags, 2014)  # TagExists
+        made = race([ca, cb], lambda c: argon(c, "createProject", name="race-project"))
+        check_one_winner(made, 2017)  # ProjectExists
