@@ -87,7 +87,7 @@ def test_concurrent_create_branch_has_one_winner_and_keeps_its_writes(
     upstream: Process, proxies: int
 ) -> None:
     name = f"race{proxies}"
-    with proxy_client(upstream) as (pa, ca), proxy_client(upstream) as (pb, cb):
+    with proxy_client(upstream) as (_pa, ca), proxy_client(upstream) as (_pb, cb):
         clients = [ca, cb][:proxies]
         warm(clients)
         outcomes = race(clients, lambda c: argon(c, "createBranch", name=name))
