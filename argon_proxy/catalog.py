@@ -8,8 +8,11 @@ it changes things; an unknown name triggers a reload, so a branch created by
 another proxy sharing the upstream is found. Creating a branch writes one
 document: nothing is copied.
 
-An overlay's entry records its collection name and whether the branch
-``cut`` the parent's collection (dropped it, so lower layers no longer show).
+An overlay's entry records its collection name and three flags, always all
+stored: ``cut`` (lower layers no longer show: the branch dropped the
+collection, or was forked before it existed), ``present`` (the collection
+exists on the branch) and ``dropped`` (the branch itself dropped it; entries
+written before this flag was stored lack it and were never dropped).
 The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
@@ -210,7 +213,10 @@ class Catalog:
                 doc["coll"],
                 bool(doc.get("cut")),
                 bool(doc.get("present", True)),
-                bool(doc.get("dropped", doc.get("cut"))),
+                # Only ``set_flags`` ever stored a drop, always with the field: an
+                # entry without it was registered absent (forked before the
+                # collection existed), never dropped.
+                bool(doc.get("dropped", False)),
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
@@ -404,6 +410,7 @@ class Catalog:
                                 "coll": coll,
                                 "cut": ov.cut,
                                 "present": ov.present,
+                                "dropped": ov.dropped,
                             }
                         },
                         "upsert": True,

@@ -111,3 +111,59 @@ def test_concurrent_create_tag_and_project_have_one_winner(upstream: Process) ->
         check_one_winner(tags, 2014)  # TagExists
         made = race([ca, cb], lambda c: argon(c, "createProject", name="race-project"))
         check_one_winner(made, 2017)  # ProjectExists
+
+
+def reload_catalog(how: str, up: Process, proxy: Process, c: Client) -> tuple[Process, Client]:
+    """Make the proxy read its catalog back from the upstream, as ``how`` does."""
+    if how == "list":
+        argon(c, "listBranches")
+    elif how == "gc":
+        argon(c, "gc", dryRun=True)
+    else:  # a restart
+        c.close()
+        proxy.stop()
+        proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+        c = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000)
+    return proxy, c
+
+
+@pytest.mark.parametrize("how", ["list", "gc", "restart", "legacy"])
+def test_merge_after_catalog_reload_when_main_created_a_collection(
+    upstream: Process, how: str
+) -> None:
+    db, name = f"reload_{how}", f"rl-{how}"
+    proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}", "--log-level", "WARNING")
+    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000)
+    try:
+        c[db].kept.insert_one({"_id": 1, "v": "main"})
+        argon(c, "createBranch", name=name)
+        c[db].fresh.insert_one({"_id": 1, "v": "main only"})  # new while the branch lives
+        c[f"{db}@{name}"].kept.update_one({"_id": 1}, {"$set": {"v": "branch"}})
+        if how == "legacy":  # overlay entries stored before the 'dropped' flag was
+            with MongoClient(upstream.uri) as direct:
+                direct["__argon"].overlays.update_many({}, {"$unset": {"dropped": ""}})
+        proxy, c = reload_catalog("restart" if how == "legacy" else how, upstream, proxy, c)
+        assert c[f"{db}@{name}"].list_collection_names() == ["kept"]
+        argon(c, "merge", source=name, into="main")
+        assert c[db].kept.find_one({"_id": 1}) == {"_id": 1, "v": "branch"}
+        assert c[db].fresh.find_one({"_id": 1}) == {"_id": 1, "v": "main only"}
+    finally:
+        c.close()
+        proxy.stop()
+
+
+def test_a_real_drop_survives_a_restart(upstream: Process) -> None:
+    proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}", "--log-level", "WARNING")
+    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000)
+    try:
+        c.realdrop.gone.insert_one({"_id": 1})
+        argon(c, "createBranch", name="rd")
+        c["realdrop@rd"].gone.drop()
+        proxy, c = reload_catalog("restart", upstream, proxy, c)
+        assert c["realdrop@rd"].list_collection_names() == []
+        with pytest.raises(OperationFailure) as err:
+            argon(c, "merge", source="rd", into="main")
+        assert err.value.code == 115 and "dropped collection realdrop.gone" in str(err.value)
+    finally:
+        c.close()
+        proxy.stop()
