@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 
 from . import history, wal
-from .catalog import Branch, BranchError, hashable_id
+from .catalog import Branch, BranchError, hashable_id, now
 from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 
@@ -88,9 +88,23 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
 
 
 async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
-    """The LSN ``point`` names on ``branch``, checked against what is reachable."""
+    """The LSN ``point`` names on ``branch``, checked against what is reachable.
+
+    A point that is not yet in the past (an LSN above the newest one allocated,
+    a time after now) is refused: what it will show is not known yet, and a
+    branch or snapshot fixed there would miss the changes made until then.
+    """
     value = parse_point(point)
-    lsn = value if isinstance(value, int) else await lsn_at(engine, value)
+    current = await engine.catalog.current_lsn()
+    if isinstance(value, int):
+        lsn = value
+        if lsn > current:
+            raise _future(branch, point, current, "is after the newest LSN")
+    else:
+        moment = now()
+        if value > moment:
+            raise _future(branch, point, current, f"is in the future (now {moment.isoformat()})")
+        lsn = await lsn_at(engine, value)
     span = await reachable(engine, branch)
     if lsn < span["earliest_lsn"]:
         raise BranchError(
@@ -99,6 +113,14 @@ async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
             f"(LSN {span['earliest_lsn']}); see `argon time-travel info`",
         )
     return int(lsn)
+
+
+def _future(branch: Branch, point: str, current: int, why: str) -> BranchError:
+    return BranchError(
+        POINT_OUT_OF_RANGE,
+        f"{point} {why}: branch {branch.name!r} can be read up to the current LSN "
+        f"{current} (lsn-{current}); see `argon time-travel info`",
+    )
 
 
 async def build_at(

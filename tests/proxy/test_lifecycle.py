@@ -7,6 +7,7 @@ test uses its own names, and starts (and stops) the proxies it needs.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +168,32 @@ def test_a_real_drop_survives_a_restart(upstream: Process) -> None:
     finally:
         c.close()
         proxy.stop()
+
+
+def test_points_not_yet_in_the_past_are_refused(upstream: Process) -> None:
+    with proxy_client(upstream) as (_p, c):
+        c.future.items.insert_one({"_id": 1, "v": 0})
+        head = int(argon(c, "status")["lsn"])
+        ahead = head + 3
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        attempts: list[Callable[[], Any]] = [
+            lambda: argon(c, "createBranch", name="fut-lsn", lsn=ahead + 1000),
+            lambda: argon(c, "createBranch", name="fut-time", time=later),
+            lambda: argon(c, "createBranch", name="fut-from", **{"from": f"main@lsn-{ahead}"}),
+            lambda: argon(c, "createTag", name="fut-tag", branch="main", lsn=ahead),
+            lambda: argon(c, "resetBranch", name="main", lsn=ahead),
+            lambda: argon(c, "diff", **{"from": "main", "to": f"main@lsn-{ahead}"}),
+            lambda: c[f"future@main@lsn-{ahead}"].items.find_one({"_id": 1}),
+            lambda: c[f"future@main@{later:%Y-%m-%dT%H:%M:%SZ}"].items.find_one({"_id": 1}),
+        ]
+        for attempt in attempts:
+            with pytest.raises(OperationFailure) as err:
+                attempt()
+            assert err.value.code == 2005, err.value
+            assert f"current LSN {head}" in str(err.value), err.value
+        names = [b["name"] for b in argon(c, "listBranches", all=True)["branches"]]
+        assert not [n for n in names if n.startswith("fut-") or "@" in n]
+        # Once main has passed the point, it reads as it was there.
+        for v in range(1, 6):
+            c.future.items.update_one({"_id": 1}, {"$set": {"v": v}})
+        assert c[f"future@main@lsn-{ahead}"].items.find_one({"_id": 1}) == {"_id": 1, "v": 3}
