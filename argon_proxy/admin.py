@@ -46,7 +46,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
     """A branch as the CLI and SDK show it."""
     head = await history.newest(
         history.wal_finder(engine.db, {"_id": 1, "ts": 1}),
-        branch.name,
+        branch.id,
         above=branch.base_lsn,
         upto=await engine.catalog.current_lsn(),
     )
@@ -73,7 +73,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
 
 async def _stats(engine: Engine, branch: Branch) -> dict[str, Any]:
     changed = await engine.db.command(
-        INTERNAL_DB, {"count": "wal", "query": {"branch": branch.name}}
+        INTERNAL_DB, {"count": "wal", "query": {"branch_id": branch.id}}
     )
     collections, docs, size = [], 0, 0
     for ov in engine.catalog.overlays.values():

@@ -20,6 +20,7 @@ every write it commits.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 from collections.abc import Iterable
@@ -36,6 +37,8 @@ BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
 BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
+# The settings entry recording that every WAL entry names its branch by id.
+_ENTRIES_OWNED = "entries_have_branch_ids"
 
 
 def now() -> dt.datetime:
@@ -160,6 +163,7 @@ class Catalog:
         await self._ensure_main()
         await self.reload()
         await self._ensure_indexes()
+        await self._adopt_unowned_entries()
 
     async def _ensure_main(self) -> None:
         main = Branch(MAIN, MAIN, None, 0, now())
@@ -179,7 +183,7 @@ class Catalog:
             {
                 "createIndexes": "wal",
                 "indexes": [
-                    {"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"},
+                    {"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"},
                     {"key": {"ns": 1, "doc_id": 1, "_id": 1}, "name": "ns_doc_lsn"},
                     {"key": {"ts": 1}, "name": "ts"},
                 ],
@@ -189,7 +193,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "createIndexes": "index_log",
-                "indexes": [{"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"}],
+                "indexes": [{"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"}],
             },
         )
         # Retryable-write records live as long as a session may retry (30 minutes).
@@ -198,6 +202,41 @@ class Catalog:
             {
                 "createIndexes": "retries",
                 "indexes": [{"key": {"at": 1}, "name": "expire", "expireAfterSeconds": 1800}],
+            },
+        )
+
+    async def _adopt_unowned_entries(self) -> None:
+        """Give WAL and index-log entries written before they carried ``branch_id`` one.
+
+        Names are unique at any moment, so an entry belongs to the live branch of
+        its name if it was written after that branch was created (index-log
+        entries have no time: after its base LSN). What remains belonged to a
+        deleted branch: no lookup finds it, and ``gc`` removes it with age.
+        Runs once per upstream; the name-keyed indexes go afterwards.
+        """
+        done = await self.db.find(INTERNAL_DB, "settings", {"_id": _ENTRIES_OWNED})
+        if done:
+            return
+        unowned = {"branch_id": {"$exists": False}}
+        for branch in list(self.branches.values()):
+            owned: dict[str, Any] = {"branch": branch.name, **unowned}
+            since = {} if branch.name == MAIN else {"ts": {"$gte": branch.created}}
+            after = {} if branch.name == MAIN else {"_id": {"$gt": bson.Int64(branch.base_lsn)}}
+            for coll, flt in (("wal", since), ("index_log", after)):
+                update = {"q": {**owned, **flt}, "u": {"$set": {"branch_id": branch.id}}}
+                await self.db.command(
+                    INTERNAL_DB, {"update": coll, "updates": [{**update, "multi": True}]}
+                )
+        for coll in ("wal", "index_log"):
+            with contextlib.suppress(ArgonError):  # a fresh install never had it
+                await self.db.command(INTERNAL_DB, {"dropIndexes": coll, "index": "branch_lsn"})
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "update": "settings",
+                "updates": [
+                    {"q": {"_id": _ENTRIES_OWNED}, "u": {"$set": {"value": True}}, "upsert": True}
+                ],
             },
         )
 

@@ -81,10 +81,11 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 await delete_branch(engine, b.name)
     cutoff_time = moment - dt.timedelta(seconds=retain)
     floor = await main_floor(engine, await lsn_at(engine, cutoff_time))
-    live = sorted(engine.catalog.branches)
+    live = sorted(b.id for b in engine.catalog.branches.values())
     doomed = [
-        {"branch": MAIN, "_id": {"$lte": bson.Int64(floor)}},
-        {"branch": {"$nin": live}, "ts": {"$lt": cutoff_time}},
+        {"branch_id": MAIN, "_id": {"$lte": bson.Int64(floor)}},
+        # also entries no branch owns (a deleted one's, by name or by id)
+        {"branch_id": {"$nin": live}, "ts": {"$lt": cutoff_time}},
     ]
     removed = 0
     for flt in doomed:

@@ -171,7 +171,7 @@ async def undo_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         raise ArgonError(BAD_VALUE, "undo needs 'fromLsn' and 'toLsn' (numbers)") from None
     if first > last:
         raise ArgonError(BAD_VALUE, "undo: 'fromLsn' is after 'toLsn'")
-    window = history.Window(branch.name, max(first - 1, branch.base_lsn), last)
+    window = history.Window.of(branch, max(first - 1, branch.base_lsn), last)
     where = {"client.app": cmd["client"]} if cmd.get("client") else {}
     found = await _collect(engine, (window,), where)
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}

@@ -72,12 +72,12 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
     current = await engine.catalog.current_lsn()
     if branch.name == MAIN:
         # Before Argon's first logged write on main (or what GC kept) nothing is known.
-        first = await history.oldest(find, MAIN, above=-1, upto=current)
+        first = await history.oldest(find, branch.id, above=-1, upto=current)
         earliest = int(first["_id"]) - 1 if first else current
         earliest_time = first["ts"] if first else None
     else:
         earliest, earliest_time = branch.base_lsn, branch.created
-    last = await history.newest(find, branch.name, above=earliest, upto=current)
+    last = await history.newest(find, branch.id, above=earliest, upto=current)
     return {
         "branch": branch.name,
         "earliest_lsn": earliest,
@@ -134,7 +134,7 @@ async def build_at(
     firsts: dict[tuple[str, Any], dict[str, Any]] = {}
     cursor = {
         "find": "wal",
-        "filter": {"branch": source.name, "_id": {"$gt": bson.Int64(lsn)}},
+        "filter": {"branch_id": source.id, "_id": {"$gt": bson.Int64(lsn)}},
         "sort": {"_id": 1},
     }
     async for entry in engine.db.cursor(INTERNAL_DB, cursor):

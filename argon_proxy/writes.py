@@ -298,6 +298,7 @@ class Writer:
             wal.entry(
                 first + i,
                 branch=ctx.branch.name,
+                branch_id=ctx.branch.id,
                 ns=ctx.ns,
                 doc_id=ch.doc_id,
                 op=ch.op,

@@ -197,3 +197,45 @@ def test_points_not_yet_in_the_past_are_refused(upstream: Process) -> None:
         for v in range(1, 6):
             c.future.items.update_one({"_id": 1}, {"$set": {"v": v}})
         assert c[f"future@main@lsn-{ahead}"].items.find_one({"_id": 1}) == {"_id": 1, "v": 3}
+
+
+def history_of(c: Client, branch: str) -> tuple[list[int], int, dict[str, Any]]:
+    """``log`` LSNs, ``stats.changes`` and ``blame`` rows (by path) of doc 1 on ``branch``."""
+    log = [e["lsn"] for e in argon(c, "log", branch=branch)["entries"]]
+    changes = int(argon(c, "getBranch", name=branch)["branch"]["stats"]["changes"])
+    blame = argon(c, "blame", branch=branch, db="ident", collection="items", docId=1)
+    return log, changes, {row["path"]: row for row in blame["fields"]}
+
+
+def test_history_follows_the_branch_not_its_name(upstream: Process) -> None:
+    proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}", "--log-level", "WARNING")
+    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000)
+    try:
+        c.ident.items.insert_one({"_id": 1, "a": 0})
+        fork = int(argon(c, "status")["lsn"])
+        argon(c, "createBranch", name="again")
+        c["ident@again"].items.update_one({"_id": 1}, {"$set": {"a": "old"}})
+        c["ident@again"].items.insert_one({"_id": 2})
+        argon(c, "deleteBranch", name="again")
+        # The same name again, from the same point: a new branch with no history.
+        argon(c, "createBranch", name="again", lsn=fork)
+        log, changes, blame = history_of(c, "again")
+        assert (log, changes) == ([], 0)
+        assert blame["a"]["lsn"] == fork and blame["a"]["branch"] == "main"
+        c["ident@again"].items.update_one({"_id": 1}, {"$set": {"a": "new"}})
+        log, changes, blame = history_of(c, "again")
+        assert len(log) == 1 and changes == 1 and blame["a"]["lsn"] == log[0]
+
+        # Entries stored before they carried the branch id are adopted on start-up
+        # by the branch of their name that existed when they were written.
+        with MongoClient(upstream.uri) as direct:
+            meta = direct["__argon"]
+            meta.wal.update_many({}, {"$unset": {"branch_id": ""}})
+            meta.index_log.update_many({}, {"$unset": {"branch_id": ""}})
+            meta.settings.delete_one({"_id": "entries_have_branch_ids"})
+        proxy, c = reload_catalog("restart", upstream, proxy, c)
+        assert history_of(c, "again") == (log, changes, blame)
+        assert int(argon(c, "getBranch", name="main")["branch"]["stats"]["changes"]) >= 1
+    finally:
+        c.close()
+        proxy.stop()
