@@ -14,7 +14,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
-from .catalog import Branch, now
+from .catalog import Branch, Overlay, now
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
@@ -98,7 +98,8 @@ async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": __version__,
         "default_branch": engine.catalog.default_branch,
-        "branches": len(engine.catalog.branches),
+        # the hidden snapshots behind time-travel addresses are not branches of anyone's
+        "branches": sum(not b.time_travel for b in engine.catalog.branches.values()),
         "lsn": await engine.catalog.current_lsn(),
         "upstream": str(engine.pool.address),
     }
@@ -238,13 +239,18 @@ async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
     await engine.db.command(
         INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"branch": name}, "limit": 0}]}
     )
+    await drop_overlays(engine, gone)
+    return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
+
+
+async def drop_overlays(engine: Engine, gone: list[Overlay]) -> None:
+    """Drop the collections of overlays the catalog no longer lists."""
     for ov in gone:
         try:
             await engine.db.command(ov.db, {"drop": ov.name})
         except ArgonError as exc:
             if exc.code != 26:  # already gone
                 raise
-    return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
 
 
 async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -82,6 +82,12 @@ class Branch:
     archived: bool = False
     expires: dt.datetime | None = None  # deleted by `gc` after this time
     project: str | None = None  # None: every database (the default project)
+    used: dt.datetime | None = None  # time-travel snapshots: last read (roughly)
+
+    @property
+    def time_travel(self) -> bool:
+        """A hidden snapshot behind a ``db@branch@point`` address (or a tag)."""
+        return "@" in self.name
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -97,6 +103,7 @@ class Branch:
             "archived": self.archived,
             "expires": self.expires,
             "project": self.project,
+            "used": self.used,
         }
 
     @classmethod
@@ -114,6 +121,7 @@ class Branch:
             archived=bool(doc.get("archived")),
             expires=doc.get("expires"),
             project=doc.get("project"),
+            used=doc.get("used"),
         )
 
 
@@ -156,6 +164,8 @@ class Catalog:
         self.branches: dict[str, Branch] = {}
         self.overlays: dict[str, Overlay] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
+        # built here but not stored yet (see ``create_branch(store=False)``)
+        self.pending: dict[str, Branch] = {}
         self.default_branch = MAIN
 
     async def load(self) -> None:
@@ -243,6 +253,8 @@ class Catalog:
     async def reload(self) -> None:
         branches = await self.db.find(INTERNAL_DB, "branches")
         self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
+        for name, branch in self.pending.items():
+            self.branches.setdefault(name, branch)
         overlays = await self.db.find(INTERNAL_DB, "overlays")
         fresh: dict[str, Overlay] = {}
         for doc in overlays:
@@ -351,8 +363,15 @@ class Catalog:
         read_only: bool = False,
         point: str | None = None,
         internal: bool = False,
+        store: bool = True,
         **details: Any,
     ) -> Branch:
+        """Create branch ``name`` of ``parent`` at ``base_lsn`` (default: now).
+
+        ``store=False`` makes it known to this proxy only (its writes freeze into
+        it) until ``publish`` stores it: for a branch that must be complete before
+        anyone else reads it.
+        """
         if not internal:  # internal names (snapshots behind addresses) contain '@'
             validate_branch_name(name)
         await self.get(parent)
@@ -363,10 +382,36 @@ class Catalog:
         branch = Branch(
             name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
         )
-        exists = BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
         self.branches[name] = branch
+        if not store:
+            self.pending[name] = branch
+            return branch
+        try:
+            await self.publish(branch)
+        except BranchError:
+            del self.branches[name]
+            raise
         return branch
+
+    async def publish(self, branch: Branch) -> None:
+        """Store ``branch``; BranchExists if another one of its name was stored first."""
+        exists = BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists")
+        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
+        self.pending.pop(branch.name, None)
+
+    async def discard(self, branch: Branch) -> list[Overlay]:
+        """Forget an unpublished branch; returns its overlays, for the caller to drop."""
+        self.pending.pop(branch.name, None)
+        if self.branches.get(branch.name) is branch:
+            del self.branches[branch.name]
+        await self.db.command(
+            INTERNAL_DB,
+            {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
+        )
+        gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
+        for ov in gone:
+            del self.overlays[ov.key]
+        return gone
 
     async def delete_branch(self, name: str) -> list[Overlay]:
         """Forget a branch; returns its overlays, for the caller to drop."""

@@ -239,3 +239,68 @@ def test_history_follows_the_branch_not_its_name(upstream: Process) -> None:
     finally:
         c.close()
         proxy.stop()
+
+
+def stored_snapshots(up: Process) -> list[str]:
+    """The hidden time-travel snapshots stored in the upstream."""
+    with MongoClient(up.uri) as direct:
+        names = [d["_id"] for d in direct["__argon"].branches.find({}, {"_id": 1})]
+    return sorted(n for n in names if "@" in n)
+
+
+def test_time_travel_snapshots_are_reused_bounded_and_collected(upstream: Process) -> None:
+    env = {"ARGON_SNAPSHOTS_KEPT": "3", "ARGON_SNAPSHOT_GRACE": "0"}
+    proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}", "--log-level", "WARNING", env=env)
+    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=20000)
+    try:
+        real = int(argon(c, "status")["branches"])
+        before = stored_snapshots(upstream)
+        c.tt.items.insert_one({"_id": 1, "v": 0})
+        states = [int(argon(c, "status")["lsn"])]
+        argon(c, "createBranch", name="tt-side")
+        for i in range(4):  # other branches' writes do not change main's state
+            c["tt@tt-side"].items.insert_one({"_id": 100 + i})
+        quiet = int(argon(c, "status")["lsn"])
+        for lsn in range(states[0], quiet + 1):
+            assert c[f"tt@main@lsn-{lsn}"].items.find_one({"_id": 1}) == {"_id": 1, "v": 0}
+        assert len(stored_snapshots(upstream)) - len(before) <= 1
+        assert int(argon(c, "status")["branches"]) == real + 1  # tt-side only
+
+        for v in range(1, 7):  # six more states of main: only three snapshots stay
+            c.tt.items.update_one({"_id": 1}, {"$set": {"v": v}})
+            states.append(int(argon(c, "status")["lsn"]))
+        for rounds in range(2):  # evicted ones are rebuilt, right, when read again
+            for v, lsn in enumerate(states):
+                got = c[f"tt@main@lsn-{lsn}"].items.find_one({"_id": 1})
+                assert got == {"_id": 1, "v": v}, (rounds, lsn, got)
+            assert len(stored_snapshots(upstream)) <= 3
+        names = [b["name"] for b in argon(c, "listBranches")["branches"]]
+        assert not [n for n in names if "@" in n]
+        assert int(argon(c, "status")["branches"]) == real + 1
+
+        out = argon(c, "gc", snapshotSeconds=0)["gc"]
+        assert out["snapshots_removed"] and stored_snapshots(upstream) == []
+    finally:
+        c.close()
+        proxy.stop()
+
+
+def test_concurrent_reads_of_a_new_point_share_one_snapshot(upstream: Process) -> None:
+    with proxy_client(upstream) as (_pa, ca), proxy_client(upstream) as (_pb, cb):
+        warm([ca, cb])
+        ca.shared.items.insert_many([{"_id": i, "v": 0} for i in range(5)])
+        point = int(argon(ca, "status")["lsn"])
+        ca.shared.items.update_many({}, {"$set": {"v": 1}})
+        seen: list[list[dict[str, Any]]] = []
+
+        def read(c: Client) -> None:
+            seen.append(list(c[f"shared@main@lsn-{point}"].items.find({}, sort=[("_id", 1)])))
+
+        assert race([ca, cb], read) == [0] * CREATORS
+        assert seen == [[{"_id": i, "v": 0} for i in range(5)]] * CREATORS
+        assert f"main@lsn-{point}" in stored_snapshots(upstream)
+        with MongoClient(upstream.uri) as direct:
+            meta = direct["__argon"]
+            ids = {b["id"] for b in meta.branches.find()}
+            orphans = [o["_id"] for o in meta.overlays.find() if o["branch_id"] not in ids]
+            assert orphans == []
