@@ -133,8 +133,10 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             name, parent.name, description=description, project=project
         )
     else:
+        # stored once complete: nobody reads it half-built, and a concurrent
+        # creator of the same name wins or loses as a whole
         branch = await timetravel.build_at(
-            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}"
+            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}", store_last=True
         )
         await engine.catalog.update(branch, description=description, project=project)
     if cmd.get("ttl") is not None or cmd.get("expires") is not None:

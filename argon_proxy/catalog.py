@@ -424,8 +424,10 @@ class Catalog:
                 BRANCH_HAS_CHILDREN,
                 f"branch {name!r} has child branches {kids}; delete or merge them first",
             )
+        # by id too: never delete another proxy's new branch of the same name
         await self.db.command(
-            INTERNAL_DB, {"delete": "branches", "deletes": [{"q": {"_id": name}, "limit": 1}]}
+            INTERNAL_DB,
+            {"delete": "branches", "deletes": [{"q": {"_id": name, "id": branch.id}, "limit": 1}]},
         )
         await self.db.command(
             INTERNAL_DB,
@@ -447,7 +449,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "update": "branches",
-                "updates": [{"q": {"_id": branch.name}, "u": {"$set": changes}}],
+                "updates": [{"q": {"_id": branch.name, "id": branch.id}, "u": {"$set": changes}}],
             },
         )
 
