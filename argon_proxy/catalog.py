@@ -388,7 +388,8 @@ class Catalog:
             return branch
         try:
             await self.publish(branch)
-        except BranchError:
+        except BaseException:
+            # not known to be stored: the next lookup of the name reloads
             del self.branches[name]
             raise
         return branch
