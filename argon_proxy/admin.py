@@ -247,12 +247,7 @@ async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
 
 async def drop_overlays(engine: Engine, gone: list[Overlay]) -> None:
     """Drop the collections of overlays the catalog no longer lists."""
-    for ov in gone:
-        try:
-            await engine.db.command(ov.db, {"drop": ov.name})
-        except ArgonError as exc:
-            if exc.code != 26:  # already gone
-                raise
+    await engine.catalog.drop_overlays(gone)
 
 
 async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

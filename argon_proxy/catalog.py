@@ -21,13 +21,16 @@ every write it commits.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import bson
+import trio
 
 from .dbclient import DbClient
 from .errors import ArgonError
@@ -149,6 +152,49 @@ class Overlay:
         return f"{self.branch_id}|{self.db}|{self.coll}"
 
 
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write", default=False)
+
+
+class ForkGate:
+    """Writes share it; creating a branch holds it alone.
+
+    A write chooses the child overlays it freezes into before it takes its LSNs,
+    so a branch created in between would see the write without being frozen
+    against it. ``forking`` lets no new write in and waits for those running.
+    A write inside a write (a merge's statements in its transaction) passes.
+    """
+
+    def __init__(self) -> None:
+        self._entry = trio.Lock()  # held by a fork: new writes wait
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        if _IN_WRITE.get():
+            yield
+            return
+        async with self._entry:
+            self._running += 1
+            if self._running == 1:
+                self._idle = trio.Event()
+        token = _IN_WRITE.set(True)
+        try:
+            yield
+        finally:
+            _IN_WRITE.reset(token)
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def forking(self) -> AsyncIterator[None]:
+        async with self._entry:
+            await self._idle.wait()
+            yield
+
+
 def _hashable(value: Any) -> Any:
     """A set key for an ``_id`` (documents and lists are not hashable in Python)."""
     if isinstance(value, dict | list):
@@ -166,6 +212,7 @@ class Catalog:
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
         # built here but not stored yet (see ``create_branch(store=False)``)
         self.pending: dict[str, Branch] = {}
+        self.forks = ForkGate()
         self.default_branch = MAIN
 
     async def load(self) -> None:
@@ -375,22 +422,28 @@ class Catalog:
         if not internal:  # internal names (snapshots behind addresses) contain '@'
             validate_branch_name(name)
         await self.get(parent)
-        if name in self.branches:
-            raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        lsn = await self.current_lsn() if base_lsn is None else base_lsn
         details.setdefault("project", self.branches[parent].project)  # inherited
-        branch = Branch(
-            name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
-        )
-        self.branches[name] = branch
+        # With no write of this proxy half-way, every write either committed
+        # before the fork (its LSN is at most the base) or sees the new child and
+        # freezes into it (its LSN is above the base).
+        async with self.forks.forking():
+            if name in self.branches:
+                raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
+            lsn = await self.current_lsn() if base_lsn is None else base_lsn
+            branch = Branch(
+                name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
+            )
+            self.branches[name] = branch
         if not store:
             self.pending[name] = branch
             return branch
         try:
             await self.publish(branch)
         except BaseException:
-            # not known to be stored: the next lookup of the name reloads
-            del self.branches[name]
+            # Not known to be stored (the next lookup of the name reloads): what
+            # writes froze into it meanwhile goes with it.
+            with trio.CancelScope(shield=True):
+                await self.drop_overlays(await self.discard(branch))
             raise
         return branch
 
@@ -399,6 +452,15 @@ class Catalog:
         exists = BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists")
         await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
         self.pending.pop(branch.name, None)
+
+    async def drop_overlays(self, gone: list[Overlay]) -> None:
+        """Drop the collections of overlays the catalog no longer lists."""
+        for ov in gone:
+            try:
+                await self.db.command(ov.db, {"drop": ov.name})
+            except ArgonError as exc:
+                if exc.code != 26:  # already gone
+                    raise
 
     async def discard(self, branch: Branch) -> list[Overlay]:
         """Forget an unpublished branch; returns its overlays, for the caller to drop."""

@@ -391,7 +391,8 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         )
         return span
 
-    return await run_in_transaction(engine.pool, unit)
+    async with engine.catalog.forks.writing():  # no branch forks half-way through
+        return await run_in_transaction(engine.pool, unit)
 
 
 def _record(out: Plan, status: str) -> dict[str, Any]:

@@ -93,7 +93,8 @@ async def _apply(
             lsns.extend((await engine.writer.put_many(ctx, items)).lsns)
         return [min(lsns), max(lsns)] if lsns else []
 
-    return await run_in_transaction(engine.pool, unit)
+    async with engine.catalog.forks.writing():  # no branch forks half-way through
+        return await run_in_transaction(engine.pool, unit)
 
 
 async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

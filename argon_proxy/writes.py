@@ -354,7 +354,7 @@ class Writer:
         body: Any,
     ) -> Outcome:
         """Run one statement in its own transaction; returns what it did."""
-        async with self.lock(ctx.ns):
+        async with self.catalog.forks.writing(), self.lock(ctx.ns):
             view, own, kids, uniques = await self._prepare(ctx)
 
             async def unit(runner: Runner) -> Outcome:

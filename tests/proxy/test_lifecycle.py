@@ -304,3 +304,36 @@ def test_concurrent_reads_of_a_new_point_share_one_snapshot(upstream: Process) -
             ids = {b["id"] for b in meta.branches.find()}
             orphans = [o["_id"] for o in meta.overlays.find() if o["branch_id"] not in ids]
             assert orphans == []
+
+
+def test_a_branch_forked_under_concurrent_writes_shows_its_fork_point(upstream: Process) -> None:
+    forks = 12
+    with proxy_client(upstream) as (_p, c):
+        c.forked.items.insert_many([{"_id": i, "n": 0} for i in range(4)])
+        stop = threading.Event()
+
+        def write() -> int:
+            n = 0
+            while not stop.is_set() and n < 5000:
+                n += 1
+                c.forked.items.update_one({"_id": n % 4}, {"$set": {"n": n}})
+            return n
+
+        with ThreadPoolExecutor(2) as pool:
+            writers = [pool.submit(write) for _ in range(2)]
+            try:
+                for i in range(forks):
+                    argon(c, "createBranch", name=f"forked-{i}")
+            finally:
+                stop.set()
+            assert all(w.result() > 0 for w in writers)
+        with MongoClient(upstream.uri) as direct:
+            wal = list(direct["__argon"].wal.find({"branch_id": "main", "ns": "forked.items"}))
+        for i in range(forks):
+            base = int(argon(c, "getBranch", name=f"forked-{i}")["branch"]["base_lsn"])
+            expected = {}
+            for entry in sorted(wal, key=lambda e: int(e["_id"])):
+                if int(entry["_id"]) <= base:
+                    expected[entry["doc_id"]] = entry["post"]
+            got = {d["_id"]: d for d in c[f"forked@forked-{i}"].items.find()}
+            assert got == expected, (i, base)
