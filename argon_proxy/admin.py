@@ -99,7 +99,10 @@ async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "version": __version__,
         "default_branch": engine.catalog.default_branch,
         # the hidden snapshots behind time-travel addresses are not branches of anyone's
-        "branches": sum(not b.time_travel for b in engine.catalog.branches.values()),
+        "branches": sum(
+            not b.time_travel and b.name not in engine.catalog.pending
+            for b in engine.catalog.branches.values()
+        ),
         "lsn": await engine.catalog.current_lsn(),
         "upstream": str(engine.pool.address),
     }
@@ -213,7 +216,8 @@ async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, An
 
 async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     await engine.catalog.reload()
-    branches = sorted(engine.catalog.branches.values(), key=lambda b: (b.name != MAIN, b.name))
+    stored = [b for b in engine.catalog.branches.values() if b.name not in engine.catalog.pending]
+    branches = sorted(stored, key=lambda b: (b.name != MAIN, b.name))
     if not cmd.get("all"):
         branches = [b for b in branches if "@" not in b.name and not b.archived]
     if cmd.get("project") is not None:

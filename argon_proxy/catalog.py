@@ -326,12 +326,19 @@ class Catalog:
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
         self.default_branch = setting[0]["value"] if setting else MAIN
 
+    def visible(self, name: str) -> Branch | None:
+        """The branch called ``name`` as known here, unless it is still being built."""
+        return None if name in self.pending else self.branches.get(name)
+
     async def get(self, name: str) -> Branch:
-        """The branch called ``name``; reloads once before saying it does not exist."""
-        branch = self.branches.get(name)
+        """The branch called ``name``; reloads once before saying it does not exist.
+
+        A branch still being built (not stored yet) does not exist for anyone.
+        """
+        branch = self.visible(name)
         if branch is None:
             await self.reload()
-            branch = self.branches.get(name)
+            branch = self.visible(name)
         if branch is None:
             raise branch_not_found(name)
         return branch

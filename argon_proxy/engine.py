@@ -131,7 +131,7 @@ class Engine:
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
         address = parse_db(db_field)
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
-        branch = self.catalog.branches.get(name)
+        branch = self.catalog.visible(name)
         if branch is None or address.at:  # a tag, a point in time, or not loaded yet
             branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
         return address.db, branch
