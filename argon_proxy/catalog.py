@@ -194,6 +194,11 @@ class ForkGate:
             await self._idle.wait()
             yield
 
+    async def settle(self) -> None:
+        """Wait until every write running now has committed or failed."""
+        async with self.forking():
+            pass
+
 
 def _hashable(value: Any) -> Any:
     """A set key for an ``_id`` (documents and lists are not hashable in Python)."""

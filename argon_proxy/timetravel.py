@@ -229,7 +229,11 @@ class Snapshots:
 
     async def get(self, engine: Engine, branch: Branch, point: str) -> Branch:
         """The snapshot of ``branch`` at ``point``, built if needed."""
-        lsn = await same_state(engine, branch, await resolve_point(engine, branch, point))
+        lsn = await resolve_point(engine, branch, point)
+        # A write holding an LSN up to the point may not have committed yet: the
+        # state there is known once it has.
+        await engine.catalog.forks.settle()
+        lsn = await same_state(engine, branch, lsn)
         name = snapshot_name(branch.name, lsn)
         catalog = engine.catalog
         async with self._lock:

@@ -337,3 +337,35 @@ def test_a_branch_forked_under_concurrent_writes_shows_its_fork_point(upstream: 
                     expected[entry["doc_id"]] = entry["post"]
             got = {d["_id"]: d for d in c[f"forked@forked-{i}"].items.find()}
             assert got == expected, (i, base)
+
+
+def test_reads_at_the_newest_point_under_concurrent_writes(upstream: Process) -> None:
+    reads = 12
+    with proxy_client(upstream) as (_p, c):
+        c.settled.items.insert_many([{"_id": i, "n": 0} for i in range(4)])
+        stop = threading.Event()
+
+        def write() -> None:
+            n = 0
+            while not stop.is_set() and n < 5000:
+                n += 1
+                c.settled.items.update_one({"_id": n % 4}, {"$set": {"n": n}})
+
+        seen: list[tuple[int, dict[Any, Any]]] = []
+        with ThreadPoolExecutor(2) as pool:
+            writers = [pool.submit(write) for _ in range(2)]
+            try:
+                for _ in range(reads):
+                    lsn = int(argon(c, "status")["lsn"])
+                    docs = c[f"settled@main@lsn-{lsn}"].items.find()
+                    seen.append((lsn, {d["_id"]: d for d in docs}))
+            finally:
+                stop.set()
+            for w in writers:
+                w.result()
+        with MongoClient(upstream.uri) as direct:
+            wal = list(direct["__argon"].wal.find({"branch_id": "main", "ns": "settled.items"}))
+        wal.sort(key=lambda e: int(e["_id"]))
+        for lsn, got in seen:
+            expected = {e["doc_id"]: e["post"] for e in wal if int(e["_id"]) <= lsn}
+            assert got == expected, lsn
