@@ -6,7 +6,13 @@ collection it touched), ``counters`` (the LSN) and ``settings`` (the default
 branch). This proxy keeps a copy in memory, loaded at start-up and updated as
 it changes things; an unknown name triggers a reload, so a branch created by
 another proxy sharing the upstream is found. Creating a branch writes one
-document: nothing is copied.
+document: nothing is copied. The upstream decides who gets a name: the
+insert of a taken name fails (BranchExists), however many proxies race.
+
+A branch forks while no write of this proxy is half-way (``ForkGate``), so
+each write either committed before the base LSN or freezes into the child.
+A branch built from the WAL (a point in the past) is known here while it is
+built, so writes freeze into it, but is stored, and visible, once complete.
 
 An overlay's entry records its collection name and three flags, always all
 stored: ``cut`` (lower layers no longer show: the branch dropped the

@@ -7,6 +7,10 @@ later write on X freezes into S like into any child, so S stays at L. Building
 S reads only X's WAL entries after L: its cost follows the number of changes
 since L, never the size of the collections or of the whole history.
 
+Snapshots behind ``db@branch@point`` addresses are shared by every point
+showing the same state, bounded in number and collected when idle
+(``Snapshots``); a point not yet in the past is refused, never cached.
+
 The WAL image always wins over a freeze that came before the build wrote
 that collection (it is written with a replacement), and both are the same
 state anyway: the document as it was before its first change after L. The
