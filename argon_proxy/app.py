@@ -22,6 +22,7 @@ from .engine import Engine
 from .errors import UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
+from .timetravel import Snapshots
 from .upstream import UpstreamPool, parse_upstream_uri
 
 log = logging.getLogger("argon.app")
@@ -103,7 +104,7 @@ async def serve(
         if settings.metrics_port:
             http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
             http.start()
-        engine = Engine(pool)
+        engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
         await _start_engine(engine)
         server = ProxyServer(settings, pool, engine)
         try:

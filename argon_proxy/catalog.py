@@ -6,10 +6,19 @@ collection it touched), ``counters`` (the LSN) and ``settings`` (the default
 branch). This proxy keeps a copy in memory, loaded at start-up and updated as
 it changes things; an unknown name triggers a reload, so a branch created by
 another proxy sharing the upstream is found. Creating a branch writes one
-document: nothing is copied.
+document: nothing is copied. The upstream decides who gets a name: the
+insert of a taken name fails (BranchExists), however many proxies race.
 
-An overlay's entry records its collection name and whether the branch
-``cut`` the parent's collection (dropped it, so lower layers no longer show).
+A branch forks while no write of this proxy is half-way (``ForkGate``), so
+each write either committed before the base LSN or freezes into the child.
+A branch built from the WAL (a point in the past) is known here while it is
+built, so writes freeze into it, but is stored, and visible, once complete.
+
+An overlay's entry records its collection name and three flags, always all
+stored: ``cut`` (lower layers no longer show: the branch dropped the
+collection, or was forked before it existed), ``present`` (the collection
+exists on the branch) and ``dropped`` (the branch itself dropped it; entries
+written before this flag was stored lack it and were never dropped).
 The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
@@ -17,13 +26,17 @@ every write it commits.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import bson
+import trio
 
 from .dbclient import DbClient
 from .errors import ArgonError
@@ -33,6 +46,8 @@ BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
 BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
+# The settings entry recording that every WAL entry names its branch by id.
+_ENTRIES_OWNED = "entries_have_branch_ids"
 
 
 def now() -> dt.datetime:
@@ -76,6 +91,12 @@ class Branch:
     archived: bool = False
     expires: dt.datetime | None = None  # deleted by `gc` after this time
     project: str | None = None  # None: every database (the default project)
+    used: dt.datetime | None = None  # time-travel snapshots: last read (roughly)
+
+    @property
+    def time_travel(self) -> bool:
+        """A hidden snapshot behind a ``db@branch@point`` address (or a tag)."""
+        return "@" in self.name
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -91,6 +112,7 @@ class Branch:
             "archived": self.archived,
             "expires": self.expires,
             "project": self.project,
+            "used": self.used,
         }
 
     @classmethod
@@ -108,6 +130,7 @@ class Branch:
             archived=bool(doc.get("archived")),
             expires=doc.get("expires"),
             project=doc.get("project"),
+            used=doc.get("used"),
         )
 
 
@@ -135,6 +158,54 @@ class Overlay:
         return f"{self.branch_id}|{self.db}|{self.coll}"
 
 
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write", default=False)
+
+
+class ForkGate:
+    """Writes share it; creating a branch holds it alone.
+
+    A write chooses the child overlays it freezes into before it takes its LSNs,
+    so a branch created in between would see the write without being frozen
+    against it. ``forking`` lets no new write in and waits for those running.
+    A write inside a write (a merge's statements in its transaction) passes.
+    """
+
+    def __init__(self) -> None:
+        self._entry = trio.Lock()  # held by a fork: new writes wait
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        if _IN_WRITE.get():
+            yield
+            return
+        async with self._entry:
+            self._running += 1
+            if self._running == 1:
+                self._idle = trio.Event()
+        token = _IN_WRITE.set(True)
+        try:
+            yield
+        finally:
+            _IN_WRITE.reset(token)
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def forking(self) -> AsyncIterator[None]:
+        async with self._entry:
+            await self._idle.wait()
+            yield
+
+    async def settle(self) -> None:
+        """Wait until every write running now has committed or failed."""
+        async with self.forking():
+            pass
+
+
 def _hashable(value: Any) -> Any:
     """A set key for an ``_id`` (documents and lists are not hashable in Python)."""
     if isinstance(value, dict | list):
@@ -150,6 +221,9 @@ class Catalog:
         self.branches: dict[str, Branch] = {}
         self.overlays: dict[str, Overlay] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
+        # built here but not stored yet (see ``create_branch(store=False)``)
+        self.pending: dict[str, Branch] = {}
+        self.forks = ForkGate()
         self.default_branch = MAIN
 
     async def load(self) -> None:
@@ -157,6 +231,7 @@ class Catalog:
         await self._ensure_main()
         await self.reload()
         await self._ensure_indexes()
+        await self._adopt_unowned_entries()
 
     async def _ensure_main(self) -> None:
         main = Branch(MAIN, MAIN, None, 0, now())
@@ -176,7 +251,7 @@ class Catalog:
             {
                 "createIndexes": "wal",
                 "indexes": [
-                    {"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"},
+                    {"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"},
                     {"key": {"ns": 1, "doc_id": 1, "_id": 1}, "name": "ns_doc_lsn"},
                     {"key": {"ts": 1}, "name": "ts"},
                 ],
@@ -186,7 +261,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "createIndexes": "index_log",
-                "indexes": [{"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"}],
+                "indexes": [{"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"}],
             },
         )
         # Retryable-write records live as long as a session may retry (30 minutes).
@@ -198,9 +273,46 @@ class Catalog:
             },
         )
 
+    async def _adopt_unowned_entries(self) -> None:
+        """Give WAL and index-log entries written before they carried ``branch_id`` one.
+
+        Names are unique at any moment, so an entry belongs to the live branch of
+        its name if it was written after that branch was created (index-log
+        entries have no time: after its base LSN). What remains belonged to a
+        deleted branch: no lookup finds it, and ``gc`` removes it with age.
+        Runs once per upstream; the name-keyed indexes go afterwards.
+        """
+        done = await self.db.find(INTERNAL_DB, "settings", {"_id": _ENTRIES_OWNED})
+        if done:
+            return
+        unowned = {"branch_id": {"$exists": False}}
+        for branch in list(self.branches.values()):
+            owned: dict[str, Any] = {"branch": branch.name, **unowned}
+            since = {} if branch.name == MAIN else {"ts": {"$gte": branch.created}}
+            after = {} if branch.name == MAIN else {"_id": {"$gt": bson.Int64(branch.base_lsn)}}
+            for coll, flt in (("wal", since), ("index_log", after)):
+                update = {"q": {**owned, **flt}, "u": {"$set": {"branch_id": branch.id}}}
+                await self.db.command(
+                    INTERNAL_DB, {"update": coll, "updates": [{**update, "multi": True}]}
+                )
+        for coll in ("wal", "index_log"):
+            with contextlib.suppress(ArgonError):  # a fresh install never had it
+                await self.db.command(INTERNAL_DB, {"dropIndexes": coll, "index": "branch_lsn"})
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "update": "settings",
+                "updates": [
+                    {"q": {"_id": _ENTRIES_OWNED}, "u": {"$set": {"value": True}}, "upsert": True}
+                ],
+            },
+        )
+
     async def reload(self) -> None:
         branches = await self.db.find(INTERNAL_DB, "branches")
         self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
+        for name, branch in self.pending.items():
+            self.branches.setdefault(name, branch)
         overlays = await self.db.find(INTERNAL_DB, "overlays")
         fresh: dict[str, Overlay] = {}
         for doc in overlays:
@@ -210,7 +322,10 @@ class Catalog:
                 doc["coll"],
                 bool(doc.get("cut")),
                 bool(doc.get("present", True)),
-                bool(doc.get("dropped", doc.get("cut"))),
+                # Only ``set_flags`` ever stored a drop, always with the field: an
+                # entry without it was registered absent (forked before the
+                # collection existed), never dropped.
+                bool(doc.get("dropped", False)),
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
@@ -222,12 +337,19 @@ class Catalog:
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
         self.default_branch = setting[0]["value"] if setting else MAIN
 
+    def visible(self, name: str) -> Branch | None:
+        """The branch called ``name`` as known here, unless it is still being built."""
+        return None if name in self.pending else self.branches.get(name)
+
     async def get(self, name: str) -> Branch:
-        """The branch called ``name``; reloads once before saying it does not exist."""
-        branch = self.branches.get(name)
+        """The branch called ``name``; reloads once before saying it does not exist.
+
+        A branch still being built (not stored yet) does not exist for anyone.
+        """
+        branch = self.visible(name)
         if branch is None:
             await self.reload()
-            branch = self.branches.get(name)
+            branch = self.visible(name)
         if branch is None:
             raise branch_not_found(name)
         return branch
@@ -306,22 +428,71 @@ class Catalog:
         read_only: bool = False,
         point: str | None = None,
         internal: bool = False,
+        store: bool = True,
         **details: Any,
     ) -> Branch:
+        """Create branch ``name`` of ``parent`` at ``base_lsn`` (default: now).
+
+        ``store=False`` makes it known to this proxy only (its writes freeze into
+        it) until ``publish`` stores it: for a branch that must be complete before
+        anyone else reads it.
+        """
         if not internal:  # internal names (snapshots behind addresses) contain '@'
             validate_branch_name(name)
         await self.get(parent)
-        if name in self.branches:
-            raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        lsn = await self.current_lsn() if base_lsn is None else base_lsn
         details.setdefault("project", self.branches[parent].project)  # inherited
-        branch = Branch(
-            name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
-        )
-        exists = BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
-        self.branches[name] = branch
+        # With no write of this proxy half-way, every write either committed
+        # before the fork (its LSN is at most the base) or sees the new child and
+        # freezes into it (its LSN is above the base).
+        async with self.forks.forking():
+            if name in self.branches:
+                raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
+            lsn = await self.current_lsn() if base_lsn is None else base_lsn
+            branch = Branch(
+                name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
+            )
+            self.branches[name] = branch
+        if not store:
+            self.pending[name] = branch
+            return branch
+        try:
+            await self.publish(branch)
+        except BaseException:
+            # Not known to be stored (the next lookup of the name reloads): what
+            # writes froze into it meanwhile goes with it.
+            with trio.CancelScope(shield=True):
+                await self.drop_overlays(await self.discard(branch))
+            raise
         return branch
+
+    async def publish(self, branch: Branch) -> None:
+        """Store ``branch``; BranchExists if another one of its name was stored first."""
+        exists = BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists")
+        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
+        self.pending.pop(branch.name, None)
+
+    async def drop_overlays(self, gone: list[Overlay]) -> None:
+        """Drop the collections of overlays the catalog no longer lists."""
+        for ov in gone:
+            try:
+                await self.db.command(ov.db, {"drop": ov.name})
+            except ArgonError as exc:
+                if exc.code != 26:  # already gone
+                    raise
+
+    async def discard(self, branch: Branch) -> list[Overlay]:
+        """Forget an unpublished branch; returns its overlays, for the caller to drop."""
+        self.pending.pop(branch.name, None)
+        if self.branches.get(branch.name) is branch:
+            del self.branches[branch.name]
+        await self.db.command(
+            INTERNAL_DB,
+            {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
+        )
+        gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
+        for ov in gone:
+            del self.overlays[ov.key]
+        return gone
 
     async def delete_branch(self, name: str) -> list[Overlay]:
         """Forget a branch; returns its overlays, for the caller to drop."""
@@ -334,8 +505,10 @@ class Catalog:
                 BRANCH_HAS_CHILDREN,
                 f"branch {name!r} has child branches {kids}; delete or merge them first",
             )
+        # by id too: never delete another proxy's new branch of the same name
         await self.db.command(
-            INTERNAL_DB, {"delete": "branches", "deletes": [{"q": {"_id": name}, "limit": 1}]}
+            INTERNAL_DB,
+            {"delete": "branches", "deletes": [{"q": {"_id": name, "id": branch.id}, "limit": 1}]},
         )
         await self.db.command(
             INTERNAL_DB,
@@ -357,7 +530,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "update": "branches",
-                "updates": [{"q": {"_id": branch.name}, "u": {"$set": changes}}],
+                "updates": [{"q": {"_id": branch.name, "id": branch.id}, "u": {"$set": changes}}],
             },
         )
 
@@ -404,6 +577,7 @@ class Catalog:
                                 "coll": coll,
                                 "cut": ov.cut,
                                 "present": ov.present,
+                                "dropped": ov.dropped,
                             }
                         },
                         "upsert": True,

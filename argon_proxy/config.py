@@ -48,6 +48,8 @@ class Settings:
     frame_timeout: float = 30.0  # a partial frame must complete within this
     drain_timeout: float = 10.0
     compressors: tuple[str, ...] = ("zstd", "zlib", "snappy")
+    snapshots_kept: int = 64  # time-travel snapshots kept (least recently read go first)
+    snapshot_grace: float = 30.0  # seconds a read snapshot is never removed
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"
 

@@ -6,7 +6,9 @@ commands of their own (metadata, WAL, overlays). They go through
 ``bson``, one connection per command, or on a caller-held connection when
 several commands must share one (a transaction). A reply with ``ok: 0`` is
 raised as ``CommandError`` carrying mongod's code, so callers can forward it
-to the client unchanged.
+to the client unchanged. A write command's reply can be ``ok: 1`` and still
+carry ``writeErrors`` (a duplicate key, a validation failure): ``command``
+raises the first of them too, so no caller can take a failed write for done.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ class DbClient:
         self.pool = pool
 
     async def command(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """Run ``command``; raise ``CommandError`` on ``ok: 0`` or on a write error."""
         async with self.pool.checkout() as conn:
-            return await run_on(conn, db, command)
+            return await run_checked(conn, db, command)
 
     async def insert_new(
         self, db: str, coll: str, doc: Mapping[str, Any], exists: Exception

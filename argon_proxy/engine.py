@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import bson
-import trio
 from bson import ObjectId
 
 from . import admin, aggregate_out, indexes, metrics, projects, refs, timetravel
@@ -110,13 +109,13 @@ class Request:
 class Engine:
     """Routes commands to the branch engine."""
 
-    def __init__(self, pool: UpstreamPool) -> None:
+    def __init__(self, pool: UpstreamPool, snapshots: timetravel.Snapshots | None = None) -> None:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
         self.writer = Writer(pool, self.catalog)
-        self._snapshot_lock = trio.Lock()
+        self.snapshots = snapshots or timetravel.Snapshots()
 
     async def start(self) -> None:
         await self.catalog.load()
@@ -132,23 +131,14 @@ class Engine:
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
         address = parse_db(db_field)
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
-        branch = self.catalog.branches.get(name)
+        branch = self.catalog.visible(name)
         if branch is None or address.at:  # a tag, a point in time, or not loaded yet
             branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
         return address.db, branch
 
     async def snapshot(self, branch: Branch, point: str) -> Branch:
         """The read-only snapshot of ``branch`` at ``point``, built once and reused."""
-        lsn = await timetravel.resolve_point(self, branch, point)
-        name = timetravel.snapshot_name(branch.name, lsn)
-        async with self._snapshot_lock:
-            if name not in self.catalog.branches:
-                await self.catalog.reload()
-            if name not in self.catalog.branches:
-                await timetravel.build_at(
-                    self, branch, lsn, name, read_only=True, point=f"lsn-{lsn}"
-                )
-        return self.catalog.branches[name]
+        return await self.snapshots.get(self, branch, point)
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command

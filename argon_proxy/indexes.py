@@ -90,7 +90,14 @@ async def log_changes(
         return
     first = await engine.catalog.allocate_lsns(len(events))
     docs = [
-        {"_id": bson.Int64(first + i), "branch": branch.name, "ns": ns, "name": n, "spec": spec}
+        {
+            "_id": bson.Int64(first + i),
+            "branch": branch.name,
+            "branch_id": branch.id,
+            "ns": ns,
+            "name": n,
+            "spec": spec,
+        }
         for i, (n, spec) in enumerate(events)
     ]
     await engine.db.command(INTERNAL_DB, {"insert": "index_log", "documents": docs})

@@ -298,6 +298,7 @@ class Writer:
             wal.entry(
                 first + i,
                 branch=ctx.branch.name,
+                branch_id=ctx.branch.id,
                 ns=ctx.ns,
                 doc_id=ch.doc_id,
                 op=ch.op,
@@ -353,7 +354,7 @@ class Writer:
         body: Any,
     ) -> Outcome:
         """Run one statement in its own transaction; returns what it did."""
-        async with self.lock(ctx.ns):
+        async with self.catalog.forks.writing(), self.lock(ctx.ns):
             view, own, kids, uniques = await self._prepare(ctx)
 
             async def unit(runner: Runner) -> Outcome:
