@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
+from .errors import COMMAND_NOT_SUPPORTED, INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
 from .naming import INTERNAL_DB, INTERNAL_PREFIX, is_internal
 
 # Commands whose first value, even a string, is not a collection.
@@ -207,6 +207,8 @@ def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
     name = next(iter(cmd), "")
     for ns_db, coll in namespaces(cmd, db):
         _check_one(name, branch, ns_db, coll)
+    if name == "aggregate" and not isinstance(cmd.get(name), str):
+        _check_database_wide(cmd.get("pipeline"), branch)
     if name not in FIRST_VALUE_ONLY and name not in _KNOWN and _deep_mentions_internal(cmd):
         raise ArgonError(
             UNAUTHORIZED,
@@ -235,6 +237,19 @@ def _check_one(name: str, branch: str, db: str, coll: str) -> None:
             f"{where} names '{db}.{coll}': a branch address (db@branch) or an empty "
             "database name is only accepted in the command's $db",
         )
+
+
+def _check_database_wide(pipeline: Any, branch: str) -> None:
+    """Refuse a database- or cluster-wide change stream: it reports every collection's
+    changes, Argon's WAL and other branches' overlays included."""
+    for stage in _list(pipeline):
+        if isinstance(stage, Mapping) and "$changeStream" in stage:
+            raise ArgonError(
+                COMMAND_NOT_SUPPORTED,
+                f"a database- or cluster-wide $changeStream is not supported on branch "
+                f"{branch!r}: it would report Argon's internal collections. Watch a "
+                "collection instead.",
+            )
 
 
 # Commands whose namespaces ``namespaces`` lists exactly.
