@@ -8,6 +8,9 @@ command to forward upstream in place of the client's (``Forward``), whose
 reply then travels back as raw bytes. Writes on every branch, main included,
 go through ``Writer`` and the WAL. A command Argon cannot yet answer exactly
 on a branch is refused with a MongoDB-style error naming it and the branch.
+Before anything runs, every namespace the command names is checked
+(``namespaces.check``): Argon's own data is invisible from every branch, and
+commands that would write documents without WAL entries are refused.
 """
 
 from __future__ import annotations

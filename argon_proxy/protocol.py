@@ -9,7 +9,11 @@ over memory streams.
 
 A request that needs nothing from Argon is forwarded upstream as the very
 bytes the client sent, and the upstream's reply bytes go back unchanged;
-only the command name is read, from the first key of the body. Argon answers
+only the command name (the body's first key), the collection it names (its
+first value) and ``$db`` are read, in one walk over the top-level keys that
+also refuses a request naming any field twice (the upstream might read
+another ``$db`` than the proxy checked). Which requests qualify is
+``Engine.needs_engine``'s decision (see ``namespaces.py``). Argon answers
 ``hello`` itself (see ``hello.py``). Compressed requests are decompressed for
 the upstream and the replies compressed again with the client's compressor.
 A transaction keeps one upstream connection from ``startTransaction`` to its
