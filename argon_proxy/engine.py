@@ -176,7 +176,10 @@ class Engine:
         name = next(iter(cmd))
         if name == "argon":
             return await admin.handle(self, cmd)
-        db, branch = await self.resolve(str(cmd.get("$db", "")), req.app_name)
+        db_field = cmd.get("$db")
+        if not isinstance(db_field, str):  # e.g. a document sequence named $db
+            raise ArgonError(73, f"{name} needs a database name (a string) in $db")
+        db, branch = await self.resolve(db_field, req.app_name)
         req.branch = branch.name
         if db == INTERNAL_DB:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")

@@ -413,3 +413,15 @@ def test_database_and_cluster_wide_change_streams_are_refused(client: Client, sh
             if event is not None:
                 break
         assert event is not None and event["documentKey"] == {"_id": "seen"}
+
+
+def test_a_sequence_cannot_stand_in_for_db(stack: tuple[Process, Process], direct: Client) -> None:
+    body = bson.encode({"insert": "items"})
+    seqs = (
+        DocumentSequence("documents", (bson.encode({"_id": 72}),)),
+        DocumentSequence("$db", (bson.encode({"db": "ns_shop"}),)),
+    )
+    reply = _exchange(stack[1], wire.encode_op_msg(OpMsg(0, body, seqs), 8))
+    assert reply["ok"] == 0.0 and reply["code"] == 73
+    assert direct.ns_shop.items.count_documents({"_id": 72}) == 0
+    assert all("{" not in name for name in direct.list_database_names())
