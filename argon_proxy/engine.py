@@ -142,7 +142,7 @@ class Engine:
         (its first value if a string; ``getMore``'s ``collection``): only these
         commands, and only when that name cannot be Argon's, skip the engine.
         """
-        if "@" in db or db == INTERNAL_DB or selects_branch(app_name):
+        if "@" in db or namespaces.mentions_internal(db) or selects_branch(app_name):
             return True
         if self.catalog.default_branch != MAIN:
             return True

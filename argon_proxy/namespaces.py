@@ -199,12 +199,14 @@ def _list(value: Any) -> list[Any]:
 
 def mentions_internal(value: str) -> bool:
     """Whether a string could name Argon's data: cheap, and errs towards True."""
-    return INTERNAL_DB in value or "system.argon" in value
+    lowered = value.lower()
+    return INTERNAL_DB in lowered or "system.argon" in lowered or "\x00" in value
 
 
 def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
     """Refuse ``cmd`` if it names Argon's own data or a malformed namespace."""
     name = next(iter(cmd), "")
+    _check_db(name, branch, db)
     for ns_db, coll in namespaces(cmd, db):
         _check_one(name, branch, ns_db, coll)
     if name == "aggregate" and not isinstance(cmd.get(name), str):
@@ -217,14 +219,29 @@ def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
         )
 
 
+def _check_db(name: str, branch: str, db: str) -> None:
+    """The command's own database: never Argon's (in any case: mongod keeps one
+    database per case-insensitive name), never one a C string would cut short."""
+    if db.lower() == INTERNAL_DB:
+        raise ArgonError(
+            UNAUTHORIZED,
+            f"{name} on branch {branch!r}: the {INTERNAL_DB} database is Argon's own; "
+            "use the argon commands",
+        )
+    if "\x00" in db:
+        raise ArgonError(INVALID_NAMESPACE, f"{name}: invalid database name {db!r}")
+
+
 def _check_one(name: str, branch: str, db: str, coll: str) -> None:
     where = f"{name} on branch {branch!r}"
-    if db == INTERNAL_DB:
+    if db.lower() == INTERNAL_DB:
         raise ArgonError(
             UNAUTHORIZED,
             f"{where} names '{db}.{coll}': the {INTERNAL_DB} database is Argon's own; "
             "use the argon commands",
         )
+    if "\x00" in db or "\x00" in coll:
+        raise ArgonError(INVALID_NAMESPACE, f"{where}: invalid namespace {db!r}.{coll!r}")
     if is_internal(coll):
         raise ArgonError(
             INVALID_NAMESPACE,

@@ -425,3 +425,17 @@ def test_a_sequence_cannot_stand_in_for_db(stack: tuple[Process, Process], direc
     assert reply["ok"] == 0.0 and reply["code"] == 73
     assert direct.ns_shop.items.count_documents({"_id": 72}) == 0
     assert all("{" not in name for name in direct.list_database_names())
+
+
+@pytest.mark.parametrize("db", ["__ARGON", "__Argon", "__argon\x00", "ns_shop\x00x"])
+def test_internal_database_spellings_are_refused(
+    stack: tuple[Process, Process], direct: Client, db: str
+) -> None:
+    wal = _wal_count(direct)
+    body = bson.encode({"delete": "wal", "deletes": [{"q": {}, "limit": 0}], "$db": db})
+    reply = _exchange(stack[1], wire.encode_op_msg(OpMsg(0, body), 9))
+    assert reply["ok"] == 0.0 and reply["code"] in (13, 73)
+    body = bson.encode({"find": "wal", "$db": db})
+    reply = _exchange(stack[1], wire.encode_op_msg(OpMsg(0, body), 10))
+    assert reply["ok"] == 0.0 and reply["code"] in (13, 73)
+    assert _wal_count(direct) == wal
