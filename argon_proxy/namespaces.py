@@ -10,9 +10,10 @@ a view's ``viewOn``, ``explain``'s inner command, ``getMore``'s ``collection``.
 (``check``) keeps Argon's own data out of reach on every branch, main
 included: the ``__argon`` database, the overlay collections
 ``<db>.__argon.<branch-id>.<collection>`` that hold other branches' private
-documents, and ``system.argon*``. A command Argon does not know is searched
-for internal names in all its string values: refusing an unusual command that
-merely mentions one is better than letting an unknown one through.
+documents, ``system.argon*``, and the upstream's oplog, which records them
+all. A command Argon does not know is searched for internal names in all its
+string values: refusing an unusual command that merely mentions one is better
+than letting an unknown one through.
 
 The pass-through fast path (``Engine.needs_engine``) forwards only commands in
 ``FIRST_VALUE_ONLY``, which name at most the collection in their first value,
@@ -200,7 +201,10 @@ def _list(value: Any) -> list[Any]:
 def mentions_internal(value: str) -> bool:
     """Whether a string could name Argon's data: cheap, and errs towards True."""
     lowered = value.lower()
-    return INTERNAL_DB in lowered or "system.argon" in lowered or "\x00" in value
+    return any(part in lowered for part in _SUSPECT) or "\x00" in value
+
+
+_SUSPECT = (INTERNAL_DB, "system.argon", "oplog.")
 
 
 def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
@@ -242,6 +246,12 @@ def _check_one(name: str, branch: str, db: str, coll: str) -> None:
         )
     if "\x00" in db or "\x00" in coll:
         raise ArgonError(INVALID_NAMESPACE, f"{where}: invalid namespace {db!r}.{coll!r}")
+    if db == "local" and coll.startswith("oplog."):
+        raise ArgonError(
+            UNAUTHORIZED,
+            f"{where} names 'local.{coll}': the oplog records Argon's internal writes and "
+            "every branch's private documents. Watch a collection, or use Argon's log.",
+        )
     if is_internal(coll):
         raise ArgonError(
             INVALID_NAMESPACE,

@@ -439,3 +439,26 @@ def test_internal_database_spellings_are_refused(
     reply = _exchange(stack[1], wire.encode_op_msg(OpMsg(0, body), 10))
     assert reply["ok"] == 0.0 and reply["code"] in (13, 73)
     assert _wal_count(direct) == wal
+
+
+def test_the_oplog_is_out_of_reach(client: Client, shop: str, overlay: str) -> None:
+    for read in (
+        lambda: list(client.local["oplog.rs"].find({"ns": f"{shop}.{overlay}"})),
+        lambda: client.local["oplog.rs"].count_documents({}),
+        lambda: list(
+            client[shop].items.aggregate(
+                [
+                    {
+                        "$lookup": {
+                            "from": {"db": "local", "coll": "oplog.rs"},
+                            "pipeline": [],
+                            "as": "o",
+                        }
+                    }
+                ]
+            )
+        ),
+    ):
+        with pytest.raises(OperationFailure) as info:
+            read()
+        assert _code(info) == 13 and "oplog" in str(info.value)
