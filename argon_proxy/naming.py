@@ -43,12 +43,25 @@ class InvalidBranchName(ArgonError):
         )
 
 
-def validate_branch_name(name: str) -> str:
-    """Return ``name`` if it is a valid branch name, else raise ``InvalidBranchName``."""
+def check_branch_spelling(name: str) -> str:
+    """Return ``name`` if it may address a branch, else raise ``InvalidBranchName``.
+
+    Addresses (``db@branch``, appName) accept every name earlier versions let
+    a branch be created with, so such branches stay reachable; new names must
+    pass ``validate_branch_name``.
+    """
     if not isinstance(name, str) or not _BRANCH.fullmatch(name):
         raise InvalidBranchName(str(name), "it contains other characters or is empty")
     if name.startswith("/") or name.endswith("/") or "//" in name:
         raise InvalidBranchName(name, "'/' must separate non-empty parts")
+    if any(part in {".", ".."} for part in name.split("/")):
+        raise InvalidBranchName(name, "'.' and '..' are not branch name parts")
+    return name
+
+
+def validate_branch_name(name: str) -> str:
+    """Return ``name`` if it is a valid name for a new branch, else raise ``InvalidBranchName``."""
+    check_branch_spelling(name)
     if any(not _PART.fullmatch(part) for part in name.split("/")):
         raise InvalidBranchName(name, "each '/'-separated part must start with a letter or a digit")
     if ".." in name or name.endswith("."):
@@ -92,7 +105,7 @@ def parse_db(name: str) -> Address:
             "database name (for example 'shop@feature')",
         )
     branch_part, second, at = rest.partition("@")
-    branch = validate_branch_name(branch_from_db_suffix(branch_part))
+    branch = check_branch_spelling(branch_from_db_suffix(branch_part))
     if second and not at:
         raise ArgonError(
             BAD_VALUE,
@@ -113,7 +126,7 @@ def branch_from_app_name(app_name: str | None) -> str | None:
     if not app_name or not app_name.startswith(APP_PREFIX):
         return None
     try:
-        return validate_branch_name(app_name[len(APP_PREFIX) :])
+        return check_branch_spelling(app_name[len(APP_PREFIX) :])
     except InvalidBranchName as exc:
         raise ArgonError(
             BAD_VALUE,
