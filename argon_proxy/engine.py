@@ -23,7 +23,17 @@ import bson
 import trio
 from bson import ObjectId
 
-from . import admin, aggregate_out, indexes, metrics, namespaces, projects, refs, timetravel
+from . import (
+    admin,
+    aggregate_out,
+    bulk_write,
+    indexes,
+    metrics,
+    namespaces,
+    projects,
+    refs,
+    timetravel,
+)
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient
 from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, ArgonError
@@ -78,13 +88,12 @@ NAMESPACE_FREE = frozenset(
 # On main these change collections, not documents, without the write path: refused
 # while other branches exist, because children could not be kept isolated from them.
 MAIN_GUARDED = frozenset({"drop", "dropDatabase", "renameCollection"})
-# These would write documents without WAL entries (applyOps, client-level bulkWrite,
-# mapReduce into a collection, capped copies and truncations): refused on every
-# branch, main included, until they go through the write path.
+# These would write documents without WAL entries (applyOps, mapReduce into a
+# collection, capped copies and truncations): refused on every branch, main
+# included, until they go through the write path (as client-level bulkWrite does).
 BYPASSES_WAL = frozenset(
     {
         "applyOps",
-        "bulkWrite",
         "convertToCapped",
         "cloneCollectionAsCapped",
         "emptycapped",
@@ -96,6 +105,7 @@ ON_MAIN = (
     WRITE_COMMANDS
     | MAIN_GUARDED
     | BYPASSES_WAL
+    | {"bulkWrite"}
     | {"createIndexes", "dropIndexes", "create"}  # children must not see these appear
     | {"argon", "listCollections", "listDatabases", "aggregate"}
 )
@@ -195,6 +205,8 @@ class Engine:
             return await aggregate_out.run(self, branch, db, cmd, client)
         if name in WRITE_COMMANDS:
             return await self._write(name, db, branch, req)
+        if name == "bulkWrite":
+            return await self._bulk_write(branch, req)
         if name == "listDatabases":
             return await self._list_databases(branch, cmd)
         if name == "listCollections":
@@ -322,6 +334,23 @@ class Engine:
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 
     # -- writes ------------------------------------------------------------------
+
+    async def _bulk_write(self, branch: Branch, req: Request) -> dict[str, Any]:
+        """Client-level bulkWrite, one write-path statement per op (see bulk_write.py)."""
+        cmd = req.command
+        if branch.read_only:
+            raise _read_only(branch, "bulkWrite")
+        if req.joined is not None and branch.name != MAIN:
+            raise unsupported("a write inside a multi-document transaction", branch.name)
+        bulk_write.validate(cmd, branch)
+        for entry in cmd["nsInfo"]:
+            projects.check(self, branch, str(entry["ns"]).partition(".")[0])
+        ctx = WriteContext(
+            branch, "", "", ClientIdentity(req.app_name, None, req.connection_id), req.joined
+        )
+        if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
+            ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
+        return await bulk_write.run(self.writer, ctx, cmd)
 
     async def _write(self, name: str, db: str, branch: Branch, req: Request) -> dict[str, Any]:
         cmd = req.command

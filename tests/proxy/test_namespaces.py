@@ -14,7 +14,7 @@ from typing import Any
 
 import bson
 import pytest
-from pymongo import MongoClient
+from pymongo import DeleteMany, DeleteOne, InsertOne, MongoClient, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import OperationFailure
 
 import wire
@@ -108,17 +108,48 @@ def test_rename_of_user_collections_still_works_on_main(client: Client, shop: st
 # -- commands that would write without WAL entries --------------------------------
 
 
-def test_client_bulk_write_cannot_bypass_the_wal(client: Client, direct: Client, shop: str) -> None:
-    wal = _wal_count(direct)
-    with pytest.raises(OperationFailure) as info:
-        client.admin.command(
-            {
-                "bulkWrite": 1,
-                "ops": [{"insert": 0, "document": {"_id": 50}}],
-                "nsInfo": [{"ns": f"{shop}.items"}],
-            }
-        )
-    assert _code(info) == 115 and "bulkWrite" in str(info.value) and "main" in str(info.value)
+def _wal_entries(direct: Client, ns: str) -> list[dict[str, Any]]:
+    return list(direct["__argon"].wal.find({"ns": ns}).sort("_id", 1))
+
+
+def test_client_bulk_write_goes_through_the_wal(client: Client, direct: Client, shop: str) -> None:
+    client[shop].other.drop()
+    before = _wal_count(direct)
+    reply = client.admin.command(
+        {
+            "bulkWrite": 1,
+            "ops": [
+                {"insert": 0, "document": {"_id": 50}},
+                {
+                    "update": 1,
+                    "filter": {"_id": "o"},
+                    "updateMods": {"$set": {"v": 1}},
+                    "upsert": True,
+                },
+                {"update": 0, "filter": {"_id": 1}, "updateMods": {"$set": {"x": 10}}},
+                {"delete": 0, "filter": {"_id": 2}},
+                {"insert": 0, "document": {"_id": 50}},  # duplicate: stops the ordered bulk
+                {"insert": 0, "document": {"_id": 51}},
+            ],
+            "nsInfo": [{"ns": f"{shop}.items"}, {"ns": f"{shop}.other"}],
+        }
+    )
+    assert (reply["nInserted"], reply["nUpserted"], reply["nMatched"], reply["nDeleted"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert reply["nErrors"] == 1
+    results = reply["cursor"]["firstBatch"]
+    assert [r["ok"] for r in results] == [1.0, 1.0, 1.0, 1.0, 0.0]
+    assert results[1]["upserted"] == {"_id": "o"} and results[4]["code"] == 11000
+    assert direct[shop].items.find_one({"_id": 51}) is None
+    assert sorted(d["_id"] for d in direct[shop].items.find()) == [0, 1, 50]
+    assert direct[shop].other.find_one({"_id": "o"}) == {"_id": "o", "v": 1}
+    # Every change has its WAL entry, with the data.
+    assert _wal_count(direct) == before + 4
+    assert [e["op"] for e in _wal_entries(direct, f"{shop}.items")[-3:]] == ["i", "u", "d"]
     with pytest.raises(OperationFailure) as internal:
         client.admin.command(
             {
@@ -128,18 +159,59 @@ def test_client_bulk_write_cannot_bypass_the_wal(client: Client, direct: Client,
             }
         )
     assert _code(internal) == 13
-    assert direct[shop].items.find_one({"_id": 50}) is None
-    assert _wal_count(direct) == wal
+    assert _wal_count(direct) == before + 4
 
 
-def test_bulk_write_as_document_sequences_is_refused_too(stack: tuple[Process, Process]) -> None:
+def test_client_bulk_write_on_a_branch_stays_on_the_branch(
+    stack: tuple[Process, Process], client: Client, shop: str
+) -> None:
+    ops = [{"insert": 0, "document": {"_id": 60}}, {"delete": 0, "filter": {"_id": 0}}]
+    argon(client, "createBranch", name="bulk")
+    on_branch: Client = MongoClient(stack[1].uri, appname="argon:bulk")
+    try:
+        with pytest.raises(OperationFailure) as info:  # a branch address only in $db
+            client.admin.command(
+                {"bulkWrite": 1, "ops": ops, "nsInfo": [{"ns": f"{shop}@bulk.items"}]}
+            )
+        assert _code(info) == 73
+        reply = on_branch.admin.command(
+            {"bulkWrite": 1, "ops": ops, "nsInfo": [{"ns": f"{shop}.items"}]}
+        )
+        assert (reply["nInserted"], reply["nDeleted"]) == (1, 1)
+        assert sorted(d["_id"] for d in client[f"{shop}@bulk"].items.find()) == [1, 2, 60]
+        assert sorted(d["_id"] for d in client[shop].items.find()) == [0, 1, 2]
+    finally:
+        on_branch.close()
+        argon(client, "deleteBranch", name="bulk")
+
+
+def test_bulk_write_as_document_sequences_goes_through_the_wal(
+    stack: tuple[Process, Process], direct: Client, shop: str
+) -> None:
+    before = _wal_count(direct)
     body = bson.encode({"bulkWrite": 1, "$db": "admin"})
     seqs = (
         DocumentSequence("ops", (bson.encode({"insert": 0, "document": {"_id": 51}}),)),
-        DocumentSequence("nsInfo", (bson.encode({"ns": "ns_shop.items"}),)),
+        DocumentSequence("nsInfo", (bson.encode({"ns": f"{shop}.items"}),)),
     )
     reply = _exchange(stack[1], wire.encode_op_msg(OpMsg(0, body, seqs), 7))
-    assert reply["ok"] == 0.0 and reply["code"] == 115
+    assert reply["ok"] == 1.0 and reply["nInserted"] == 1
+    assert _wal_count(direct) == before + 1
+
+
+def test_bulk_write_options_argon_cannot_honour_are_refused(client: Client, shop: str) -> None:
+    with pytest.raises(OperationFailure) as info:
+        client.admin.command(
+            {
+                "bulkWrite": 1,
+                "ops": [
+                    {"update": 0, "filter": {}, "updateMods": {"$set": {"y": 1}}, "sort": {"x": 1}}
+                ],
+                "nsInfo": [{"ns": f"{shop}.items"}],
+            }
+        )
+    assert _code(info) == 115 and "sort" in str(info.value)
+    assert client[shop].items.count_documents({"y": 1}) == 0
 
 
 def test_map_reduce_into_a_collection_is_refused_inline_is_not(client: Client, shop: str) -> None:
@@ -479,3 +551,36 @@ def test_a_branch_named_before_the_stricter_rule_stays_reachable(
         argon(client, "deleteBranch", name="_legacy")
     finally:
         argon(client, "deleteBranch", name="legacy-source")
+
+
+def test_pymongo_client_bulk_write_matches_the_upstream(
+    client: Client, direct: Client, shop: str
+) -> None:
+    def ops(db: str) -> list[Any]:
+        items, other = f"{db}.items", f"{db}.other"
+        return [
+            InsertOne({"_id": 10, "x": 10}, namespace=items),
+            UpdateMany({"x": {"$lt": 2}}, {"$inc": {"x": 100}}, namespace=items),
+            ReplaceOne({"_id": "r"}, {"v": 1}, namespace=other, upsert=True),
+            UpdateOne({"_id": 2}, {"$set": {"y": [1, 2]}}, namespace=items),
+            DeleteOne({"_id": 10}, namespace=items),
+            InsertOne({"_id": 11}, namespace=other),
+            DeleteMany({"x": {"$gte": 100}}, namespace=items),
+        ]
+
+    direct_db = f"{shop}_direct"
+    direct[direct_db].items.drop()
+    direct[direct_db].other.drop()
+    direct[direct_db].items.insert_many([{"_id": i, "x": i} for i in range(3)])
+    client[shop].other.drop()
+    wal = _wal_count(direct)
+    through = client.bulk_write(ops(shop), verbose_results=True)
+    plain = direct.bulk_write(ops(direct_db), verbose_results=True)
+    for field in ("inserted_count", "matched_count", "modified_count", "upserted_count"):
+        assert getattr(through, field) == getattr(plain, field), field
+    assert through.deleted_count == plain.deleted_count
+    for coll in ("items", "other"):
+        assert list(client[shop][coll].find().sort("_id", 1)) == list(
+            direct[direct_db][coll].find().sort("_id", 1)
+        )
+    assert _wal_count(direct) > wal
