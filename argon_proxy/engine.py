@@ -191,9 +191,7 @@ class Engine:
             raise ArgonError(73, f"{name} needs a database name (a string) in $db")
         db, branch = await self.resolve(db_field, req.app_name)
         req.branch = branch.name
-        if db == INTERNAL_DB:
-            raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
-        namespaces.check(cmd, db, branch.name)
+        namespaces.check(cmd, db, branch.name)  # __argon, overlays, the oplog: never
         if name in BYPASSES_WAL:
             _refuse_bypass(name, branch.name, cmd)
         if name not in NAMESPACE_FREE:
