@@ -21,6 +21,9 @@ COMMAND_NOT_SUPPORTED = 115
 EXCEEDED_TIME_LIMIT = 50
 UNSUPPORTED_OP_QUERY_COMMAND = 352
 PROTOCOL_ERROR = 17
+UNAUTHORIZED = 13
+INVALID_NAMESPACE = 73
+DUPLICATE_FIELD = 40413  # mongod's IDL parser: "BSON field ... is a duplicate field"
 CONNECTION_LIMIT = 9001  # SocketException: drivers treat it as a network failure
 
 # Argon's own codes, above the range mongod uses for the situations here.
@@ -67,6 +70,7 @@ _NAMES = {
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",
+    DUPLICATE_FIELD: "Location40413",
     73: "InvalidNamespace",
 }
 

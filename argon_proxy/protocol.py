@@ -9,7 +9,11 @@ over memory streams.
 
 A request that needs nothing from Argon is forwarded upstream as the very
 bytes the client sent, and the upstream's reply bytes go back unchanged;
-only the command name is read, from the first key of the body. Argon answers
+only the command name (the body's first key), the collection it names (its
+first value) and ``$db`` are read, in one walk over the top-level keys that
+also refuses a request naming any field twice (the upstream might read
+another ``$db`` than the proxy checked). Which requests qualify is
+``Engine.needs_engine``'s decision (see ``namespaces.py``). Argon answers
 ``hello`` itself (see ``hello.py``). Compressed requests are decompressed for
 the upstream and the replies compressed again with the client's compressor.
 A transaction keeps one upstream connection from ``startTransaction`` to its
@@ -29,14 +33,19 @@ import trio
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, get_raw, get_str
+from wire.bson_raw import first_key, first_str, get_raw, get_str, get_str_checked
 from wire.compression import compress_message, must_not_compress
-from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
+from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME, sections_follow_body
 
 from . import metrics
 from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
-from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
+from .errors import (
+    DUPLICATE_FIELD,
+    HOST_UNREACHABLE,
+    UNSUPPORTED_OP_QUERY_COMMAND,
+    ArgonError,
+)
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
 from .naming import MAIN
 from .txn import JoinedTransaction
@@ -114,10 +123,12 @@ class ClientProtocol:
         if data[20] == 0:
             body = memoryview(data)[21:]
             name = first_key(body)
+            sequences = sections_follow_body(data)
         else:  # body section after a document sequence: rare, decode properly
             msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
             body = memoryview(msg.body)
             name = msg.command_name
+            sequences = True
         if name in HELLO_COMMANDS:
             await self._answer_hello(
                 bson.decode(wire.decode_op_msg(memoryview(data)[16:], full_message=data).body),
@@ -126,8 +137,18 @@ class ClientProtocol:
             )
             return name
         expects_reply = not flags & MORE_TO_COME
-        db = get_str(body, "$db") or ""
-        if self._engine.needs_engine(name, db, self.client.app_name):
+        db, duplicate = get_str_checked(body, "$db")
+        if duplicate is not None:  # the proxy and the upstream might read different ones
+            error = ArgonError(
+                DUPLICATE_FIELD, f"BSON field '{name}.{duplicate}' is a duplicate field"
+            )
+            metrics.ERRORS.labels(error.code_name).inc()
+            if expects_reply:
+                await self._reply_msg(error.to_document(), request_id, compressor_id)
+            return name
+        # Sequences are checked against the body by the engine's decoding.
+        collection = get_str(body, "collection") if name == "getMore" else first_str(body)
+        if sequences or self._engine.needs_engine(name, db or "", self.client.app_name, collection):
             await self._handle_in_engine(data, flags, request_id, compressor_id, expects_reply)
             return name
         try:
@@ -150,9 +171,11 @@ class ClientProtocol:
         self, data: bytes, flags: int, request_id: int, compressor_id: int, expects_reply: bool
     ) -> None:
         msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
-        cmd = decode_command(msg.body, {s.identifier: list(s.documents) for s in msg.sequences})
-        name = next(iter(cmd))
+        name = msg.command_name
         try:
+            cmd = decode_command(
+                msg.body, [(s.identifier, list(s.documents)) for s in msg.sequences]
+            )
             joined = await self._client_transaction(cmd)
             result = await self._engine.route(
                 request := Request(cmd, self.client.app_name, self.connection_id, joined)
