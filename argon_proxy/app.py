@@ -97,6 +97,7 @@ async def serve(
             size=settings.pool_size,
             idle=settings.pool_idle,
             connect_timeout=settings.connect_timeout,
+            reply_timeout=settings.upstream_timeout,
         )
         health = Health(upstream=str(pool.address))
         http = None

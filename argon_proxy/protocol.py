@@ -14,6 +14,12 @@ only the command name is read, from the first key of the body. Argon answers
 the upstream and the replies compressed again with the client's compressor.
 A transaction keeps one upstream connection from ``startTransaction`` to its
 commit or abort.
+
+When the upstream connection fails mid-request (closed, reset, frozen past
+``upstream_timeout``) the client gets what mongos would answer: a network
+error (HostUnreachable / NetworkTimeout) labelled so drivers retry, never an
+internal error. A request that never left is sent once more on another
+connection first.
 """
 
 from __future__ import annotations
@@ -25,18 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-import trio
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, get_raw, get_str
+from wire.bson_raw import first_key, get_number, get_raw, get_str
 from wire.compression import compress_message, must_not_compress
 from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
 
 from . import metrics
 from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
-from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
+from .errors import UNSUPPORTED_OP_QUERY_COMMAND, ArgonError, UpstreamIOError, upstream_lost
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
 from .naming import MAIN
 from .txn import JoinedTransaction
@@ -177,12 +182,24 @@ class ClientProtocol:
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
             reply = exc.to_document()
+        except UpstreamIOError as exc:
+            metrics.UPSTREAM_ERRORS.labels("exchange").inc()
+            lost = upstream_lost(exc, name, in_transaction=cmd.get("autocommit") is False)
+            metrics.ERRORS.labels(lost.code_name).inc()
+            reply = lost.to_document()
+            await self._drop_broken_pin()
         except Exception as exc:  # a bug must not take the connection down with it
             log.exception("internal error in %s", name, extra={"conn": self.connection_id})
             metrics.ERRORS.labels("internal").inc()
             reply = ArgonError(1, f"Argon internal error in {name!r}: {exc!r}").to_document()
         if expects_reply:
             await self._reply_msg(reply, request_id, compressor_id)
+
+    async def _drop_broken_pin(self) -> None:
+        """Give back a client transaction's connection once it is broken."""
+        if self._pinned is not None and self._pinned.broken:
+            conn, self._pinned = self._pinned, None
+            await self._pool.release_pinned(self, conn)
 
     async def _client_transaction(self, cmd: dict[str, Any]) -> JoinedTransaction | None:
         """The client's transaction, pinned to one upstream connection, if it is in one."""
@@ -211,16 +228,30 @@ class ClientProtocol:
         conn = self._pinned
         if conn is None and _starts_transaction(body):
             conn = self._pinned = await self._pool.acquire_pinned(self)
+        wait = _max_time(body)
         if conn is not None:
             try:
-                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust, wait)
+            except UpstreamIOError as exc:
+                raise upstream_lost(exc, name, in_transaction=True) from None
             finally:
                 if conn.broken or name in _TXN_END:
                     self._pinned = None
                     await self._pool.release_pinned(self, conn)
             return
-        async with self._pool.checkout() as conn:
-            await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+        for attempt in range(2):
+            try:
+                async with self._pool.checkout() as conn:
+                    await self._exchange(
+                        conn, data, name, compressor_id, expects_reply, exhaust, wait
+                    )
+                return
+            except UpstreamIOError as exc:
+                # A request that never wholly left cannot have run: send it again once.
+                if exc.unsent and attempt == 0:
+                    continue
+                metrics.UPSTREAM_ERRORS.labels("exchange").inc()
+                raise upstream_lost(exc, name, in_transaction=False) from None
 
     async def _exchange(
         self,
@@ -230,26 +261,19 @@ class ClientProtocol:
         compressor_id: int,
         expects_reply: bool,
         exhaust: bool,
+        wait: float,
     ) -> None:
-        try:
-            await conn.send(data)
-            if not expects_reply:
+        await conn.send(data)
+        if not expects_reply:
+            return
+        while True:
+            reply = await conn.receive_frame(wait=wait)
+            out = reply.data
+            if compressor_id and not must_not_compress(name):
+                out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
+            await self._send_counted(out)
+            if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
                 return
-            while True:
-                reply = await conn.receive_frame()
-                out = reply.data
-                if compressor_id and not must_not_compress(name):
-                    out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
-                await self._send_counted(out)
-                if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            metrics.UPSTREAM_ERRORS.labels("exchange").inc()
-            raise ArgonError(
-                HOST_UNREACHABLE,
-                f"Argon lost its connection to the upstream MongoDB during {name!r}: {exc}. "
-                "The command may or may not have been applied.",
-            ) from None
 
     # -- OP_QUERY (legacy handshakes only) -----------------------------------
 
@@ -331,6 +355,16 @@ class ClientProtocol:
             # The transaction cannot finish without its client; mongod aborts it on timeout.
             await conn.aclose()
             await self._pool.release_pinned(self, conn)
+
+
+def _max_time(body: memoryview) -> float:
+    """Seconds the command may legitimately keep the upstream busy: its ``maxTimeMS``.
+
+    An awaitData getMore (tailable cursors, change streams) waits that long by
+    design, so the upstream timeout counts only from then on.
+    """
+    millis = get_number(body, "maxTimeMS")
+    return millis / 1000.0 if millis is not None and millis > 0 else 0.0
 
 
 def _starts_transaction(body: memoryview) -> bool:

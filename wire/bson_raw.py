@@ -210,3 +210,22 @@ def get_str(doc: BytesLike, key: str) -> str | None:
         return str(found[1][4:-1], "utf-8")
     except UnicodeDecodeError:
         raise InvalidBSON(f"BSON string {key!r} is not UTF-8") from None
+
+
+_INT64 = struct.Struct("<q")
+_DOUBLE = struct.Struct("<d")
+
+
+def get_number(doc: BytesLike, key: str) -> float | None:
+    """A top-level int32, int64 or double field's value, or None if absent or not a number."""
+    found = get_raw(doc, key)
+    if found is None:
+        return None
+    kind, raw = found
+    if kind == INT32:
+        return float(_INT32.unpack(raw)[0])
+    if kind == INT64:
+        return float(_INT64.unpack(raw)[0])
+    if kind == DOUBLE:
+        return float(_DOUBLE.unpack(raw)[0])
+    return None
