@@ -19,7 +19,7 @@ import trio
 from .config import Settings
 from .embedded import embedded_upstream
 from .engine import Engine
-from .errors import UpstreamUnavailable
+from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
 from .upstream import UpstreamPool, parse_upstream_uri
@@ -62,8 +62,8 @@ async def _start_engine(engine: Engine) -> None:
         try:
             await engine.start()
             return
-        except UpstreamUnavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc.errmsg, delay)
+        except (UpstreamUnavailable, UpstreamIOError) as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

@@ -47,7 +47,7 @@ class Settings:
     connect_timeout: float = 3.0
     frame_timeout: float = 30.0  # a message must complete within this of its first byte
     idle_timeout: float = 0.0  # close clients idle between requests this long; 0: never
-    max_partial_bytes: int = 256 << 20  # incomplete messages buffered, all clients together
+    max_partial_bytes: int = 128 << 20  # incomplete messages buffered, all clients together
     upstream_timeout: float = 60.0  # an upstream reply must come within this (+ maxTimeMS)
     drain_timeout: float = 10.0
     compressors: tuple[str, ...] = ("zstd", "zlib", "snappy")

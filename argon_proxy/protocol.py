@@ -34,7 +34,7 @@ import bson
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, get_number, get_raw, get_str
+from wire.bson_raw import first_key, get_bool, get_number, get_str
 from wire.compression import compress_message, must_not_compress
 from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
 
@@ -53,7 +53,6 @@ Send = Callable[[bytes], Awaitable[None]]
 
 _COMPRESSOR_NAMES = {1: "snappy", 2: "zlib", 3: "zstd"}
 _TXN_END = frozenset({"commitTransaction", "abortTransaction"})
-_BSON_TRUE = 8  # BSON type of booleans
 
 
 @dataclass
@@ -251,7 +250,7 @@ class ClientProtocol:
                 if exc.unsent and attempt == 0:
                     continue
                 metrics.UPSTREAM_ERRORS.labels("exchange").inc()
-                raise upstream_lost(exc, name, in_transaction=False) from None
+                raise upstream_lost(exc, name, in_transaction=_in_transaction(body)) from None
 
     async def _exchange(
         self,
@@ -367,6 +366,10 @@ def _max_time(body: memoryview) -> float:
     return millis / 1000.0 if millis is not None and millis > 0 else 0.0
 
 
+def _in_transaction(body: memoryview) -> bool:
+    """Whether the command is a statement of a client transaction (``autocommit: false``)."""
+    return get_bool(body, "autocommit") is False
+
+
 def _starts_transaction(body: memoryview) -> bool:
-    found = get_raw(body, "startTransaction")
-    return found is not None and found[0] == _BSON_TRUE and found[1][0] == 1
+    return get_bool(body, "startTransaction") is True

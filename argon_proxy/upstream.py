@@ -55,7 +55,7 @@ HEALTH_CHECK_IDLE = 60.0
 def _io_error(exc: BaseException, what: str, *, unsent: bool) -> UpstreamIOError:
     if isinstance(exc, trio.TooSlowError):
         return UpstreamIOError(
-            f"no {what} within the upstream timeout", timed_out=True, unsent=unsent
+            f"{what} took longer than upstream_timeout", timed_out=True, unsent=unsent
         )
     return UpstreamIOError(f"{what} failed: {exc or type(exc).__name__}", unsent=unsent)
 
@@ -138,7 +138,7 @@ class UpstreamConnection:
                     self.framer.feed(data)
         except _IO_ERRORS as exc:
             self.broken = True
-            raise _io_error(exc, "the reply", unsent=False) from exc
+            raise _io_error(exc, "waiting for the reply", unsent=False) from exc
         except BaseException:
             self.broken = True
             raise

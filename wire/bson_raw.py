@@ -229,3 +229,11 @@ def get_number(doc: BytesLike, key: str) -> float | None:
     if kind == DOUBLE:
         return float(_DOUBLE.unpack(raw)[0])
     return None
+
+
+def get_bool(doc: BytesLike, key: str) -> bool | None:
+    """A top-level boolean field's value, or None if absent or not a boolean."""
+    found = get_raw(doc, key)
+    if found is None or found[0] != BOOLEAN:
+        return None
+    return found[1][0] != 0

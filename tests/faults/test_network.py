@@ -6,6 +6,7 @@ timeouts, thread joins, loop counts) and stops what it started.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import struct
@@ -346,3 +347,43 @@ def test_upstream_dying_mid_request_gives_a_retryable_network_error() -> None:
         if key != "read":
             assert exc.has_error_label("RetryableWriteError"), (key, exc.details)
     assert "internal error" not in proxy.log()
+
+
+def test_frozen_upstream_inside_a_client_transaction_is_transient() -> None:
+    """Drivers retry a whole transaction on TransientTransactionError."""
+    with _stack(ARGON_UPSTREAM_TIMEOUT="2") as (up, proxy):
+        c = _client(proxy, socketTimeoutMS=40000, retryWrites=False, retryReads=False)
+        try:
+            c.txn_db.t.insert_one({"_id": 0})
+            with c.start_session() as session:
+                session.start_transaction()
+                c.txn_db.t.insert_one({"_id": 1}, session=session)  # joined by the engine
+                assert c.txn_db.t.find_one({"_id": 1}, session=session) == {"_id": 1}
+                up.proc.send_signal(signal.SIGSTOP)
+                try:
+                    _expect_network_error(
+                        lambda: c.txn_db.t.insert_one({"_id": 2}, session=session),
+                        codes=(6, 89),
+                        label="TransientTransactionError",
+                    )
+                    _expect_network_error(
+                        lambda: c.txn_db.t.find_one({"_id": 0}, session=session),
+                        codes=(6, 89),
+                        label="TransientTransactionError",
+                    )
+                finally:
+                    up.proc.send_signal(signal.SIGCONT)
+                with contextlib.suppress(PyMongoError):  # the upstream may have aborted it
+                    session.abort_transaction()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.txn_db.t.insert_one({"_id": 3})
+                    break
+                except PyMongoError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert c.txn_db.t.find_one({"_id": 1}) is None  # never committed
+        finally:
+            c.close()
