@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -129,6 +130,47 @@ def test_partial_frames_share_one_byte_budget(proxy_factory: Callable[..., Proce
         c = _client(proxy)
         try:
             assert c.admin.command("ping")["ok"] == 1.0  # small requests still served
+        finally:
+            c.close()
+    finally:
+        for sock in socks:
+            sock.close()
+    assert "max_partial_bytes" in proxy.log()
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_many_large_partial_frames_stay_within_the_memory_budget(
+    proxy_factory: Callable[..., Process],
+) -> None:
+    """Eight clients each holding most of a 40 MiB message cost the budget, not 320 MiB."""
+    budget = 64 << 20
+    proxy = proxy_factory(ARGON_MAX_PARTIAL_BYTES=str(budget), ARGON_FRAME_TIMEOUT="120")
+    baseline = _rss_bytes(proxy.proc.pid)
+    size = 40 << 20
+    chunk = b"\x00" * (1 << 20)
+    socks = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(8)]
+    try:
+        for sock in socks:
+            sock.settimeout(10)
+            try:
+                sock.sendall(struct.pack("<iiii", size, 1, 0, 2013))
+                for _ in range(30):  # 30 MiB of the 40 MiB message
+                    sock.sendall(chunk)
+            except OSError:
+                continue  # disconnected for going over the budget
+        time.sleep(1.0)  # let the proxy read what the kernel still holds
+        grown = _rss_bytes(proxy.proc.pid) - baseline
+        assert grown < budget + (48 << 20), f"proxy grew by {grown >> 20} MiB"
+        c = _client(proxy)
+        try:
+            assert c.admin.command("ping")["ok"] == 1.0
         finally:
             c.close()
     finally:
