@@ -143,6 +143,24 @@ RETRYABLE_WRITES = frozenset(
 )
 
 
+def network_labels(name: str, *, in_transaction: bool) -> tuple[str, ...]:
+    """The labels of a network error during ``name``, as drivers expect them from mongos."""
+    if in_transaction and name == "commitTransaction":
+        return ("RetryableWriteError", "UnknownTransactionCommitResult")
+    if in_transaction and name != "abortTransaction":
+        return ("TransientTransactionError",)
+    if name in RETRYABLE_WRITES:
+        return ("RetryableWriteError",)
+    return ()
+
+
+def relabel_unavailable(exc: ArgonError, name: str, *, in_transaction: bool) -> ArgonError:
+    """``exc`` with the network labels for ``name`` if it says the upstream is unreachable."""
+    if isinstance(exc, UpstreamUnavailable):
+        exc.labels = network_labels(name, in_transaction=in_transaction)
+    return exc
+
+
 def upstream_lost(exc: UpstreamIOError, name: str, *, in_transaction: bool) -> ArgonError:
     """The network error a client gets when the upstream failed during ``name``.
 
@@ -151,13 +169,7 @@ def upstream_lost(exc: UpstreamIOError, name: str, *, in_transaction: bool) -> A
     whether a commit happened.
     """
     code = NETWORK_TIMEOUT if exc.timed_out else HOST_UNREACHABLE
-    labels: tuple[str, ...] = ()
-    if in_transaction and name == "commitTransaction":
-        labels = ("RetryableWriteError", "UnknownTransactionCommitResult")
-    elif in_transaction and name != "abortTransaction":
-        labels = ("TransientTransactionError",)
-    elif name in RETRYABLE_WRITES:
-        labels = ("RetryableWriteError",)
+    labels = network_labels(name, in_transaction=in_transaction)
     outcome = (
         "The command never reached it."
         if exc.unsent

@@ -41,7 +41,13 @@ from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
 from . import metrics
 from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
-from .errors import UNSUPPORTED_OP_QUERY_COMMAND, ArgonError, UpstreamIOError, upstream_lost
+from .errors import (
+    UNSUPPORTED_OP_QUERY_COMMAND,
+    ArgonError,
+    UpstreamIOError,
+    relabel_unavailable,
+    upstream_lost,
+)
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
 from .naming import MAIN
 from .txn import JoinedTransaction
@@ -146,6 +152,7 @@ class ClientProtocol:
             )
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
+            relabel_unavailable(exc, name, in_transaction=_in_transaction(body))
             if expects_reply:
                 await self._reply_msg(exc.to_document(), request_id, compressor_id)
         return name
@@ -180,6 +187,7 @@ class ClientProtocol:
             reply = result
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
+            relabel_unavailable(exc, name, in_transaction=cmd.get("autocommit") is False)
             reply = exc.to_document()
         except UpstreamIOError as exc:
             metrics.UPSTREAM_ERRORS.labels("exchange").inc()

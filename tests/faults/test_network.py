@@ -429,3 +429,28 @@ def test_frozen_upstream_inside_a_client_transaction_is_transient() -> None:
             assert c.txn_db.t.find_one({"_id": 1}) is None  # never committed
         finally:
             c.close()
+
+
+def test_upstream_gone_inside_a_client_transaction_is_transient() -> None:
+    """Whether the pinned connection breaks or no new one can be made, drivers may retry."""
+    with _stack() as (up, proxy):
+        c = _client(proxy, socketTimeoutMS=40000, retryWrites=False, retryReads=False)
+        try:
+            with c.start_session() as session:
+                session.start_transaction()
+                c.gone_db.t.insert_one({"_id": 1}, session=session)
+                up.proc.send_signal(signal.SIGKILL)
+                up.proc.wait(10)
+                for _id in (2, 3):  # the pinned connection breaks, then none can be made
+                    _expect_network_error(
+                        lambda _id=_id: c.gone_db.t.insert_one({"_id": _id}, session=session),
+                        codes=(6,),
+                        label="TransientTransactionError",
+                    )
+                _expect_network_error(
+                    lambda: c.gone_db.t.find_one({}, session=session),
+                    codes=(6,),
+                    label="TransientTransactionError",
+                )
+        finally:
+            c.close()
