@@ -77,8 +77,7 @@ def _stack(*args: str, storage: str = ":memory:", **env: str) -> Iterator[tuple[
         finally:
             proxy.stop()
     finally:
-        if up.proc.poll() is None:
-            up.proc.send_signal(signal.SIGCONT)
+        up.thaw()
         up.stop()
 
 
@@ -255,7 +254,7 @@ def test_frozen_upstream_gives_a_retryable_network_error() -> None:
             c.frozen.t.insert_one({"_id": 0})
             argon(c, "createBranch", name="frozen-b")
             c["frozen@frozen-b"].t.insert_one({"_id": 1})
-            up.proc.send_signal(signal.SIGSTOP)
+            up.freeze()
             try:
                 _expect_network_error(
                     lambda: c.frozen.t.insert_one({"_id": 2}),
@@ -269,7 +268,7 @@ def test_frozen_upstream_gives_a_retryable_network_error() -> None:
                 )
                 _expect_network_error(lambda: c.frozen.t.find_one(), codes=(6, 89), label=None)
             finally:
-                up.proc.send_signal(signal.SIGCONT)
+                up.thaw()
             deadline = time.monotonic() + 30
             while True:  # served again once the upstream answers
                 try:
@@ -362,7 +361,7 @@ def test_upstream_dying_mid_request_gives_a_retryable_network_error() -> None:
                 except BaseException as exc:
                     results[key] = exc
 
-            up.proc.send_signal(signal.SIGSTOP)  # requests in flight while it dies
+            up.freeze()  # requests in flight while it dies
             threads = [
                 threading.Thread(
                     target=attempt, args=("main", lambda: c.dying.t.insert_one({"_id": 2}))
@@ -401,7 +400,7 @@ def test_frozen_upstream_inside_a_client_transaction_is_transient() -> None:
                 session.start_transaction()
                 c.txn_db.t.insert_one({"_id": 1}, session=session)  # joined by the engine
                 assert c.txn_db.t.find_one({"_id": 1}, session=session) == {"_id": 1}
-                up.proc.send_signal(signal.SIGSTOP)
+                up.freeze()
                 try:
                     _expect_network_error(
                         lambda: c.txn_db.t.insert_one({"_id": 2}, session=session),
@@ -414,7 +413,7 @@ def test_frozen_upstream_inside_a_client_transaction_is_transient() -> None:
                         label="TransientTransactionError",
                     )
                 finally:
-                    up.proc.send_signal(signal.SIGCONT)
+                    up.thaw()
                 with contextlib.suppress(PyMongoError):  # the upstream may have aborted it
                     session.abort_transaction()
             deadline = time.monotonic() + 30

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from ..processes import Process, start_upstream
 def own_upstream() -> Iterator[Process]:
     up = start_upstream()
     yield up
-    up.proc.send_signal(signal.SIGCONT)
+    up.thaw()
     up.stop()
 
 
@@ -34,7 +33,7 @@ async def test_a_long_idle_connection_must_answer_a_ping(own_upstream: Process) 
         assert conn is first  # idle long, answered the ping: reused
         assert (await run_on(conn, "admin", {"ping": 1}))["ok"] == 1.0
     first.idle_since -= HEALTH_CHECK_IDLE + 1
-    own_upstream.proc.send_signal(signal.SIGSTOP)
+    own_upstream.freeze()
     try:
         # The ping goes unanswered, so the connection is dropped; a new one
         # cannot say hello either: the caller learns the upstream is gone.
@@ -42,7 +41,7 @@ async def test_a_long_idle_connection_must_answer_a_ping(own_upstream: Process) 
             async with pool.checkout():
                 pass
     finally:
-        own_upstream.proc.send_signal(signal.SIGCONT)
+        own_upstream.thaw()
     assert first.broken
     async with pool.checkout() as conn:
         assert conn is not first
@@ -55,14 +54,14 @@ async def test_a_silent_upstream_times_out_the_exchange(own_upstream: Process) -
         Address("127.0.0.1", own_upstream.port), connect_timeout=1.0, reply_timeout=0.5
     )
     async with pool.checkout() as conn:
-        own_upstream.proc.send_signal(signal.SIGSTOP)
+        own_upstream.freeze()
         try:
             with pytest.raises(UpstreamIOError) as info:
                 await run_on(conn, "admin", {"ping": 1})
             assert info.value.timed_out and not info.value.unsent
             assert conn.broken  # never handed out again: a late reply may be queued on it
         finally:
-            own_upstream.proc.send_signal(signal.SIGCONT)
+            own_upstream.thaw()
     async with pool.checkout() as fresh:
         assert fresh is not conn
         # maxTimeMS extends the wait: the upstream may legitimately take that long.
