@@ -277,17 +277,18 @@ class UpstreamPool:
         """
         while self._idle:
             conn = self._idle.pop()
-            if conn.peer_closed():
-                metrics.UPSTREAM_ERRORS.labels("stale").inc()
+            try:
+                alive = not conn.peer_closed() and (
+                    trio.current_time() - conn.idle_since <= HEALTH_CHECK_IDLE
+                    or await conn.ping(self.connect_timeout)
+                )
+            except BaseException:  # cancelled mid-ping: the connection is out of step
                 await conn.aclose()
-                continue
-            if trio.current_time() - conn.idle_since > HEALTH_CHECK_IDLE and not await conn.ping(
-                self.connect_timeout
-            ):
-                metrics.UPSTREAM_ERRORS.labels("stale").inc()
-                await conn.aclose()
-                continue
-            return conn
+                raise
+            if alive:
+                return conn
+            metrics.UPSTREAM_ERRORS.labels("stale").inc()
+            await conn.aclose()
         return await self.connect()
 
     async def release(self, conn: UpstreamConnection) -> None:
