@@ -43,6 +43,7 @@ from .upstream import UpstreamPool
 log = logging.getLogger("argon.server")
 
 _READ_SIZE = 256 * 1024
+_REFUSED_MAX_MESSAGE = 64 * 1024  # the largest request read from a client that is refused
 
 
 @dataclass
@@ -241,7 +242,9 @@ class ProxyServer:
             "are closed, or raise the limit: --max-connections, ARGON_MAX_CONNECTIONS or "
             "max_connections in config/argon.toml.",
         )
-        framer = Framer()
+        # Only the handshake is read (drivers send hello first): a refused client
+        # must not make Argon buffer a large message outside the shared budget.
+        framer = Framer(max_message_size=_REFUSED_MAX_MESSAGE)
         with trio.move_on_after(min(self.settings.frame_timeout, 5.0)):
             try:
                 while (frame := framer.next_frame()) is None:
