@@ -46,9 +46,11 @@ async def _upstream_uri(settings: Settings) -> AsyncIterator[str]:
 async def _watch_health(pool: UpstreamPool, health: Health) -> None:
     while True:
         try:
-            async with pool.checkout():
-                pass
-            health.upstream_ok, health.error = True, ""
+            # A ping, not just a checkout: a frozen upstream keeps its sockets open.
+            async with pool.checkout() as conn:
+                ok = await conn.ping(pool.connect_timeout)
+            health.upstream_ok = ok
+            health.error = "" if ok else f"the upstream at {pool.address} did not answer a ping"
         except UpstreamUnavailable as exc:
             health.upstream_ok, health.error = False, exc.errmsg
         health.checked_at = trio.current_time()

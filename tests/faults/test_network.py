@@ -13,6 +13,8 @@ import struct
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -246,6 +248,22 @@ def _expect_network_error(
     return info.value
 
 
+def _healthz_while(proxy: Process, wanted: int, timeout: float = 30.0) -> bool:
+    """Whether /healthz answers ``wanted`` within ``timeout`` (it is checked every 5 s)."""
+    url = f"http://127.0.0.1:{proxy.extra['metrics']}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        if status == wanted:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def test_frozen_upstream_gives_a_retryable_network_error() -> None:
     with _stack(ARGON_UPSTREAM_TIMEOUT="2") as (up, proxy):
         # A hang shows up as the driver's own socket timeout, which fails the test.
@@ -256,6 +274,8 @@ def test_frozen_upstream_gives_a_retryable_network_error() -> None:
             c["frozen@frozen-b"].t.insert_one({"_id": 1})
             up.freeze()
             try:
+                # Its pooled sockets stay open: only a ping tells it does not answer.
+                assert _healthz_while(proxy, 503), "/healthz kept saying ok while frozen"
                 _expect_network_error(
                     lambda: c.frozen.t.insert_one({"_id": 2}),
                     codes=(6, 89),
