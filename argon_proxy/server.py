@@ -167,7 +167,11 @@ class ProxyServer:
         return self._partial_bytes <= self.settings.max_partial_bytes
 
     async def _serve_client(
-        self, stream: trio.SocketStream, protocol: ClientProtocol, client: _Client, conn_id: int
+        self,
+        stream: trio.abc.ReceiveStream,
+        protocol: ClientProtocol,
+        client: _Client,
+        conn_id: int,
     ) -> None:
         framer = Framer()
         frame_deadline = math.inf  # set by the first byte of a frame, never pushed back
