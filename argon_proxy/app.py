@@ -19,7 +19,7 @@ import trio
 from .config import Settings
 from .embedded import embedded_upstream
 from .engine import Engine
-from .errors import UpstreamUnavailable
+from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
 from .timetravel import Snapshots
@@ -47,9 +47,11 @@ async def _upstream_uri(settings: Settings) -> AsyncIterator[str]:
 async def _watch_health(pool: UpstreamPool, health: Health) -> None:
     while True:
         try:
-            async with pool.checkout():
-                pass
-            health.upstream_ok, health.error = True, ""
+            # A ping, not just a checkout: a frozen upstream keeps its sockets open.
+            async with pool.checkout() as conn:
+                ok = await conn.ping(pool.connect_timeout)
+            health.upstream_ok = ok
+            health.error = "" if ok else f"the upstream at {pool.address} did not answer a ping"
         except UpstreamUnavailable as exc:
             health.upstream_ok, health.error = False, exc.errmsg
         health.checked_at = trio.current_time()
@@ -63,8 +65,8 @@ async def _start_engine(engine: Engine) -> None:
         try:
             await engine.start()
             return
-        except UpstreamUnavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc.errmsg, delay)
+        except (UpstreamUnavailable, UpstreamIOError) as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -98,6 +100,7 @@ async def serve(
             size=settings.pool_size,
             idle=settings.pool_idle,
             connect_timeout=settings.connect_timeout,
+            reply_timeout=settings.upstream_timeout,
         )
         health = Health(upstream=str(pool.address))
         http = None

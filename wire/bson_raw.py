@@ -258,3 +258,30 @@ def first_str(doc: BytesLike) -> str | None:
         return str(memoryview(doc)[key_end + 5 : stop - 1], "utf-8")
     except UnicodeDecodeError:
         raise InvalidBSON("BSON string value of the first key is not UTF-8") from None
+
+
+_INT64 = struct.Struct("<q")
+_DOUBLE = struct.Struct("<d")
+
+
+def get_number(doc: BytesLike, key: str) -> float | None:
+    """A top-level int32, int64 or double field's value, or None if absent or not a number."""
+    found = get_raw(doc, key)
+    if found is None:
+        return None
+    kind, raw = found
+    if kind == INT32:
+        return float(_INT32.unpack(raw)[0])
+    if kind == INT64:
+        return float(_INT64.unpack(raw)[0])
+    if kind == DOUBLE:
+        return float(_DOUBLE.unpack(raw)[0])
+    return None
+
+
+def get_bool(doc: BytesLike, key: str) -> bool | None:
+    """A top-level boolean field's value, or None if absent or not a boolean."""
+    found = get_raw(doc, key)
+    if found is None or found[0] != BOOLEAN:
+        return None
+    return found[1][0] != 0
