@@ -13,21 +13,33 @@ An overlay's entry records its collection name and whether the branch
 The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
+
+Several proxies may share one upstream, so every cache carries the version of
+what it copied. ``counters`` holds, beside the LSN, the catalog ``epoch``
+(bumped by every change to branches, overlays, projects and settings) and one
+version document per overlay (``v|<overlay key>``, bumped in the transaction
+of every write to the overlay). ``sync`` compares the cached versions with
+the stored ones in one query before a branch operation and reloads only what
+changed; writes check the versions they relied on inside their own
+transaction (``verify``) and start again on ``StaleCatalog``, so a decision
+is never taken on another proxy's outdated picture.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import bson
 
-from .dbclient import DbClient
+from .dbclient import CommandError, DbClient
 from .errors import ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
+from .txn import Runner, run_in_transaction
 
 BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
@@ -35,8 +47,20 @@ BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
 
 
+LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def version_key(overlay_key: str) -> str:
+    """The ``counters`` document that versions one overlay's contents."""
+    return f"v|{overlay_key}"
+
+
+class StaleCatalog(Exception):
+    """Another proxy changed what this proxy's caches hold: sync, then start again."""
 
 
 class BranchError(ArgonError):
@@ -125,6 +149,7 @@ class Overlay:
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
     tombstones: set[Any] = field(default_factory=set)
+    version: int = 0  # the stored version the id cache reflects (see ``Catalog.sync``)
 
     @property
     def name(self) -> str:
@@ -151,6 +176,7 @@ class Catalog:
         self.overlays: dict[str, Overlay] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
         self.default_branch = MAIN
+        self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
 
     async def load(self) -> None:
         """Create the metadata collections if needed and read them."""
@@ -199,6 +225,10 @@ class Catalog:
         )
 
     async def reload(self) -> None:
+        """Read all metadata again (the id caches of unchanged overlays are kept)."""
+        # The epoch is read first: a change made while the rest is read shows next time.
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        self.epoch = int(counter[0].get("epoch", 0)) if counter else 0
         branches = await self.db.find(INTERNAL_DB, "branches")
         self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
         overlays = await self.db.find(INTERNAL_DB, "overlays")
@@ -214,8 +244,8 @@ class Catalog:
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
-            if old is not None:
-                ov.ids, ov.tombstones = old.ids, old.tombstones  # keep the loaded id cache
+            if old is not None:  # keep the loaded id cache; ``sync`` checks its version
+                ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
             fresh[ov.key] = ov
         self.overlays = fresh
         self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
@@ -275,6 +305,103 @@ class Catalog:
         absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
         return [await self.ensure_overlay(k, db, coll, absent=absent) for k in kids]
 
+    # -- sharing the upstream with other proxies ---------------------------------
+
+    async def changed(self, runner: Runner | None = None) -> int:
+        """Tell other proxies that the metadata changed (they reload it on ``sync``).
+
+        Returns the LSN head at that moment. Run inside the transaction of the
+        change, writers that did not see it conflict on the counter and retry.
+        """
+        command = {
+            "findAndModify": "counters",
+            "query": {"_id": LSN_COUNTER},
+            "update": {"$inc": {"epoch": 1}},
+            "upsert": True,
+            "new": True,
+        }
+        reply = await (runner or self.db).run(INTERNAL_DB, command)
+        counter = reply["value"]
+        if int(counter.get("epoch", 0)) == self.epoch + 1:
+            self.epoch += 1  # nobody else changed anything: what we hold is current
+        return int(counter.get("value", 0))
+
+    def _chain_overlays(self, branch: Branch, db: str) -> list[Overlay]:
+        ids = {b.id for b in self.chain(branch)}
+        return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
+
+    async def sync(self, branch: Branch, db: str) -> Branch:
+        """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` up
+        to date with what is stored; returns the branch as now stored.
+
+        One query: the epoch and the versions of the overlays the branch reads.
+        A changed epoch reloads the metadata; a changed version drops that
+        overlay's id cache (a fresh object, so writers holding the old one are
+        undisturbed: they check versions in their own transaction).
+        """
+        for _ in range(2):
+            watched = self._chain_overlays(branch, db)
+            wanted = [LSN_COUNTER, *(version_key(ov.key) for ov in watched)]
+            docs = await self.db.find(INTERNAL_DB, "counters", {"_id": {"$in": wanted}})
+            stored = {d["_id"]: d for d in docs}
+            epoch = int(stored.get(LSN_COUNTER, {}).get("epoch", 0))
+            if epoch != self.epoch:
+                await self.reload()
+                branch = await self.get(branch.name)
+                continue
+            for ov in watched:
+                version = int(stored.get(version_key(ov.key), {}).get("v", 0))
+                if ov.version != version and self.overlays.get(ov.key) is ov:
+                    self.overlays[ov.key] = dataclasses.replace(
+                        ov, ids=None, tombstones=set(), version=version
+                    )
+            return branch
+        return branch
+
+    @staticmethod
+    async def verify(runner: Runner, overlays: Sequence[Overlay]) -> None:
+        """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
+        of ``overlays`` still reflect what the transaction sees."""
+        if not overlays:
+            return
+        keys = [version_key(ov.key) for ov in overlays]
+        reply = await runner.run(
+            INTERNAL_DB,
+            {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)},
+        )
+        stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
+        if any(stored.get(version_key(ov.key), 0) != ov.version for ov in overlays):
+            raise StaleCatalog
+
+    @staticmethod
+    async def bump(runner: Runner, overlays: Iterable[Overlay]) -> list[Overlay]:
+        """Inside a write's transaction: record that ``overlays``' contents changed.
+        The caller adds one to each ``version`` once the transaction commits."""
+        unique = list({ov.key: ov for ov in overlays}.values())
+        if unique:
+            await runner.run(
+                INTERNAL_DB,
+                {
+                    "update": "counters",
+                    "updates": [
+                        {"q": {"_id": version_key(ov.key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
+                        for ov in unique
+                    ],
+                },
+            )
+        return unique
+
+    async def refresh(self) -> None:
+        """Reload the metadata if another proxy changed it (one small query)."""
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        if (int(counter[0].get("epoch", 0)) if counter else 0) != self.epoch:
+            await self.reload()
+
+    def check_epoch(self, counter: dict[str, Any]) -> None:
+        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog."""
+        if int(counter.get("epoch", 0)) != self.epoch:
+            raise StaleCatalog
+
     # -- LSN -------------------------------------------------------------------
 
     async def allocate_lsns(self, count: int) -> int:
@@ -289,6 +416,7 @@ class Catalog:
                 "new": True,
             },
         )
+        self.check_epoch(reply["value"])
         return int(reply["value"]["value"]) - count + 1
 
     async def current_lsn(self) -> int:
@@ -313,13 +441,33 @@ class Catalog:
         await self.get(parent)
         if name in self.branches:
             raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        lsn = await self.current_lsn() if base_lsn is None else base_lsn
         details.setdefault("project", self.branches[parent].project)  # inherited
         branch = Branch(
-            name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
+            name,
+            "b" + secrets.token_hex(5),
+            parent,
+            base_lsn or 0,
+            now(),
+            read_only,
+            point,
+            **details,
         )
-        exists = BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
+
+        async def unit(txn: Runner) -> None:
+            # The fork point and the epoch move together: a writer that did not see
+            # this branch either committed before it (and is below the fork point)
+            # or conflicts on the counter and starts again, seeing it.
+            head = await self.changed(txn)
+            if base_lsn is None:
+                branch.base_lsn = head
+            await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]})
+
+        try:
+            await run_in_transaction(self.db.pool, unit)
+        except CommandError as exc:
+            if exc.code == 11000:  # another caller created it first: exactly one wins
+                raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists") from None
+            raise
         self.branches[name] = branch
         return branch
 
@@ -341,6 +489,7 @@ class Catalog:
             INTERNAL_DB,
             {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
         )
+        await self.changed()
         del self.branches[name]
         gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
         for ov in gone:
@@ -360,6 +509,7 @@ class Catalog:
                 "updates": [{"q": {"_id": branch.name}, "u": {"$set": changes}}],
             },
         )
+        await self.changed()
 
     async def set_default(self, name: str) -> None:
         await self.get(name)
@@ -372,6 +522,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         self.default_branch = name
 
     # -- overlays --------------------------------------------------------------
@@ -390,7 +541,7 @@ class Catalog:
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
-        await self.db.command(
+        reply = await self.db.command(
             INTERNAL_DB,
             {
                 "update": "overlays",
@@ -412,6 +563,10 @@ class Catalog:
             },
         )
         await self._copy_indexes(db, coll, ov.name)
+        if reply.get("upserted"):
+            await self.changed()
+        else:  # another proxy registered it: its contents are not known here
+            ov.ids = None
         self.overlays[ov.key] = ov
         return ov
 
@@ -432,6 +587,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
@@ -456,6 +612,10 @@ class Catalog:
         """Fill the overlay's id cache from the upstream."""
         if ov.ids is not None:
             return
+        # The version first: a write landing between the two reads leaves the cache
+        # ahead of its version, which the next check corrects; never behind it.
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": version_key(ov.key)})
+        ov.version = int(found[0].get("v", 0)) if found else 0
         docs = await self.db.find(ov.db, ov.name, {}, projection={"_id": 1, TOMBSTONE: 1})
         ov.ids = {_hashable(d["_id"]): d["_id"] for d in docs}
         ov.tombstones = {_hashable(d["_id"]) for d in docs if d.get(TOMBSTONE)}

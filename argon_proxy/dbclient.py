@@ -86,6 +86,11 @@ class DbClient:
         async with self.pool.checkout() as conn:
             return await run_on(conn, db, command)
 
+    async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """``command`` outside any transaction, raising write errors (a ``txn.Runner``)."""
+        async with self.pool.checkout() as conn:
+            return await run_checked(conn, db, command)
+
     async def insert_new(
         self, db: str, coll: str, doc: Mapping[str, Any], exists: Exception
     ) -> None:

@@ -154,8 +154,11 @@ class Engine:
         cmd = req.command
         name = next(iter(cmd))
         if name == "argon":
+            await self.catalog.refresh()
             return await admin.handle(self, cmd)
         db, branch = await self.resolve(str(cmd.get("$db", "")), req.app_name)
+        if branch.name != MAIN:  # another proxy may have changed what the caches hold
+            branch = await self.catalog.sync(branch, db)
         req.branch = branch.name
         if db == INTERNAL_DB:
             raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
@@ -289,6 +292,8 @@ class Engine:
             raise ArgonError(26, "ns not found")
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
+        for bumped in await self.catalog.bump(self.db, [ov]):
+            bumped.version += 1
         ov.ids, ov.tombstones = {}, set()
         await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
         await indexes.store(self, ov, None)

@@ -68,6 +68,7 @@ _NAMES = {
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",
     73: "InvalidNamespace",
+    112: "WriteConflict",
 }
 
 
