@@ -410,7 +410,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "findAndModify": "counters",
-                "query": {"_id": "lsn"},
+                "query": {"_id": LSN_COUNTER},
                 "update": {"$inc": {"value": bson.Int64(count)}},
                 "upsert": True,
                 "new": True,
@@ -420,8 +420,8 @@ class Catalog:
         return int(reply["value"]["value"]) - count + 1
 
     async def current_lsn(self) -> int:
-        found = await self.db.find(INTERNAL_DB, "counters", {"_id": "lsn"})
-        return int(found[0]["value"]) if found else 0
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        return int(found[0].get("value", 0)) if found else 0
 
     # -- branches --------------------------------------------------------------
 
