@@ -19,7 +19,7 @@ import trio
 from .config import Settings
 from .embedded import embedded_upstream
 from .engine import Engine
-from .errors import ArgonError, UpstreamUnavailable
+from .errors import UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
 from .upstream import UpstreamPool, parse_upstream_uri
@@ -63,8 +63,8 @@ async def _follow_catalog(engine: Engine) -> None:
         await trio.sleep(_CATALOG_INTERVAL)
         try:
             await engine.catalog.refresh()
-        except ArgonError as exc:  # the upstream is away: the health check reports it
-            log.debug("catalog refresh failed: %s", exc.errmsg)
+        except Exception as exc:  # the upstream is away (the health check reports it)
+            log.debug("catalog refresh failed: %r", exc)
 
 
 async def _start_engine(engine: Engine) -> None:
