@@ -4,11 +4,19 @@ Theory of operation: each layer of the view gets the user's own filter and
 sort, unchanged, so every layer uses the indexes main would. Documents whose
 ``_id`` a nearer layer holds, and tombstones, are dropped using the overlay id
 sets kept in memory; the sorted streams are merged by the sort key in
-MongoDB's comparison order; skip and limit apply after the merge. This path
-answers only when the whole result fits in one reply of at most
-``MAX_MERGED`` documents and every sort value is a plain scalar; otherwise
-it returns None and the caller uses the pushed-down aggregation, which gives
-a real upstream cursor for any size.
+MongoDB's comparison order; skip and limit apply after the merge.
+
+With a projection, the layers are first asked only for what the merge needs
+(``_id``, the tombstone marker, the sort keys), then mongod applies the user's
+projection, whatever it holds (inclusions, exclusions, ``$slice``,
+``$elemMatch``, positional, expressions), to the page's documents on their own
+layers: Argon never decides what a projection means.
+
+This path answers only when the page fits mongod's first batch (``batchSize``,
+else 101 documents) and every sort value is a plain scalar; otherwise it
+returns None and the caller uses the pushed-down aggregation, whose real
+upstream cursor streams any size through ``getMore``. So the proxy holds at
+most one first batch (plus the ids the layers shadow) per query.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ from bson.regex import Regex
 from .catalog import Catalog, hashable_id
 from .dbclient import DbClient
 from .naming import TOMBSTONE
-from .view import View
+from .view import Layer, View, conjoin, pin
 
 MAX_MERGED = 1000
+DEFAULT_FIRST_BATCH = 101  # mongod's first batch of a find without batchSize
 _SIMPLE_OPTIONS = frozenset(
     {
         "find",
@@ -118,110 +127,163 @@ def sort_key(sort: Mapping[str, Any]) -> Any:
     return key
 
 
-def _layer_projection(
-    projection: Mapping[str, Any] | None, sort: Mapping[str, Any]
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """What to ask each layer for, and the top-level fields to strip afterwards."""
-    if not projection:
-        return None, []
-    values = set(projection.values())
-    if not values <= {0, 1} or any("$" in k for k in projection):
-        raise NotMergeable
-    needed = ["_id", *sort]
-    if any("." in k for k in needed):
-        raise NotMergeable
-    inclusion = any(v for k, v in projection.items() if k != "_id")
-    asked = dict(projection)
-    strip = []
-    for name in needed:
-        if inclusion and not projection.get(name, name == "_id"):
-            asked[name] = 1
-            strip.append(name)
-        elif not inclusion and name in projection and not projection[name]:
-            del asked[name]
-            strip.append(name)
-    return asked or None, strip
+def _first_batch(cmd: Mapping[str, Any]) -> int:
+    """The most documents mongod puts in the first reply to this ``find``: its
+    ``batchSize``, else 101 (mongod's default first batch)."""
+    size = cmd.get("batchSize")
+    return DEFAULT_FIRST_BATCH if size is None else int(size)
+
+
+def _key_projection(sort: Mapping[str, Any]) -> dict[str, Any]:
+    """What to ask each layer for when the user projects: the ``_id``, the tombstone
+    marker and the sort keys, all inclusions Argon chose itself. The user's own
+    projection is applied by mongod afterwards (``_project``), so no rule about
+    mixing it with these fields ever comes into play."""
+    paths = ["_id", *sort]
+    for path in paths:
+        if any(other != path and other.startswith(path + ".") for other in paths):
+            raise NotMergeable  # a path and its parent cannot both be projected
+    return {**{path: 1 for path in paths}, TOMBSTONE: 1}
+
+
+async def _project(
+    db_client: DbClient,
+    view: View,
+    cmd: Mapping[str, Any],
+    page: list[tuple[int, dict[str, Any]]],
+) -> list[dict[str, Any]] | None:
+    """The documents of ``page`` (each with the index of the layer it came from) as
+    the user's projection shows them, in page order, or None if one changed
+    meanwhile. mongod projects each on its own layer, with the user's filter
+    (positional projections need it), sorted by ``_id``, which the projection may
+    hide or replace; the order of the ids says which document is which."""
+    by_layer: dict[int, list[Any]] = {}
+    for index, doc in page:
+        by_layer.setdefault(index, []).append(doc["_id"])
+    found: dict[tuple[int, Any], dict[str, Any]] = {}
+    for index, ids in by_layer.items():
+        ids.sort(key=_rank)  # the order of the upstream's {_id: 1} sort
+        query = {
+            "find": view.layers[index].coll,
+            "filter": pin({"$in": ids}, cmd.get("filter") or {}),
+            "projection": cmd["projection"],
+            "sort": {"_id": 1},
+            "limit": len(ids),  # closes the cursor: a full batch alone would not
+            "batchSize": len(ids),
+        }
+        reply = await db_client.command(view.db, query)
+        batch = reply["cursor"]["firstBatch"]
+        if reply["cursor"].get("id"):
+            await _kill(db_client, view.db, view.layers[index].coll, reply["cursor"]["id"])
+            return None
+        if len(batch) != len(ids):
+            return None
+        for doc_id, doc in zip(ids, batch, strict=True):
+            found[(index, hashable_id(doc_id))] = doc
+    return [found[(index, hashable_id(doc["_id"]))] for index, doc in page]
+
+
+async def _kill(db_client: DbClient, db: str, coll: str, cursor_id: Any) -> None:
+    await db_client.command(db, {"killCursors": coll, "cursors": [cursor_id]})
 
 
 async def find_merged(
     db_client: DbClient, catalog: Catalog, view: View, cmd: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    """The whole answer of ``cmd`` on ``view`` as a one-batch reply, or None."""
+    """The whole answer of ``cmd`` on ``view`` as a one-batch reply, or None when it
+    does not fit mongod's first batch (the caller then gives a real cursor)."""
     if set(cmd) - _SIMPLE_OPTIONS or "txnNumber" in cmd:
         return None
     try:
         sort = dict(cmd.get("sort") or {})
         key = sort_key(sort)
-        asked, strip = _layer_projection(cmd.get("projection"), sort)
+        asked = _key_projection(sort) if cmd.get("projection") else None
     except NotMergeable:
         return None
+    first = _first_batch(cmd)
+    if first <= 0:
+        return None  # an empty first batch and an open cursor: the upstream's shape
+    single = bool(cmd.get("singleBatch")) or int(cmd.get("limit") or 0) < 0
     skip = int(cmd.get("skip") or 0)
     limit = abs(int(cmd.get("limit") or 0))
-    wanted = skip + limit if limit else MAX_MERGED + 1
-    streams = []
+    # One more than the first batch holds tells whether it would hold them all.
+    needed = min(limit, first + 1) if limit else first + 1
+    if needed > MAX_MERGED + 1:
+        return None
+    wanted = skip + needed
+    streams: list[list[tuple[int, dict[str, Any]]]] = []
     shadow: set[Any] = set()
-    for layer in _layers_for(catalog, view, cmd.get("filter")):
+    for index, layer in _layers_for(catalog, view, cmd.get("filter")):
         own = _layer_ids(catalog, view, layer.coll)
-        # Enough rows that, after dropping shadowed ids and tombstones, ``wanted`` remain.
+        # Enough rows that, after dropping shadowed ids and tombstones, ``wanted`` remain;
+        # every layer's stream is then complete up to the ``wanted``-th merged document.
         rows = wanted + len(shadow) + len(own)
         query: dict[str, Any] = {
             "find": layer.coll,
-            "filter": cmd.get("filter") or {},
+            "filter": conjoin(cmd.get("filter") or {}),
             "limit": rows,
             "batchSize": rows,
         }
         if sort:
             query["sort"] = sort
         if asked:
-            inclusion = any(v for k, v in asked.items() if k != "_id")
-            query["projection"] = {**asked, TOMBSTONE: 1} if layer.overlay and inclusion else asked
+            query["projection"] = asked
         for opt in ("maxTimeMS", "comment"):
             if opt in cmd:
                 query[opt] = cmd[opt]
         reply = await db_client.command(view.db, query)
         batch = reply["cursor"]["firstBatch"]
         if reply["cursor"].get("id"):
-            await db_client.command(
-                view.db, {"killCursors": layer.coll, "cursors": [reply["cursor"]["id"]]}
-            )
+            await _kill(db_client, view.db, layer.coll, reply["cursor"]["id"])
             return None
-        if not limit and len(batch) >= rows:
-            return None  # there may be more than one reply's worth: not this path's job
         docs = [d for d in batch if hashable_id(d["_id"]) not in shadow]
         if layer.overlay:
             docs = [d for d in docs if not d.get(TOMBSTONE)]
-        streams.append(docs)
+        streams.append([(index, d) for d in docs])
         shadow.update(own)
     try:
-        merged = list(heapq.merge(*streams, key=key)) if sort else [d for s in streams for d in s]
+        merged = (
+            list(heapq.merge(*streams, key=lambda item: key(item[1])))
+            if sort
+            else [item for s in streams for item in s]
+        )
     except NotMergeable:
         return None
-    if not limit and len(merged) - skip > MAX_MERGED:
+    page = merged[skip:wanted]
+    if len(page) > first:
+        if not single:
+            return None  # more than one batch: the caller's cursor streams it
+        page = page[:first]
+    docs_out: list[dict[str, Any]] | None = [doc for _, doc in page]
+    if asked:
+        try:
+            docs_out = await _project(db_client, view, cmd, page)
+        except NotMergeable:
+            return None  # ids without a plain order: the general path projects
+    if docs_out is None:
         return None
-    page = merged[skip : skip + limit] if limit else merged[skip:]
-    for doc in page:
-        for name in strip:
-            doc.pop(name, None)
     return {
-        "cursor": {"firstBatch": page, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
+        "cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
         "ok": 1.0,
     }
 
 
-def _layers_for(catalog: Catalog, view: View, flt: Any) -> tuple[Any, ...]:
-    """The layers worth asking: for ``{_id: <value>}`` only the nearest one holding
-    that id (the base if no overlay does), so a point read costs one query."""
+def _layers_for(catalog: Catalog, view: View, flt: Any) -> list[tuple[int, Layer]]:
+    """The layers worth asking, with their index in the view: for ``{_id: <value>}``
+    only the nearest one holding that id (the base if no overlay does), so a point
+    read costs one query."""
+    every = list(enumerate(view.layers))
     if not isinstance(flt, Mapping) or set(flt) != {"_id"}:
-        return view.layers
+        return every
     value = flt["_id"]
     if isinstance(value, list | re.Pattern | Regex) or (
         isinstance(value, Mapping) and any(str(k).startswith("$") for k in value)
     ):
-        return view.layers
+        return every
     key = hashable_id(value)
-    for index, layer in enumerate(view.layers):
+    for index, layer in every:
         if not layer.overlay:
-            return view.layers[index : index + 1]
+            return [(index, layer)]
         held = next(
             (
                 ov.ids
@@ -231,10 +293,10 @@ def _layers_for(catalog: Catalog, view: View, flt: Any) -> tuple[Any, ...]:
             None,
         )
         if held is None:
-            return view.layers  # ids not loaded: ask every layer
+            return every  # ids not loaded: ask every layer
         if key in held:
-            return view.layers[index : index + 1]
-    return ()
+            return [(index, layer)]
+    return []
 
 
 def _layer_ids(catalog: Catalog, view: View, coll: str) -> set[Any] | dict[Any, Any]:
