@@ -16,7 +16,10 @@ This path answers only when the page fits mongod's first batch (``batchSize``,
 else 101 documents) and every sort value is a plain scalar; otherwise it
 returns None and the caller uses the pushed-down aggregation, whose real
 upstream cursor streams any size through ``getMore``. So the proxy holds at
-most one first batch (plus the ids the layers shadow) per query.
+most one first batch (plus the ids the layers shadow) per query. The one
+exception is a projection only ``find`` knows (``$slice``, ``$elemMatch``,
+positional), which no aggregation can apply: up to ``MAX_MERGED`` documents
+are answered in one batch, and more are refused by the caller.
 """
 
 from __future__ import annotations
@@ -127,6 +130,19 @@ def sort_key(sort: Mapping[str, Any]) -> Any:
     return key
 
 
+def find_only_projection(projection: Any) -> bool:
+    """Whether ``projection`` uses what only ``find`` projects (positional,
+    ``$elemMatch``, ``$slice``), which an aggregation's ``$project`` cannot."""
+    if not isinstance(projection, Mapping):
+        return False
+    for key, value in projection.items():
+        if str(key).endswith(".$"):
+            return True
+        if isinstance(value, Mapping) and ("$elemMatch" in value or "$slice" in value):
+            return True
+    return False
+
+
 def _first_batch(cmd: Mapping[str, Any]) -> int:
     """The most documents mongod puts in the first reply to this ``find``: its
     ``batchSize``, else 101 (mongod's default first batch)."""
@@ -204,6 +220,11 @@ async def find_merged(
     if first <= 0:
         return None  # an empty first batch and an open cursor: the upstream's shape
     single = bool(cmd.get("singleBatch")) or int(cmd.get("limit") or 0) < 0
+    if not single and find_only_projection(cmd.get("projection")):
+        # Aggregation has no such projection, so no cursor can stream it: answer up
+        # to MAX_MERGED documents in one batch (drivers take any batch size) rather
+        # than refuse.
+        first = max(first, MAX_MERGED)
     skip = int(cmd.get("skip") or 0)
     limit = abs(int(cmd.get("limit") or 0))
     # One more than the first batch holds tells whether it would hold them all.

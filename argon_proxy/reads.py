@@ -25,6 +25,7 @@ import bson
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .merge_find import MAX_MERGED, find_only_projection
 from .naming import INTERNAL_DB, is_internal
 from .view import View, build_view
 
@@ -133,9 +134,12 @@ class Reader:
             if cmd.get(option):
                 raise unsupported(f"find with {option!r}", branch.name)
         projection = cmd.get("projection")
-        if projection and _find_only_projection(projection):
+        if projection and find_only_projection(projection):
             raise unsupported(
-                "find with a positional, $elemMatch or $slice projection", branch.name
+                "find with a positional, $elemMatch or $slice projection",
+                branch.name,
+                f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
+                "values, without hint or collation; add a limit",
             )
         pipeline = view.pipeline(cmd.get("filter") or {})
         if cmd.get("sort"):
@@ -344,15 +348,6 @@ class Reader:
 
 def _has_text(match: Any) -> bool:
     return isinstance(match, dict) and "$text" in match
-
-
-def _find_only_projection(projection: Mapping[str, Any]) -> bool:
-    for key, value in projection.items():
-        if key.endswith(".$"):
-            return True
-        if isinstance(value, dict) and ("$elemMatch" in value or "$slice" in value):
-            return True
-    return False
 
 
 def _distinct_key(value: Any) -> Any:

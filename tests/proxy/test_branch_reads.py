@@ -153,6 +153,8 @@ def test_projection_operators(client: Client, direct: Client, projection: dict[s
     for flt in ({}, {"a": {"$gte": 3}}):
         got = list(branch.find(flt, projection, sort=sort))
         assert got == list(copy.find(flt, projection, sort=sort)), (flt, projection)
+    got = list(branch.find({}, projection, sort=sort, batch_size=2))
+    assert got == list(copy.find({}, projection, sort=sort, batch_size=2)), projection
     got = list(branch.find({"arr": 5}, {"arr.$": 1}, sort=sort))
     assert got == list(copy.find({"arr": 5}, {"arr.$": 1}, sort=sort))
 
