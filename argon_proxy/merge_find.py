@@ -116,9 +116,9 @@ def _get(doc: Mapping[str, Any], path: str) -> Any:
 
 def sort_key(sort: Mapping[str, Any]) -> Any:
     fields = list(sort.items())
-    for _, direction in fields:
-        if direction not in (1, -1):
-            raise NotMergeable  # {$meta: ...} and friends
+    for path, direction in fields:
+        if direction not in (1, -1) or path.startswith("$"):
+            raise NotMergeable  # {$meta: ...}, $natural and friends
 
     def key(doc: Mapping[str, Any]) -> tuple[Any, ...]:
         parts: list[Any] = []

@@ -26,10 +26,11 @@ _names = itertools.count()
 
 
 class Commands(monitoring.CommandListener):
-    """The names of the commands a client sent, in order."""
+    """The names of the commands a client sent, in order, and of those that failed."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.failures: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.sent.append(event.command_name)
@@ -38,7 +39,7 @@ class Commands(monitoring.CommandListener):
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self.failures.append(event.command_name)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +209,9 @@ def test_distinct_uses_bson_equality(client: Client, direct: Client) -> None:
         for value in want:
             assert copy.count_documents({key: value}) == branch.count_documents({key: value})
     assert sorted(branch.distinct("m")) == [2**53, 2**53 + 1, 2**53 + 2]
+    with pytest.raises(OperationFailure) as info:  # refused, never compared wrongly
+        branch.distinct("n", collation={"locale": "en", "strength": 1})
+    assert info.value.code == 115
 
 
 def test_batch_size_streams_through_get_more(
@@ -235,11 +239,15 @@ def test_batch_size_streams_through_get_more(
         many = len(got) > case.get("batch_size", 101) and case.get("limit", 0) >= 0
         assert ("getMore" in sent) == many, (case, sent)
     commands.sent.clear()
+    commands.failures.clear()
     cursor = branch.find({}).batch_size(2)
-    assert len([next(cursor), next(cursor)]) == 2
+    assert len([next(cursor), next(cursor), next(cursor)]) == 3
     cursor.close()
-    assert "killCursors" in commands.sent
+    assert "getMore" in commands.sent and "killCursors" in commands.sent
+    assert commands.failures == []
     assert branch.count_documents({}) == 149
+    natural = list(branch.find({}, {"_id": 1}, sort=[("$natural", 1)], limit=200))
+    assert sorted(d["_id"] for d in natural) == sorted(d["_id"] for d in copy.find({}, {"_id": 1}))
 
 
 def test_list_collections_filters_on_a_branch(client: Client) -> None:
