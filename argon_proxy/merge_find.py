@@ -186,6 +186,7 @@ async def _project(
             "sort": {"_id": 1},
             "limit": len(ids),  # closes the cursor: a full batch alone would not
             "batchSize": len(ids),
+            **_passed(cmd),
         }
         reply = await db_client.command(view.db, query)
         batch = reply["cursor"]["firstBatch"]
@@ -197,6 +198,11 @@ async def _project(
         for doc_id, doc in zip(ids, batch, strict=True):
             found[(index, hashable_id(doc_id))] = doc
     return [found[(index, hashable_id(doc["_id"]))] for index, doc in page]
+
+
+def _passed(cmd: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of the user's find that every query made for it carries."""
+    return {opt: cmd[opt] for opt in ("maxTimeMS", "comment") if opt in cmd}
 
 
 async def _kill(db_client: DbClient, db: str, coll: str, cursor_id: Any) -> None:
@@ -249,9 +255,7 @@ async def find_merged(
             query["sort"] = sort
         if asked:
             query["projection"] = asked
-        for opt in ("maxTimeMS", "comment"):
-            if opt in cmd:
-                query[opt] = cmd[opt]
+        query.update(_passed(cmd))
         reply = await db_client.command(view.db, query)
         batch = reply["cursor"]["firstBatch"]
         if reply["cursor"].get("id"):
