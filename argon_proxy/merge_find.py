@@ -14,8 +14,9 @@ layers: Argon never decides what a projection means.
 
 This path answers only when the page fits mongod's first batch (``batchSize``,
 else 101 documents) and every sort value is a plain scalar; otherwise it
-returns None and the caller uses the pushed-down aggregation, whose real
-upstream cursor streams any size through ``getMore``. So the proxy holds at
+returns None and the caller uses the view's aggregation, whose real upstream
+cursor streams any size through ``getMore``; ``narrowed`` keeps that
+aggregation's exclusions to the ids that match the filter. So the proxy holds at
 most one first batch (plus the ids the layers shadow) per query. The one
 exception is a projection only ``find`` knows (``$slice``, ``$elemMatch``,
 positional), which no aggregation can apply: up to ``MAX_MERGED`` documents
@@ -41,6 +42,7 @@ from .naming import TOMBSTONE
 from .view import Layer, View, conjoin, pin
 
 MAX_MERGED = 1000
+MAX_NARROWED = 10_000  # ids listed per layer to narrow a view's exclusions
 DEFAULT_FIRST_BATCH = 101  # mongod's first batch of a find without batchSize
 _SIMPLE_OPTIONS = frozenset(
     {
@@ -214,14 +216,10 @@ async def find_merged(
 ) -> dict[str, Any] | None:
     """The whole answer of ``cmd`` on ``view`` as a one-batch reply, or None when it
     does not fit mongod's first batch (the caller then gives a real cursor)."""
-    if set(cmd) - _SIMPLE_OPTIONS or "txnNumber" in cmd:
+    plan = _plan(cmd)
+    if plan is None:
         return None
-    try:
-        sort = dict(cmd.get("sort") or {})
-        key = sort_key(sort)
-        asked = _key_projection(sort) if cmd.get("projection") else None
-    except NotMergeable:
-        return None
+    _, key, asked = plan
     first = _first_batch(cmd)
     if first <= 0:
         return None  # an empty first batch and an open cursor: the upstream's shape
@@ -231,10 +229,99 @@ async def find_merged(
         # to MAX_MERGED documents in one batch (drivers take any batch size) rather
         # than refuse.
         first = max(first, MAX_MERGED)
+    # One more than the first batch holds tells whether it would hold them all.
+    page = await _page(db_client, catalog, view, cmd, asked, key, first + 1)
+    if page is None:
+        return None
+    if len(page) > first:
+        if not single:
+            return None  # more than one batch: the caller's cursor streams it
+        page = page[:first]
+    docs_out: list[dict[str, Any]] | None = [doc for _, doc in page]
+    if asked:
+        try:
+            docs_out = await _project(db_client, view, cmd, page)
+        except NotMergeable:
+            return None  # ids without a plain order: the general path projects
+    if docs_out is None:
+        return None
+    return {
+        "cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
+        "ok": 1.0,
+    }
+
+
+async def narrowed(
+    db_client: DbClient, catalog: Catalog, view: View, cmd: Mapping[str, Any]
+) -> View | None:
+    """``view`` with each layer excluding only the ids that a nearer layer holds and
+    that match the find's filter there, or None when a layer matches more than
+    ``MAX_NARROWED`` documents.
+
+    The view's own exclusions are every id the nearer overlays hold, a long
+    ``$nin`` some planners pay for dearly beside the user's filter; asking each
+    layer for the ``_id``s matching the filter first (which uses the same indexes
+    as the filter) leaves only the exclusions that matter, usually none."""
+    flt = cmd.get("filter") or {}
+    if not isinstance(flt, Mapping):
+        return None
+    layers: list[Layer] = []
+    shadow: set[Any] = set()
+    for layer in view.layers:
+        own = _layer_ids(catalog, view, layer.coll)
+        rows = MAX_NARROWED + len(shadow) + len(own) + 1
+        query: dict[str, Any] = {
+            "find": layer.coll,
+            "filter": conjoin(dict(flt)),
+            "projection": {"_id": 1},
+            "limit": rows,
+            "batchSize": rows,
+            **_passed(cmd),
+            **{k: cmd[k] for k in ("collation", "let") if k in cmd},
+        }
+        reply = await db_client.command(view.db, query)
+        batch = reply["cursor"]["firstBatch"]
+        if reply["cursor"].get("id"):
+            await _kill(db_client, view.db, layer.coll, reply["cursor"]["id"])
+            return None
+        if len(batch) >= rows:
+            return None  # too many to list: the view's own exclusions apply
+        dropped = [d["_id"] for d in batch if hashable_id(d["_id"]) in shadow]
+        layers.append(Layer(layer.coll, tuple(dropped), layer.overlay))
+        shadow.update(own)
+    return View(view.db, view.coll, tuple(layers))
+
+
+def _plan(cmd: Mapping[str, Any]) -> tuple[dict[str, Any], Any, dict[str, Any] | None] | None:
+    """The sort, its key and what to ask the layers for, or None if not mergeable."""
+    if set(cmd) - _SIMPLE_OPTIONS or "txnNumber" in cmd:
+        return None
+    if not isinstance(cmd.get("filter") or {}, Mapping):
+        return None
+    try:
+        sort = dict(cmd.get("sort") or {})
+        key = sort_key(sort)
+        asked = _key_projection(sort) if cmd.get("projection") else None
+    except NotMergeable:
+        return None
+    return sort, key, asked
+
+
+async def _page(
+    db_client: DbClient,
+    catalog: Catalog,
+    view: View,
+    cmd: Mapping[str, Any],
+    asked: dict[str, Any] | None,
+    key: Any,
+    at_most: int,
+) -> list[tuple[int, dict[str, Any]]] | None:
+    """Up to ``at_most`` documents of the merged result after ``skip`` (fewer when
+    ``limit`` says so), each with the index of its layer; None if not mergeable."""
+    sort = dict(cmd.get("sort") or {})
     skip = int(cmd.get("skip") or 0)
     limit = abs(int(cmd.get("limit") or 0))
-    # One more than the first batch holds tells whether it would hold them all.
-    needed = min(limit, first + 1) if limit else first + 1
+    needed = min(limit, at_most) if limit else at_most
     if needed > MAX_MERGED + 1:
         return None
     wanted = skip + needed
@@ -274,23 +361,7 @@ async def find_merged(
         )
     except NotMergeable:
         return None
-    page = merged[skip:wanted]
-    if len(page) > first:
-        if not single:
-            return None  # more than one batch: the caller's cursor streams it
-        page = page[:first]
-    docs_out: list[dict[str, Any]] | None = [doc for _, doc in page]
-    if asked:
-        try:
-            docs_out = await _project(db_client, view, cmd, page)
-        except NotMergeable:
-            return None  # ids without a plain order: the general path projects
-    if docs_out is None:
-        return None
-    return {
-        "cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
-        "ok": 1.0,
-    }
+    return merged[skip:wanted]
 
 
 def _layers_for(catalog: Catalog, view: View, flt: Any) -> list[tuple[int, Layer]]:

@@ -5,10 +5,14 @@ the base collection is forwarded as it is (only ``$db`` changes). Otherwise
 ``find`` and ``aggregate`` become one aggregation on the base collection: the
 view's stages (each layer matched with the user's filter, pushed down so
 every layer uses its indexes) followed by the user's own sort, skip, limit,
-projection or pipeline. The result is a real upstream cursor in the client's
-session, so ``getMore`` and ``killCursors`` pass straight through. ``count``
-and ``distinct`` run mongod's own command on every layer and combine the
-answers, which keeps their exact semantics. Anything a branch cannot answer
+projection or pipeline; for ``find`` each layer excludes only the nearer
+layers' ids that match the filter (``merge_find.narrowed``). The result is a
+real upstream cursor in the client's session, so ``getMore`` and
+``killCursors`` pass straight through.
+``count`` runs mongod's own command on every layer and adds the answers;
+``distinct`` does too and merges the values with BSON equality. The filter of
+``listCollections`` is evaluated by mongod, on Argon's entries for the
+collections only a branch has as well. Anything a branch cannot answer
 exactly yet is refused with ``CommandNotSupported``, never approximated.
 """
 
@@ -25,7 +29,7 @@ import bson
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
-from .merge_find import MAX_MERGED, find_only_projection
+from .merge_find import MAX_MERGED, find_only_projection, narrowed
 from .naming import INTERNAL_DB, is_internal
 from .view import View, build_view
 
@@ -141,6 +145,7 @@ class Reader:
                 f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
                 "values, without hint or collation; add a limit",
             )
+        view = await narrowed(self.db, self.catalog, view, cmd) or view
         pipeline = view.pipeline(cmd.get("filter") or {})
         if cmd.get("sort"):
             pipeline.append({"$sort": cmd["sort"]})

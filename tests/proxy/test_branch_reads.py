@@ -238,6 +238,16 @@ def test_batch_size_streams_through_get_more(
             assert got == list(copy.find({}, **case)), case
         many = len(got) > case.get("batch_size", 101) and case.get("limit", 0) >= 0
         assert ("getMore" in sent) == many, (case, sent)
+    # Well past one batch: the narrowed view's aggregation streams it.
+    more = [{"_id": 1000 + i, "x": i % 5} for i in range(1100)]
+    for coll in (branch, copy):
+        coll.insert_many([dict(d) for d in more])
+    commands.sent.clear()
+    got = list(branch.find({}, sort=[("x", 1), ("_id", 1)], batch_size=400))
+    assert got == list(copy.find({}, sort=[("x", 1), ("_id", 1)]))
+    assert commands.sent.count("getMore") >= 3
+    for coll in (branch, copy):
+        coll.delete_many({"_id": {"$gte": 1000}})
     commands.sent.clear()
     commands.failures.clear()
     cursor = branch.find({}).batch_size(2)
