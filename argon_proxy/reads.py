@@ -336,6 +336,8 @@ class Reader:
         source apart from no match."""
         if not entries or not flt:
             return entries
+        if set(flt) == {"name"} and isinstance(flt["name"], str):
+            return [e for e in entries if e["name"] == flt["name"]]  # exact: one string
         pipeline: list[dict[str, Any]] = [
             {"$limit": 1},
             {"$project": {"_id": 0, "entry": {"$literal": entries}}},
