@@ -6,11 +6,13 @@ sort, unchanged, so every layer uses the indexes main would. Documents whose
 sets kept in memory; the sorted streams are merged by the sort key in
 MongoDB's comparison order; skip and limit apply after the merge.
 
-With a projection, the layers are first asked only for what the merge needs
-(``_id``, the tombstone marker, the sort keys), then mongod applies the user's
-projection, whatever it holds (inclusions, exclusions, ``$slice``,
-``$elemMatch``, positional, expressions), to the page's documents on their own
-layers: Argon never decides what a projection means.
+A projection of top-level fields with 0/1 values is sent to the layers with
+what the merge needs (``_id``, the tombstone marker, the sort keys) included,
+or no longer excluded, following mongod's inclusion/exclusion rule, and those
+fields are stripped afterwards. Any other projection (dotted paths,
+``$slice``, ``$elemMatch``, positional, expressions) is never interpreted:
+the layers are first asked only for what the merge needs, then mongod applies
+the user's projection to the page's documents on their own layers.
 
 This path answers only when the page fits mongod's first batch (``batchSize``,
 else 101 documents) and every sort value is a plain scalar; otherwise it
@@ -152,6 +154,38 @@ def _first_batch(cmd: Mapping[str, Any]) -> int:
     return DEFAULT_FIRST_BATCH if size is None else int(size)
 
 
+def _plain_projection(
+    projection: Mapping[str, Any], sort: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str]] | None:
+    """For a projection of top-level fields with 0/1 (or boolean) values only: what
+    to ask each layer for, and the fields to strip afterwards; else None.
+
+    mongod's rule: the projection includes when a field other than ``_id`` is
+    included, or when ``_id`` alone is; it excludes otherwise. The merge needs
+    ``_id``, the tombstone marker and the sort keys, so an inclusion asks for
+    them too and an exclusion stops excluding them; either way the user never
+    sees them unless the projection shows them."""
+    if not all(isinstance(v, int | float) for v in projection.values()):
+        return None  # bool is an int: included
+    if any("." in k or k.startswith("$") for k in [*projection, *sort]):
+        return None
+    included = {k for k, v in projection.items() if v}
+    inclusion = bool(included - {"_id"}) or projection.keys() == {"_id"} == included
+    asked = dict(projection)
+    strip: list[str] = []
+    for name in dict.fromkeys(["_id", *sort]):
+        if inclusion and not projection.get(name, name == "_id"):
+            asked[name] = 1
+            strip.append(name)
+        elif not inclusion and name in projection and not projection[name]:
+            del asked[name]
+            strip.append(name)
+    if inclusion:
+        asked[TOMBSTONE] = 1
+        strip.append(TOMBSTONE)
+    return asked, strip
+
+
 def _key_projection(sort: Mapping[str, Any]) -> dict[str, Any]:
     """What to ask each layer for when the user projects: the ``_id``, the tombstone
     marker and the sort keys, all inclusions Argon chose itself. The user's own
@@ -219,18 +253,21 @@ async def find_merged(
     plan = _plan(cmd)
     if plan is None:
         return None
-    _, key, asked = plan
+    sort, key, asked = plan
+    projection = cmd.get("projection")
+    plain = _plain_projection(projection, sort) if projection else None
     first = _first_batch(cmd)
     if first <= 0:
         return None  # an empty first batch and an open cursor: the upstream's shape
     single = bool(cmd.get("singleBatch")) or int(cmd.get("limit") or 0) < 0
-    if not single and find_only_projection(cmd.get("projection")):
+    if not single and find_only_projection(projection):
         # Aggregation has no such projection, so no cursor can stream it: answer up
         # to MAX_MERGED documents in one batch (drivers take any batch size) rather
         # than refuse.
         first = max(first, MAX_MERGED)
     # One more than the first batch holds tells whether it would hold them all.
-    page = await _page(db_client, catalog, view, cmd, asked, key, first + 1)
+    layer_projection = (plain[0] or None) if plain else asked
+    page = await _page(db_client, catalog, view, cmd, layer_projection, key, first + 1)
     if page is None:
         return None
     if len(page) > first:
@@ -238,7 +275,11 @@ async def find_merged(
             return None  # more than one batch: the caller's cursor streams it
         page = page[:first]
     docs_out: list[dict[str, Any]] | None = [doc for _, doc in page]
-    if asked:
+    if plain:
+        for doc in docs_out or ():
+            for name in plain[1]:
+                doc.pop(name, None)
+    elif asked:
         try:
             docs_out = await _project(db_client, view, cmd, page)
         except NotMergeable:
