@@ -45,7 +45,7 @@ from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .txn import Runner, run_in_transaction
 from .upstream import UpstreamPool
-from .view import NOT_TOMBSTONE, View, build_view, conjoin, pin
+from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
 DUPLICATE_KEY = 11000
 WRITE_CONFLICT = 112
@@ -577,6 +577,7 @@ class Writer:
             raise _Split([d["_id"] for d in matched])
 
     async def update(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
         if stmt.get("multi"):
             return await self._in_parts(ctx, stmt, self._update_once)
         return await self._update_once(ctx, stmt)
@@ -594,11 +595,17 @@ class Writer:
             if not matched:
                 if stmt.get("upsert"):
                     await self._upsert(runner, ctx, view, own, stmt, out)
-                elif own is None:
+                    return
+                plain = {k: v for k, v in stmt.items() if k != "upsert"}
+                if own is None:
                     # Main passes through: the upstream validates the update and has its
                     # own say on whether a no-match update creates the collection.
-                    plain = {k: v for k, v in stmt.items() if k != "upsert"}
                     await runner.run(ctx.db, {"update": ctx.coll, "updates": [plain]})
+                else:
+                    # mongod rejects an invalid update whether or not anything matches:
+                    # show it the update, on the overlay, with a filter matching nothing.
+                    plain["q"] = MATCH_NOTHING
+                    await runner.run(ctx.db, {"update": own.name, "updates": [plain]})
                 return
             out.matched = len(matched)
             if own is None:
@@ -733,6 +740,7 @@ class Writer:
     # -- delete ----------------------------------------------------------------
 
     async def delete(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
         if not int(stmt.get("limit", 0)):
             return await self._in_parts(ctx, stmt, self._delete_once)
         return await self._delete_once(ctx, stmt)
@@ -766,7 +774,8 @@ class Writer:
     # -- findAndModify -----------------------------------------------------------
 
     async def find_and_modify(self, ctx: WriteContext, cmd: dict[str, Any]) -> Outcome:
-        flt = cmd.get("query") or {}
+        cmd = {**cmd, "query": indexable(cmd.get("query") or {})}
+        flt = cmd["query"]
         remove = bool(cmd.get("remove"))
         passed: dict[str, Any] = {
             k: cmd[k]
@@ -791,6 +800,7 @@ class Writer:
                 if cmd.get("upsert") and not remove:
                     await self._fam_upsert(runner, ctx, view, own, cmd, passed, out)
                 else:
+                    await self._validate_update(runner, ctx, own, passed)
                     out.reply_value = {
                         "lastErrorObject": {"n": 0, "updatedExisting": False},
                         "value": None,
@@ -821,6 +831,21 @@ class Writer:
             }
 
         return await self.run_statement(ctx, body)
+
+    @staticmethod
+    async def _validate_update(
+        runner: Runner, ctx: WriteContext, own: Overlay | None, passed: Mapping[str, Any]
+    ) -> None:
+        """Have mongod reject an invalid update of a findAndModify that matched
+        nothing, as it would had something matched: the update runs as an update
+        statement with a filter matching nothing (servers parse those updates
+        whatever they match)."""
+        if "update" not in passed or passed.get("remove"):
+            return
+        stmt = {"q": MATCH_NOTHING, "u": passed["update"]}
+        stmt.update({k: passed[k] for k in ("arrayFilters", "collation") if k in passed})
+        target = ctx.coll if own is None else own.name
+        await runner.run(ctx.db, {"update": target, "updates": [stmt]})
 
     async def _fam_upsert(
         self,
