@@ -28,6 +28,7 @@ from .upstream import UpstreamPool, parse_upstream_uri
 log = logging.getLogger("argon.app")
 
 _HEALTH_INTERVAL = 5.0
+_CATALOG_INTERVAL = 1.0  # how soon another proxy's switchBranch or createBranch is seen
 
 
 @asynccontextmanager
@@ -56,6 +57,17 @@ async def _watch_health(pool: UpstreamPool, health: Health) -> None:
             health.upstream_ok, health.error = False, exc.errmsg
         health.checked_at = trio.current_time()
         await trio.sleep(_HEALTH_INTERVAL)
+
+
+async def _follow_catalog(engine: Engine) -> None:
+    """Pick up other proxies' metadata changes (the default branch above all, which
+    decides the fast path) within ``_CATALOG_INTERVAL`` even while only main is read."""
+    while True:
+        await trio.sleep(_CATALOG_INTERVAL)
+        try:
+            await engine.catalog.refresh()
+        except Exception as exc:  # the upstream is away (the health check reports it)
+            log.debug("catalog refresh failed: %r", exc)
 
 
 async def _start_engine(engine: Engine) -> None:
@@ -114,6 +126,7 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, server)
                 nursery.start_soon(_watch_health, pool, health)
+                nursery.start_soon(_follow_catalog, engine)
                 await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
                 port = server.port
                 log.info(

@@ -22,15 +22,26 @@ written before this flag was stored lack it and were never dropped).
 The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
+
+Several proxies may share one upstream, so every cache carries the version of
+what it copied. ``counters`` holds, beside the LSN, the catalog ``epoch``
+(bumped by every change to branches, overlays, projects and settings) and one
+version document per overlay (``v|<overlay key>``, bumped in the transaction
+of every write to the overlay). ``sync`` compares the cached versions with
+the stored ones in one query before a branch operation and reloads only what
+changed; writes check the versions they relied on inside their own
+transaction (``verify``) and start again on ``StaleCatalog``, so a decision
+is never taken on another proxy's outdated picture.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,9 +49,10 @@ from typing import Any, ClassVar
 import bson
 import trio
 
-from .dbclient import DbClient
+from .dbclient import CommandError, DbClient
 from .errors import ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
+from .txn import Runner, run_in_transaction
 
 BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
@@ -50,8 +62,20 @@ READ_ONLY_BRANCH = 2004
 _ENTRIES_OWNED = "entries_have_branch_ids"
 
 
+LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def version_key(overlay_key: str) -> str:
+    """The ``counters`` document that versions one overlay's contents."""
+    return f"v|{overlay_key}"
+
+
+class StaleCatalog(Exception):
+    """Another proxy changed what this proxy's caches hold: sync, then start again."""
 
 
 class BranchError(ArgonError):
@@ -148,6 +172,7 @@ class Overlay:
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
     tombstones: set[Any] = field(default_factory=set)
+    version: int = 0  # the stored version the id cache reflects (see ``Catalog.sync``)
 
     @property
     def name(self) -> str:
@@ -225,6 +250,7 @@ class Catalog:
         self.pending: dict[str, Branch] = {}
         self.forks = ForkGate()
         self.default_branch = MAIN
+        self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
 
     async def load(self) -> None:
         """Create the metadata collections if needed and read them."""
@@ -309,6 +335,10 @@ class Catalog:
         )
 
     async def reload(self) -> None:
+        """Read all metadata again (the id caches of unchanged overlays are kept)."""
+        # The epoch is read first: a change made while the rest is read shows next time.
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        self.epoch = int(counter[0].get("epoch", 0)) if counter else 0
         branches = await self.db.find(INTERNAL_DB, "branches")
         self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
         for name, branch in self.pending.items():
@@ -329,8 +359,8 @@ class Catalog:
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
-            if old is not None:
-                ov.ids, ov.tombstones = old.ids, old.tombstones  # keep the loaded id cache
+            if old is not None:  # keep the loaded id cache; ``sync`` checks its version
+                ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
             fresh[ov.key] = ov
         self.overlays = fresh
         self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
@@ -397,6 +427,103 @@ class Catalog:
         absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
         return [await self.ensure_overlay(k, db, coll, absent=absent) for k in kids]
 
+    # -- sharing the upstream with other proxies ---------------------------------
+
+    async def changed(self, runner: Runner | None = None) -> int:
+        """Tell other proxies that the metadata changed (they reload it on ``sync``).
+
+        Returns the LSN head at that moment. Run inside the transaction of the
+        change, writers that did not see it conflict on the counter and retry.
+        """
+        command = {
+            "findAndModify": "counters",
+            "query": {"_id": LSN_COUNTER},
+            "update": {"$inc": {"epoch": 1}},
+            "upsert": True,
+            "new": True,
+        }
+        reply = await (runner or self.db).run(INTERNAL_DB, command)
+        counter = reply["value"]
+        if int(counter.get("epoch", 0)) == self.epoch + 1:
+            self.epoch += 1  # nobody else changed anything: what we hold is current
+        return int(counter.get("value", 0))
+
+    def _chain_overlays(self, branch: Branch, db: str) -> list[Overlay]:
+        ids = {b.id for b in self.chain(branch)}
+        return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
+
+    async def sync(self, branch: Branch, db: str) -> Branch:
+        """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` up
+        to date with what is stored; returns the branch as now stored.
+
+        One query: the epoch and the versions of the overlays the branch reads.
+        A changed epoch reloads the metadata; a changed version drops that
+        overlay's id cache (a fresh object, so writers holding the old one are
+        undisturbed: they check versions in their own transaction).
+        """
+        for _ in range(2):
+            watched = self._chain_overlays(branch, db)
+            wanted = [LSN_COUNTER, *(version_key(ov.key) for ov in watched)]
+            docs = await self.db.find(INTERNAL_DB, "counters", {"_id": {"$in": wanted}})
+            stored = {d["_id"]: d for d in docs}
+            epoch = int(stored.get(LSN_COUNTER, {}).get("epoch", 0))
+            if epoch != self.epoch:
+                await self.reload()
+                branch = await self.get(branch.name)
+                continue
+            for ov in watched:
+                version = int(stored.get(version_key(ov.key), {}).get("v", 0))
+                if ov.version != version and self.overlays.get(ov.key) is ov:
+                    self.overlays[ov.key] = dataclasses.replace(
+                        ov, ids=None, tombstones=set(), version=version
+                    )
+            return branch
+        return branch
+
+    @staticmethod
+    async def verify(runner: Runner, overlays: Sequence[Overlay]) -> None:
+        """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
+        of ``overlays`` still reflect what the transaction sees."""
+        if not overlays:
+            return
+        keys = [version_key(ov.key) for ov in overlays]
+        reply = await runner.run(
+            INTERNAL_DB,
+            {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)},
+        )
+        stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
+        if any(stored.get(version_key(ov.key), 0) != ov.version for ov in overlays):
+            raise StaleCatalog
+
+    @staticmethod
+    async def bump(runner: Runner, overlays: Iterable[Overlay]) -> list[Overlay]:
+        """Inside a write's transaction: record that ``overlays``' contents changed.
+        The caller adds one to each ``version`` once the transaction commits."""
+        unique = list({ov.key: ov for ov in overlays}.values())
+        if unique:
+            await runner.run(
+                INTERNAL_DB,
+                {
+                    "update": "counters",
+                    "updates": [
+                        {"q": {"_id": version_key(ov.key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
+                        for ov in unique
+                    ],
+                },
+            )
+        return unique
+
+    async def refresh(self) -> None:
+        """Reload the metadata if another proxy changed it (one small query)."""
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        if (int(counter[0].get("epoch", 0)) if counter else 0) != self.epoch:
+            await self.reload()
+
+    def check_epoch(self, counter: dict[str, Any]) -> None:
+        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog."""
+        if int(counter.get("epoch", 0)) != self.epoch:
+            raise StaleCatalog
+
     # -- LSN -------------------------------------------------------------------
 
     async def allocate_lsns(self, count: int) -> int:
@@ -405,17 +532,18 @@ class Catalog:
             INTERNAL_DB,
             {
                 "findAndModify": "counters",
-                "query": {"_id": "lsn"},
+                "query": {"_id": LSN_COUNTER},
                 "update": {"$inc": {"value": bson.Int64(count)}},
                 "upsert": True,
                 "new": True,
             },
         )
+        self.check_epoch(reply["value"])
         return int(reply["value"]["value"]) - count + 1
 
     async def current_lsn(self) -> int:
-        found = await self.db.find(INTERNAL_DB, "counters", {"_id": "lsn"})
-        return int(found[0]["value"]) if found else 0
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        return int(found[0].get("value", 0)) if found else 0
 
     # -- branches --------------------------------------------------------------
 
@@ -443,7 +571,8 @@ class Catalog:
         details.setdefault("project", self.branches[parent].project)  # inherited
         # With no write of this proxy half-way, every write either committed
         # before the fork (its LSN is at most the base) or sees the new child and
-        # freezes into it (its LSN is above the base).
+        # freezes into it (its LSN is above the base). Other proxies' writes are
+        # ordered by the counter the store moves (see ``_store``).
         async with self.forks.forking():
             if name in self.branches:
                 raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
@@ -451,25 +580,40 @@ class Catalog:
             branch = Branch(
                 name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
             )
+            if not store:
+                self.branches[name] = branch
+                self.pending[name] = branch
+                return branch
+            await self._store(branch, fork_now=base_lsn is None)
             self.branches[name] = branch
-        if not store:
-            self.pending[name] = branch
-            return branch
-        try:
-            await self.publish(branch)
-        except BaseException:
-            # Not known to be stored (the next lookup of the name reloads): what
-            # writes froze into it meanwhile goes with it.
-            with trio.CancelScope(shield=True):
-                await self.drop_overlays(await self.discard(branch))
-            raise
         return branch
 
     async def publish(self, branch: Branch) -> None:
         """Store ``branch``; BranchExists if another one of its name was stored first."""
-        exists = BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists")
-        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
+        await self._store(branch, fork_now=False)
         self.pending.pop(branch.name, None)
+
+    async def _store(self, branch: Branch, *, fork_now: bool) -> None:
+        """Insert the branch document in one transaction with the catalog epoch.
+
+        Exactly one of several creators of a name wins. With ``fork_now`` the fork
+        point is the LSN head read in that transaction: another proxy's write
+        either committed before it (and is below the fork point) or conflicts on
+        the counter, starts again and finds the branch.
+        """
+
+        async def unit(txn: Runner) -> None:
+            head = await self.changed(txn)
+            if fork_now:
+                branch.base_lsn = head
+            await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]})
+
+        try:
+            await run_in_transaction(self.db.pool, unit)
+        except CommandError as exc:
+            if exc.code == 11000:  # another caller created it first: exactly one wins
+                raise BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists") from None
+            raise
 
     async def drop_overlays(self, gone: list[Overlay]) -> None:
         """Drop the collections of overlays the catalog no longer lists."""
@@ -514,6 +658,7 @@ class Catalog:
             INTERNAL_DB,
             {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
         )
+        await self.changed()
         del self.branches[name]
         gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
         for ov in gone:
@@ -533,6 +678,7 @@ class Catalog:
                 "updates": [{"q": {"_id": branch.name, "id": branch.id}, "u": {"$set": changes}}],
             },
         )
+        await self.changed()
 
     async def set_default(self, name: str) -> None:
         await self.get(name)
@@ -545,6 +691,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         self.default_branch = name
 
     # -- overlays --------------------------------------------------------------
@@ -563,7 +710,7 @@ class Catalog:
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
-        await self.db.command(
+        reply = await self.db.command(
             INTERNAL_DB,
             {
                 "update": "overlays",
@@ -586,6 +733,10 @@ class Catalog:
             },
         )
         await self._copy_indexes(db, coll, ov.name)
+        if reply.get("upserted"):
+            await self.changed()
+        else:  # another proxy registered it: its contents are not known here
+            ov.ids = None
         self.overlays[ov.key] = ov
         return ov
 
@@ -606,6 +757,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
@@ -630,6 +782,10 @@ class Catalog:
         """Fill the overlay's id cache from the upstream."""
         if ov.ids is not None:
             return
+        # The version first: a write landing between the two reads leaves the cache
+        # ahead of its version, which the next check corrects; never behind it.
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": version_key(ov.key)})
+        ov.version = int(found[0].get("v", 0)) if found else 0
         docs = await self.db.find(ov.db, ov.name, {}, projection={"_id": 1, TOMBSTONE: 1})
         ov.ids = {_hashable(d["_id"]): d["_id"] for d in docs}
         ov.tombstones = {_hashable(d["_id"]) for d in docs if d.get(TOMBSTONE)}

@@ -99,6 +99,10 @@ class DbClient:
         async with self.pool.checkout() as conn:
             return await run_checked(conn, db, command)
 
+    async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """``command`` outside any transaction (so a ``DbClient`` is a ``txn.Runner``)."""
+        return await self.command(db, command)
+
     async def insert_new(
         self, db: str, coll: str, doc: Mapping[str, Any], exists: Exception
     ) -> None:

@@ -175,11 +175,14 @@ class Engine:
         cmd = req.command
         name = next(iter(cmd))
         if name == "argon":
+            await self.catalog.refresh()
             return await admin.handle(self, cmd)
         db_field = cmd.get("$db")
         if not isinstance(db_field, str):  # e.g. a document sequence named $db
             raise ArgonError(73, f"{name} needs a database name (a string) in $db")
         db, branch = await self.resolve(db_field, req.app_name)
+        if branch.name != MAIN:  # another proxy may have changed what the caches hold
+            branch = await self.catalog.sync(branch, db)
         req.branch = branch.name
         namespaces.check(cmd, db, branch.name)  # __argon, overlays, the oplog: never
         if name in BYPASSES_WAL:
@@ -316,6 +319,8 @@ class Engine:
             raise ArgonError(26, "ns not found")
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
+        for bumped in await self.catalog.bump(self.db, [ov]):
+            bumped.version += 1
         ov.ids, ov.tombstones = {}, set()
         await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
         await indexes.store(self, ov, None)

@@ -72,6 +72,7 @@ _NAMES = {
     13: "Unauthorized",
     DUPLICATE_FIELD: "Location40413",
     73: "InvalidNamespace",
+    112: "WriteConflict",
 }
 
 

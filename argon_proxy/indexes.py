@@ -122,6 +122,7 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
             "updates": [{"q": {"_id": ov.key}, "u": {"$set": {"indexes": specs}}}],
         },
     )
+    await engine.catalog.changed()
     ov.indexes = specs
 
 
