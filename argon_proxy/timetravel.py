@@ -193,6 +193,10 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
                 chunk = docs[start : start + 1000]
                 updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
                 await engine.db.command(db, {"update": ov.name, "updates": updates})
+            # A catalog reload may have copied the cache while it was empty: the new
+            # version makes every holder of it read the overlay again.
+            for bumped in await catalog.bump(engine.db, [ov]):
+                bumped.version += 1
             ov.ids = None  # reload from what is now stored
 
 
