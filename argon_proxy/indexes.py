@@ -90,7 +90,14 @@ async def log_changes(
         return
     first = await engine.catalog.allocate_lsns(len(events))
     docs = [
-        {"_id": bson.Int64(first + i), "branch": branch.name, "ns": ns, "name": n, "spec": spec}
+        {
+            "_id": bson.Int64(first + i),
+            "branch": branch.name,
+            "branch_id": branch.id,
+            "ns": ns,
+            "name": n,
+            "spec": spec,
+        }
         for i, (n, spec) in enumerate(events)
     ]
     await engine.db.command(INTERNAL_DB, {"insert": "index_log", "documents": docs})
@@ -115,6 +122,7 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
             "updates": [{"q": {"_id": ov.key}, "u": {"$set": {"indexes": specs}}}],
         },
     )
+    await engine.catalog.changed()
     ov.indexes = specs
 
 

@@ -25,6 +25,7 @@ import bson
 import trio
 
 from .dbclient import CommandError, run_checked, run_on
+from .errors import UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
 T = TypeVar("T")
@@ -68,11 +69,11 @@ class Transaction:
             )
 
     async def abort(self) -> None:
-        if not self.started:
+        if not self.started or self.conn.broken:
             return
         with (
             trio.CancelScope(shield=True),
-            contextlib.suppress(CommandError, trio.BrokenResourceError, OSError),
+            contextlib.suppress(CommandError, UpstreamIOError),
         ):
             # The server aborts it anyway; a broken connection is closed by the pool.
             await run_on(

@@ -38,7 +38,7 @@ import trio
 from bson import ObjectId, json_util
 
 from . import unique, wal
-from .catalog import Branch, Catalog, Overlay, hashable_id, now
+from .catalog import Branch, Catalog, Overlay, StaleCatalog, hashable_id, now
 from .dbclient import CommandError
 from .errors import ArgonError
 from .indexes import list_specs
@@ -48,6 +48,8 @@ from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
 DUPLICATE_KEY = 11000
+WRITE_CONFLICT = 112
+_STALE_ATTEMPTS = 10  # starts of one statement when other proxies keep changing its overlays
 _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
 _CHUNK_COUNT = 1000
 
@@ -126,6 +128,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     reply_value: Any = None  # findAndModify's value
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
+    bumped: list[Overlay] = field(default_factory=list)  # overlays whose version it raised
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
 
 
@@ -193,9 +196,10 @@ class Writer:
 
     async def _prepare(
         self, ctx: WriteContext
-    ) -> tuple[View, Overlay | None, list[Overlay], list[dict[str, Any]]]:
+    ) -> tuple[View, Overlay | None, list[Overlay], list[dict[str, Any]], list[Overlay]]:
         """Load the view and make sure every overlay the statement may write exists;
-        also the unique indexes Argon must enforce on the branch."""
+        also the unique indexes Argon must enforce on the branch, and the overlays
+        whose id caches the statement's decisions rest on."""
         view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
         own = None
         if ctx.branch.name != MAIN:
@@ -213,7 +217,9 @@ class Writer:
         if own is not None:
             specs = await list_specs(self.catalog, ctx.branch, ctx.db, ctx.coll)
             uniques = unique.unique_specs(specs)
-        return view, own, kids, uniques
+        chain = [self.catalog.overlay(b, ctx.db, ctx.coll) for b in self.catalog.chain(ctx.branch)]
+        watched = [ov for ov in chain if ov is not None] + kids
+        return view, own, kids, uniques, watched
 
     async def _view_find(
         self,
@@ -298,6 +304,7 @@ class Writer:
             wal.entry(
                 first + i,
                 branch=ctx.branch.name,
+                branch_id=ctx.branch.id,
                 ns=ctx.ns,
                 doc_id=ch.doc_id,
                 op=ch.op,
@@ -352,52 +359,77 @@ class Writer:
         ctx: WriteContext,
         body: Any,
     ) -> Outcome:
-        """Run one statement in its own transaction; returns what it did."""
-        async with self.lock(ctx.ns):
-            view, own, kids, uniques = await self._prepare(ctx)
+        """Run one statement in its own transaction; returns what it did.
 
-            async def unit(runner: Runner) -> Outcome:
-                outcome = Outcome()
-                await body(runner, view, own, outcome)
-                if uniques:
-                    hit = await unique.find_collision(runner, view, uniques, outcome.changes)
-                    if hit is not None:
-                        raise duplicate_key(ctx.ns, None, hit.index, hit.key)
-                await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
-                outcome.lsns = await self._log(runner, ctx, outcome.changes)
-                if ctx.retry is not None:
-                    # An earlier attempt that committed makes this fail (and roll back).
-                    await _remember(runner, ctx, outcome)
-                return outcome
-
-            # A client's transaction cannot be retried: its freezes are careful at once.
-            careful = ctx.joined is not None
-            if ctx.joined is None:
+        The statement starts again, with the caches brought up to date, when its
+        transaction finds that another proxy changed what they hold.
+        """
+        async with self.catalog.forks.writing(), self.lock(ctx.ns):
+            for _ in range(_STALE_ATTEMPTS):
                 try:
-                    try:
-                        outcome = await run_in_transaction(self.pool, unit)
-                    except _FreezeRace:
-                        for ov in kids:
-                            ov.ids, ov.tombstones = None, set()
-                            await self.catalog.load_ids(ov)
-                        careful = True
-                        outcome = await run_in_transaction(self.pool, unit)
-                except Exception:
-                    done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
-                    if done is None:
-                        raise
-                    return done
-                for ov, ids, tomb in outcome.cache:
-                    Catalog.note_written(ov, ids, tombstone=tomb)
-                await self._now_present(own, outcome)
-                return outcome
-            # The client's transaction may still abort: forget what the caches would
-            # learn, so they are read again from committed data.
-            outcome = await unit(ctx.joined)
-            for ov, _ids, _tomb in outcome.cache:
-                ov.ids, ov.tombstones = None, set()
+                    return await self._run_once(ctx, body)
+                except StaleCatalog:
+                    if ctx.joined is not None:  # the client's transaction must start again
+                        raise _stale_in_transaction(ctx) from None
+                    ctx.branch = await self.catalog.sync(ctx.branch, ctx.db)
+            raise ArgonError(
+                WRITE_CONFLICT,
+                f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
+                "proxies' writes; retry it",
+                labels=("RetryableWriteError",),
+            )
+
+    async def _run_once(self, ctx: WriteContext, body: Any) -> Outcome:
+        view, own, kids, uniques, watched = await self._prepare(ctx)
+
+        async def unit(runner: Runner) -> Outcome:
+            await Catalog.verify(runner, watched)
+            outcome = Outcome()
+            await body(runner, view, own, outcome)
+            if uniques:
+                hit = await unique.find_collision(runner, view, uniques, outcome.changes)
+                if hit is not None:
+                    raise duplicate_key(ctx.ns, None, hit.index, hit.key)
+            await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
+            outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
+            outcome.lsns = await self._log(runner, ctx, outcome.changes)
+            if ctx.retry is not None:
+                # An earlier attempt that committed makes this fail (and roll back).
+                await _remember(runner, ctx, outcome)
+            return outcome
+
+        # A client's transaction cannot be retried: its freezes are careful at once.
+        careful = ctx.joined is not None
+        if ctx.joined is None:
+            try:
+                try:
+                    outcome = await run_in_transaction(self.pool, unit)
+                except _FreezeRace:
+                    for ov in kids:
+                        ov.ids, ov.tombstones = None, set()
+                        await self.catalog.load_ids(ov)
+                    careful = True
+                    outcome = await run_in_transaction(self.pool, unit)
+            except StaleCatalog:
+                raise
+            except Exception:
+                done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
+                if done is None:
+                    raise
+                return done
+            for ov, ids, tomb in outcome.cache:
+                Catalog.note_written(ov, ids, tombstone=tomb)
+            for ov in outcome.bumped:
+                ov.version += 1
             await self._now_present(own, outcome)
             return outcome
+        # The client's transaction may still abort: forget what the caches would
+        # learn, so they are read again from committed data.
+        outcome = await unit(ctx.joined)
+        for ov, _ids, _tomb in outcome.cache:
+            ov.ids, ov.tombstones = None, set()
+        await self._now_present(own, outcome)
+        return outcome
 
     async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
         """A statement that wrote a document makes the collection exist on the branch;
@@ -850,6 +882,17 @@ class Writer:
 
 
 _MISSING = object()
+
+
+def _stale_in_transaction(ctx: WriteContext) -> ArgonError:
+    """What a client's transaction gets when another proxy changed the branch under it:
+    a write conflict drivers retry by running the transaction again."""
+    return ArgonError(
+        WRITE_CONFLICT,
+        f"write on {ctx.ns} (branch {ctx.branch.name!r}) conflicted with another proxy's "
+        "write; the transaction must start again",
+        labels=("TransientTransactionError",),
+    )
 
 
 def below(view: View) -> View:
