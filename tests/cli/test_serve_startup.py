@@ -97,7 +97,8 @@ def test_bad_settings_exit_3(tmp_path: Path, args: list[str], words: list[str]) 
 def test_unwritable_data_dir_exit_3(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n")
-    result = _serve(tmp_path, "--port", "0", "--metrics-port", "0", "--data-dir", str(blocker / "d"))
+    data_dir = str(blocker / "d")
+    result = _serve(tmp_path, "--port", "0", "--metrics-port", "0", "--data-dir", data_dir)
     _assert_one_line(result, 3, "data_dir", str(blocker / "d"))
 
 
@@ -131,8 +132,10 @@ def test_unreachable_upstream_waits_and_stops_on_sigterm(tmp_path: Path) -> None
     """An external upstream that is not up yet is waited for (it may start after the
     proxy), with a warning naming it and no traceback; SIGTERM still stops it cleanly."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "argon_proxy", "serve", "--port", str(free_port())]
-        + ["--metrics-port", "0", "--upstream", _UNREACHABLE],
+        [
+            *(sys.executable, "-m", "argon_proxy", "serve", "--port", str(free_port())),
+            *("--metrics-port", "0", "--upstream", _UNREACHABLE),
+        ],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.DEVNULL,
