@@ -8,6 +8,7 @@ start. Every case runs the real command line in a fresh process.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,3 +155,14 @@ def test_unreachable_upstream_waits_and_stops_on_sigterm(tmp_path: Path) -> None
             proc.wait()
     assert proc.returncode == 0, first + rest
     assert "Traceback" not in first + rest
+
+
+def test_missing_secantusd_says_how_to_install_it(tmp_path: Path) -> None:
+    """As after `pip install argon-mongo` (no checkout, no embedded extra): the error
+    names the pip extra and --upstream first, not only a Makefile the user does not have."""
+    installed = tmp_path / "site"
+    for package in ("wire", "argon_proxy", "argon"):
+        shutil.copytree(ROOT / package, installed / package)
+    env = _env(PYTHONPATH=str(installed), PATH=os.defpath)
+    result = _serve(tmp_path, "--port", "0", "--metrics-port", "0", "--data-dir", "d", env=env)
+    _assert_one_line(result, 4, "pip install 'argon-mongo[embedded]'", "--upstream")
