@@ -1,8 +1,8 @@
 """``argon serve``: wires upstream, pool, proxy server and HTTP endpoint together.
 
 Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
-cancel the server's scope, which makes it drain (see ``server.py``); then
-the embedded upstream, if any, is stopped. A background task checks the
+make the server drain (see ``server.py``), or abandon a start-up still under
+way (``_Stopper``); then the embedded upstream, if any, is stopped. A background task checks the
 upstream every few seconds for ``/healthz``.
 
 Start-up checks everything it can before it starts anything: the settings'
@@ -157,31 +157,29 @@ async def _start_engine(engine: Engine) -> None:
             delay = min(delay * 2, 10.0)
 
 
-async def _start_engine_unless_stopped(engine: Engine) -> bool:
-    """``_start_engine``, given up on SIGINT/SIGTERM (then False): waiting for an upstream
-    that never comes must not make the proxy unstoppable."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+class _Stopper:
+    """What SIGINT/SIGTERM do: before the server runs, abandon start-up (a wait for an
+    upstream that never comes must not make the proxy unstoppable); once it runs, drain;
+    a second signal during the drain stops at once."""
 
-            async def give_up_on_signal() -> None:
-                async for signum in signals:
-                    log.info("received %s before start-up finished", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    return
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.server: ProxyServer | None = None
+        self.draining = False
 
-            nursery.start_soon(give_up_on_signal)
-            await _start_engine(engine)
-            nursery.cancel_scope.cancel()
-            return True
-    return False
-
-
-async def _stop_on_signal(server: ProxyServer) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    async def watch(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
-            log.info("received %s: draining and shutting down", signal.Signals(signum).name)
-            server.request_stop()
-            return
+            name = signal.Signals(signum).name
+            if self.server is None:
+                log.info("received %s during start-up: stopping", name)
+                self.scope.cancel()
+            elif not self.draining:
+                log.info("received %s: draining and shutting down", name)
+                self.draining = True
+                self.server.request_stop()
+            else:
+                log.warning("received %s again: stopping without waiting for the drain", name)
+                self.scope.cancel()
 
 
 async def _serve_then_cancel(
@@ -203,6 +201,17 @@ async def serve(
     Raises ``ConfigError`` or ``StartupError`` if it cannot start."""
     check_settings(settings)
     check_addresses_free(settings)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stopper = _Stopper(nursery.cancel_scope)
+            nursery.start_soon(stopper.watch, signals)
+            await _start_and_run(settings, stopper, task_status)
+            nursery.cancel_scope.cancel()
+
+
+async def _start_and_run(
+    settings: Settings, stopper: _Stopper, task_status: trio.TaskStatus[int]
+) -> None:
     async with _upstream_uri(settings) as uri:
         pool = UpstreamPool(
             parse_upstream_uri(uri),
@@ -214,10 +223,13 @@ async def serve(
         http = _open_metrics(settings, health)
         try:
             engine = Engine(pool)
-            if not await _start_engine_unless_stopped(engine):
-                await pool.aclose()
-                return
-            await _run(settings, pool, engine, health, http, task_status)
+            try:
+                await _start_engine(engine)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await pool.aclose()
+                raise
+            await _run(settings, pool, engine, health, http, stopper, task_status)
         finally:
             if http is not None:
                 http.close()
@@ -240,12 +252,13 @@ async def _run(
     engine: Engine,
     health: Health,
     http: MetricsServer | None,
+    stopper: _Stopper,
     task_status: trio.TaskStatus[int],
 ) -> None:
     """Serve clients until a signal or cancellation, then drain."""
     server = ProxyServer(settings, pool, engine)
+    stopper.server = server
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, server)
         nursery.start_soon(_watch_health, pool, health)
         await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
         log.info(

@@ -171,12 +171,15 @@ def _write_pid_file(data: Path, pid: int, storage: Path) -> None:
 
 
 def _cmdline(pid: int) -> str | None:
-    """The command line of a live process, or None if it is gone (or unknowable)."""
+    """The command line of process ``pid``; empty if it is gone or has exited and
+    awaits reaping (a zombie holds no files); None where ``/proc`` cannot tell."""
+    if not Path("/proc/self/cmdline").exists():
+        return None
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace") if raw else None
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def _alive(pid: int) -> bool:
@@ -204,6 +207,8 @@ async def _reclaim(data: Path, storage: Path) -> None:
             f"{data / _PID_FILE} names process {pid}, which is still running; "
             "stop it or remove the file if it is not a SecantusDB for this directory"
         )
+    if not cmdline:
+        return  # exited already: it holds nothing
     if _EXECUTABLE not in cmdline or str(storage) not in cmdline:
         return  # the pid was reused by something else: not ours to stop
     if argon_pid != os.getpid() and _alive(argon_pid) and "argon" in (_cmdline(argon_pid) or ""):
@@ -221,13 +226,13 @@ async def _signal_until_gone(pid: int) -> None:
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     with trio.move_on_after(_STOP_TIMEOUT):
-        while _alive(pid) and _cmdline(pid) is not None:
+        while _alive(pid) and _cmdline(pid):
             await trio.sleep(0.1)
         return
     log.warning("embedded upstream pid %d did not stop on SIGTERM; killing it", pid)
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    while _alive(pid) and _cmdline(pid) is not None:
+    while _alive(pid) and _cmdline(pid):
         await trio.sleep(0.1)
 
 
