@@ -2,8 +2,8 @@
 
 Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
 make the server drain (see ``server.py``), or abandon a start-up still under
-way (``_Stopper``); then the embedded upstream, if any, is stopped. A background task checks the
-upstream every few seconds for ``/healthz``.
+way (``_Stopper``); then the embedded upstream, if any, is stopped. A
+background task checks the upstream every few seconds for ``/healthz``.
 
 Start-up checks everything it can before it starts anything: the settings'
 values, the data directory, and that the proxy and metrics addresses are free,
