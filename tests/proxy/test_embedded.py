@@ -174,3 +174,22 @@ def test_a_data_dir_in_use_by_a_running_argon_is_refused(tmp_path: Path) -> None
             client.admin.command("ping")  # the first one is untouched
     finally:
         _stop(first)
+
+
+def test_sigterm_during_start_up_stops_cleanly(tmp_path: Path) -> None:
+    """A signal while the embedded upstream is still starting abandons the start-up:
+    exit 0, and the child is stopped rather than left behind."""
+    data_dir = tmp_path / "argon-data"
+    proc = _serve(data_dir, free_port())
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # Argon has forked the child when it says so
+        assert b"starting embedded upstream" in line, line
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, line + out
+    assert _wait_gone(data_dir) == []
