@@ -25,6 +25,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -32,6 +33,13 @@ from pymongo import MongoClient
 from .processes import ROOT, free_port, wait_for_port
 
 DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _client(uri: str, **options: Any) -> MongoClient[dict[str, Any]]:
+    """A typed pymongo client (a context manager that closes it)."""
+    return MongoClient(uri, **options)
+
+
 _IMAGE_DIRS = ("app", "data")  # absolute paths of the image that the replay maps
 _SYSTEM_COMMANDS = ("useradd", "groupadd", "chown")  # checked, not run on this machine
 
@@ -221,7 +229,7 @@ def test_image_recipe_starts_a_working_proxy(tmp_path: Path) -> None:
             wait_for_port(port, 120, proc)
         except RuntimeError:
             raise AssertionError(proc.communicate()[0].decode(errors="replace")[-3000:]) from None
-        with MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=30000) as c:
+        with _client(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=30000) as c:
             assert c.admin.command("ping")["ok"] == 1.0
             c.image_db.t.insert_one({"_id": 1})
             assert c.image_db.t.find_one() == {"_id": 1}

@@ -10,10 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 
 from ..processes import ROOT, free_port, secantusd_executable, wait_for_port
+
+
+def _client(uri: str, **options: Any) -> MongoClient[dict[str, Any]]:
+    """A typed pymongo client (a context manager that closes it)."""
+    return MongoClient(uri, **options)
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -98,7 +104,7 @@ def test_kill_9_of_argon_takes_the_embedded_upstream_with_it(tmp_path: Path) -> 
     proc = _serve(data_dir, port)
     try:
         wait_for_port(port, 90, proc)
-        with MongoClient(f"mongodb://127.0.0.1:{port}") as client:
+        with _client(f"mongodb://127.0.0.1:{port}") as client:
             client.embedded_db.notes.insert_one({"_id": "acked", "text": "before kill -9"})
         assert _children_alive(data_dir)
     finally:
@@ -109,7 +115,7 @@ def test_kill_9_of_argon_takes_the_embedded_upstream_with_it(tmp_path: Path) -> 
     proc = _serve(data_dir, port)
     try:
         wait_for_port(port, 90, proc)
-        with MongoClient(f"mongodb://127.0.0.1:{port}") as client:
+        with _client(f"mongodb://127.0.0.1:{port}") as client:
             assert client.embedded_db.notes.find_one({"_id": "acked"}) == {
                 "_id": "acked",
                 "text": "before kill -9",
@@ -137,7 +143,7 @@ def test_a_new_argon_reclaims_an_orphaned_upstream(tmp_path: Path) -> None:
     )
     try:
         wait_for_port(orphan_port, 90, orphan)
-        with MongoClient(f"mongodb://127.0.0.1:{orphan_port}/?directConnection=true") as c:
+        with _client(f"mongodb://127.0.0.1:{orphan_port}/?directConnection=true") as c:
             c.embedded_db.notes.insert_one({"_id": "orphaned", "text": "written before"})
         dead_argon = subprocess.Popen([sys.executable, "-c", "pass"])
         dead_argon.wait()
@@ -149,7 +155,7 @@ def test_a_new_argon_reclaims_an_orphaned_upstream(tmp_path: Path) -> None:
         try:
             wait_for_port(port, 90, proc)
             assert orphan.wait(timeout=60) is not None  # stopped by the new Argon
-            with MongoClient(f"mongodb://127.0.0.1:{port}") as client:
+            with _client(f"mongodb://127.0.0.1:{port}") as client:
                 assert client.embedded_db.notes.find_one({"_id": "orphaned"}) is not None
         finally:
             out = _stop(proc)
@@ -170,7 +176,7 @@ def test_a_data_dir_in_use_by_a_running_argon_is_refused(tmp_path: Path) -> None
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 4, out.decode()
         assert f"in use by the Argon with pid {first.pid}" in out.decode()
-        with MongoClient(f"mongodb://127.0.0.1:{port}") as client:
+        with _client(f"mongodb://127.0.0.1:{port}") as client:
             client.admin.command("ping")  # the first one is untouched
     finally:
         _stop(first)

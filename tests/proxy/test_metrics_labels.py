@@ -24,6 +24,11 @@ from ..stacks import argon, own_stack
 Client = MongoClient[dict[str, Any]]
 
 
+def _client(uri: str, **options: Any) -> MongoClient[dict[str, Any]]:
+    """A typed pymongo client (a context manager that closes it)."""
+    return MongoClient(uri, **options)
+
+
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[Process]:
     with own_stack() as (_up, proxy):
@@ -38,7 +43,7 @@ def _branch_labels(proxy: Process) -> set[str]:
 
 
 def test_time_travel_reads_count_under_their_branch(proxy: Process) -> None:
-    with MongoClient(proxy.uri) as c:
+    with _client(proxy.uri) as c:
         lsns = []
         for i in range(5):
             c.tt.items.insert_one({"_id": i})
@@ -51,7 +56,7 @@ def test_time_travel_reads_count_under_their_branch(proxy: Process) -> None:
 
 
 def test_distinct_branch_labels_are_capped(proxy: Process) -> None:
-    with MongoClient(proxy.uri) as c:
+    with _client(proxy.uri) as c:
         for i in range(MAX_BRANCH_LABELS + 5):
             argon(c, "createBranch", name=f"label-{i}")
             c[f"capped@label-{i}"].items.find_one()
