@@ -118,7 +118,7 @@ class ClientProtocol:
         else:
             raise wire.UnknownOpCode(f"opcode {op_code} is not accepted from clients")
         label = metrics.command_label(command)
-        metrics.REQUESTS.labels(label, self._last_branch).inc()
+        metrics.REQUESTS.labels(label, metrics.branch_label(self._last_branch)).inc()
         self._last_branch = MAIN
         metrics.LATENCY.labels(label).observe(time.perf_counter() - started)
 

@@ -30,8 +30,8 @@ NOT_TOMBSTONE: dict[str, Any] = {TOMBSTONE: {"$exists": False}}
 def conjoin(*filters: dict[str, Any] | None) -> dict[str, Any]:
     """All of ``filters`` as one filter, keeping every field at the top level.
 
-    The test upstream's planner (see DESIGN.md) uses an index only for a
-    top-level field and scans the whole collection for an explicit ``$and``,
+    The test upstream's planner (docs/design.md, "Costs") uses an index only for
+    a top-level field and scans the whole collection for an explicit ``$and``,
     so fields are merged into one document, and two conditions on one field
     into one operator document; only what cannot merge goes under ``$and``.
     """
