@@ -179,6 +179,7 @@ class ClientProtocol:
     ) -> None:
         msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
         name = msg.command_name
+        cmd: dict[str, Any] = {}  # what the handlers below know of it if decoding fails
         try:
             cmd = decode_command(
                 msg.body, [(s.identifier, list(s.documents)) for s in msg.sequences]
