@@ -13,7 +13,7 @@ import fractions
 import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -177,7 +177,12 @@ def _same_errors(rule: Any) -> Any:
 
 
 # Set by the test; kept off the class, whose attributes hypothesis inspects for rules.
+# "argon" and, when the test runs two proxies on one upstream, "argon2": operations
+# alternate between them, so each proxy keeps meeting the other's changes.
 CLIENTS: dict[str, Client] = {}
+# Restarts the proxies (new processes, same upstream) and puts their clients in CLIENTS.
+RESTART: list[Callable[[], None]] = []
+EXTRA = ("other",)  # collections main may create while branches live
 
 
 class BranchModel(RuleBasedStateMachine):
@@ -189,10 +194,17 @@ class BranchModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.argon: Client = CLIENTS["argon"]
         self.direct: Client = CLIENTS["direct"]
         self.copies: dict[str, str] = {}  # branch -> copy database
         self.parents: dict[str, str] = {}
+        self.turn = itertools.count()
+        self.restarts = 0
+
+    @property
+    def argon(self) -> Client:
+        """The next proxy's client, in turn."""
+        proxies = [CLIENTS[k] for k in ("argon", "argon2") if k in CLIENTS]
+        return proxies[next(self.turn) % len(proxies)]
 
     def coll_on(self, branch: str) -> Any:
         db = DB if branch == "main" else f"{DB}@{branch.replace('/', '~')}"
@@ -233,6 +245,12 @@ class BranchModel(RuleBasedStateMachine):
         docs = list(self.copy_of(parent).find())
         if docs:
             self.copy_of(name).insert_many(docs)
+        for extra in EXTRA:
+            if extra in source.list_collection_names():
+                docs = list(source[extra].find())
+                self.direct[self.copies[name]].create_collection(extra)
+                if docs:
+                    self.direct[self.copies[name]][extra].insert_many(docs)
         return name
 
     @staticmethod
@@ -479,6 +497,41 @@ class BranchModel(RuleBasedStateMachine):
             self.direct["scratch"][COLL].insert_many(docs)
         assert matching == list(self.direct["scratch"][COLL].find(flt, sort=[("_id", 1)]))
 
+    @rule(branch=branches, doc=documents)
+    def write_another_collection(self, branch: str, doc: dict[str, Any]) -> None:
+        """A collection that may not exist yet, on any branch: on main it appears while
+        branches live, and must stay off every branch made before it."""
+        db = DB if branch == "main" else f"{DB}@{branch.replace('/', '~')}"
+        through, copy = self.argon[db][EXTRA[0]], self.direct[self.copies[branch]][EXTRA[0]]
+        flt, upd = {"_id": doc["_id"]}, {"$set": {"a": doc["a"]}}
+        results = [c.update_one(flt, upd, upsert=True) for c in (through, copy)]
+        got, want = ((r.matched_count, r.modified_count, r.upserted_id) for r in results)
+        assert got == want, branch
+
+    @rule()
+    def reload_catalog(self) -> None:
+        """Anything that reloads the catalog (``argon branch list``) changes no answer."""
+        self.argon.admin.command({"argon": "listBranches"})
+
+    @precondition(lambda self: bool(RESTART) and self.restarts < 1)
+    @rule()
+    def restart_proxies(self) -> None:
+        """A restart keeps every acknowledged write and changes no answer."""
+        self.restarts += 1
+        RESTART[0]()
+
+    @precondition(lambda self: len(self.copies) > 1)
+    @invariant()
+    def other_collections_equal_their_copies(self) -> None:
+        for branch in self.copies:
+            db = DB if branch == "main" else f"{DB}@{branch.replace('/', '~')}"
+            names = set(self.argon[db].list_collection_names()) & set(EXTRA)
+            copy = self.direct[self.copies[branch]]
+            assert names == set(copy.list_collection_names()) & set(EXTRA), branch
+            for extra in EXTRA:
+                got = list(self.argon[db][extra].find({}, sort=[("_id", 1)]))
+                assert got == list(copy[extra].find({}, sort=[("_id", 1)])), (branch, extra)
+
     @precondition(lambda self: len(self.copies) > 1)
     @invariant()
     def every_branch_equals_its_copy(self) -> None:
@@ -499,23 +552,64 @@ class BranchModel(RuleBasedStateMachine):
         self.direct.drop_database(DB)
 
 
+def _run_model(examples: int) -> None:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    run_state_machine_as_test(
+        BranchModel,
+        settings=settings(
+            max_examples=int(os.environ.get("MODEL_EXAMPLES", str(examples))),
+            stateful_step_count=25,
+            deadline=None,
+            phases=PHASES,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+def _restartable(up: Process, proxies: list[Process], names: list[str]) -> Callable[[], None]:
+    """A restart of every proxy in ``proxies`` (new processes on the same upstream)."""
+
+    def restart() -> None:
+        for index, name in enumerate(names):
+            proxies[index].stop()
+            CLIENTS.pop(name).close()
+            proxies[index] = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+            CLIENTS[name] = MongoClient(proxies[index].uri, event_listeners=[SENT])
+
+    return restart
+
+
 def test_branches_behave_like_physical_copies(stack: tuple[Process, Process]) -> None:
     up, proxy = stack
+    proxies = [proxy]
     CLIENTS["argon"] = MongoClient(proxy.uri, event_listeners=[SENT])
     CLIENTS["direct"] = MongoClient(up.uri)
+    RESTART.append(_restartable(up, proxies, ["argon"]))
     try:
-        from hypothesis.stateful import run_state_machine_as_test
-
-        run_state_machine_as_test(
-            BranchModel,
-            settings=settings(
-                max_examples=int(os.environ.get("MODEL_EXAMPLES", "25")),
-                stateful_step_count=25,
-                deadline=None,
-                phases=PHASES,
-                suppress_health_check=list(HealthCheck),
-            ),
-        )
+        _run_model(25)
     finally:
+        RESTART.clear()
         CLIENTS.pop("argon").close()
         CLIENTS.pop("direct").close()
+        if proxies[0] is not proxy:
+            proxies[0].stop()
+
+
+def test_branches_behave_like_physical_copies_across_two_proxies() -> None:
+    """The same model with every operation sent to one of two proxies in turn, both
+    in front of one upstream: neither may answer from an outdated picture."""
+    up = start_upstream()
+    uri = f"mongodb://127.0.0.1:{up.port}"
+    proxies = [start_proxy(uri, "--log-level", "WARNING") for _ in range(2)]
+    CLIENTS["argon"] = MongoClient(proxies[0].uri, event_listeners=[SENT])
+    CLIENTS["argon2"] = MongoClient(proxies[1].uri, event_listeners=[SENT])
+    CLIENTS["direct"] = MongoClient(up.uri)
+    try:
+        _run_model(10)
+    finally:
+        for name in ("argon", "argon2", "direct"):
+            CLIENTS.pop(name).close()
+        for proc in proxies:
+            proc.stop()
+        up.stop()
