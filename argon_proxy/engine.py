@@ -52,38 +52,9 @@ from .wal import ClientIdentity
 from .writes import NeedsStatements, StatementError, WriteContext, Writer
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
-# Commands that never name a collection: the same on every branch.
-NAMESPACE_FREE = frozenset(
-    {
-        "ping",
-        "buildInfo",
-        "buildinfo",
-        "serverStatus",
-        "hostInfo",
-        "getParameter",
-        "whatsmyuri",
-        "connectionStatus",
-        "endSessions",
-        "killSessions",
-        "refreshSessions",
-        "startSession",
-        "getCmdLineOpts",
-        "getLog",
-        "listCommands",
-        "logout",
-        "saslStart",
-        "saslContinue",
-        "getFreeMonitoringStatus",
-        "features",
-        "commitTransaction",
-        "abortTransaction",
-        "getMore",
-        "killCursors",
-        "lockInfo",
-        "currentOp",
-        "killOp",
-    }
-)
+# Commands that never name a collection, and killCursors, whose collection only
+# names the cursors' namespace: the same on every branch.
+NAMESPACE_FREE = namespaces.SERVER_COMMANDS | {"killCursors"}
 # On main these change collections, not documents, without the write path: refused
 # while other branches exist, because children could not be kept isolated from them.
 MAIN_GUARDED = frozenset({"drop", "dropDatabase", "renameCollection"})

@@ -29,8 +29,8 @@ from typing import Any
 from .errors import COMMAND_NOT_SUPPORTED, INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
 from .naming import INTERNAL_DB, INTERNAL_PREFIX, is_internal
 
-# Commands whose first value, even a string, is not a collection.
-NO_COLLECTION = frozenset(
+# Commands about the server or a session, never a collection: the same on every branch.
+SERVER_COMMANDS = frozenset(
     {
         "ping",
         "buildInfo",
@@ -59,15 +59,18 @@ NO_COLLECTION = frozenset(
         "currentOp",
         "killOp",
         "getMore",
-        "dbStats",
-        "listDatabases",
-        "listCollections",
-        "dropDatabase",
-        "hello",
-        "isMaster",
-        "ismaster",
     }
 )
+# Commands whose first value, even a string, is not a collection.
+NO_COLLECTION = SERVER_COMMANDS | {
+    "dbStats",
+    "dropDatabase",
+    "hello",
+    "isMaster",
+    "ismaster",
+    "listCollections",
+    "listDatabases",
+}
 # Commands that name at most one collection, in ``$db``: their first value
 # (``getMore``: its ``collection``). ``dropDatabase`` is left to the engine.
 FIRST_VALUE_ONLY = (NO_COLLECTION - {"dropDatabase"}) | {

@@ -20,47 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import bson
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from ..processes import Process, free_port, start_proxy, start_upstream
+from ..rawwire import closed_by_peer, op_msg, read_reply
 from ..stacks import argon
 
 Client = MongoClient[dict[str, Any]]
-
-
-def _op_msg(command: dict[str, object], request_id: int = 1) -> bytes:
-    body = bson.encode(command)
-    payload = struct.pack("<I", 0) + b"\x00" + body
-    return struct.pack("<iiii", 16 + len(payload), request_id, 0, 2013) + payload
-
-
-def _read_reply(sock: socket.socket) -> dict[str, Any]:
-    header = _recv_exact(sock, 16)
-    length = struct.unpack("<i", header[:4])[0]
-    return bson.decode(_recv_exact(sock, length - 16)[5:])
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
-def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
 
 
 def _client(proxy: Process, **options: Any) -> Client:
@@ -91,7 +59,7 @@ def test_trickled_frame_is_dropped_at_its_first_byte_deadline(
 ) -> None:
     """One byte every 0.3 s must not keep a 2 s frame deadline alive."""
     proxy = proxy_factory(ARGON_FRAME_TIMEOUT="2")
-    frame = _op_msg({"ping": 1, "$db": "admin", "pad": "x" * 200})
+    frame = op_msg({"ping": 1, "$db": "admin", "pad": "x" * 200})
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
         closed = False
         for i in range(40):  # 12 s of trickle, far past the deadline
@@ -100,7 +68,7 @@ def test_trickled_frame_is_dropped_at_its_first_byte_deadline(
             except OSError:
                 closed = True
                 break
-            if _closed_by_peer(sock, 0.3):
+            if closed_by_peer(sock, 0.3):
                 closed = True
                 break
         assert closed, "a trickling client kept its partial frame past frame_timeout"
@@ -123,7 +91,7 @@ def test_partial_frames_share_one_byte_budget(proxy_factory: Callable[..., Proce
                 closed.append(sock)
                 continue
             time.sleep(0.3)
-            if _closed_by_peer(sock, 1.0):
+            if closed_by_peer(sock, 1.0):
                 closed.append(sock)
         # 400 KB each: two fit in 1 MB, the third and fourth would go over.
         assert socks[0] not in closed and socks[1] not in closed
@@ -199,9 +167,9 @@ def test_idle_timeout_closes_idle_clients_and_drivers_carry_on(
 ) -> None:
     proxy = proxy_factory(ARGON_IDLE_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-        assert _read_reply(sock)["ok"] == 1.0
-        assert _closed_by_peer(sock, 15), "an idle client was never closed"
+        sock.sendall(op_msg({"ping": 1, "$db": "admin"}))
+        assert read_reply(sock)["ok"] == 1.0
+        assert closed_by_peer(sock, 15), "an idle client was never closed"
     c = _client(proxy)
     try:
         assert c.admin.command("ping")["ok"] == 1.0
@@ -218,16 +186,16 @@ def test_connection_limit_refusal_says_how_to_raise_it(
     proxy = proxy_factory("--max-connections", "1")
     holder = socket.create_connection(("127.0.0.1", proxy.port))
     for _ in range(20):  # the start-up probe's connection may still count for a moment
-        holder.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-        if _read_reply(holder)["ok"] == 1.0:
+        holder.sendall(op_msg({"ping": 1, "$db": "admin"}))
+        if read_reply(holder)["ok"] == 1.0:
             break
         holder.close()
         time.sleep(0.2)
         holder = socket.create_connection(("127.0.0.1", proxy.port))
     try:
         with socket.create_connection(("127.0.0.1", proxy.port)) as extra:
-            extra.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-            errmsg = str(_read_reply(extra)["errmsg"])
+            extra.sendall(op_msg({"ping": 1, "$db": "admin"}))
+            errmsg = str(read_reply(extra)["errmsg"])
         assert "--max-connections" in errmsg and "ARGON_MAX_CONNECTIONS" in errmsg
         assert "idle_timeout" in errmsg
     finally:

@@ -21,6 +21,7 @@ import wire
 from wire import DocumentSequence, OpMsg
 
 from ..processes import Process
+from ..rawwire import recv_exact
 from ..stacks import Client, argon, own_stack
 
 
@@ -366,26 +367,16 @@ def _raw_document(items: list[tuple[str, Any]]) -> bytes:
 def _exchange(proxy: Process, message: bytes) -> dict[str, Any]:
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
         sock.sendall(message)
-        header = _recv_exact(sock, 16)
+        header = recv_exact(sock, 16)
         length = struct.unpack("<i", header[:4])[0]
-        reply = wire.decode_op_msg(_recv_exact(sock, length - 16))
+        reply = wire.decode_op_msg(recv_exact(sock, length - 16))
         doc: dict[str, Any] = bson.decode(reply.body)
         # The connection stays usable after the refusal.
         sock.sendall(wire.encode_op_msg(OpMsg(0, bson.encode({"ping": 1, "$db": "admin"})), 2))
-        header = _recv_exact(sock, 16)
+        header = recv_exact(sock, 16)
         length = struct.unpack("<i", header[:4])[0]
-        assert bson.decode(wire.decode_op_msg(_recv_exact(sock, length - 16)).body)["ok"] == 1.0
+        assert bson.decode(wire.decode_op_msg(recv_exact(sock, length - 16)).body)["ok"] == 1.0
         return doc
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed by the proxy")
-        buf += chunk
-    return buf
 
 
 @pytest.mark.parametrize(

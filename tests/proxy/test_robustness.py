@@ -12,53 +12,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-import bson
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure, PyMongoError
 
 from ..processes import Process, free_port, start_upstream
+from ..rawwire import closed_by_peer, op_msg, read_reply
 
 Client = MongoClient[dict[str, object]]
 
 
-def _op_msg(command: dict[str, object], request_id: int = 1) -> bytes:
-    body = bson.encode(command)
-    payload = struct.pack("<I", 0) + b"\x00" + body
-    return struct.pack("<iiii", 16 + len(payload), request_id, 0, 2013) + payload
-
-
-def _read_reply(sock: socket.socket) -> dict[str, object]:
-    header = _recv_exact(sock, 16)
-    length = struct.unpack("<i", header[:4])[0]
-    payload = _recv_exact(sock, length - 16)
-    return bson.decode(payload[5:])
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
-def _closed_by_peer(sock: socket.socket, timeout: float) -> bool:
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(1) == b""
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
-
-
 def test_raw_socket_ping(proxy: Process) -> None:
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-        assert _read_reply(sock)["ok"] == 1.0
+        sock.sendall(op_msg({"ping": 1, "$db": "admin"}))
+        assert read_reply(sock)["ok"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -77,7 +44,7 @@ def test_malformed_frame_closes_only_that_connection(proxy: Process, garbage: by
         c.admin.command("ping")
         with socket.create_connection(("127.0.0.1", proxy.port)) as bad:
             bad.sendall(garbage)
-            assert _closed_by_peer(bad, 5)
+            assert closed_by_peer(bad, 5)
         assert c.admin.command("ping")["ok"] == 1.0  # the other client is undisturbed
     finally:
         c.close()
@@ -87,8 +54,8 @@ def test_malformed_frame_closes_only_that_connection(proxy: Process, garbage: by
 def test_partial_frame_times_out(proxy_factory: Callable[..., Process]) -> None:
     proxy = proxy_factory(ARGON_FRAME_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(_op_msg({"ping": 1, "$db": "admin"})[:10])
-        assert _closed_by_peer(sock, 60)  # generous: the log says why it closed
+        sock.sendall(op_msg({"ping": 1, "$db": "admin"})[:10])
+        assert closed_by_peer(sock, 60)  # generous: the log says why it closed
     assert "partial frame" in proxy.log()
 
 
@@ -97,11 +64,11 @@ def test_connection_limit_gives_a_clear_error(proxy_factory: Callable[..., Proce
     holders = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(2)]
     try:
         for h in holders:  # an answered ping: the proxy has counted this connection
-            h.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-            assert _read_reply(h)["ok"] == 1.0
+            h.sendall(op_msg({"ping": 1, "$db": "admin"}))
+            assert read_reply(h)["ok"] == 1.0
         with socket.create_connection(("127.0.0.1", proxy.port)) as extra:
-            extra.sendall(_op_msg({"ping": 1, "$db": "admin"}))
-            reply = _read_reply(extra)
+            extra.sendall(op_msg({"ping": 1, "$db": "admin"}))
+            reply = read_reply(extra)
             assert reply["ok"] == 0.0
             assert "limit of 2 client connections" in str(reply["errmsg"])
     finally:
