@@ -3,11 +3,14 @@
 Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
 cancel the server's scope, which makes it drain (see ``server.py``); then
 the embedded upstream, if any, is stopped. A background task checks the
-upstream every few seconds for ``/healthz``.
+upstream every few seconds for ``/healthz``, another keeps this proxy's
+record in ``__argon.proxies`` fresh and ends what killed proxies left open
+(``incarnation.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -110,6 +113,7 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, server)
                 nursery.start_soon(_watch_health, pool, health)
+                nursery.start_soon(engine.incarnation.keep_alive)
                 await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
                 port = server.port
                 log.info(
@@ -122,6 +126,8 @@ async def serve(
                     else "",
                 )
                 task_status.started(port)
+            with trio.move_on_after(2), contextlib.suppress(Exception):
+                await engine.incarnation.retire()  # a clean stop leaves nothing to reclaim
         finally:
             if http is not None:
                 http.close()

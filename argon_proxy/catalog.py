@@ -21,13 +21,16 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import bson
 
 from .dbclient import DbClient
 from .errors import ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
+
+if TYPE_CHECKING:
+    from .txn import Runner
 
 BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
@@ -277,9 +280,13 @@ class Catalog:
 
     # -- LSN -------------------------------------------------------------------
 
-    async def allocate_lsns(self, count: int) -> int:
-        """Reserve ``count`` consecutive LSNs; returns the first. Atomic in mongod."""
-        reply = await self.db.command(
+    @staticmethod
+    async def allocate_lsns(runner: Runner, count: int) -> int:
+        """Reserve ``count`` consecutive LSNs in ``runner``'s transaction; returns the
+        first. Inside the transaction that writes their entries, they become visible
+        with them, so LSN order is commit order (a concurrent allocation conflicts and
+        is retried)."""
+        reply = await runner.run(
             INTERNAL_DB,
             {
                 "findAndModify": "counters",

@@ -22,12 +22,13 @@ from bson import ObjectId
 
 from . import admin, aggregate_out, indexes, metrics, projects, refs, timetravel
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
-from .dbclient import CommandError, DbClient
-from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .dbclient import CommandError, DbClient, hold
+from .errors import COMMAND_NOT_SUPPORTED, WRITE_CONFLICT, ArgonError
+from .incarnation import Incarnation
 from .merge_find import find_merged
 from .naming import INTERNAL_DB, MAIN, branch_from_app_name, is_internal, parse_db
 from .reads import Reader, generic, unsupported
-from .txn import Runner
+from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
 from .writes import NeedsStatements, StatementError, WriteContext, Writer
@@ -115,11 +116,14 @@ class Engine:
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
-        self.writer = Writer(pool, self.catalog)
+        self.incarnation = Incarnation(self.db)
+        self.writer = Writer(pool, self.catalog, self.incarnation.sessions)
         self._snapshot_lock = trio.Lock()
 
     async def start(self) -> None:
+        """Load the catalog, record this proxy, end what killed ones left open."""
         await self.catalog.load()
+        await self.incarnation.register()
 
     def needs_engine(self, name: str, db: str, app_name: str | None) -> bool:
         """False when the command may pass straight through (main, nothing to log)."""
@@ -151,6 +155,17 @@ class Engine:
         return self.catalog.branches[name]
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
+        """Answer ``req`` or say what to forward, on one upstream connection.
+
+        The connection is taken first, before any lock, and everything Argon
+        runs for the request reuses it (a client transaction's pinned one,
+        if the client is in one): no request ever waits for a second one.
+        """
+        pinned = req.joined.conn if isinstance(req.joined, JoinedTransaction) else None
+        async with hold(self.pool, pinned):
+            return await self._route(req)
+
+    async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command
         name = next(iter(cmd))
         if name == "argon":
@@ -310,9 +325,22 @@ class Engine:
         )
         if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
+        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
+            ctx.write_concern = cmd["writeConcern"]
+        try:
+            return await self._write_statements(name, ctx, req)
+        except CommandError as exc:
+            if req.joined is None and is_transient(exc):
+                raise _still_conflicting(name, ctx) from None
+            raise
+
+    async def _write_statements(self, name: str, ctx: WriteContext, req: Request) -> dict[str, Any]:
+        cmd = req.command
         if name == "findAndModify":
             outcome = await self.writer.find_and_modify(ctx, cmd)
-            return {**outcome.reply_value, "ok": 1.0}
+            return _with_concern_error(
+                {**outcome.reply_value, "ok": 1.0}, outcome.write_concern_error
+            )
         key = {"insert": "documents", "update": "updates", "delete": "deletes"}[name]
         statements = list(cmd.get(key) or [])
         ordered = cmd.get("ordered", True)
@@ -329,7 +357,10 @@ class Engine:
                 except NeedsStatements:
                     pass
                 else:
-                    return {"n": out.matched, "ok": 1.0}
+                    return _with_concern_error(
+                        {"n": out.matched, "ok": 1.0}, out.write_concern_error
+                    )
+        concern_error = None
         for index, stmt in enumerate(statements):
             ctx.statement = index
             try:
@@ -340,10 +371,13 @@ class Engine:
                 else:
                     out = await self.writer.delete(ctx, stmt)
             except (StatementError, CommandError) as exc:
+                if isinstance(exc, CommandError) and is_transient(exc) and ctx.retry is not None:
+                    raise  # the driver may retry the whole command: say so at the top
                 errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
                 if ordered:
                     break
                 continue
+            concern_error = out.write_concern_error or concern_error
             reply["n"] += out.matched
             if name == "update":
                 reply["nModified"] += out.modified
@@ -355,7 +389,30 @@ class Engine:
         if errors:
             reply["writeErrors"] = errors
         reply["ok"] = 1.0
-        return reply
+        return _with_concern_error(reply, concern_error)
+
+
+def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:
+    """``reply`` with the commit's ``writeConcernError``, where mongod puts it."""
+    if error:
+        reply["writeConcernError"] = error
+    return reply
+
+
+def _still_conflicting(name: str, ctx: WriteContext) -> ArgonError:
+    """A write that kept conflicting past Argon's retries, labelled for drivers.
+
+    Outside a client transaction mongod never returns a write conflict (it
+    retries), so ``TransientTransactionError`` would be wrong here; a
+    retryable write gets the label that makes a driver retry it.
+    """
+    labels = ("RetryableWriteError",) if ctx.retry is not None else ()
+    return ArgonError(
+        WRITE_CONFLICT,
+        f"{name} on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
+        "writers; the statement that conflicted was not applied: retry it.",
+        labels=labels,
+    )
 
 
 def _read_only(branch: Branch, what: str) -> BranchError:

@@ -21,17 +21,22 @@ documents runs as several such transactions over parts of the ``_id``s it
 matched (mongod's multi-writes are not atomic either), so no transaction
 outgrows what the upstream holds. Statements of one command run in order;
 ``ordered`` stops at the first failure, and failures become ``writeErrors``
-exactly where mongod puts them. A proxy-wide lock per collection keeps this
-proxy's writers from tripping over each other; transactions keep several
-proxies correct.
+exactly where mongod puts them.
+
+LSNs are allocated inside the statement's own transaction, just before the
+WAL insert, so they follow commit order: an LSN is visible exactly when its
+entry and its data are. Every write transaction therefore updates the one
+LSN counter, and concurrent ones would only conflict there; so this proxy's
+writers take turns (``WriterLock``, one for all collections), and
+transactions keep several proxies correct (a conflict is retried).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 import trio
@@ -43,10 +48,11 @@ from .dbclient import CommandError
 from .errors import ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
-from .txn import Runner, run_in_transaction
+from .txn import Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
 from .view import NOT_TOMBSTONE, View, build_view, conjoin, pin
 
+T = TypeVar("T")
 DUPLICATE_KEY = 11000
 _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
 _CHUNK_COUNT = 1000
@@ -100,6 +106,7 @@ class WriteContext:
     retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
     statement: int | str = 0  # the statement being run, for retryable writes ("all": batch)
     extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
+    write_concern: dict[str, Any] | None = None  # the client's, for the commit
 
     @property
     def ns(self) -> str:
@@ -127,6 +134,7 @@ class Outcome:
     reply_value: Any = None  # findAndModify's value
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
+    write_concern_error: dict[str, Any] | None = None  # what the commit said of it
 
 
 class StatementError(ArgonError):
@@ -177,17 +185,81 @@ async def find_all(runner: Runner, db: str, command: dict[str, Any]) -> list[dic
     return docs
 
 
+class WriterLock:
+    """The lock this proxy's writers hold while they run.
+
+    Re-entrant for the task that holds it: a merge writes several collections
+    inside one transaction. ``paused`` lets go of it while a conflicted writer
+    waits to retry, so the one it conflicted with can go on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+        self._owner: trio.lowlevel.Task | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = trio.lowlevel.current_task()
+        if self._owner is task:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._owner, self._depth = task, 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        task = trio.lowlevel.current_task()
+        if self._owner is not task:
+            yield
+            return
+        depth, self._owner, self._depth = self._depth, None, 0
+        self._lock.release()
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True):  # the holder's exit will release it
+                await self._lock.acquire()
+            self._owner, self._depth = task, depth
+
+
 class Writer:
     """Executes write commands on any branch."""
 
-    def __init__(self, pool: UpstreamPool, catalog: Catalog) -> None:
+    def __init__(
+        self, pool: UpstreamPool, catalog: Catalog, sessions: SessionPool | None = None
+    ) -> None:
         self.pool = pool
         self.catalog = catalog
-        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self.sessions = sessions
+        self._lock = WriterLock()
 
-    def lock(self, ns: str) -> trio.Lock:
-        """The lock this proxy's writers of ``ns`` hold while they run."""
-        return self._locks[ns]
+    def lock(self, ns: str) -> WriterLock:
+        """The lock this proxy's writers of ``ns`` (and of every collection) hold."""
+        return self._lock
+
+    async def in_transaction(
+        self,
+        unit: Callable[[Runner], Awaitable[T]],
+        *,
+        write_concern: Mapping[str, Any] | None = None,
+        receipt: Receipt | None = None,
+    ) -> T:
+        """``run_in_transaction`` with this proxy's sessions, under the writers' lock."""
+        async with self._lock:
+            return await run_in_transaction(
+                self.pool,
+                unit,
+                write_concern=write_concern,
+                sessions=self.sessions,
+                receipt=receipt,
+                lock=self._lock,
+            )
 
     # -- shared steps ----------------------------------------------------------
 
@@ -292,7 +364,7 @@ class Writer:
     async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
         if not changes:
             return []
-        first = await self.catalog.allocate_lsns(len(changes))
+        first = await self.catalog.allocate_lsns(runner, len(changes))
         ts = now()
         entries = [
             wal.entry(
@@ -373,15 +445,21 @@ class Writer:
             # A client's transaction cannot be retried: its freezes are careful at once.
             careful = ctx.joined is not None
             if ctx.joined is None:
+                receipt = Receipt()
                 try:
                     try:
-                        outcome = await run_in_transaction(self.pool, unit)
+                        outcome = await self.in_transaction(
+                            unit, write_concern=ctx.write_concern, receipt=receipt
+                        )
                     except _FreezeRace:
                         for ov in kids:
                             ov.ids, ov.tombstones = None, set()
                             await self.catalog.load_ids(ov)
                         careful = True
-                        outcome = await run_in_transaction(self.pool, unit)
+                        outcome = await self.in_transaction(
+                            unit, write_concern=ctx.write_concern, receipt=receipt
+                        )
+                    outcome.write_concern_error = receipt.write_concern_error
                 except Exception:
                     done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
                     if done is None:
