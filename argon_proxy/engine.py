@@ -31,7 +31,7 @@ from .reads import Reader, generic, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
-from .writes import NeedsStatements, StatementError, WriteContext, Writer
+from .writes import NeedsStatements, StatementError, WriteContext, Writer, chunks
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 # Commands that never name a collection: the same on every branch.
@@ -350,46 +350,70 @@ class Engine:
         upserted, errors = [], []
         if name == "insert":
             statements = [d if "_id" in d else {"_id": ObjectId(), **d} for d in statements]
-            if len(statements) > 1 and req.joined is None:
-                ctx.statement = "all"
-                try:
-                    out = await self.writer.insert_batch(ctx, statements)
-                except NeedsStatements:
-                    pass
-                else:
-                    return _with_concern_error(
-                        {"n": out.matched, "ok": 1.0}, out.write_concern_error
-                    )
         concern_error = None
-        for index, stmt in enumerate(statements):
-            ctx.statement = index
-            try:
-                if name == "insert":
-                    out = await self.writer.insert(ctx, stmt)
-                elif name == "update":
-                    out = await self.writer.update(ctx, stmt)
+        start = 0
+        for part in self._parts(name, statements, req):
+            if len(part) > 1:
+                # The retry record of a part is keyed by where it starts in the command.
+                ctx.statement = "all" if start == 0 else f"all-{start}"
+                try:
+                    out = await self.writer.insert_batch(ctx, part)
+                except NeedsStatements:
+                    pass  # some document fails: statement by statement, as mongod reports it
                 else:
-                    out = await self.writer.delete(ctx, stmt)
-            except (StatementError, CommandError) as exc:
-                if isinstance(exc, CommandError) and is_transient(exc) and ctx.retry is not None:
-                    raise  # the driver may retry the whole command: say so at the top
-                errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
-                if ordered:
-                    break
-                continue
-            concern_error = out.write_concern_error or concern_error
-            reply["n"] += out.matched
-            if name == "update":
-                reply["nModified"] += out.modified
-                if out.upserted is not None:
-                    reply["n"] += 1
-                    upserted.append({"index": index, "_id": out.upserted})
+                    reply["n"] += out.matched
+                    concern_error = out.write_concern_error or concern_error
+                    start += len(part)
+                    continue
+            for index, stmt in enumerate(part, start):
+                ctx.statement = index
+                try:
+                    if name == "insert":
+                        out = await self.writer.insert(ctx, stmt)
+                    elif name == "update":
+                        out = await self.writer.update(ctx, stmt)
+                    else:
+                        out = await self.writer.delete(ctx, stmt)
+                except (StatementError, CommandError) as exc:
+                    if (
+                        isinstance(exc, CommandError)
+                        and is_transient(exc)
+                        and ctx.retry is not None
+                    ):
+                        raise  # the driver may retry the whole command: say so at the top
+                    errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
+                    if ordered:
+                        break
+                    continue
+                concern_error = out.write_concern_error or concern_error
+                reply["n"] += out.matched
+                if name == "update":
+                    reply["nModified"] += out.modified
+                    if out.upserted is not None:
+                        reply["n"] += 1
+                        upserted.append({"index": index, "_id": out.upserted})
+            if errors and ordered:
+                break
+            start += len(part)
         if upserted:
             reply["upserted"] = upserted
         if errors:
             reply["writeErrors"] = errors
         reply["ok"] = 1.0
         return _with_concern_error(reply, concern_error)
+
+    @staticmethod
+    def _parts(name: str, statements: list[Any], req: Request) -> list[list[Any]]:
+        """The statements cut into the parts that run as one transaction each.
+
+        Inserts outside a client transaction run in bounded parts (``chunks``:
+        one insert command's worth), so no transaction grows with the batch;
+        a part that cannot run whole falls back to its statements one by one.
+        Everything else runs statement by statement.
+        """
+        if name != "insert" or req.joined is not None or len(statements) < 2:
+            return [[s] for s in statements]
+        return chunks(statements)
 
 
 def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:

@@ -228,6 +228,37 @@ class WriterLock:
             self._owner, self._depth = task, depth
 
 
+async def view_docs(
+    runner: Runner, view: View, ids: list[Any], *, id_only: bool = False
+) -> dict[Any, dict[str, Any]]:
+    """The view's documents with these ``_id``s, keyed by ``hashable_id``, read in
+    the runner's transaction.
+
+    Each layer is asked for the ids alone (tombstones included) and the nearest
+    layer holding an id decides, so the queries stay plain ``_id`` lookups that
+    the upstream answers from its index, however large the batch or the overlays
+    (a filter with the tombstone test or exclusions beside a long ``$in`` makes
+    some upstreams scan the collection).
+    """
+    found: dict[Any, dict[str, Any]] = {}
+    held: set[Any] = set()  # ids a nearer layer holds (documents or tombstones)
+    for layer in view.layers:
+        wanted = [i for i in ids if hashable_id(i) not in held]
+        for start in range(0, len(wanted), 500):
+            cmd: dict[str, Any] = {
+                "find": layer.coll,
+                "filter": {"_id": {"$in": wanted[start : start + 500]}},
+            }
+            if id_only:
+                cmd["projection"] = {"_id": 1, TOMBSTONE: 1}
+            for doc in await find_all(runner, view.db, cmd):
+                key = hashable_id(doc["_id"])
+                held.add(key)
+                if not doc.get(TOMBSTONE):
+                    found[key] = doc
+    return found
+
+
 class Writer:
     """Executes write commands on any branch."""
 
@@ -515,13 +546,16 @@ class Writer:
                 for part in chunks(docs):
                     await runner.run(ctx.db, {"insert": ctx.coll, "documents": part})
             else:
-                for start in range(0, len(ids), 500):
-                    found = await self._view_find(
-                        runner, view, {"_id": {"$in": ids[start : start + 500]}}, limit=1
-                    )
-                    if found:
-                        raise NeedsStatements
-                for part in chunks(docs):
+                if await view_docs(runner, view, ids, id_only=True):
+                    raise NeedsStatements
+                assert own.ids is not None
+                # Plain inserts, except over the branch's own tombstones; a stale id
+                # cache only costs the statement-by-statement path (duplicate key).
+                fresh = [d for d in docs if hashable_id(d["_id"]) not in own.ids]
+                for part in chunks(fresh):
+                    await runner.run(ctx.db, {"insert": own.name, "documents": part})
+                held = [d for d in docs if hashable_id(d["_id"]) in own.ids]
+                for part in chunks(held):
                     updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in part]
                     await runner.run(ctx.db, {"update": own.name, "updates": updates})
                 out.cache.append((own, ids, False))
@@ -548,11 +582,7 @@ class Writer:
         deleted), as one statement: one WAL entry per document that changes."""
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
-            pres: dict[Any, dict[str, Any]] = {}
-            for start in range(0, len(docs), 500):
-                ids = [doc_id for doc_id, _ in docs[start : start + 500]]
-                for found in await self._view_find(runner, view, {"_id": {"$in": ids}}):
-                    pres[hashable_id(found["_id"])] = found
+            pres = await view_docs(runner, view, [doc_id for doc_id, _ in docs])
             for doc_id, doc in docs:
                 pre = pres.get(hashable_id(doc_id))
                 if same_doc(pre, doc):

@@ -7,12 +7,19 @@ the test instead of hanging it) and stops only what it started.
 
 from __future__ import annotations
 
+import shutil
+import signal
+import tempfile
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from pymongo import MongoClient, ReturnDocument
+from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.write_concern import WriteConcern
 
 from ..processes import Process, start_proxy, start_upstream
 from ..stacks import Client, argon
@@ -178,3 +185,191 @@ def test_a_visible_lsn_has_its_entry_committed() -> None:
         head = int(argon_db.counters.find_one({"_id": "lsn"})["value"])  # type: ignore[index]
         assert head == 4 * 60 * 2
         direct.close()
+
+
+# -- kill -9 of the proxy ------------------------------------------------------------------
+
+
+def _keep_writing(
+    proxy: Process,
+    db: str,
+    offset: int,
+    done: list[Any],
+    trying: dict[int, Any],
+    stop: threading.Event,
+) -> None:
+    """Insert, update and bump a shared document until the proxy goes away."""
+    c = _client(proxy, retryWrites=False)
+    docs = c[db].docs
+    i = offset
+    try:
+        while not stop.is_set():
+            trying[offset] = i
+            docs.insert_one({"_id": i})
+            docs.update_one({"_id": i}, {"$set": {"updated": True}})
+            docs.update_one({"_id": "hot"}, {"$inc": {"n": 1}})
+            done.append(i)
+            i += 2
+    except PyMongoError:
+        return
+    finally:
+        c.close()
+
+
+def _check_wal(direct: Client, branch: str, docs: dict[Any, dict[str, Any]]) -> None:
+    """No WAL entry without its data and none missing."""
+    wal = list(direct["__argon"].wal.find({"ns": "killed.docs", "branch": branch}))
+    inserted = {e["doc_id"] for e in wal if e["op"] == "i"}
+    updated = {e["doc_id"] for e in wal if e["op"] == "u"}
+    numbers = {k for k in docs if k != "hot"}
+    assert inserted - {"hot"} == numbers, branch
+    assert updated - {"hot"} == {k for k in numbers if docs[k].get("updated")}, branch
+    bumps = [e for e in wal if e["doc_id"] == "hot" and e["op"] == "u"]
+    assert len(bumps) == docs["hot"]["n"], branch  # one entry per bump that committed
+
+
+def test_killed_proxy_leaves_nothing_locked_or_lost() -> None:
+    """kill -9 mid-write on main and on a branch: after a restart every acknowledged
+    write is there with its WAL entry, and the documents the dead proxy was writing
+    can be written again at once (its upstream transaction is ended)."""
+    with _stack() as (up, proxy):
+        setup = _client(proxy)
+        setup.killed.docs.insert_one({"_id": "hot", "n": 0})
+        argon(setup, "createBranch", name="doomed")
+        setup.close()
+        stop = threading.Event()
+        done: dict[str, list[Any]] = {"killed": [], "killed@doomed": []}
+        trying: dict[str, dict[int, Any]] = {"killed": {}, "killed@doomed": {}}
+        threads = [
+            threading.Thread(
+                target=_keep_writing, args=(proxy, db, k, done[db], trying[db], stop), daemon=True
+            )
+            for db in done
+            for k in range(2)
+        ]
+        for t in threads:
+            t.start()
+        while min(len(d) for d in done.values()) < 10 and all(t.is_alive() for t in threads):
+            threading.Event().wait(0.05)
+        proxy.stop(signal.SIGKILL)
+        stop.set()
+        for t in threads:
+            t.join(JOIN_TIMEOUT)
+        assert not any(t.is_alive() for t in threads)
+        proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+        try:
+            c = _client(proxy, retryWrites=False)
+            direct: Client = MongoClient(up.uri)
+            for db, branch in (("killed", "main"), ("killed@doomed", "doomed")):
+                docs = {d["_id"]: d for d in c[db].docs.find()}
+                assert set(done[db]) <= set(docs), db  # nothing acknowledged is missing
+                _check_wal(direct, branch, docs)
+            direct.close()
+            for db in done:
+                # Every document a writer was at: the dead transaction held one of them.
+                for doc_id in [*trying[db].values(), "hot"]:
+                    c[db].docs.update_one({"_id": doc_id}, {"$set": {"after": True}}, upsert=True)
+                assert c[db].docs.count_documents({"after": True}) == 3
+            c.close()
+        finally:
+            proxy.stop()
+
+
+# -- kill -9 of the upstream ----------------------------------------------------------------
+
+
+def test_journaled_writes_survive_a_killed_upstream() -> None:
+    """Writes acknowledged with ``j: true`` are on disk: the upstream killed under
+    them and started again on the same files has every one, with its WAL entry."""
+    storage = tempfile.mkdtemp(prefix="argon-faults-")
+    up = start_upstream(storage=storage)
+    port = up.port
+    proxy = start_proxy(f"mongodb://127.0.0.1:{port}", "--log-level", "WARNING")
+    done: list[Any] = []
+    stop = threading.Event()
+
+    def write(offset: int) -> None:
+        c = _client(proxy, retryWrites=False)
+        docs = c.durable.get_collection("docs", write_concern=WriteConcern(j=True))
+        i = offset
+        try:
+            while not stop.is_set():
+                docs.insert_one({"_id": i, "pad": "x" * 200})
+                done.append(i)
+                i += 4
+        except PyMongoError:
+            return
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=write, args=(k,), daemon=True) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        while len(done) < 200 and all(t.is_alive() for t in threads):
+            threading.Event().wait(0.05)
+        up.stop(signal.SIGKILL)
+        stop.set()
+        for t in threads:
+            t.join(JOIN_TIMEOUT)
+        assert not any(t.is_alive() for t in threads)
+        up = start_upstream(port, storage)
+        direct: Client = MongoClient(up.uri)
+        stored = {d["_id"] for d in direct.durable.docs.find({}, {"_id": 1})}
+        logged = {e["doc_id"] for e in direct["__argon"].wal.find({"ns": "durable.docs"})}
+        direct.close()
+        lost = set(done) - stored
+        assert not lost, f"{len(lost)} of {len(done)} acknowledged writes lost"
+        assert logged == stored  # no WAL entry without its data and none missing
+    finally:
+        stop.set()
+        proxy.stop()
+        up.stop()
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+# -- big batches -------------------------------------------------------------------------------
+
+
+def test_a_big_insert_commits_in_bounded_transactions() -> None:
+    """A batch runs as transactions of at most one insert command's worth of
+    documents each, so none grows with the batch; write errors stay mongod's."""
+    with _stack() as (up, proxy):
+        c = _client(proxy)
+        direct: Client = MongoClient(up.uri)
+        setup = c.big.docs
+        setup.insert_one({"_id": "seed"})
+        argon(c, "createBranch", name="wide")
+        for db in ("big", "big@wide"):
+            docs = c[db].docs
+            docs.insert_many([{"_id": i, "pad": "x" * 100} for i in range(2500)])
+            assert docs.count_documents({}) == 2501
+            branch = "wide" if "@" in db else "main"
+            entries = list(
+                direct["__argon"].wal.find(
+                    {"ns": "big.docs", "branch": branch, "op": "i", "doc_id": {"$type": "int"}}
+                )
+            )
+            assert len(entries) == 2500
+            # The entries of one transaction share its time: count them per transaction.
+            parts = Counter(e["ts"] for e in entries)
+            assert len(parts) >= 3 and max(parts.values()) <= 1000, db
+        direct.close()
+
+        # ordered: stops at the duplicate (in a later part), everything before it stays
+        ordered = c.big.ordered
+        ordered.insert_one({"_id": 1005})
+        with pytest.raises(BulkWriteError) as err:
+            ordered.insert_many([{"_id": i} for i in range(2100)])
+        assert err.value.details["nInserted"] == 1005
+        assert [e["index"] for e in err.value.details["writeErrors"]] == [1005]
+        assert ordered.count_documents({}) == 1006
+        # unordered: every other document goes in, each duplicate is reported where it is
+        loose = c["big@wide"].loose
+        loose.insert_many([{"_id": 2010}, {"_id": 2090}])
+        with pytest.raises(BulkWriteError) as err:
+            loose.insert_many([{"_id": i} for i in range(2100)], ordered=False)
+        assert err.value.details["nInserted"] == 2098
+        assert sorted(e["index"] for e in err.value.details["writeErrors"]) == [2010, 2090]
+        assert loose.count_documents({}) == 2100
+        c.close()
