@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient, ReturnDocument
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError, WriteConcernError
 from pymongo.write_concern import WriteConcern
 
 from ..processes import Process, start_proxy, start_upstream
@@ -372,4 +372,47 @@ def test_a_big_insert_commits_in_bounded_transactions() -> None:
         assert err.value.details["nInserted"] == 2098
         assert sorted(e["index"] for e in err.value.details["writeErrors"]) == [2010, 2090]
         assert loose.count_documents({}) == 2100
+        c.close()
+
+
+# -- write concern ---------------------------------------------------------------------------
+
+
+def _every_write_path(docs: Any) -> list[Callable[[], object]]:
+    return [
+        lambda: docs.insert_one({"_id": 1}),
+        lambda: docs.insert_many([{"_id": 2}, {"_id": 3}]),
+        lambda: docs.update_one({"_id": 1}, {"$set": {"x": 1}}),
+        lambda: docs.find_one_and_update({"_id": 2}, {"$set": {"x": 2}}),
+        lambda: docs.delete_one({"_id": 3}),
+        lambda: docs.aggregate([{"$match": {}}, {"$out": "copy"}]),
+    ]
+
+
+def _concern_error_code(write: Callable[[], object]) -> int | None:
+    """The code of the write concern error ``write`` reported (None: none)."""
+    try:
+        write()
+    except WriteConcernError as exc:
+        return exc.code
+    except BulkWriteError as exc:  # insert_many reports it with the batch
+        return int(exc.details["writeConcernErrors"][0]["code"])
+    return None
+
+
+def test_the_clients_write_concern_reaches_the_commit() -> None:
+    """A single node cannot satisfy ``w: 2``: through Argon every write path says so
+    (``writeConcernError``, the write applied), as the upstream does directly."""
+    with _stack() as (_up, proxy):
+        c = _client(proxy)
+        c.wc.docs.insert_one({"_id": 0})
+        argon(c, "createBranch", name="concern")
+        for db in ("wc", "wc@concern"):
+            docs = c[db].get_collection("docs", write_concern=WriteConcern(w=2))
+            writes = _every_write_path(docs)
+            for write in writes:
+                assert _concern_error_code(write) == 100, db
+            assert sorted(d["_id"] for d in c[db].docs.find()) == [0, 1, 2]
+            assert c[db].docs.find_one({"_id": 2}) == {"_id": 2, "x": 2}
+            assert c[db].copy.count_documents({}) == 3
         c.close()
