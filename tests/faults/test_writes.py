@@ -147,15 +147,17 @@ def test_pool_of_one_serves_concurrent_writers_on_main_and_a_branch() -> None:
 
 def test_a_visible_lsn_has_its_entry_committed() -> None:
     """Whenever the LSN counter shows N, every WAL entry up to N is there: LSNs are
-    allocated in the transaction that writes their entries."""
+    allocated in the transaction that writes their entries. Writers go through two
+    proxies sharing the upstream; their conflicts on the counter are retried."""
     stop = threading.Event()
     violations: list[str] = []
-    with _stack() as (up, proxy):
+    with _stack() as (up, first):
+        second = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
         direct: Client = MongoClient(up.uri)
         argon_db = direct["__argon"]
 
         def write(k: int) -> None:
-            c = _client(proxy)
+            c = _client((first, second)[k % 2])
             try:
                 i = 0
                 while not stop.is_set() and i < 60:
@@ -177,13 +179,19 @@ def test_a_visible_lsn_has_its_entry_committed() -> None:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        errors = _run_threads([lambda k=k: write(k) for k in range(4)])  # type: ignore[misc]
-        stop.set()
-        watcher.join(JOIN_TIMEOUT)
+        try:
+            errors = _run_threads([lambda k=k: write(k) for k in range(4)])  # type: ignore[misc]
+        finally:
+            stop.set()
+            watcher.join(JOIN_TIMEOUT)
+            second.stop()
         assert not errors, errors
         assert not violations, violations
         head = int(argon_db.counters.find_one({"_id": "lsn"})["value"])  # type: ignore[index]
-        assert head == 4 * 60 * 2
+        assert head == 4 * 60 * 2  # and no LSN was lost to a conflict
+        assert argon_db.wal.count_documents({"ns": {"$regex": "^order[.]"}}) == head
+        for k in range(4):
+            assert direct.order[f"c{k}"].count_documents({"x": 1}) == 60
         direct.close()
 
 
@@ -416,3 +424,33 @@ def test_the_clients_write_concern_reaches_the_commit() -> None:
             assert c[db].docs.find_one({"_id": 2}) == {"_id": 2, "x": 2}
             assert c[db].copy.count_documents({}) == 3
         c.close()
+
+
+# -- conflicts ---------------------------------------------------------------------------------
+
+
+def test_a_write_waits_out_a_conflicting_transaction() -> None:
+    """A write that conflicts with an open transaction is retried by Argon until
+    the transaction ends (mongod retries its own write conflicts), not failed."""
+    with _stack() as (up, proxy):
+        direct: Client = MongoClient(up.uri)
+        direct.held.docs.insert_one({"_id": 1, "n": 0})
+        c = _client(proxy, retryWrites=False)
+        result: list[Any] = []
+        with direct.start_session() as session:
+            session.start_transaction()
+            direct.held.docs.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
+            writer = threading.Thread(
+                target=lambda: result.append(
+                    c.held.docs.update_one({"_id": 1}, {"$inc": {"n": 1}}).modified_count
+                ),
+                daemon=True,
+            )
+            writer.start()
+            writer.join(1.0)  # still conflicting: the transaction holds the document
+            session.commit_transaction()
+        writer.join(JOIN_TIMEOUT)
+        assert result == [1]
+        assert direct.held.docs.find_one({"_id": 1}) == {"_id": 1, "n": 11}
+        c.close()
+        direct.close()
