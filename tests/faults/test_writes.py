@@ -454,3 +454,35 @@ def test_a_write_waits_out_a_conflicting_transaction() -> None:
         assert direct.held.docs.find_one({"_id": 1}) == {"_id": 1, "n": 11}
         c.close()
         direct.close()
+
+
+def test_a_restart_reclaims_only_dead_proxies() -> None:
+    """The proxy started after a kill -9 ends the dead one's sessions, never those of
+    a live proxy sharing the upstream."""
+    with _stack() as (up, doomed):
+        alive = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+        try:
+            direct: Client = MongoClient(up.uri)
+            proxies = direct["__argon"].proxies
+            for p in (doomed, alive):  # each has run a transaction: it has a session
+                c = _client(p)
+                c.reclaim.docs.insert_one({})
+                c.close()
+            before = {r["pid"]: r for r in proxies.find()}
+            assert {doomed.proc.pid, alive.proc.pid} <= set(before)
+            assert all(before[p.proc.pid]["sessions"] >= 1 for p in (doomed, alive))
+            doomed.stop(signal.SIGKILL)
+            restarted = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+            try:
+                after = {r["pid"] for r in proxies.find()}
+                assert doomed.proc.pid not in after
+                assert {alive.proc.pid, restarted.proc.pid} <= after
+                c = _client(alive)
+                c.reclaim.docs.insert_one({})  # the live one goes on undisturbed
+                assert c.reclaim.docs.count_documents({}) == 3
+                c.close()
+            finally:
+                restarted.stop()
+            direct.close()
+        finally:
+            alive.stop()
