@@ -188,9 +188,8 @@ def commit_concern(write_concern: Mapping[str, Any] | None) -> dict[str, Any] | 
 
 
 def wants_journal(write_concern: Mapping[str, Any] | None) -> bool:
-    return bool(write_concern) and bool(
-        write_concern.get("j") or write_concern.get("fsync")  # type: ignore[union-attr]
-    )
+    """Whether the client asked for its write to be on disk when acknowledged."""
+    return bool(write_concern and (write_concern.get("j") or write_concern.get("fsync")))
 
 
 @dataclass
