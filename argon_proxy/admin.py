@@ -14,7 +14,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
-from .catalog import Branch, now
+from .catalog import Branch, Overlay, now
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
@@ -46,7 +46,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
     """A branch as the CLI and SDK show it."""
     head = await history.newest(
         history.wal_finder(engine.db, {"_id": 1, "ts": 1}),
-        branch.name,
+        branch.id,
         above=branch.base_lsn,
         upto=await engine.catalog.current_lsn(),
     )
@@ -73,7 +73,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
 
 async def _stats(engine: Engine, branch: Branch) -> dict[str, Any]:
     changed = await engine.db.command(
-        INTERNAL_DB, {"count": "wal", "query": {"branch": branch.name}}
+        INTERNAL_DB, {"count": "wal", "query": {"branch_id": branch.id}}
     )
     collections, docs, size = [], 0, 0
     for ov in engine.catalog.overlays.values():
@@ -98,7 +98,11 @@ async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": __version__,
         "default_branch": engine.catalog.default_branch,
-        "branches": len(engine.catalog.branches),
+        # the hidden snapshots behind time-travel addresses are not branches of anyone's
+        "branches": sum(
+            not b.time_travel and b.name not in engine.catalog.pending
+            for b in engine.catalog.branches.values()
+        ),
         "lsn": await engine.catalog.current_lsn(),
         "upstream": str(engine.pool.address),
     }
@@ -132,8 +136,10 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             name, parent.name, description=description, project=project
         )
     else:
+        # stored once complete: nobody reads it half-built, and a concurrent
+        # creator of the same name wins or loses as a whole
         branch = await timetravel.build_at(
-            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}"
+            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}", store_last=True
         )
         await engine.catalog.update(branch, description=description, project=project)
     if cmd.get("ttl") is not None or cmd.get("expires") is not None:
@@ -210,7 +216,8 @@ async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, An
 
 async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     await engine.catalog.reload()
-    branches = sorted(engine.catalog.branches.values(), key=lambda b: (b.name != MAIN, b.name))
+    stored = [b for b in engine.catalog.branches.values() if b.name not in engine.catalog.pending]
+    branches = sorted(stored, key=lambda b: (b.name != MAIN, b.name))
     if not cmd.get("all"):
         branches = [b for b in branches if "@" not in b.name and not b.archived]
     if cmd.get("project") is not None:
@@ -238,13 +245,13 @@ async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
     await engine.db.command(
         INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"branch": name}, "limit": 0}]}
     )
-    for ov in gone:
-        try:
-            await engine.db.command(ov.db, {"drop": ov.name})
-        except ArgonError as exc:
-            if exc.code != 26:  # already gone
-                raise
+    await drop_overlays(engine, gone)
     return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
+
+
+async def drop_overlays(engine: Engine, gone: list[Overlay]) -> None:
+    """Drop the collections of overlays the catalog no longer lists."""
+    await engine.catalog.drop_overlays(gone)
 
 
 async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -22,14 +22,16 @@ import trio
 from .config import Settings
 from .embedded import embedded_upstream
 from .engine import Engine
-from .errors import UpstreamUnavailable
+from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
+from .timetravel import Snapshots
 from .upstream import UpstreamPool, parse_upstream_uri
 
 log = logging.getLogger("argon.app")
 
 _HEALTH_INTERVAL = 5.0
+_CATALOG_INTERVAL = 1.0  # how soon another proxy's switchBranch or createBranch is seen
 
 
 @asynccontextmanager
@@ -49,13 +51,26 @@ async def _upstream_uri(settings: Settings) -> AsyncIterator[str]:
 async def _watch_health(pool: UpstreamPool, health: Health) -> None:
     while True:
         try:
-            async with pool.checkout():
-                pass
-            health.upstream_ok, health.error = True, ""
+            # A ping, not just a checkout: a frozen upstream keeps its sockets open.
+            async with pool.checkout() as conn:
+                ok = await conn.ping(pool.connect_timeout)
+            health.upstream_ok = ok
+            health.error = "" if ok else f"the upstream at {pool.address} did not answer a ping"
         except UpstreamUnavailable as exc:
             health.upstream_ok, health.error = False, exc.errmsg
         health.checked_at = trio.current_time()
         await trio.sleep(_HEALTH_INTERVAL)
+
+
+async def _follow_catalog(engine: Engine) -> None:
+    """Pick up other proxies' metadata changes (the default branch above all, which
+    decides the fast path) within ``_CATALOG_INTERVAL`` even while only main is read."""
+    while True:
+        await trio.sleep(_CATALOG_INTERVAL)
+        try:
+            await engine.catalog.refresh()
+        except Exception as exc:  # the upstream is away (the health check reports it)
+            log.debug("catalog refresh failed: %r", exc)
 
 
 async def _start_engine(engine: Engine) -> None:
@@ -65,8 +80,8 @@ async def _start_engine(engine: Engine) -> None:
         try:
             await engine.start()
             return
-        except UpstreamUnavailable as exc:
-            log.warning("%s; retrying in %.1fs", exc.errmsg, delay)
+        except (UpstreamUnavailable, UpstreamIOError) as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
             await trio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -100,19 +115,21 @@ async def serve(
             size=settings.pool_size,
             idle=settings.pool_idle,
             connect_timeout=settings.connect_timeout,
+            reply_timeout=settings.upstream_timeout,
         )
         health = Health(upstream=str(pool.address))
         http = None
         if settings.metrics_port:
             http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
             http.start()
-        engine = Engine(pool)
+        engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
         await _start_engine(engine)
         server = ProxyServer(settings, pool, engine)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, server)
                 nursery.start_soon(_watch_health, pool, health)
+                nursery.start_soon(_follow_catalog, engine)
                 nursery.start_soon(engine.incarnation.keep_alive)
                 await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
                 port = server.port

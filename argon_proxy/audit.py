@@ -58,11 +58,7 @@ async def document_entries(
         cmd["projection"] = _SUMMARY
     out = []
     async for entry in engine.db.cursor(INTERNAL_DB, cmd):
-        lsn = int(entry["_id"])
-        if any(
-            w.branch == entry["branch"] and lsn > w.after and (w.upto is None or lsn <= w.upto)
-            for w in windows
-        ):
+        if any(w.holds(entry) for w in windows):
             out.append(entry)
     return out
 
@@ -87,7 +83,7 @@ async def log_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         entries.reverse()
         return {"entries": [show(e) for e in entries[:limit]]}
     flt: dict[str, Any] = {
-        "branch": branch.name,
+        "branch_id": branch.id,
         **history.ns_filter(cmd.get("db"), cmd.get("collection")),
     }
     lsn: dict[str, Any] = {}

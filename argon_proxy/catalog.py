@@ -6,28 +6,53 @@ collection it touched), ``counters`` (the LSN) and ``settings`` (the default
 branch). This proxy keeps a copy in memory, loaded at start-up and updated as
 it changes things; an unknown name triggers a reload, so a branch created by
 another proxy sharing the upstream is found. Creating a branch writes one
-document: nothing is copied.
+document: nothing is copied. The upstream decides who gets a name: the
+insert of a taken name fails (BranchExists), however many proxies race.
 
-An overlay's entry records its collection name and whether the branch
-``cut`` the parent's collection (dropped it, so lower layers no longer show).
+A branch forks while no write of this proxy is half-way (``ForkGate``), so
+each write either committed before the base LSN or freezes into the child.
+A branch built from the WAL (a point in the past) is known here while it is
+built, so writes freeze into it, but is stored, and visible, once complete.
+
+An overlay's entry records its collection name and three flags, always all
+stored: ``cut`` (lower layers no longer show: the branch dropped the
+collection, or was forked before it existed), ``present`` (the collection
+exists on the branch) and ``dropped`` (the branch itself dropped it; entries
+written before this flag was stored lack it and were never dropped).
 The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
+
+Several proxies may share one upstream, so every cache carries the version of
+what it copied. ``counters`` holds, beside the LSN, the catalog ``epoch``
+(bumped by every change to branches, overlays, projects and settings) and one
+version document per overlay (``v|<overlay key>``, bumped in the transaction
+of every write to the overlay). ``sync`` compares the cached versions with
+the stored ones in one query before a branch operation and reloads only what
+changed; writes check the versions they relied on inside their own
+transaction (``verify``) and start again on ``StaleCatalog``, so a decision
+is never taken on another proxy's outdated picture.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import bson
+import trio
 
-from .dbclient import DbClient
+from .dbclient import CommandError, DbClient
 from .errors import ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
+from .txn import Runner, run_in_transaction
 
 if TYPE_CHECKING:
     from .txn import Runner
@@ -36,10 +61,24 @@ BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
 BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
+# The settings entry recording that every WAL entry names its branch by id.
+_ENTRIES_OWNED = "entries_have_branch_ids"
+
+
+LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def version_key(overlay_key: str) -> str:
+    """The ``counters`` document that versions one overlay's contents."""
+    return f"v|{overlay_key}"
+
+
+class StaleCatalog(Exception):
+    """Another proxy changed what this proxy's caches hold: sync, then start again."""
 
 
 class BranchError(ArgonError):
@@ -79,6 +118,12 @@ class Branch:
     archived: bool = False
     expires: dt.datetime | None = None  # deleted by `gc` after this time
     project: str | None = None  # None: every database (the default project)
+    used: dt.datetime | None = None  # time-travel snapshots: last read (roughly)
+
+    @property
+    def time_travel(self) -> bool:
+        """A hidden snapshot behind a ``db@branch@point`` address (or a tag)."""
+        return "@" in self.name
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -94,6 +139,7 @@ class Branch:
             "archived": self.archived,
             "expires": self.expires,
             "project": self.project,
+            "used": self.used,
         }
 
     @classmethod
@@ -111,6 +157,7 @@ class Branch:
             archived=bool(doc.get("archived")),
             expires=doc.get("expires"),
             project=doc.get("project"),
+            used=doc.get("used"),
         )
 
 
@@ -128,6 +175,7 @@ class Overlay:
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
     tombstones: set[Any] = field(default_factory=set)
+    version: int = 0  # the stored version the id cache reflects (see ``Catalog.sync``)
 
     @property
     def name(self) -> str:
@@ -136,6 +184,54 @@ class Overlay:
     @property
     def key(self) -> str:
         return f"{self.branch_id}|{self.db}|{self.coll}"
+
+
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write", default=False)
+
+
+class ForkGate:
+    """Writes share it; creating a branch holds it alone.
+
+    A write chooses the child overlays it freezes into before it takes its LSNs,
+    so a branch created in between would see the write without being frozen
+    against it. ``forking`` lets no new write in and waits for those running.
+    A write inside a write (a merge's statements in its transaction) passes.
+    """
+
+    def __init__(self) -> None:
+        self._entry = trio.Lock()  # held by a fork: new writes wait
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        if _IN_WRITE.get():
+            yield
+            return
+        async with self._entry:
+            self._running += 1
+            if self._running == 1:
+                self._idle = trio.Event()
+        token = _IN_WRITE.set(True)
+        try:
+            yield
+        finally:
+            _IN_WRITE.reset(token)
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def forking(self) -> AsyncIterator[None]:
+        async with self._entry:
+            await self._idle.wait()
+            yield
+
+    async def settle(self) -> None:
+        """Wait until every write running now has committed or failed."""
+        async with self.forking():
+            pass
 
 
 def _hashable(value: Any) -> Any:
@@ -153,13 +249,18 @@ class Catalog:
         self.branches: dict[str, Branch] = {}
         self.overlays: dict[str, Overlay] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
+        # built here but not stored yet (see ``create_branch(store=False)``)
+        self.pending: dict[str, Branch] = {}
+        self.forks = ForkGate()
         self.default_branch = MAIN
+        self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
 
     async def load(self) -> None:
         """Create the metadata collections if needed and read them."""
         await self._ensure_main()
         await self.reload()
         await self._ensure_indexes()
+        await self._adopt_unowned_entries()
 
     async def _ensure_main(self) -> None:
         main = Branch(MAIN, MAIN, None, 0, now())
@@ -179,7 +280,7 @@ class Catalog:
             {
                 "createIndexes": "wal",
                 "indexes": [
-                    {"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"},
+                    {"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"},
                     {"key": {"ns": 1, "doc_id": 1, "_id": 1}, "name": "ns_doc_lsn"},
                     {"key": {"ts": 1}, "name": "ts"},
                 ],
@@ -189,7 +290,7 @@ class Catalog:
             INTERNAL_DB,
             {
                 "createIndexes": "index_log",
-                "indexes": [{"key": {"branch": 1, "_id": 1}, "name": "branch_lsn"}],
+                "indexes": [{"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"}],
             },
         )
         # Retryable-write records live as long as a session may retry (30 minutes).
@@ -201,9 +302,50 @@ class Catalog:
             },
         )
 
+    async def _adopt_unowned_entries(self) -> None:
+        """Give WAL and index-log entries written before they carried ``branch_id`` one.
+
+        Names are unique at any moment, so an entry belongs to the live branch of
+        its name if it was written after that branch was created (index-log
+        entries have no time: after its base LSN). What remains belonged to a
+        deleted branch: no lookup finds it, and ``gc`` removes it with age.
+        Runs once per upstream; the name-keyed indexes go afterwards.
+        """
+        done = await self.db.find(INTERNAL_DB, "settings", {"_id": _ENTRIES_OWNED})
+        if done:
+            return
+        unowned = {"branch_id": {"$exists": False}}
+        for branch in list(self.branches.values()):
+            owned: dict[str, Any] = {"branch": branch.name, **unowned}
+            since = {} if branch.name == MAIN else {"ts": {"$gte": branch.created}}
+            after = {} if branch.name == MAIN else {"_id": {"$gt": bson.Int64(branch.base_lsn)}}
+            for coll, flt in (("wal", since), ("index_log", after)):
+                update = {"q": {**owned, **flt}, "u": {"$set": {"branch_id": branch.id}}}
+                await self.db.command(
+                    INTERNAL_DB, {"update": coll, "updates": [{**update, "multi": True}]}
+                )
+        for coll in ("wal", "index_log"):
+            with contextlib.suppress(ArgonError):  # a fresh install never had it
+                await self.db.command(INTERNAL_DB, {"dropIndexes": coll, "index": "branch_lsn"})
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "update": "settings",
+                "updates": [
+                    {"q": {"_id": _ENTRIES_OWNED}, "u": {"$set": {"value": True}}, "upsert": True}
+                ],
+            },
+        )
+
     async def reload(self) -> None:
+        """Read all metadata again (the id caches of unchanged overlays are kept)."""
+        # The epoch is read first: a change made while the rest is read shows next time.
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        self.epoch = int(counter[0].get("epoch", 0)) if counter else 0
         branches = await self.db.find(INTERNAL_DB, "branches")
         self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
+        for name, branch in self.pending.items():
+            self.branches.setdefault(name, branch)
         overlays = await self.db.find(INTERNAL_DB, "overlays")
         fresh: dict[str, Overlay] = {}
         for doc in overlays:
@@ -213,24 +355,34 @@ class Catalog:
                 doc["coll"],
                 bool(doc.get("cut")),
                 bool(doc.get("present", True)),
-                bool(doc.get("dropped", doc.get("cut"))),
+                # Only ``set_flags`` ever stored a drop, always with the field: an
+                # entry without it was registered absent (forked before the
+                # collection existed), never dropped.
+                bool(doc.get("dropped", False)),
             )
             ov.indexes = doc.get("indexes")
             old = self.overlays.get(ov.key)
-            if old is not None:
-                ov.ids, ov.tombstones = old.ids, old.tombstones  # keep the loaded id cache
+            if old is not None:  # keep the loaded id cache; ``sync`` checks its version
+                ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
             fresh[ov.key] = ov
         self.overlays = fresh
         self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
         self.default_branch = setting[0]["value"] if setting else MAIN
 
+    def visible(self, name: str) -> Branch | None:
+        """The branch called ``name`` as known here, unless it is still being built."""
+        return None if name in self.pending else self.branches.get(name)
+
     async def get(self, name: str) -> Branch:
-        """The branch called ``name``; reloads once before saying it does not exist."""
-        branch = self.branches.get(name)
+        """The branch called ``name``; reloads once before saying it does not exist.
+
+        A branch still being built (not stored yet) does not exist for anyone.
+        """
+        branch = self.visible(name)
         if branch is None:
             await self.reload()
-            branch = self.branches.get(name)
+            branch = self.visible(name)
         if branch is None:
             raise branch_not_found(name)
         return branch
@@ -278,10 +430,114 @@ class Catalog:
         absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
         return [await self.ensure_overlay(k, db, coll, absent=absent) for k in kids]
 
-    # -- LSN -------------------------------------------------------------------
+    # -- sharing the upstream with other proxies ---------------------------------
+
+    async def changed(self, runner: Runner | None = None) -> int:
+        """Tell other proxies that the metadata changed (they reload it on ``sync``).
+
+        Returns the LSN head at that moment. Run inside the transaction of the
+        change, writers that did not see it conflict on the counter and retry.
+        """
+        command = {
+            "findAndModify": "counters",
+            "query": {"_id": LSN_COUNTER},
+            "update": {"$inc": {"epoch": 1}},
+            "upsert": True,
+            "new": True,
+        }
+        reply = await (runner or self.db).run(INTERNAL_DB, command)
+        counter = reply["value"]
+        if int(counter.get("epoch", 0)) == self.epoch + 1:
+            self.epoch += 1  # nobody else changed anything: what we hold is current
+        return int(counter.get("value", 0))
+
+    def _chain_overlays(self, branch: Branch, db: str) -> list[Overlay]:
+        ids = {b.id for b in self.chain(branch)}
+        return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
+
+    async def sync(self, branch: Branch, db: str) -> Branch:
+        """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` up
+        to date with what is stored; returns the branch as now stored.
+
+        One query: the epoch and the versions of the overlays the branch reads.
+        A changed epoch reloads the metadata; a changed version drops that
+        overlay's id cache (a fresh object, so writers holding the old one are
+        undisturbed: they check versions in their own transaction).
+        """
+        for _ in range(2):
+            watched = self._chain_overlays(branch, db)
+            wanted = [LSN_COUNTER, *(version_key(ov.key) for ov in watched)]
+            docs = await self.db.find(INTERNAL_DB, "counters", {"_id": {"$in": wanted}})
+            stored = {d["_id"]: d for d in docs}
+            epoch = int(stored.get(LSN_COUNTER, {}).get("epoch", 0))
+            if epoch != self.epoch:
+                await self.reload()
+                branch = await self.get(branch.name)
+                continue
+            for ov in watched:
+                version = int(stored.get(version_key(ov.key), {}).get("v", 0))
+                if ov.version != version and self.overlays.get(ov.key) is ov:
+                    self.overlays[ov.key] = dataclasses.replace(
+                        ov, ids=None, tombstones=set(), version=version
+                    )
+            return branch
+        return branch
 
     @staticmethod
-    async def allocate_lsns(runner: Runner, count: int) -> int:
+    async def verify(
+        runner: Runner, overlays: Sequence[Overlay], moved: Mapping[str, int] | None = None
+    ) -> None:
+        """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
+        of ``overlays`` still reflect what the transaction sees. ``moved``: the
+        bumps the transaction made itself (earlier statements of a client's
+        transaction), which it sees and the caches do not count yet."""
+        if not overlays:
+            return
+        keys = [version_key(ov.key) for ov in overlays]
+        reply = await runner.run(
+            INTERNAL_DB,
+            {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)},
+        )
+        stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
+        moved = moved or {}
+        if any(
+            stored.get(version_key(ov.key), 0) != ov.version + moved.get(ov.key, 0)
+            for ov in overlays
+        ):
+            raise StaleCatalog
+
+    @staticmethod
+    async def bump(runner: Runner, overlays: Iterable[Overlay]) -> list[Overlay]:
+        """Inside a write's transaction: record that ``overlays``' contents changed.
+        The caller adds one to each ``version`` once the transaction commits."""
+        unique = list({ov.key: ov for ov in overlays}.values())
+        if unique:
+            await runner.run(
+                INTERNAL_DB,
+                {
+                    "update": "counters",
+                    "updates": [
+                        {"q": {"_id": version_key(ov.key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
+                        for ov in unique
+                    ],
+                },
+            )
+        return unique
+
+    async def refresh(self) -> None:
+        """Reload the metadata if another proxy changed it (one small query)."""
+        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        if (int(counter[0].get("epoch", 0)) if counter else 0) != self.epoch:
+            await self.reload()
+
+    def check_epoch(self, counter: dict[str, Any]) -> None:
+        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog."""
+        if int(counter.get("epoch", 0)) != self.epoch:
+            raise StaleCatalog
+
+    # -- LSN -------------------------------------------------------------------
+
+    async def allocate_lsns(self, runner: Runner, count: int) -> int:
         """Reserve ``count`` consecutive LSNs in ``runner``'s transaction; returns the
         first. Inside the transaction that writes their entries, they become visible
         with them, so LSN order is commit order (a concurrent allocation conflicts and
@@ -290,17 +546,18 @@ class Catalog:
             INTERNAL_DB,
             {
                 "findAndModify": "counters",
-                "query": {"_id": "lsn"},
+                "query": {"_id": LSN_COUNTER},
                 "update": {"$inc": {"value": bson.Int64(count)}},
                 "upsert": True,
                 "new": True,
             },
         )
+        self.check_epoch(reply["value"])
         return int(reply["value"]["value"]) - count + 1
 
     async def current_lsn(self) -> int:
-        found = await self.db.find(INTERNAL_DB, "counters", {"_id": "lsn"})
-        return int(found[0]["value"]) if found else 0
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+        return int(found[0].get("value", 0)) if found else 0
 
     # -- branches --------------------------------------------------------------
 
@@ -313,22 +570,87 @@ class Catalog:
         read_only: bool = False,
         point: str | None = None,
         internal: bool = False,
+        store: bool = True,
         **details: Any,
     ) -> Branch:
+        """Create branch ``name`` of ``parent`` at ``base_lsn`` (default: now).
+
+        ``store=False`` makes it known to this proxy only (its writes freeze into
+        it) until ``publish`` stores it: for a branch that must be complete before
+        anyone else reads it.
+        """
         if not internal:  # internal names (snapshots behind addresses) contain '@'
             validate_branch_name(name)
         await self.get(parent)
-        if name in self.branches:
-            raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        lsn = await self.current_lsn() if base_lsn is None else base_lsn
         details.setdefault("project", self.branches[parent].project)  # inherited
-        branch = Branch(
-            name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
-        )
-        exists = BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-        await self.db.insert_new(INTERNAL_DB, "branches", branch.to_doc(), exists)
-        self.branches[name] = branch
+        # With no write of this proxy half-way, every write either committed
+        # before the fork (its LSN is at most the base) or sees the new child and
+        # freezes into it (its LSN is above the base). Other proxies' writes are
+        # ordered by the counter the store moves (see ``_store``).
+        async with self.forks.forking():
+            if name in self.branches:
+                raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
+            lsn = await self.current_lsn() if base_lsn is None else base_lsn
+            branch = Branch(
+                name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
+            )
+            if not store:
+                self.branches[name] = branch
+                self.pending[name] = branch
+                return branch
+            await self._store(branch, fork_now=base_lsn is None)
+            self.branches[name] = branch
         return branch
+
+    async def publish(self, branch: Branch) -> None:
+        """Store ``branch``; BranchExists if another one of its name was stored first."""
+        await self._store(branch, fork_now=False)
+        self.pending.pop(branch.name, None)
+
+    async def _store(self, branch: Branch, *, fork_now: bool) -> None:
+        """Insert the branch document in one transaction with the catalog epoch.
+
+        Exactly one of several creators of a name wins. With ``fork_now`` the fork
+        point is the LSN head read in that transaction: another proxy's write
+        either committed before it (and is below the fork point) or conflicts on
+        the counter, starts again and finds the branch.
+        """
+
+        async def unit(txn: Runner) -> None:
+            head = await self.changed(txn)
+            if fork_now:
+                branch.base_lsn = head
+            await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]})
+
+        try:
+            await run_in_transaction(self.db.pool, unit)
+        except CommandError as exc:
+            if exc.code == 11000:  # another caller created it first: exactly one wins
+                raise BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists") from None
+            raise
+
+    async def drop_overlays(self, gone: list[Overlay]) -> None:
+        """Drop the collections of overlays the catalog no longer lists."""
+        for ov in gone:
+            try:
+                await self.db.command(ov.db, {"drop": ov.name})
+            except ArgonError as exc:
+                if exc.code != 26:  # already gone
+                    raise
+
+    async def discard(self, branch: Branch) -> list[Overlay]:
+        """Forget an unpublished branch; returns its overlays, for the caller to drop."""
+        self.pending.pop(branch.name, None)
+        if self.branches.get(branch.name) is branch:
+            del self.branches[branch.name]
+        await self.db.command(
+            INTERNAL_DB,
+            {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
+        )
+        gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
+        for ov in gone:
+            del self.overlays[ov.key]
+        return gone
 
     async def delete_branch(self, name: str) -> list[Overlay]:
         """Forget a branch; returns its overlays, for the caller to drop."""
@@ -341,13 +663,16 @@ class Catalog:
                 BRANCH_HAS_CHILDREN,
                 f"branch {name!r} has child branches {kids}; delete or merge them first",
             )
+        # by id too: never delete another proxy's new branch of the same name
         await self.db.command(
-            INTERNAL_DB, {"delete": "branches", "deletes": [{"q": {"_id": name}, "limit": 1}]}
+            INTERNAL_DB,
+            {"delete": "branches", "deletes": [{"q": {"_id": name, "id": branch.id}, "limit": 1}]},
         )
         await self.db.command(
             INTERNAL_DB,
             {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
         )
+        await self.changed()
         del self.branches[name]
         gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
         for ov in gone:
@@ -364,9 +689,10 @@ class Catalog:
             INTERNAL_DB,
             {
                 "update": "branches",
-                "updates": [{"q": {"_id": branch.name}, "u": {"$set": changes}}],
+                "updates": [{"q": {"_id": branch.name, "id": branch.id}, "u": {"$set": changes}}],
             },
         )
+        await self.changed()
 
     async def set_default(self, name: str) -> None:
         await self.get(name)
@@ -379,6 +705,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         self.default_branch = name
 
     # -- overlays --------------------------------------------------------------
@@ -397,7 +724,7 @@ class Catalog:
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
-        await self.db.command(
+        reply = await self.db.command(
             INTERNAL_DB,
             {
                 "update": "overlays",
@@ -411,6 +738,7 @@ class Catalog:
                                 "coll": coll,
                                 "cut": ov.cut,
                                 "present": ov.present,
+                                "dropped": ov.dropped,
                             }
                         },
                         "upsert": True,
@@ -419,6 +747,10 @@ class Catalog:
             },
         )
         await self._copy_indexes(db, coll, ov.name)
+        if reply.get("upserted"):
+            await self.changed()
+        else:  # another proxy registered it: its contents are not known here
+            ov.ids = None
         self.overlays[ov.key] = ov
         return ov
 
@@ -439,6 +771,7 @@ class Catalog:
                 ],
             },
         )
+        await self.changed()
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
@@ -463,6 +796,10 @@ class Catalog:
         """Fill the overlay's id cache from the upstream."""
         if ov.ids is not None:
             return
+        # The version first: a write landing between the two reads leaves the cache
+        # ahead of its version, which the next check corrects; never behind it.
+        found = await self.db.find(INTERNAL_DB, "counters", {"_id": version_key(ov.key)})
+        ov.version = int(found[0].get("v", 0)) if found else 0
         docs = await self.db.find(ov.db, ov.name, {}, projection={"_id": 1, TOMBSTONE: 1})
         ov.ids = {_hashable(d["_id"]): d["_id"] for d in docs}
         ov.tombstones = {_hashable(d["_id"]) for d in docs if d.get(TOMBSTONE)}

@@ -45,9 +45,14 @@ class Settings:
     pool_size: int = 100
     pool_idle: int = 32
     connect_timeout: float = 3.0
-    frame_timeout: float = 30.0  # a partial frame must complete within this
+    frame_timeout: float = 30.0  # a message must complete within this of its first byte
+    idle_timeout: float = 0.0  # close clients idle between requests this long; 0: never
+    max_partial_bytes: int = 128 << 20  # incomplete messages buffered, all clients together
+    upstream_timeout: float = 60.0  # an upstream reply must come within this (+ maxTimeMS)
     drain_timeout: float = 10.0
     compressors: tuple[str, ...] = ("zstd", "zlib", "snappy")
+    snapshots_kept: int = 64  # time-travel snapshots kept (least recently read go first)
+    snapshot_grace: float = 30.0  # seconds a read snapshot is never removed
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"
 

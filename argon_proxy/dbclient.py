@@ -6,7 +6,11 @@ commands of their own (metadata, WAL, overlays). They go through
 ``bson``, one connection per command, or on a caller-held connection when
 several commands must share one (a transaction). A reply with ``ok: 0`` is
 raised as ``CommandError`` carrying mongod's code, so callers can forward it
-to the client unchanged.
+to the client unchanged. A write command's reply can be ``ok: 1`` and still
+carry ``writeErrors`` (a duplicate key, a validation failure): ``command``
+raises the first of them too, so no caller can take a failed write for done.
+A lost connection raises ``UpstreamIOError`` (see ``upstream.py``); a command
+that never left is sent once more on another connection.
 
 No request may need two pooled connections at once: with every slot held by
 a request waiting for a second one, nothing moves again. So a request takes
@@ -14,7 +18,8 @@ its connection first (``hold``), before any lock, and every command Argon
 runs for it, its transactions included, reuses that connection
 (``connection``). A connection serves one exchange at a time, and a task
 runs one command at a time, so sharing it within the task is safe; another
-task (even one started from this one) never sees it.
+task (even one started from this one) never sees it. A held connection that
+fails is not replaced (that would need a second slot): the request fails.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from bson.codec_options import CodecOptions
 
 import wire
 
-from .errors import ArgonError
+from .errors import ArgonError, UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
@@ -87,7 +92,7 @@ async def connection(pool: UpstreamPool) -> AsyncIterator[UpstreamConnection]:
         return
     if held.broken:
         # Checking out another would need a second slot; the request fails instead.
-        raise trio.BrokenResourceError("the upstream connection of this request was lost")
+        raise UpstreamIOError("the upstream connection of this request was lost", unsent=False)
     yield held
 
 
@@ -111,7 +116,9 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     """Run one command on a held connection; raise ``CommandError`` on ``ok: 0``."""
     body = bson.encode({**command, "$db": db}, codec_options=CODEC)
     await conn.send(wire.encode_op_msg(wire.OpMsg(flags=0, body=body), next(_request_ids)))
-    frame = await conn.receive_frame()
+    wait = command.get("maxTimeMS")
+    seconds = wait / 1000.0 if isinstance(wait, int | float) and wait > 0 else 0.0
+    frame = await conn.receive_frame(wait=seconds)
     reply: dict[str, Any] = bson.decode(
         wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
     )
@@ -147,8 +154,19 @@ class DbClient:
         self.pool = pool
 
     async def command(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
-        async with connection(self.pool) as conn:
-            return await run_on(conn, db, command)
+        """Run ``command``; raise ``CommandError`` on ``ok: 0`` or on a write error."""
+        try:
+            async with connection(self.pool) as conn:
+                return await run_checked(conn, db, command)
+        except UpstreamIOError as exc:
+            if not exc.unsent or _held() is not None:
+                raise
+        async with self.pool.checkout() as conn:
+            return await run_checked(conn, db, command)
+
+    async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """``command`` outside any transaction (so a ``DbClient`` is a ``txn.Runner``)."""
+        return await self.command(db, command)
 
     async def insert_new(
         self, db: str, coll: str, doc: Mapping[str, Any], exists: Exception

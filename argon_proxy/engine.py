@@ -8,25 +8,44 @@ command to forward upstream in place of the client's (``Forward``), whose
 reply then travels back as raw bytes. Writes on every branch, main included,
 go through ``Writer`` and the WAL. A command Argon cannot yet answer exactly
 on a branch is refused with a MongoDB-style error naming it and the branch.
+Before anything runs, every namespace the command names is checked
+(``namespaces.check``): Argon's own data is invisible from every branch, and
+commands that would write documents without WAL entries are refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import bson
-import trio
 from bson import ObjectId
 
-from . import admin, aggregate_out, indexes, metrics, projects, refs, timetravel
+from . import (
+    admin,
+    aggregate_out,
+    bulk_write,
+    indexes,
+    metrics,
+    namespaces,
+    projects,
+    refs,
+    timetravel,
+)
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .dbclient import CommandError, DbClient, hold
-from .errors import COMMAND_NOT_SUPPORTED, WRITE_CONFLICT, ArgonError
+from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, WRITE_CONFLICT, ArgonError
 from .incarnation import Incarnation
 from .merge_find import find_merged
-from .naming import INTERNAL_DB, MAIN, branch_from_app_name, is_internal, parse_db
+from .naming import (
+    INTERNAL_DB,
+    MAIN,
+    branch_from_app_name,
+    is_internal,
+    parse_db,
+    selects_branch,
+)
 from .reads import Reader, generic, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
@@ -66,25 +85,27 @@ NAMESPACE_FREE = frozenset(
         "killOp",
     }
 )
-# On main these change data without passing through the write path: refused while
-# other branches exist, because children could not be kept isolated from them.
-MAIN_GUARDED = frozenset(
+# On main these change collections, not documents, without the write path: refused
+# while other branches exist, because children could not be kept isolated from them.
+MAIN_GUARDED = frozenset({"drop", "dropDatabase", "renameCollection"})
+# These would write documents without WAL entries (applyOps, mapReduce into a
+# collection, capped copies and truncations): refused on every branch, main
+# included, until they go through the write path (as client-level bulkWrite does).
+BYPASSES_WAL = frozenset(
     {
-        "drop",
-        "dropDatabase",
-        "renameCollection",
         "applyOps",
         "convertToCapped",
         "cloneCollectionAsCapped",
-        "mapReduce",
-        "bulkWrite",
         "emptycapped",
+        "mapReduce",
     }
 )
 # Commands the engine must see even on main (everything else on main is forwarded).
 ON_MAIN = (
     WRITE_COMMANDS
     | MAIN_GUARDED
+    | BYPASSES_WAL
+    | {"bulkWrite"}
     | {"createIndexes", "dropIndexes", "create"}  # children must not see these appear
     | {"argon", "listCollections", "listDatabases", "aggregate"}
 )
@@ -111,48 +132,48 @@ class Request:
 class Engine:
     """Routes commands to the branch engine."""
 
-    def __init__(self, pool: UpstreamPool) -> None:
+    def __init__(self, pool: UpstreamPool, snapshots: timetravel.Snapshots | None = None) -> None:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
         self.incarnation = Incarnation(self.db)
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions)
-        self._snapshot_lock = trio.Lock()
+        self.snapshots = snapshots or timetravel.Snapshots()
 
     async def start(self) -> None:
         """Load the catalog, record this proxy, end what killed ones left open."""
         await self.catalog.load()
         await self.incarnation.register()
 
-    def needs_engine(self, name: str, db: str, app_name: str | None) -> bool:
-        """False when the command may pass straight through (main, nothing to log)."""
-        if "@" in db or db == INTERNAL_DB:
+    def needs_engine(
+        self, name: str, db: str, app_name: str | None, collection: str | None = None
+    ) -> bool:
+        """False when the command may pass straight through (main, nothing to log).
+
+        ``collection`` is the one collection a ``FIRST_VALUE_ONLY`` command names
+        (its first value if a string; ``getMore``'s ``collection``): only these
+        commands, and only when that name cannot be Argon's, skip the engine.
+        """
+        if "@" in db or namespaces.mentions_internal(db) or selects_branch(app_name):
             return True
-        if self.catalog.default_branch != MAIN or branch_from_app_name(app_name):
+        if self.catalog.default_branch != MAIN:
             return True
-        return name in ON_MAIN
+        if name in ON_MAIN or name not in namespaces.FIRST_VALUE_ONLY:
+            return True
+        return collection is not None and namespaces.mentions_internal(collection)
 
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
         address = parse_db(db_field)
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
-        branch = self.catalog.branches.get(name)
+        branch = self.catalog.visible(name)
         if branch is None or address.at:  # a tag, a point in time, or not loaded yet
             branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
         return address.db, branch
 
     async def snapshot(self, branch: Branch, point: str) -> Branch:
         """The read-only snapshot of ``branch`` at ``point``, built once and reused."""
-        lsn = await timetravel.resolve_point(self, branch, point)
-        name = timetravel.snapshot_name(branch.name, lsn)
-        async with self._snapshot_lock:
-            if name not in self.catalog.branches:
-                await self.catalog.reload()
-            if name not in self.catalog.branches:
-                await timetravel.build_at(
-                    self, branch, lsn, name, read_only=True, point=f"lsn-{lsn}"
-                )
-        return self.catalog.branches[name]
+        return await self.snapshots.get(self, branch, point)
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
         """Answer ``req`` or say what to forward, on one upstream connection.
@@ -169,11 +190,18 @@ class Engine:
         cmd = req.command
         name = next(iter(cmd))
         if name == "argon":
+            await self.catalog.refresh()
             return await admin.handle(self, cmd)
-        db, branch = await self.resolve(str(cmd.get("$db", "")), req.app_name)
+        db_field = cmd.get("$db")
+        if not isinstance(db_field, str):  # e.g. a document sequence named $db
+            raise ArgonError(73, f"{name} needs a database name (a string) in $db")
+        db, branch = await self.resolve(db_field, req.app_name)
+        if branch.name != MAIN:  # another proxy may have changed what the caches hold
+            branch = await self.catalog.sync(branch, db)
         req.branch = branch.name
-        if db == INTERNAL_DB:
-            raise ArgonError(13, "the __argon database is Argon's own; use the argon commands")
+        namespaces.check(cmd, db, branch.name)  # __argon, overlays, the oplog: never
+        if name in BYPASSES_WAL:
+            _refuse_bypass(name, branch.name, cmd)
         if name not in NAMESPACE_FREE:
             projects.check(self, branch, db)
         if name == "aggregate" and aggregate_out.ends_in_write(cmd):
@@ -183,6 +211,8 @@ class Engine:
             return await aggregate_out.run(self, branch, db, cmd, client)
         if name in WRITE_COMMANDS:
             return await self._write(name, db, branch, req)
+        if name == "bulkWrite":
+            return await self._bulk_write(branch, req)
         if name == "listDatabases":
             return await self._list_databases(branch, cmd)
         if name == "listCollections":
@@ -304,12 +334,33 @@ class Engine:
             raise ArgonError(26, "ns not found")
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
+        for bumped in await self.catalog.bump(self.db, [ov]):
+            bumped.version += 1
         ov.ids, ov.tombstones = {}, set()
         await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
         await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 
     # -- writes ------------------------------------------------------------------
+
+    async def _bulk_write(self, branch: Branch, req: Request) -> dict[str, Any]:
+        """Client-level bulkWrite, one write-path statement per op (see bulk_write.py)."""
+        cmd = req.command
+        if branch.read_only:
+            raise _read_only(branch, "bulkWrite")
+        if req.joined is not None and branch.name != MAIN:
+            raise unsupported("a write inside a multi-document transaction", branch.name)
+        bulk_write.validate(cmd, branch)
+        for entry in cmd["nsInfo"]:
+            projects.check(self, branch, str(entry["ns"]).partition(".")[0])
+        ctx = WriteContext(
+            branch, "", "", ClientIdentity(req.app_name, None, req.connection_id), req.joined
+        )
+        if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
+            ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
+        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
+            ctx.write_concern = cmd["writeConcern"]
+        return await bulk_write.run(self.writer, ctx, cmd)
 
     async def _write(self, name: str, db: str, branch: Branch, req: Request) -> dict[str, Any]:
         cmd = req.command
@@ -439,6 +490,22 @@ def _still_conflicting(name: str, ctx: WriteContext) -> ArgonError:
     )
 
 
+def _refuse_bypass(name: str, branch: str, cmd: Mapping[str, Any]) -> None:
+    """Refuse a command that would write documents without WAL entries."""
+    if name == "mapReduce" and _inline(cmd.get("out")):
+        return  # writes nothing: the results come back in the reply
+    raise ArgonError(
+        COMMAND_NOT_SUPPORTED,
+        f"{name} is not supported on branch {branch!r}: it would change documents "
+        "without recording them in Argon's write-ahead log. Use insert, update and "
+        "delete (per collection), or aggregate with $out or $merge instead.",
+    )
+
+
+def _inline(out: Any) -> bool:
+    return isinstance(out, Mapping) and set(out) == {"inline"}
+
+
 def _read_only(branch: Branch, what: str) -> BranchError:
     return BranchError(
         READ_ONLY_BRANCH,
@@ -448,9 +515,22 @@ def _read_only(branch: Branch, what: str) -> BranchError:
     )
 
 
-def decode_command(body: bytes, sequences: Mapping[str, list[bytes]]) -> dict[str, Any]:
-    """The command as a dict, with OP_MSG document sequences folded back into it."""
+def decode_command(body: bytes, sequences: Iterable[tuple[str, list[bytes]]]) -> dict[str, Any]:
+    """The command as a dict, with OP_MSG document sequences folded back into it.
+
+    A sequence that repeats a body field or another sequence is refused, as
+    mongod does: which one wins would otherwise be the parser's choice.
+    """
     cmd: dict[str, Any] = bson.decode(body)
-    for ident, docs in sequences.items():
+    name = next(iter(cmd), "")
+    body_keys = set(cmd)
+    for ident, docs in sequences:
+        if ident in cmd:
+            where = "the command" if ident in body_keys else "another document sequence"
+            raise ArgonError(
+                DUPLICATE_FIELD,
+                f"BSON field '{name}.{ident}' is a duplicate field: a document sequence "
+                f"repeats {where}",
+            )
         cmd[ident] = [bson.decode(d) for d in docs]
     return cmd

@@ -22,6 +22,9 @@ COMMAND_NOT_SUPPORTED = 115
 EXCEEDED_TIME_LIMIT = 50
 UNSUPPORTED_OP_QUERY_COMMAND = 352
 PROTOCOL_ERROR = 17
+UNAUTHORIZED = 13
+INVALID_NAMESPACE = 73
+DUPLICATE_FIELD = 40413  # mongod's IDL parser: "BSON field ... is a duplicate field"
 CONNECTION_LIMIT = 9001  # SocketException: drivers treat it as a network failure
 
 # Argon's own codes, above the range mongod uses for the situations here.
@@ -69,7 +72,9 @@ _NAMES = {
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",
+    DUPLICATE_FIELD: "Location40413",
     73: "InvalidNamespace",
+    112: "WriteConflict",
 }
 
 
@@ -114,3 +119,71 @@ class UpstreamUnavailable(ArgonError):
     def __init__(self, errmsg: str) -> None:
         # RetryableWriteError lets drivers retry once, as for any network failure.
         super().__init__(HOST_UNREACHABLE, errmsg, labels=("RetryableWriteError",))
+
+
+class UpstreamIOError(Exception):
+    """An exchange with the upstream failed: the connection closed, reset or timed out.
+
+    Not an ``ArgonError``: code that handles command failures must not take a
+    lost connection for an answer. ``unsent`` is true when the request did not
+    wholly leave, so the upstream cannot have run it and it may be sent again.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False, unsent: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.unsent = unsent
+
+
+# Commands drivers retry when the reply carries the RetryableWriteError label.
+RETRYABLE_WRITES = frozenset(
+    {
+        "insert",
+        "update",
+        "delete",
+        "findAndModify",
+        "findandmodify",
+        "bulkWrite",
+        "commitTransaction",
+        "abortTransaction",
+    }
+)
+
+
+def network_labels(name: str, *, in_transaction: bool) -> tuple[str, ...]:
+    """The labels of a network error during ``name``, as drivers expect them from mongos."""
+    if in_transaction and name == "commitTransaction":
+        return ("RetryableWriteError", "UnknownTransactionCommitResult")
+    if in_transaction and name != "abortTransaction":
+        return ("TransientTransactionError",)
+    if name in RETRYABLE_WRITES:
+        return ("RetryableWriteError",)
+    return ()
+
+
+def relabel_unavailable(exc: ArgonError, name: str, *, in_transaction: bool) -> ArgonError:
+    """``exc`` with the network labels for ``name`` if it says the upstream is unreachable."""
+    if isinstance(exc, UpstreamUnavailable):
+        exc.labels = network_labels(name, in_transaction=in_transaction)
+    return exc
+
+
+def upstream_lost(exc: UpstreamIOError, name: str, *, in_transaction: bool) -> ArgonError:
+    """The network error a client gets when the upstream failed during ``name``.
+
+    mongos answers the same way: HostUnreachable (or NetworkTimeout) with the
+    labels that make drivers retry a write, retry a transaction, or ask again
+    whether a commit happened.
+    """
+    code = NETWORK_TIMEOUT if exc.timed_out else HOST_UNREACHABLE
+    labels = network_labels(name, in_transaction=in_transaction)
+    outcome = (
+        "The command never reached it."
+        if exc.unsent
+        else "The command may or may not have been applied."
+    )
+    return ArgonError(
+        code,
+        f"Argon lost its connection to the upstream MongoDB during {name!r}: {exc}. {outcome}",
+        labels=labels,
+    )

@@ -6,8 +6,9 @@ can still need is removed.
 * A branch whose ``expires`` time has passed is deleted like ``deleteBranch``
   would (one with live children is kept and reported).
 * The read-only snapshots behind time-travel addresses (``db@main@lsn-5``)
-  cost a copy-on-write freeze on every write to their branch; those older
-  than ``snapshotSeconds`` are dropped and rebuilt from the WAL if read again.
+  cost a copy-on-write freeze on every write to their branch; those not read
+  for ``snapshotSeconds`` are dropped and rebuilt from the WAL if read again
+  (the proxy also keeps only the most recently read ones: ``Snapshots``).
 * WAL entries older than ``retainSeconds`` are removed only where nothing
   reads them: a branch's changes since a child forked, since a tag's point,
   and since the source point of a merge are kept, and so is every entry of a
@@ -25,7 +26,7 @@ import bson
 from .catalog import now
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB, MAIN
-from .timetravel import lsn_at
+from .timetravel import last_read, lsn_at
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -73,7 +74,7 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             await delete_branch(engine, b.name)
     snapshots = []
     for b in list(engine.catalog.branches.values()):
-        if "@" in b.name and _aware(b.created) < moment - dt.timedelta(seconds=idle):
+        if b.time_travel and last_read(b) < moment - dt.timedelta(seconds=idle):
             if engine.catalog.children(b.name):
                 continue
             snapshots.append(b.name)
@@ -81,10 +82,11 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 await delete_branch(engine, b.name)
     cutoff_time = moment - dt.timedelta(seconds=retain)
     floor = await main_floor(engine, await lsn_at(engine, cutoff_time))
-    live = sorted(engine.catalog.branches)
+    live = sorted(b.id for b in engine.catalog.branches.values())
     doomed = [
-        {"branch": MAIN, "_id": {"$lte": bson.Int64(floor)}},
-        {"branch": {"$nin": live}, "ts": {"$lt": cutoff_time}},
+        {"branch_id": MAIN, "_id": {"$lte": bson.Int64(floor)}},
+        # also entries no branch owns (a deleted one's, by name or by id)
+        {"branch_id": {"$nin": live}, "ts": {"$lt": cutoff_time}},
     ]
     removed = 0
     for flt in doomed:

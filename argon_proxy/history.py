@@ -15,9 +15,11 @@ point where the next branch down left it; and C's own entries between the
 common base and ``fork_A``. The pre-image of the first entry of a document in
 a side's windows is that document at the common base.
 
-Every scan reads entries by (branch, LSN range) through the WAL's
-``branch_lsn`` index: its cost follows the number of changes, never the
-collection size or the length of the history.
+Every scan reads entries by (branch id, LSN range) through the WAL's
+``branch_id_lsn`` index: its cost follows the number of changes, never the
+collection size or the length of the history. Entries are found by the
+branch's id, never its name: a branch deleted and created again under the
+same name is another branch, with a history of its own.
 """
 
 from __future__ import annotations
@@ -36,17 +38,34 @@ from .naming import INTERNAL_DB
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """WAL entries of ``branch`` with ``after < LSN <= upto`` (``upto`` None: no bound)."""
+    """WAL entries of a branch with ``after < LSN <= upto`` (``upto`` None: no bound).
+
+    ``branch`` is the branch's name (for display), ``branch_id`` what selects entries.
+    """
 
     branch: str
+    branch_id: str
     after: int
     upto: int | None = None
+
+    @classmethod
+    def of(cls, branch: Branch, after: int, upto: int | None = None) -> Window:
+        return cls(branch.name, branch.id, after, upto)
 
     def query(self) -> dict[str, Any]:
         lsn: dict[str, Any] = {"$gt": bson.Int64(self.after)}
         if self.upto is not None:
             lsn["$lte"] = bson.Int64(self.upto)
-        return {"branch": self.branch, "_id": lsn}
+        return {"branch_id": self.branch_id, "_id": lsn}
+
+    def holds(self, entry: dict[str, Any]) -> bool:
+        """Whether the WAL entry ``entry`` is one of this window's."""
+        lsn = int(entry["_id"])
+        return (
+            entry.get("branch_id") == self.branch_id
+            and lsn > self.after
+            and (self.upto is None or lsn <= self.upto)
+        )
 
     @property
     def empty(self) -> bool:
@@ -83,14 +102,14 @@ def _fork(line: list[Branch]) -> int | None:
     return line[-1].base_lsn if line else None
 
 
-def _windows(line: list[Branch], ancestor: str, base: int, fork: int | None) -> list[Window]:
+def _windows(line: list[Branch], ancestor: Branch, base: int, fork: int | None) -> list[Window]:
     out: list[Window] = []
     upto: int | None = None
     for b in line:
-        out.append(Window(b.name, b.base_lsn, upto))
+        out.append(Window.of(b, b.base_lsn, upto))
         upto = b.base_lsn
     if fork is None or fork > base:
-        out.append(Window(ancestor, base, fork))
+        out.append(Window.of(ancestor, base, fork))
     return [w for w in out if not w.empty]
 
 
@@ -106,14 +125,14 @@ def sides(catalog: Catalog, left: Branch, right: Branch) -> Sides:
     return Sides(
         anc.name,
         base,
-        tuple(_windows(lline, anc.name, base, lfork)),
-        tuple(_windows(rline, anc.name, base, rfork)),
+        tuple(_windows(lline, anc, base, lfork)),
+        tuple(_windows(rline, anc, base, rfork)),
     )
 
 
 def since(branch: Branch, lsn: int) -> tuple[Window, ...]:
     """The changes of ``branch``'s view after ``lsn`` (``lsn`` >= its base LSN)."""
-    return (Window(branch.name, max(lsn, branch.base_lsn)),)
+    return (Window.of(branch, max(lsn, branch.base_lsn)),)
 
 
 def lineage(catalog: Catalog, branch: Branch) -> tuple[Window, ...]:
@@ -122,7 +141,7 @@ def lineage(catalog: Catalog, branch: Branch) -> tuple[Window, ...]:
     out: list[Window] = []
     upto: int | None = None
     for b in line:
-        out.append(Window(b.name, b.base_lsn if b.parent else 0, upto))
+        out.append(Window.of(b, b.base_lsn if b.parent else 0, upto))
         upto = b.base_lsn
     return tuple(w for w in out if not w.empty)
 
@@ -179,30 +198,30 @@ def wal_finder(db: DbClient, projection: dict[str, Any] | None = None) -> Finder
     return find
 
 
-# Probing LSN ranges on the (branch, _id) index stays cheap on every server; a
+# Probing LSN ranges on the (branch_id, _id) index stays cheap on every server; a
 # sort with a limit scans a branch's whole history on some (see DESIGN.md).
 _FIRST_STEP = 64
 
 
-async def newest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
-    """The newest entry of ``branch`` with ``above < LSN <= upto``."""
-    return await _edge(find, branch, above, upto, newest=True)
+async def newest(find: Finder, branch_id: str, *, above: int, upto: int) -> dict[str, Any] | None:
+    """The newest entry of the branch with id ``branch_id`` with ``above < LSN <= upto``."""
+    return await _edge(find, branch_id, above, upto, newest=True)
 
 
-async def oldest(find: Finder, branch: str, *, above: int, upto: int) -> dict[str, Any] | None:
-    """The oldest entry of ``branch`` with ``above < LSN <= upto``."""
-    return await _edge(find, branch, above, upto, newest=False)
+async def oldest(find: Finder, branch_id: str, *, above: int, upto: int) -> dict[str, Any] | None:
+    """The oldest entry of the branch with id ``branch_id`` with ``above < LSN <= upto``."""
+    return await _edge(find, branch_id, above, upto, newest=False)
 
 
 async def _edge(
-    find: Finder, branch: str, above: int, upto: int, *, newest: bool
+    find: Finder, branch_id: str, above: int, upto: int, *, newest: bool
 ) -> dict[str, Any] | None:
     """Probe from one end of ``(above, upto]`` in ranges that grow fourfold while empty."""
     step = _FIRST_STEP
     lo, hi = (max(above, upto - step), upto) if newest else (above, min(upto, above + step))
     while lo < hi:
         found = await find(
-            {"branch": branch, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
+            {"branch_id": branch_id, "_id": {"$gt": bson.Int64(lo), "$lte": bson.Int64(hi)}}
         )
         if found:
             pick = max if newest else min
@@ -216,7 +235,7 @@ async def head(catalog: Catalog, branch: Branch, find: Finder | None = None) -> 
     """The LSN of the branch's newest write (its base LSN if it has none)."""
     found = await newest(
         find or wal_finder(catalog.db),
-        branch.name,
+        branch.id,
         above=branch.base_lsn,
         upto=await catalog.current_lsn(),
     )

@@ -63,22 +63,7 @@ class Incarnation:
 
     async def register(self) -> None:
         """Record this incarnation, then reclaim the dead ones."""
-        await self.db.command(
-            INTERNAL_DB,
-            {
-                "insert": COLLECTION,
-                "documents": [
-                    {
-                        "_id": str(self.id),
-                        "host": self.host,
-                        "pid": self.pid,
-                        "started": _now(),
-                        "heartbeat": _now(),
-                        "sessions": 0,
-                    }
-                ],
-            },
-        )
+        await self.beat()  # an upsert: a start retried after an outage finds it there
         await self.reclaim()
 
     async def _record_sessions(self, count: int) -> None:
@@ -146,6 +131,7 @@ class Incarnation:
                         "u": {
                             "$set": {"heartbeat": _now(), "host": self.host, "pid": self.pid},
                             "$max": {"sessions": self.sessions.count},
+                            "$setOnInsert": {"started": _now()},
                         },
                         "upsert": True,
                     }

@@ -94,7 +94,14 @@ async def log_changes(
         # In one transaction with their LSNs, so LSN order stays commit order.
         first = await engine.catalog.allocate_lsns(runner, len(events))
         docs = [
-            {"_id": bson.Int64(first + i), "branch": branch.name, "ns": ns, "name": n, "spec": spec}
+            {
+                "_id": bson.Int64(first + i),
+                "branch": branch.name,
+                "branch_id": branch.id,
+                "ns": ns,
+                "name": n,
+                "spec": spec,
+            }
             for i, (n, spec) in enumerate(events)
         ]
         await runner.run(INTERNAL_DB, {"insert": "index_log", "documents": docs})
@@ -121,6 +128,7 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
             "updates": [{"q": {"_id": ov.key}, "u": {"$set": {"indexes": specs}}}],
         },
     )
+    await engine.catalog.changed()
     ov.indexes = specs
 
 

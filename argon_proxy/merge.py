@@ -92,6 +92,8 @@ class Plan:
     )
     conflicts: list[Conflict] = field(default_factory=list)
     index_changes: list[index_merge.IndexChange] = field(default_factory=list)
+    source_id: str = ""  # the branches' identities: a name can be reused after a delete
+    target_id: str = ""
 
     @property
     def unresolved(self) -> list[Conflict]:
@@ -146,13 +148,7 @@ async def _base(engine: Engine, source: Branch, target: Branch) -> Base:
     found = await engine.db.find(
         INTERNAL_DB,
         "merges",
-        {
-            "status": "applied",
-            "$or": [
-                {"source": source.name, "target": target.name},
-                {"source": target.name, "target": source.name},
-            ],
-        },
+        {"status": "applied", "$or": _between(source, target)},
         sort={"applied_at": -1},
         limit=1,
     )
@@ -168,6 +164,26 @@ async def _base(engine: Engine, source: Branch, target: Branch) -> Base:
         (rec["source"], int(rec["source_lsn"])),
         applied,
     )
+
+
+def _between(a: Branch, b: Branch) -> list[dict[str, Any]]:
+    """Merge records between ``a`` and ``b`` (either way), by the branches' identities.
+
+    Records written before merges stored ids name the branches only: they count
+    when applied after both branches of those names were created.
+    """
+    since = max(a.created, b.created)
+    names = {"$in": [a.name, b.name]}
+    return [
+        {"source_id": a.id, "target_id": b.id},
+        {"source_id": b.id, "target_id": a.id},
+        {
+            "source_id": {"$exists": False},
+            "source": names,
+            "target": names,
+            "applied_at": {"$gte": since},
+        },
+    ]
 
 
 async def _values_at(
@@ -196,10 +212,10 @@ async def _granularities(engine: Engine) -> dict[str, str]:
 
 async def _refuse_dropped(engine: Engine, windows: tuple[history.Window, ...]) -> None:
     """A collection dropped on the source side is not in the WAL per document."""
-    names = {w.branch for w in windows}
+    ids = {w.branch_id for w in windows}
     for ov in engine.catalog.overlays.values():
         owner = next((b for b in engine.catalog.branches.values() if b.id == ov.branch_id), None)
-        if owner is not None and owner.name in names and ov.dropped:
+        if owner is not None and owner.id in ids and ov.dropped:
             raise ArgonError(
                 COMMAND_NOT_SUPPORTED,
                 f"merge of branch {owner.name!r}: it dropped collection {ov.db}.{ov.coll}, "
@@ -238,6 +254,8 @@ async def plan(
         heads[0],
         heads[1],
         fast_forward=not await history.any_change(engine.db, base.target_changes),
+        source_id=source.id,
+        target_id=target.id,
     )
     grains = await _granularities(engine)
     prefer: Literal["ours", "theirs"] = "theirs" if strategy == "theirs" else "ours"
@@ -373,13 +391,15 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         )
         return span
 
-    return await engine.writer.in_transaction(unit)
+    async with engine.catalog.forks.writing():  # no branch forks half-way through
+        return await engine.writer.in_transaction(unit)
 
 
 def _record(out: Plan, status: str) -> dict[str, Any]:
     doc = out.to_doc(status)
     doc.pop("conflicts")
     doc.pop("id")
+    doc["source_id"], doc["target_id"] = out.source_id, out.target_id
     doc["created"] = now()
     return doc
 

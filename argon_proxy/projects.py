@@ -109,6 +109,7 @@ async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     }
     exists = ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
     await engine.db.insert_new(INTERNAL_DB, "projects", doc, exists)
+    await engine.catalog.changed()
     engine.catalog.projects[name] = doc
     return {"project": _describe(engine, name, doc)}
 
@@ -137,5 +138,6 @@ async def delete_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     await engine.db.command(
         INTERNAL_DB, {"delete": "projects", "deletes": [{"q": {"_id": name}, "limit": 1}]}
     )
+    await engine.catalog.changed()
     engine.catalog.projects.pop(name, None)
     return {"deleted": name}

@@ -9,11 +9,21 @@ over memory streams.
 
 A request that needs nothing from Argon is forwarded upstream as the very
 bytes the client sent, and the upstream's reply bytes go back unchanged;
-only the command name is read, from the first key of the body. Argon answers
+only the command name (the body's first key), the collection it names (its
+first value) and ``$db`` are read, in one walk over the top-level keys that
+also refuses a request naming any field twice (the upstream might read
+another ``$db`` than the proxy checked). Which requests qualify is
+``Engine.needs_engine``'s decision (see ``namespaces.py``). Argon answers
 ``hello`` itself (see ``hello.py``). Compressed requests are decompressed for
 the upstream and the replies compressed again with the client's compressor.
 A transaction keeps one upstream connection from ``startTransaction`` to its
 commit or abort.
+
+When the upstream connection fails mid-request (closed, reset, frozen past
+``upstream_timeout``) the client gets what mongos would answer: a network
+error (HostUnreachable / NetworkTimeout) labelled so drivers retry, never an
+internal error. A request that never left is sent once more on another
+connection first.
 """
 
 from __future__ import annotations
@@ -25,18 +35,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-import trio
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, get_raw, get_str
+from wire.bson_raw import first_key, first_str, get_bool, get_number, get_str, get_str_checked
 from wire.compression import compress_message, must_not_compress
-from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME
+from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME, sections_follow_body
 
 from . import metrics
 from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
-from .errors import HOST_UNREACHABLE, UNSUPPORTED_OP_QUERY_COMMAND, ArgonError
+from .errors import (
+    DUPLICATE_FIELD,
+    UNSUPPORTED_OP_QUERY_COMMAND,
+    ArgonError,
+    UpstreamIOError,
+    relabel_unavailable,
+    upstream_lost,
+)
 from .hello import HELLO_COMMANDS, hello_reply, negotiate_compressors
 from .naming import MAIN
 from .txn import JoinedTransaction
@@ -48,7 +64,6 @@ Send = Callable[[bytes], Awaitable[None]]
 
 _COMPRESSOR_NAMES = {1: "snappy", 2: "zlib", 3: "zstd"}
 _TXN_END = frozenset({"commitTransaction", "abortTransaction"})
-_BSON_TRUE = 8  # BSON type of booleans
 
 
 @dataclass
@@ -114,10 +129,12 @@ class ClientProtocol:
         if data[20] == 0:
             body = memoryview(data)[21:]
             name = first_key(body)
+            sequences = sections_follow_body(data)
         else:  # body section after a document sequence: rare, decode properly
             msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
             body = memoryview(msg.body)
             name = msg.command_name
+            sequences = True
         if name in HELLO_COMMANDS:
             await self._answer_hello(
                 bson.decode(wire.decode_op_msg(memoryview(data)[16:], full_message=data).body),
@@ -126,8 +143,18 @@ class ClientProtocol:
             )
             return name
         expects_reply = not flags & MORE_TO_COME
-        db = get_str(body, "$db") or ""
-        if self._engine.needs_engine(name, db, self.client.app_name):
+        db, duplicate = get_str_checked(body, "$db")
+        if duplicate is not None:  # the proxy and the upstream might read different ones
+            error = ArgonError(
+                DUPLICATE_FIELD, f"BSON field '{name}.{duplicate}' is a duplicate field"
+            )
+            metrics.ERRORS.labels(error.code_name).inc()
+            if expects_reply:
+                await self._reply_msg(error.to_document(), request_id, compressor_id)
+            return name
+        # Sequences are checked against the body by the engine's decoding.
+        collection = get_str(body, "collection") if name == "getMore" else first_str(body)
+        if sequences or self._engine.needs_engine(name, db or "", self.client.app_name, collection):
             await self._handle_in_engine(data, flags, request_id, compressor_id, expects_reply)
             return name
         try:
@@ -142,6 +169,7 @@ class ClientProtocol:
             )
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
+            relabel_unavailable(exc, name, in_transaction=_in_transaction(body))
             if expects_reply:
                 await self._reply_msg(exc.to_document(), request_id, compressor_id)
         return name
@@ -150,9 +178,11 @@ class ClientProtocol:
         self, data: bytes, flags: int, request_id: int, compressor_id: int, expects_reply: bool
     ) -> None:
         msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
-        cmd = decode_command(msg.body, {s.identifier: list(s.documents) for s in msg.sequences})
-        name = next(iter(cmd))
+        name = msg.command_name
         try:
+            cmd = decode_command(
+                msg.body, [(s.identifier, list(s.documents)) for s in msg.sequences]
+            )
             joined = await self._client_transaction(cmd)
             result = await self._engine.route(
                 request := Request(cmd, self.client.app_name, self.connection_id, joined)
@@ -176,13 +206,26 @@ class ClientProtocol:
             reply = result
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
+            relabel_unavailable(exc, name, in_transaction=cmd.get("autocommit") is False)
             reply = exc.to_document()
+        except UpstreamIOError as exc:
+            metrics.UPSTREAM_ERRORS.labels("exchange").inc()
+            lost = upstream_lost(exc, name, in_transaction=cmd.get("autocommit") is False)
+            metrics.ERRORS.labels(lost.code_name).inc()
+            reply = lost.to_document()
+            await self._drop_broken_pin()
         except Exception as exc:  # a bug must not take the connection down with it
             log.exception("internal error in %s", name, extra={"conn": self.connection_id})
             metrics.ERRORS.labels("internal").inc()
             reply = ArgonError(1, f"Argon internal error in {name!r}: {exc!r}").to_document()
         if expects_reply:
             await self._reply_msg(reply, request_id, compressor_id)
+
+    async def _drop_broken_pin(self) -> None:
+        """Give back a client transaction's connection once it is broken."""
+        if self._pinned is not None and self._pinned.broken:
+            conn, self._pinned = self._pinned, None
+            await self._pool.release_pinned(self, conn)
 
     async def _client_transaction(self, cmd: dict[str, Any]) -> JoinedTransaction | None:
         """The client's transaction, pinned to one upstream connection, if it is in one."""
@@ -211,16 +254,30 @@ class ClientProtocol:
         conn = self._pinned
         if conn is None and _starts_transaction(body):
             conn = self._pinned = await self._pool.acquire_pinned(self)
+        wait = _max_time(body)
         if conn is not None:
             try:
-                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust, wait)
+            except UpstreamIOError as exc:
+                raise upstream_lost(exc, name, in_transaction=True) from None
             finally:
                 if conn.broken or name in _TXN_END:
                     self._pinned = None
                     await self._pool.release_pinned(self, conn)
             return
-        async with self._pool.checkout() as conn:
-            await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust)
+        for attempt in range(2):
+            try:
+                async with self._pool.checkout() as conn:
+                    await self._exchange(
+                        conn, data, name, compressor_id, expects_reply, exhaust, wait
+                    )
+                return
+            except UpstreamIOError as exc:
+                # A request that never wholly left cannot have run: send it again once.
+                if exc.unsent and attempt == 0:
+                    continue
+                metrics.UPSTREAM_ERRORS.labels("exchange").inc()
+                raise upstream_lost(exc, name, in_transaction=_in_transaction(body)) from None
 
     async def _exchange(
         self,
@@ -230,26 +287,19 @@ class ClientProtocol:
         compressor_id: int,
         expects_reply: bool,
         exhaust: bool,
+        wait: float,
     ) -> None:
-        try:
-            await conn.send(data)
-            if not expects_reply:
+        await conn.send(data)
+        if not expects_reply:
+            return
+        while True:
+            reply = await conn.receive_frame(wait=wait)
+            out = reply.data
+            if compressor_id and not must_not_compress(name):
+                out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
+            await self._send_counted(out)
+            if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
                 return
-            while True:
-                reply = await conn.receive_frame()
-                out = reply.data
-                if compressor_id and not must_not_compress(name):
-                    out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
-                await self._send_counted(out)
-                if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            metrics.UPSTREAM_ERRORS.labels("exchange").inc()
-            raise ArgonError(
-                HOST_UNREACHABLE,
-                f"Argon lost its connection to the upstream MongoDB during {name!r}: {exc}. "
-                "The command may or may not have been applied.",
-            ) from None
 
     # -- OP_QUERY (legacy handshakes only) -----------------------------------
 
@@ -333,6 +383,20 @@ class ClientProtocol:
             await self._pool.release_pinned(self, conn)
 
 
+def _max_time(body: memoryview) -> float:
+    """Seconds the command may legitimately keep the upstream busy: its ``maxTimeMS``.
+
+    An awaitData getMore (tailable cursors, change streams) waits that long by
+    design, so the upstream timeout counts only from then on.
+    """
+    millis = get_number(body, "maxTimeMS")
+    return millis / 1000.0 if millis is not None and millis > 0 else 0.0
+
+
+def _in_transaction(body: memoryview) -> bool:
+    """Whether the command is a statement of a client transaction (``autocommit: false``)."""
+    return get_bool(body, "autocommit") is False
+
+
 def _starts_transaction(body: memoryview) -> bool:
-    found = get_raw(body, "startTransaction")
-    return found is not None and found[0] == _BSON_TRUE and found[1][0] == 1
+    return get_bool(body, "startTransaction") is True

@@ -5,15 +5,22 @@ the base collection is forwarded as it is (only ``$db`` changes). Otherwise
 ``find`` and ``aggregate`` become one aggregation on the base collection: the
 view's stages (each layer matched with the user's filter, pushed down so
 every layer uses its indexes) followed by the user's own sort, skip, limit,
-projection or pipeline. The result is a real upstream cursor in the client's
-session, so ``getMore`` and ``killCursors`` pass straight through. ``count``
-and ``distinct`` run mongod's own command on every layer and combine the
-answers, which keeps their exact semantics. Anything a branch cannot answer
+projection or pipeline; for ``find`` each layer excludes only the nearer
+layers' ids that match the filter (``merge_find.narrowed``). The result is a
+real upstream cursor in the client's session, so ``getMore`` and
+``killCursors`` pass straight through.
+``count`` runs mongod's own command on every layer and adds the answers;
+``distinct`` does too and merges the values with BSON equality. The filter of
+``listCollections`` is evaluated by mongod, on Argon's entries for the
+collections only a branch has as well. Anything a branch cannot answer
 exactly yet is refused with ``CommandNotSupported``, never approximated.
 """
 
 from __future__ import annotations
 
+import decimal
+import fractions
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +29,8 @@ import bson
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
-from .naming import is_internal
+from .merge_find import MAX_MERGED, find_only_projection, narrowed
+from .naming import INTERNAL_DB, is_internal
 from .view import View, build_view
 
 # Fields of a command that are about the session or the server, not the query.
@@ -130,10 +138,14 @@ class Reader:
             if cmd.get(option):
                 raise unsupported(f"find with {option!r}", branch.name)
         projection = cmd.get("projection")
-        if projection and _find_only_projection(projection):
+        if projection and find_only_projection(projection):
             raise unsupported(
-                "find with a positional, $elemMatch or $slice projection", branch.name
+                "find with a positional, $elemMatch or $slice projection",
+                branch.name,
+                f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
+                "values, without hint or collation; add a limit",
             )
+        view = await narrowed(self.db, self.catalog, view, cmd) or view
         pipeline = view.pipeline(cmd.get("filter") or {})
         if cmd.get("sort"):
             pipeline.append({"$sort": cmd["sort"]})
@@ -271,27 +283,38 @@ class Reader:
     async def list_collections(
         self, branch: Branch, db: str, cmd: dict[str, Any]
     ) -> dict[str, Any]:
-        """The branch's collections, with Argon's own hidden, as a one-batch cursor."""
-        base = await self.db.find_cursor(
-            db,
-            {
-                "listCollections": 1,
-                "filter": cmd.get("filter") or {},
-                "nameOnly": bool(cmd.get("nameOnly")),
-            },
-        )
-        listed = {c["name"]: c for c in base if not is_internal(c["name"])}
+        """The branch's collections, with Argon's own hidden, as a one-batch cursor.
+
+        mongod evaluates the user's filter: on its own entries for collections of
+        the base, and on the entries Argon shows for collections only the branch
+        has (see ``_filtered``)."""
+        flt = cmd.get("filter") or {}
+        name_only = bool(cmd.get("nameOnly"))
+        query = {"listCollections": 1, "filter": flt, "nameOnly": name_only}
+        listed = {
+            c["name"]: c for c in await self.db.find_cursor(db, query) if not is_internal(c["name"])
+        }
+        base = set(listed)
+        if flt:
+            every = {"listCollections": 1, "nameOnly": True}
+            base = {c["name"] for c in await self.db.find_cursor(db, every)}
         ids = {b.id for b in self.catalog.chain(branch)}
         own = {
             ov.coll for ov in self.catalog.overlays.values() if ov.branch_id in ids and ov.db == db
         }
-        for name in own | set(listed):
-            if not self.catalog.shows(branch, db, name, in_base=name in listed):
+        extra: list[dict[str, Any]] = []
+        for name in own | base:
+            if is_internal(name):
+                continue
+            if not self.catalog.shows(branch, db, name, in_base=name in base):
                 listed.pop(name, None)
-            elif name not in listed and _name_matches(cmd, name):
-                listed[name] = {"name": name, "type": "collection"}
-                if not cmd.get("nameOnly"):
-                    listed[name].update(options={}, info={"readOnly": False})
+            elif name not in base:
+                entry: dict[str, Any] = {"name": name, "type": "collection"}
+                if not name_only:
+                    entry.update(options={}, info={"readOnly": False})
+                extra.append(entry)
+        for entry in await self._filtered(extra, flt):
+            listed[entry["name"]] = entry
         batch = sorted(listed.values(), key=lambda c: c["name"])
         return {
             "cursor": {
@@ -302,33 +325,70 @@ class Reader:
             "ok": 1.0,
         }
 
+    async def _filtered(
+        self, entries: list[dict[str, Any]], flt: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The ``entries`` that match ``flt``, as mongod decides.
 
-def _name_matches(cmd: Mapping[str, Any], name: str) -> bool:
-    flt = cmd.get("filter") or {}
-    wanted = flt.get("name")
-    return wanted is None or wanted == name
+        They are not in any collection, so an aggregation turns one document of
+        Argon's branch records (there is one for every branch that can own a
+        collection) into them and matches the filter; ``$facet`` tells an empty
+        source apart from no match."""
+        if not entries or not flt:
+            return entries
+        if set(flt) == {"name"} and isinstance(flt["name"], str):
+            return [e for e in entries if e["name"] == flt["name"]]  # exact: one string
+        pipeline: list[dict[str, Any]] = [
+            {"$limit": 1},
+            {"$project": {"_id": 0, "entry": {"$literal": entries}}},
+            {"$unwind": "$entry"},
+            {"$replaceRoot": {"newRoot": "$entry"}},
+            {"$facet": {"seen": [{"$count": "n"}], "matched": [{"$match": flt}]}},
+        ]
+        cmd = {"aggregate": "branches", "pipeline": pipeline, "cursor": {}}
+        (result,) = await self.db.find_cursor(INTERNAL_DB, cmd)
+        if not result["seen"]:
+            raise ArgonError(1, "listCollections: Argon's branch records are missing")
+        matched: list[dict[str, Any]] = result["matched"]
+        return matched
 
 
 def _has_text(match: Any) -> bool:
     return isinstance(match, dict) and "$text" in match
 
 
-def _find_only_projection(projection: Mapping[str, Any]) -> bool:
-    for key, value in projection.items():
-        if key.endswith(".$"):
-            return True
-        if isinstance(value, dict) and ("$elemMatch" in value or "$slice" in value):
-            return True
-    return False
-
-
 def _distinct_key(value: Any) -> Any:
-    """Equality as distinct sees it: numbers by value, booleans apart from numbers."""
+    """A key equal for two values exactly when BSON comparison finds them equal (the
+    equality ``distinct`` uses without a collation): numbers by exact value across
+    int, long, double and decimal; booleans apart from numbers; documents and
+    arrays element by element, field names and order included."""
     if isinstance(value, bool):
         return ("bool", value)
-    if isinstance(value, int | float | bson.Int64 | bson.Decimal128):
-        number = value.to_decimal() if isinstance(value, bson.Decimal128) else value
-        return ("number", float(number))
-    if isinstance(value, dict | list):
-        return ("doc", bson.encode({"v": value}))
+    if isinstance(value, int | float | bson.Decimal128):
+        return ("number", _number_key(value))
+    if isinstance(value, Mapping):
+        return ("doc", tuple((str(k), _distinct_key(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_distinct_key(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("raw", type(value).__name__, bson.encode({"v": value}))
     return (type(value).__name__, value)
+
+
+def _number_key(value: int | float | bson.Decimal128) -> Any:
+    """An exact key for a number: ``Fraction`` holds every double, long and finite
+    decimal exactly, and equal numbers of different types give equal fractions."""
+    number: int | float | decimal.Decimal = (
+        value.to_decimal() if isinstance(value, bson.Decimal128) else value
+    )
+    if isinstance(number, int):
+        return fractions.Fraction(number)
+    if isinstance(number, decimal.Decimal) and number.is_nan():
+        return "NaN"
+    if number != number:
+        return "NaN"  # every NaN equals every other in BSON comparison
+    if number in (math.inf, -math.inf):
+        return "inf" if number > 0 else "-inf"
+    return fractions.Fraction(number)

@@ -93,7 +93,8 @@ async def _apply(
             lsns.extend((await engine.writer.put_many(ctx, items)).lsns)
         return [min(lsns), max(lsns)] if lsns else []
 
-    return await engine.writer.in_transaction(unit)
+    async with engine.catalog.forks.writing():  # no branch forks half-way through
+        return await engine.writer.in_transaction(unit)
 
 
 async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +172,7 @@ async def undo_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         raise ArgonError(BAD_VALUE, "undo needs 'fromLsn' and 'toLsn' (numbers)") from None
     if first > last:
         raise ArgonError(BAD_VALUE, "undo: 'fromLsn' is after 'toLsn'")
-    window = history.Window(branch.name, max(first - 1, branch.base_lsn), last)
+    window = history.Window.of(branch, max(first - 1, branch.base_lsn), last)
     where = {"client.app": cmd["client"]} if cmd.get("client") else {}
     found = await _collect(engine, (window,), where)
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}

@@ -3,10 +3,16 @@
 Theory of operation: this module only moves bytes between sockets and
 ``ClientProtocol``. Each client task reads until its framer yields a frame and
 hands the frame to the protocol; it never reads the next request before the
-previous one is answered. A partial frame must complete within
-``frame_timeout``; an idle connection (nothing buffered) may wait forever, as
-drivers keep pooled connections idle. A malformed frame ends only that
-client's connection.
+previous one is answered. A malformed frame ends only that client's
+connection.
+
+Bounds, so that slow or idle clients cannot hold the proxy: a frame must
+complete within ``frame_timeout`` of its first byte (the deadline does not
+restart with each byte that trickles in); the bytes of incomplete frames held
+for all clients together stay under ``max_partial_bytes`` (a client that
+would go over is disconnected); and a connection idle between requests is
+closed after ``idle_timeout`` when that is set (drivers keep pooled
+connections idle, so it is off by default).
 
 Shutdown: stop accepting, wake every client that is idle between requests so
 it closes, let requests in flight finish for up to ``drain_timeout``, then
@@ -37,13 +43,15 @@ from .upstream import UpstreamPool
 log = logging.getLogger("argon.server")
 
 _READ_SIZE = 256 * 1024
+_REFUSED_MAX_MESSAGE = 64 * 1024  # the largest request read from a client that is refused
 
 
 @dataclass
 class _Client:
-    """A live client task's handle, for the drain."""
+    """A live client task's handle, for the drain and the buffer budget."""
 
     idle_scope: trio.CancelScope | None = None
+    held: int = 0  # bytes of its incomplete frame charged to the shared budget
 
 
 @dataclass
@@ -57,6 +65,7 @@ class ProxyServer:
     _clients: dict[int, _Client] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _draining: bool = False
+    _partial_bytes: int = 0  # incomplete frames buffered, all clients together
     _all_done: trio.Event = field(default_factory=trio.Event)
     _stop_requested: trio.Event = field(default_factory=trio.Event)
 
@@ -142,6 +151,7 @@ class ProxyServer:
             log.exception("closing connection after an internal error", extra={"conn": conn_id})
         finally:
             del self._clients[conn_id]
+            self._hold(client, 0)
             metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True):
                 await protocol.aclose()
@@ -150,36 +160,79 @@ class ProxyServer:
             if self._draining and not self._clients:
                 self._all_done.set()
 
+    def _hold(self, client: _Client, buffered: int) -> bool:
+        """Charge ``buffered`` bytes of ``client``'s incomplete frame; False if over budget."""
+        self._partial_bytes += buffered - client.held
+        client.held = buffered
+        return self._partial_bytes <= self.settings.max_partial_bytes
+
     async def _serve_client(
-        self, stream: trio.SocketStream, protocol: ClientProtocol, client: _Client, conn_id: int
+        self,
+        stream: trio.abc.ReceiveStream,
+        protocol: ClientProtocol,
+        client: _Client,
+        conn_id: int,
     ) -> None:
         framer = Framer()
+        frame_deadline = math.inf  # set by the first byte of a frame, never pushed back
         while not self._draining:
             frame = framer.next_frame()
             if frame is not None:
+                frame_deadline = math.inf
+                self._hold(client, 0)  # what is left is the next frame's, charged below
                 await protocol.handle(frame)
                 continue
             partial = framer.buffered > 0
-            timeout = self.settings.frame_timeout if partial else math.inf
-            with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            if not self._hold(client, framer.buffered):
+                self._over_budget(framer, conn_id)
+                return
+            if partial and frame_deadline == math.inf:
+                frame_deadline = trio.current_time() + self.settings.frame_timeout
+            deadline = frame_deadline if partial else self._idle_deadline()
+            with trio.CancelScope(deadline=deadline) as scope:
                 if not partial:
                     client.idle_scope = scope
                 data = await stream.receive_some(_READ_SIZE)
             client.idle_scope = None
             if scope.cancelled_caught:
-                if partial:
-                    metrics.ERRORS.labels("frame_timeout").inc()
-                    log.warning(
-                        "closing connection: partial frame (%d bytes) not completed within %ss",
-                        framer.buffered,
-                        self.settings.frame_timeout,
-                        extra={"conn": conn_id},
-                    )
+                self._timed_out(framer, partial, conn_id)
                 return
             if not data:
                 framer.eof()
                 return
             framer.feed(data)
+
+    def _idle_deadline(self) -> float:
+        idle = self.settings.idle_timeout
+        return trio.current_time() + idle if idle > 0 else math.inf
+
+    def _timed_out(self, framer: Framer, partial: bool, conn_id: int) -> None:
+        if partial:
+            metrics.ERRORS.labels("frame_timeout").inc()
+            log.warning(
+                "closing connection: partial frame (%d bytes) not completed within %ss "
+                "of its first byte (frame_timeout)",
+                framer.buffered,
+                self.settings.frame_timeout,
+                extra={"conn": conn_id},
+            )
+        elif not self._draining:
+            metrics.ERRORS.labels("idle_timeout").inc()
+            log.info(
+                "closing connection: idle for %ss (idle_timeout)",
+                self.settings.idle_timeout,
+                extra={"conn": conn_id},
+            )
+
+    def _over_budget(self, framer: Framer, conn_id: int) -> None:
+        metrics.ERRORS.labels("partial_bytes").inc()
+        log.warning(
+            "closing connection: its partial frame (%d bytes) would take the incomplete "
+            "messages buffered for all clients past max_partial_bytes (%d)",
+            framer.buffered,
+            self.settings.max_partial_bytes,
+            extra={"conn": conn_id},
+        )
 
     async def _refuse(self, stream: trio.SocketStream, conn_id: int) -> None:
         """Tell a client over the connection limit why, then close."""
@@ -189,9 +242,13 @@ class ProxyServer:
         error = ArgonError(
             CONNECTION_LIMIT,
             f"Argon refused the connection: its limit of {limit} client connections is "
-            "reached. Close idle clients or raise max_connections (ARGON_MAX_CONNECTIONS).",
+            "reached. Close idle clients, set idle_timeout (ARGON_IDLE_TIMEOUT) so idle ones "
+            "are closed, or raise the limit: --max-connections, ARGON_MAX_CONNECTIONS or "
+            "max_connections in config/argon.toml.",
         )
-        framer = Framer()
+        # Only the handshake is read (drivers send hello first): a refused client
+        # must not make Argon buffer a large message outside the shared budget.
+        framer = Framer(max_message_size=_REFUSED_MAX_MESSAGE)
         with trio.move_on_after(min(self.settings.frame_timeout, 5.0)):
             try:
                 while (frame := framer.next_frame()) is None:

@@ -7,6 +7,10 @@ later write on X freezes into S like into any child, so S stays at L. Building
 S reads only X's WAL entries after L: its cost follows the number of changes
 since L, never the size of the collections or of the whole history.
 
+Snapshots behind ``db@branch@point`` addresses are shared by every point
+showing the same state, bounded in number and collected when idle
+(``Snapshots``); a point not yet in the past is refused, never cached.
+
 The WAL image always wins over a freeze that came before the build wrote
 that collection (it is written with a replacement), and both are the same
 state anyway: the document as it was before its first change after L. The
@@ -20,9 +24,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import bson
+import trio
 
 from . import history, wal
-from .catalog import Branch, BranchError, hashable_id
+from .catalog import BRANCH_EXISTS, Branch, BranchError, hashable_id, now
 from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 
@@ -72,12 +77,12 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
     current = await engine.catalog.current_lsn()
     if branch.name == MAIN:
         # Before Argon's first logged write on main (or what GC kept) nothing is known.
-        first = await history.oldest(find, MAIN, above=-1, upto=current)
+        first = await history.oldest(find, branch.id, above=-1, upto=current)
         earliest = int(first["_id"]) - 1 if first else current
         earliest_time = first["ts"] if first else None
     else:
         earliest, earliest_time = branch.base_lsn, branch.created
-    last = await history.newest(find, branch.name, above=earliest, upto=current)
+    last = await history.newest(find, branch.id, above=earliest, upto=current)
     return {
         "branch": branch.name,
         "earliest_lsn": earliest,
@@ -88,9 +93,23 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
 
 
 async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
-    """The LSN ``point`` names on ``branch``, checked against what is reachable."""
+    """The LSN ``point`` names on ``branch``, checked against what is reachable.
+
+    A point that is not yet in the past (an LSN above the newest one allocated,
+    a time after now) is refused: what it will show is not known yet, and a
+    branch or snapshot fixed there would miss the changes made until then.
+    """
     value = parse_point(point)
-    lsn = value if isinstance(value, int) else await lsn_at(engine, value)
+    current = await engine.catalog.current_lsn()
+    if isinstance(value, int):
+        lsn = value
+        if lsn > current:
+            raise _future(branch, point, current, "is after the newest LSN")
+    else:
+        moment = now()
+        if value > moment:
+            raise _future(branch, point, current, f"is in the future (now {moment.isoformat()})")
+        lsn = await lsn_at(engine, value)
     span = await reachable(engine, branch)
     if lsn < span["earliest_lsn"]:
         raise BranchError(
@@ -101,18 +120,60 @@ async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
     return int(lsn)
 
 
+def _future(branch: Branch, point: str, current: int, why: str) -> BranchError:
+    return BranchError(
+        POINT_OUT_OF_RANGE,
+        f"{point} {why}: branch {branch.name!r} can be read up to the current LSN "
+        f"{current} (lsn-{current}); see `argon time-travel info`",
+    )
+
+
 async def build_at(
-    engine: Engine, source: Branch, lsn: int, name: str, *, read_only: bool, point: str
+    engine: Engine,
+    source: Branch,
+    lsn: int,
+    name: str,
+    *,
+    read_only: bool,
+    point: str,
+    store_last: bool = False,
 ) -> Branch:
-    """Create branch ``name``: ``source`` as it was at ``lsn``."""
+    """Create branch ``name``: ``source`` as it was at ``lsn``.
+
+    ``store_last`` stores the branch only once it is complete (BranchExists, and
+    nothing left behind, if another proxy stored one of that name meanwhile).
+    """
     catalog = engine.catalog
     branch = await catalog.create_branch(
-        name, source.name, base_lsn=lsn, read_only=read_only, point=point, internal="@" in name
+        name,
+        source.name,
+        base_lsn=lsn,
+        read_only=read_only,
+        point=point,
+        internal="@" in name,
+        store=not store_last,
     )
+    try:
+        await _fill(engine, source, branch, lsn)
+        if store_last:
+            await catalog.publish(branch)
+    except BaseException:
+        if store_last:
+            from .admin import drop_overlays  # admin builds on this module
+
+            with trio.CancelScope(shield=True):
+                await drop_overlays(engine, await catalog.discard(branch))
+        raise
+    return branch
+
+
+async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> None:
+    """Give ``branch`` the first pre-image of every document ``source`` changed after ``lsn``."""
+    catalog = engine.catalog
     firsts: dict[tuple[str, Any], dict[str, Any]] = {}
     cursor = {
         "find": "wal",
-        "filter": {"branch": source.name, "_id": {"$gt": bson.Int64(lsn)}},
+        "filter": {"branch_id": source.id, "_id": {"$gt": bson.Int64(lsn)}},
         "sort": {"_id": 1},
     }
     async for entry in engine.db.cursor(INTERNAL_DB, cursor):
@@ -133,9 +194,99 @@ async def build_at(
                 updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
                 await engine.db.command(db, {"update": ov.name, "updates": updates})
             ov.ids = None  # reload from what is now stored
-    return branch
 
 
 def snapshot_name(branch: str, lsn: int) -> str:
     """The internal name of the read-only snapshot behind a ``db@branch@point`` address."""
     return f"{branch}@lsn-{lsn}"
+
+
+async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
+    """The LSN of ``branch``'s newest own write at or before ``lsn`` (or its base).
+
+    The branch reads the same at every LSN from its write up to the next one, so
+    all those points share one snapshot.
+    """
+    floor = branch.base_lsn if branch.parent is not None else -1
+    find = history.wal_finder(engine.db)
+    found = await history.newest(find, branch.id, above=floor, upto=lsn)
+    if found is not None:
+        return int(found["_id"])
+    return max(floor, 0) if branch.parent is not None else lsn
+
+
+class Snapshots:
+    """The hidden read-only snapshots behind time-travel addresses and tags.
+
+    One per branch and distinct state (``same_state``), built on first read and
+    reused. Each costs a copy-on-write freeze on every write to its branch, so at
+    most ``keep`` are kept: beyond that the least recently read go, except those
+    read in the last ``grace`` seconds (by any proxy: the time of the last read is
+    stored, at most every ``grace / 3`` seconds), which a read may still be using.
+    ``gc`` removes those idle for longer than its ``snapshotSeconds``.
+    """
+
+    def __init__(self, keep: int = 64, grace: float = 30.0) -> None:
+        self.keep = keep
+        self.grace = dt.timedelta(seconds=grace)
+        self._lock = trio.Lock()
+
+    async def get(self, engine: Engine, branch: Branch, point: str) -> Branch:
+        """The snapshot of ``branch`` at ``point``, built if needed."""
+        lsn = await resolve_point(engine, branch, point)
+        # A write holding an LSN up to the point may not have committed yet: the
+        # state there is known once it has.
+        await engine.catalog.forks.settle()
+        lsn = await same_state(engine, branch, lsn)
+        name = snapshot_name(branch.name, lsn)
+        catalog = engine.catalog
+        async with self._lock:
+            if name not in catalog.branches:
+                await catalog.reload()
+            if name not in catalog.branches:
+                await self._build(engine, branch, lsn, name)
+            snap = catalog.branches[name]
+            await self._touch(engine, snap)
+            await self._evict(engine)
+        return snap
+
+    async def _build(self, engine: Engine, branch: Branch, lsn: int, name: str) -> None:
+        try:
+            await build_at(
+                engine, branch, lsn, name, read_only=True, point=f"lsn-{lsn}", store_last=True
+            )
+        except BranchError as exc:
+            if exc.code != BRANCH_EXISTS:
+                raise
+            await engine.catalog.reload()  # another proxy stored it first, complete
+
+    async def _touch(self, engine: Engine, snap: Branch) -> None:
+        moment = now()
+        if snap.used is None or moment - _aware(snap.used) > self.grace / 3:
+            await engine.catalog.update(snap, used=moment)
+
+    async def _evict(self, engine: Engine) -> None:
+        catalog = engine.catalog
+        snaps = [
+            b for b in catalog.branches.values() if b.time_travel and b.name not in catalog.pending
+        ]
+        snaps = [b for b in snaps if not catalog.children(b.name)]
+        if len(snaps) <= self.keep:
+            return
+        snaps.sort(key=last_read)
+        recent = now() - self.grace
+        for snap in snaps[: len(snaps) - self.keep]:
+            if last_read(snap) > recent:
+                break  # the rest were read more recently still
+            from .admin import delete_branch  # admin builds on this module
+
+            await delete_branch(engine, snap.name)
+
+
+def last_read(snap: Branch) -> dt.datetime:
+    """When a snapshot was last read, as far as is stored (else when it was built)."""
+    return _aware(snap.used or snap.created)
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -40,6 +40,7 @@ import bson
 import trio
 
 from .dbclient import CommandError, connection, run_checked, run_on
+from .errors import UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
 T = TypeVar("T")
@@ -135,11 +136,11 @@ class Transaction:
         return await run_on(self.conn, "admin", command)
 
     async def abort(self) -> None:
-        if not self.started:
+        if not self.started or self.conn.broken:
             return
         with (
             trio.CancelScope(shield=True),
-            contextlib.suppress(CommandError, trio.BrokenResourceError, OSError),
+            contextlib.suppress(CommandError, UpstreamIOError),
         ):
             # The server aborts it anyway; a broken connection is closed by the pool.
             await run_on(

@@ -10,12 +10,27 @@ may have unread replies queued: it is closed, never returned. Nothing is
 opened ahead of need, so when the upstream comes back after an outage the next
 checkout simply connects again; the outage itself is reported promptly as
 ``UpstreamUnavailable`` instead of waiting on the driver's timeouts.
+
+Every exchange is bounded: a reply must start and finish within
+``reply_timeout`` plus the time the command itself may legitimately wait
+(its ``maxTimeMS``: a getMore on an awaitData cursor or a change stream waits
+that long by design). A failure mid-exchange (closed, reset, timed out) is
+raised as ``UpstreamIOError``, which says whether any of the request left:
+one that never did may be retried on another connection.
+
+The upstream closes connections that stay idle (mongod and SecantusDB after a
+few minutes), and a restarted upstream leaves every pooled socket dead. An
+idle connection is therefore checked before reuse: one the peer has closed is
+discarded without sending anything, and one idle longer than
+``HEALTH_CHECK_IDLE`` must answer a ``ping`` first.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,12 +42,25 @@ import trio
 from wire import Frame, Framer, OpMsg, decode_op_msg, encode_op_msg
 
 from . import __version__, metrics
-from .errors import UpstreamUnavailable
+from .errors import UpstreamIOError, UpstreamUnavailable
 from .hello import UpstreamFacts
 
 log = logging.getLogger("argon.upstream")
 
 _READ_SIZE = 256 * 1024
+# An idle connection older than this answers a ping before it is reused (seconds).
+HEALTH_CHECK_IDLE = 60.0
+
+
+def _io_error(exc: BaseException, what: str, *, unsent: bool) -> UpstreamIOError:
+    if isinstance(exc, trio.TooSlowError):
+        return UpstreamIOError(
+            f"{what} took longer than upstream_timeout", timed_out=True, unsent=unsent
+        )
+    return UpstreamIOError(f"{what} failed: {exc or type(exc).__name__}", unsent=unsent)
+
+
+_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,36 +92,79 @@ class UpstreamConnection:
 
     _ids = itertools.count(1)
 
-    def __init__(self, stream: trio.SocketStream, address: Address) -> None:
+    def __init__(
+        self, stream: trio.SocketStream, address: Address, reply_timeout: float = 0.0
+    ) -> None:
         self.id = next(self._ids)
         self.stream = stream
         self.address = address
         self.framer = Framer()
+        self.reply_timeout = reply_timeout  # 0: unbounded
         self.broken = False
+        self.idle_since = 0.0
         self._closed = False
         metrics.POOL_OPEN.inc()
 
+    def _timeout(self, wait: float) -> float:
+        return self.reply_timeout + wait if self.reply_timeout > 0 else math.inf
+
     async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Write one request; a frozen upstream cannot hold the writer past the timeout."""
         try:
-            await self.stream.send_all(data)
+            with trio.fail_after(self._timeout(0.0)):
+                await self.stream.send_all(data)
+        except _IO_ERRORS as exc:
+            self.broken = True
+            raise _io_error(exc, "sending the request", unsent=True) from exc
         except BaseException:
             self.broken = True
             raise
 
-    async def receive_frame(self) -> Frame:
-        """The next whole message from the upstream."""
+    async def receive_frame(self, *, wait: float = 0.0) -> Frame:
+        """The next whole message from the upstream.
+
+        ``wait`` is how long the command may legitimately take on the upstream
+        (its ``maxTimeMS``), on top of the connection's ``reply_timeout``.
+        """
         try:
-            while True:
-                frame = self.framer.next_frame()
-                if frame is not None:
-                    return frame
-                data = await self.stream.receive_some(_READ_SIZE)
-                if not data:
-                    raise trio.BrokenResourceError("upstream closed the connection")
-                self.framer.feed(data)
+            with trio.fail_after(self._timeout(wait)):
+                while True:
+                    frame = self.framer.next_frame()
+                    if frame is not None:
+                        return frame
+                    data = await self.stream.receive_some(_READ_SIZE)
+                    if not data:
+                        raise trio.BrokenResourceError("upstream closed the connection")
+                    self.framer.feed(data)
+        except _IO_ERRORS as exc:
+            self.broken = True
+            raise _io_error(exc, "waiting for the reply", unsent=False) from exc
         except BaseException:
             self.broken = True
             raise
+
+    def peer_closed(self) -> bool:
+        """True if the idle socket is readable: the peer closed it (or sent junk)."""
+        try:
+            poller = select.poll()
+            poller.register(self.stream.socket.fileno(), select.POLLIN | select.POLLERR)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    async def ping(self, timeout: float) -> bool:
+        """Whether the upstream still answers on this connection within ``timeout``."""
+        command = {"ping": 1, "$db": "admin"}
+        with trio.move_on_after(timeout):
+            try:
+                await self.send(encode_op_msg(OpMsg(flags=0, body=bson.encode(command)), 1))
+                reply = await self.receive_frame()
+                body = decode_op_msg(reply.payload, full_message=reply.data).body
+                return bool(bson.decode(body).get("ok"))
+            except (UpstreamIOError, *_IO_ERRORS):
+                return False
+        self.broken = True
+        return False
 
     async def hello(self) -> dict[str, object]:
         """The handshake every driver makes on a new connection, naming Argon as the client."""
@@ -127,6 +198,7 @@ class UpstreamPool:
     size: int = 100
     idle: int = 32
     connect_timeout: float = 3.0
+    reply_timeout: float = 0.0  # 0: replies may take forever
     facts: UpstreamFacts = field(default_factory=UpstreamFacts)
     _idle: list[UpstreamConnection] = field(default_factory=list)
     _limiter: trio.CapacityLimiter = field(init=False)
@@ -144,14 +216,15 @@ class UpstreamPool:
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(self.address.host, self.address.port)
-                conn = UpstreamConnection(stream, self.address)
+                conn = UpstreamConnection(stream, self.address, self.reply_timeout)
                 try:
                     self.facts = UpstreamFacts.from_hello(await conn.hello())
                 except BaseException:
                     await conn.aclose()
                     raise
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, UpstreamIOError) as exc:
+            timed_out = isinstance(exc, trio.TooSlowError) or getattr(exc, "timed_out", False)
+            reason = "timed out" if timed_out else str(exc)
             metrics.UPSTREAM_ERRORS.labels("connect").inc()
             raise UpstreamUnavailable(
                 f"Argon cannot reach the upstream MongoDB at {self.address}: {reason}. "
@@ -162,11 +235,11 @@ class UpstreamPool:
     @asynccontextmanager
     async def checkout(self) -> AsyncIterator[UpstreamConnection]:
         """Borrow a connection for one exchange; broken ones are closed, not reused."""
-        # A token per checkout: one task may hold two (a transaction plus the LSN counter).
+        # A token per checkout (a request holds one; see dbclient.hold).
         token = object()
         await self._limiter.acquire_on_behalf_of(token)
         try:
-            conn = self._idle.pop() if self._idle else await self.connect()
+            conn = await self._take()
             metrics.POOL_IN_USE.inc()
             try:
                 yield conn
@@ -184,7 +257,7 @@ class UpstreamPool:
         """
         await self._limiter.acquire_on_behalf_of(owner)
         try:
-            conn = self._idle.pop() if self._idle else await self.connect()
+            conn = await self._take()
         except BaseException:
             self._limiter.release_on_behalf_of(owner)
             raise
@@ -196,10 +269,33 @@ class UpstreamPool:
         self._limiter.release_on_behalf_of(owner)
         await self.release(conn)
 
+    async def _take(self) -> UpstreamConnection:
+        """A live idle connection (newest first), or a new one.
+
+        Idle sockets the upstream closed are discarded before anything is
+        sent on them, so a request never goes to a connection known dead.
+        """
+        while self._idle:
+            conn = self._idle.pop()
+            try:
+                alive = not conn.peer_closed() and (
+                    trio.current_time() - conn.idle_since <= HEALTH_CHECK_IDLE
+                    or await conn.ping(self.connect_timeout)
+                )
+            except BaseException:  # cancelled mid-ping: the connection is out of step
+                await conn.aclose()
+                raise
+            if alive:
+                return conn
+            metrics.UPSTREAM_ERRORS.labels("stale").inc()
+            await conn.aclose()
+        return await self.connect()
+
     async def release(self, conn: UpstreamConnection) -> None:
         if conn.broken or self._closed or len(self._idle) >= self.idle or conn.framer.buffered:
             await conn.aclose()
         else:
+            conn.idle_since = trio.current_time()
             self._idle.append(conn)
 
     async def aclose(self) -> None:

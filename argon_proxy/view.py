@@ -37,7 +37,7 @@ def conjoin(*filters: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rest: list[dict[str, Any]] = []
     for flt in filters:
-        for key, value in (flt or {}).items():
+        for key, value in indexable(flt or {}).items():
             if key == "$and" and isinstance(value, list):
                 rest.extend(value)
             elif key not in out:
@@ -51,6 +51,63 @@ def conjoin(*filters: dict[str, Any] | None) -> dict[str, Any]:
     if rest:
         out["$and"] = rest
     return out
+
+
+def indexable(flt: dict[str, Any]) -> dict[str, Any]:
+    """``flt`` with every regular expression matched through ``$regex``.
+
+    ``{f: /re/}`` and ``{f: {$regex: /re/}}`` mean the same to MongoDB (both
+    match strings by the pattern, and regex values by equality), and so do
+    ``{f: {$in: [/re/, v]}}`` and an ``$or`` of ``$regex`` and ``$in``. The
+    test upstream answers the literal forms wrongly when ``f`` is indexed
+    (nothing matches), so filters Argon sends upstream take the operator form.
+    """
+    out: dict[str, Any] = {}
+    alternatives: list[dict[str, Any]] = []
+    for key, value in flt.items():
+        if key in ("$and", "$or", "$nor") and isinstance(value, list):
+            out[key] = [indexable(v) if isinstance(v, dict) else v for v in value]
+        elif key.startswith("$"):
+            out[key] = value
+        elif isinstance(value, re.Pattern | bson.Regex):
+            out[key] = {"$regex": value}
+        elif isinstance(value, dict) and _is_operators(value):
+            ops, either = _split_regex_in(key, value)
+            if ops:
+                out[key] = ops
+            if either:
+                alternatives.append({"$or": either})
+        else:
+            out[key] = value
+    if alternatives:
+        out.setdefault("$and", [])
+        out["$and"] = [*out["$and"], *alternatives]
+    return out
+
+
+def _is_operators(value: dict[str, Any]) -> bool:
+    return bool(value) and all(str(k).startswith("$") for k in value)
+
+
+def _split_regex_in(key: str, ops: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The operators of ``key`` without regexes in ``$in``, and the alternatives that
+    replace those (an empty list when there were none)."""
+    out = dict(ops)
+    match = out.get("$elemMatch")
+    if isinstance(match, dict) and not _is_operators(match):
+        out["$elemMatch"] = indexable(match)
+    values = out.get("$in")
+    if not isinstance(values, list):
+        return out, []
+    patterns = [v for v in values if isinstance(v, re.Pattern | bson.Regex)]
+    if not patterns:
+        return out, []
+    plain = [v for v in values if not isinstance(v, re.Pattern | bson.Regex)]
+    del out["$in"]
+    either: list[dict[str, Any]] = [{key: {"$regex": p}} for p in patterns]
+    if plain:
+        either.append({key: {"$in": plain}})
+    return out, either
 
 
 def pin(ids: Any, user_filter: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Theory of operation: an entry is written in the same upstream transaction as
 the change it describes, so the log and the data agree after any crash.
 ``_id`` is the LSN (int64, allocated by ``Catalog.allocate_lsns``), ``ts`` the
-wall time, then branch, namespace, document ``_id``, operation (``i``nsert,
+wall time, then the branch (``branch_id``, its identity, which every lookup
+uses, and ``branch``, its name when written, for people), namespace, document
+``_id``, operation (``i``nsert,
 ``u``pdate, ``d``elete), pre- and post-image (``None`` where there is none),
 and the client. Images whose BSON exceeds ``COMPRESS_ABOVE`` are stored zstd
 compressed under ``pre_z`` / ``post_z``; ``image`` reads either form back.
@@ -51,6 +53,7 @@ def entry(
     lsn: int,
     *,
     branch: str,
+    branch_id: str,
     ns: str,
     doc_id: Any,
     op: str,
@@ -65,6 +68,7 @@ def entry(
         "_id": bson.Int64(lsn),
         "ts": ts,
         "branch": branch,
+        "branch_id": branch_id,
         "ns": ns,
         "doc_id": doc_id,
         "op": op,

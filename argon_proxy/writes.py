@@ -33,6 +33,7 @@ transactions keep several proxies correct (a conflict is retried).
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -43,17 +44,20 @@ import trio
 from bson import ObjectId, json_util
 
 from . import unique, wal
-from .catalog import Branch, Catalog, Overlay, hashable_id, now
+from .catalog import Branch, Catalog, Overlay, StaleCatalog, hashable_id, now
 from .dbclient import CommandError
 from .errors import ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .txn import Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
-from .view import NOT_TOMBSTONE, View, build_view, conjoin, pin
+from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
 T = TypeVar("T")
+_MOVED_KEPT = 1024  # client transactions whose overlay version bumps are remembered
 DUPLICATE_KEY = 11000
+WRITE_CONFLICT = 112
+_STALE_ATTEMPTS = 10  # starts of one statement when other proxies keep changing its overlays
 _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
 _CHUNK_COUNT = 1000
 
@@ -133,6 +137,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     reply_value: Any = None  # findAndModify's value
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
+    bumped: list[Overlay] = field(default_factory=list)  # overlays whose version it raised
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
     write_concern_error: dict[str, Any] | None = None  # what the commit said of it
 
@@ -269,6 +274,7 @@ class Writer:
         self.catalog = catalog
         self.sessions = sessions
         self._lock = WriterLock()
+        self._moved: OrderedDict[tuple[bytes, int], Counter[str]] = OrderedDict()
 
     def lock(self, ns: str) -> WriterLock:
         """The lock this proxy's writers of ``ns`` (and of every collection) hold."""
@@ -296,9 +302,10 @@ class Writer:
 
     async def _prepare(
         self, ctx: WriteContext
-    ) -> tuple[View, Overlay | None, list[Overlay], list[dict[str, Any]]]:
+    ) -> tuple[View, Overlay | None, list[Overlay], list[dict[str, Any]], list[Overlay]]:
         """Load the view and make sure every overlay the statement may write exists;
-        also the unique indexes Argon must enforce on the branch."""
+        also the unique indexes Argon must enforce on the branch, and the overlays
+        whose id caches the statement's decisions rest on."""
         view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
         own = None
         if ctx.branch.name != MAIN:
@@ -316,7 +323,9 @@ class Writer:
         if own is not None:
             specs = await list_specs(self.catalog, ctx.branch, ctx.db, ctx.coll)
             uniques = unique.unique_specs(specs)
-        return view, own, kids, uniques
+        chain = [self.catalog.overlay(b, ctx.db, ctx.coll) for b in self.catalog.chain(ctx.branch)]
+        watched = [ov for ov in chain if ov is not None] + kids
+        return view, own, kids, uniques, watched
 
     async def _view_find(
         self,
@@ -401,6 +410,7 @@ class Writer:
             wal.entry(
                 first + i,
                 branch=ctx.branch.name,
+                branch_id=ctx.branch.id,
                 ns=ctx.ns,
                 doc_id=ch.doc_id,
                 op=ch.op,
@@ -455,58 +465,109 @@ class Writer:
         ctx: WriteContext,
         body: Any,
     ) -> Outcome:
-        """Run one statement in its own transaction; returns what it did."""
-        async with self.lock(ctx.ns):
-            view, own, kids, uniques = await self._prepare(ctx)
+        """Run one statement in its own transaction; returns what it did.
 
-            async def unit(runner: Runner) -> Outcome:
-                outcome = Outcome()
-                await body(runner, view, own, outcome)
-                if uniques:
-                    hit = await unique.find_collision(runner, view, uniques, outcome.changes)
-                    if hit is not None:
-                        raise duplicate_key(ctx.ns, None, hit.index, hit.key)
-                await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
-                outcome.lsns = await self._log(runner, ctx, outcome.changes)
-                if ctx.retry is not None:
-                    # An earlier attempt that committed makes this fail (and roll back).
-                    await _remember(runner, ctx, outcome)
-                return outcome
-
-            # A client's transaction cannot be retried: its freezes are careful at once.
-            careful = ctx.joined is not None
-            if ctx.joined is None:
-                receipt = Receipt()
+        The statement starts again, with the caches brought up to date, when its
+        transaction finds that another proxy changed what they hold.
+        """
+        async with self.catalog.forks.writing(), self.lock(ctx.ns):
+            for _ in range(_STALE_ATTEMPTS):
                 try:
-                    try:
-                        outcome = await self.in_transaction(
-                            unit, write_concern=ctx.write_concern, receipt=receipt
-                        )
-                    except _FreezeRace:
-                        for ov in kids:
-                            ov.ids, ov.tombstones = None, set()
-                            await self.catalog.load_ids(ov)
-                        careful = True
-                        outcome = await self.in_transaction(
-                            unit, write_concern=ctx.write_concern, receipt=receipt
-                        )
-                    outcome.write_concern_error = receipt.write_concern_error
-                except Exception:
-                    done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
-                    if done is None:
-                        raise
-                    return done
-                for ov, ids, tomb in outcome.cache:
-                    Catalog.note_written(ov, ids, tombstone=tomb)
-                await self._now_present(own, outcome)
-                return outcome
-            # The client's transaction may still abort: forget what the caches would
-            # learn, so they are read again from committed data.
-            outcome = await unit(ctx.joined)
-            for ov, _ids, _tomb in outcome.cache:
-                ov.ids, ov.tombstones = None, set()
+                    return await self._run_once(ctx, body)
+                except StaleCatalog:
+                    if ctx.joined is not None:  # the client's transaction must start again
+                        raise _stale_in_transaction(ctx) from None
+                    ctx.branch = await self.catalog.sync(ctx.branch, ctx.db)
+            raise ArgonError(
+                WRITE_CONFLICT,
+                f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
+                "proxies' writes; retry it",
+                labels=("RetryableWriteError",),
+            )
+
+    async def _run_once(self, ctx: WriteContext, body: Any) -> Outcome:
+        view, own, kids, uniques, watched = await self._prepare(ctx)
+        # Versions an enclosing transaction already moved (they count once it commits).
+        moved = self._moved_in(ctx.joined) if ctx.joined is not None else None
+
+        async def unit(runner: Runner) -> Outcome:
+            await Catalog.verify(runner, watched, moved)
+            outcome = Outcome()
+            await body(runner, view, own, outcome)
+            if uniques:
+                hit = await unique.find_collision(runner, view, uniques, outcome.changes)
+                if hit is not None:
+                    raise duplicate_key(ctx.ns, None, hit.index, hit.key)
+            await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
+            outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
+            outcome.lsns = await self._log(runner, ctx, outcome.changes)
+            if ctx.retry is not None:
+                # An earlier attempt that committed makes this fail (and roll back).
+                await _remember(runner, ctx, outcome)
+            return outcome
+
+        # A client's transaction cannot be retried: its freezes are careful at once.
+        careful = ctx.joined is not None
+        if ctx.joined is None:
+            receipt = Receipt()
+            try:
+                try:
+                    outcome = await self.in_transaction(
+                        unit, write_concern=ctx.write_concern, receipt=receipt
+                    )
+                except _FreezeRace:
+                    for ov in kids:
+                        ov.ids, ov.tombstones = None, set()
+                        await self.catalog.load_ids(ov)
+                    careful = True
+                    outcome = await self.in_transaction(
+                        unit, write_concern=ctx.write_concern, receipt=receipt
+                    )
+                outcome.write_concern_error = receipt.write_concern_error
+            except StaleCatalog:
+                raise
+            except Exception:
+                done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
+                if done is None:
+                    raise
+                return done
+            for ov, ids, tomb in outcome.cache:
+                Catalog.note_written(ov, ids, tombstone=tomb)
+            for ov in outcome.bumped:
+                ov.version += 1
             await self._now_present(own, outcome)
             return outcome
+        # The client's transaction may still abort: forget what the caches would
+        # learn, so they are read again from committed data.
+        outcome = await unit(ctx.joined)
+        for ov, _ids, _tomb in outcome.cache:
+            ov.ids, ov.tombstones = None, set()
+        if moved is not None:
+            moved.update(ov.key for ov in outcome.bumped)
+        await self._now_present(own, outcome)
+        return outcome
+
+    def _moved_in(self, runner: Runner) -> Counter[str]:
+        """The overlay versions ``runner``'s transaction has bumped so far.
+
+        A client's transaction reaches Argon as one ``JoinedTransaction`` per
+        statement, so they are kept by session and transaction number, for the
+        last ``_MOVED_KEPT`` transactions.
+        """
+        session = getattr(runner, "session", None) or {}
+        lsid = session.get("lsid") or getattr(runner, "lsid", None) or {}
+        number = session.get("txnNumber", getattr(runner, "txn_number", None))
+        key = (
+            bson.encode({"id": lsid.get("id")}),
+            int(number) if number is not None else id(runner),
+        )
+        moved = self._moved.pop(key, None)
+        if moved is None:
+            moved = Counter()
+        self._moved[key] = moved  # most recently used last
+        while len(self._moved) > _MOVED_KEPT:
+            self._moved.popitem(last=False)
+        return moved
 
     async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
         """A statement that wrote a document makes the collection exist on the branch;
@@ -654,6 +715,7 @@ class Writer:
             raise _Split([d["_id"] for d in matched])
 
     async def update(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
         if stmt.get("multi"):
             return await self._in_parts(ctx, stmt, self._update_once)
         return await self._update_once(ctx, stmt)
@@ -671,11 +733,17 @@ class Writer:
             if not matched:
                 if stmt.get("upsert"):
                     await self._upsert(runner, ctx, view, own, stmt, out)
-                elif own is None:
+                    return
+                plain = {k: v for k, v in stmt.items() if k != "upsert"}
+                if own is None:
                     # Main passes through: the upstream validates the update and has its
                     # own say on whether a no-match update creates the collection.
-                    plain = {k: v for k, v in stmt.items() if k != "upsert"}
                     await runner.run(ctx.db, {"update": ctx.coll, "updates": [plain]})
+                else:
+                    # mongod rejects an invalid update whether or not anything matches:
+                    # show it the update, on the overlay, with a filter matching nothing.
+                    plain["q"] = MATCH_NOTHING
+                    await runner.run(ctx.db, {"update": own.name, "updates": [plain]})
                 return
             out.matched = len(matched)
             if own is None:
@@ -810,6 +878,7 @@ class Writer:
     # -- delete ----------------------------------------------------------------
 
     async def delete(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
         if not int(stmt.get("limit", 0)):
             return await self._in_parts(ctx, stmt, self._delete_once)
         return await self._delete_once(ctx, stmt)
@@ -843,7 +912,8 @@ class Writer:
     # -- findAndModify -----------------------------------------------------------
 
     async def find_and_modify(self, ctx: WriteContext, cmd: dict[str, Any]) -> Outcome:
-        flt = cmd.get("query") or {}
+        cmd = {**cmd, "query": indexable(cmd.get("query") or {})}
+        flt = cmd["query"]
         remove = bool(cmd.get("remove"))
         passed: dict[str, Any] = {
             k: cmd[k]
@@ -868,6 +938,7 @@ class Writer:
                 if cmd.get("upsert") and not remove:
                     await self._fam_upsert(runner, ctx, view, own, cmd, passed, out)
                 else:
+                    await self._validate_update(runner, ctx, own, passed)
                     out.reply_value = {
                         "lastErrorObject": {"n": 0, "updatedExisting": False},
                         "value": None,
@@ -898,6 +969,21 @@ class Writer:
             }
 
         return await self.run_statement(ctx, body)
+
+    @staticmethod
+    async def _validate_update(
+        runner: Runner, ctx: WriteContext, own: Overlay | None, passed: Mapping[str, Any]
+    ) -> None:
+        """Have mongod reject an invalid update of a findAndModify that matched
+        nothing, as it would had something matched: the update runs as an update
+        statement with a filter matching nothing (servers parse those updates
+        whatever they match)."""
+        if "update" not in passed or passed.get("remove"):
+            return
+        stmt = {"q": MATCH_NOTHING, "u": passed["update"]}
+        stmt.update({k: passed[k] for k in ("arrayFilters", "collation") if k in passed})
+        target = ctx.coll if own is None else own.name
+        await runner.run(ctx.db, {"update": target, "updates": [stmt]})
 
     async def _fam_upsert(
         self,
@@ -933,6 +1019,17 @@ class Writer:
 
 
 _MISSING = object()
+
+
+def _stale_in_transaction(ctx: WriteContext) -> ArgonError:
+    """What a client's transaction gets when another proxy changed the branch under it:
+    a write conflict drivers retry by running the transaction again."""
+    return ArgonError(
+        WRITE_CONFLICT,
+        f"write on {ctx.ns} (branch {ctx.branch.name!r}) conflicted with another proxy's "
+        "write; the transaction must start again",
+        labels=("TransientTransactionError",),
+    )
 
 
 def below(view: View) -> View:

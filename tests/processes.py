@@ -69,6 +69,24 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def freeze(self, timeout: float = 10.0) -> None:
+        """SIGSTOP the process and wait until every thread of it is stopped."""
+        self.proc.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.proc.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while stat.exists() and time.monotonic() < deadline:
+            # The state is the field after the parenthesised command name.
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
+                return
+            time.sleep(0.01)
+        if not stat.exists():
+            time.sleep(0.5)  # no /proc: give the signal time to land
+
+    def thaw(self) -> None:
+        """Undo ``freeze``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -210,3 +210,78 @@ def get_str(doc: BytesLike, key: str) -> str | None:
         return str(found[1][4:-1], "utf-8")
     except UnicodeDecodeError:
         raise InvalidBSON(f"BSON string {key!r} is not UTF-8") from None
+
+
+def get_str_checked(doc: BytesLike, key: str) -> tuple[str | None, str | None]:
+    """``(value, duplicate)``: top-level string ``key`` and the first repeated key.
+
+    Walks every top-level element (values unread), so a caller that needs one
+    field also learns, at the cost of a set of keys, whether the document
+    names any field twice. A repeated field is ambiguous: parsers disagree on
+    which occurrence wins (the first, the last, or an error), so a proxy that
+    reads one while the server reads another would check one thing and run
+    another. ``value`` is None if ``key`` is absent or not a string; when
+    ``key`` itself repeats, ``value`` is the first and ``duplicate`` is ``key``.
+    """
+    seen: set[str] = set()
+    value: str | None = None
+    duplicate: str | None = None
+    for name, kind, start, stop in iter_elements(doc):
+        if name in seen:
+            duplicate = duplicate or name
+            continue
+        seen.add(name)
+        if name == key and kind == STRING:
+            try:
+                value = str(memoryview(doc)[start + 4 : stop - 1], "utf-8")
+            except UnicodeDecodeError:
+                raise InvalidBSON(f"BSON string {key!r} is not UTF-8") from None
+    return value, duplicate
+
+
+def duplicate_key(doc: BytesLike) -> str | None:
+    """The first top-level key that ``doc`` holds twice, or None."""
+    return get_str_checked(doc, "")[1]
+
+
+def first_str(doc: BytesLike) -> str | None:
+    """The first element's value if it is a string (a command's collection), else None."""
+    end = validate_document_bounds(doc) - 1
+    if end <= 4:
+        raise InvalidBSON("empty document has no first key")
+    kind = doc[4]
+    key_end = _cstring_end(doc, 5, end)
+    if kind != STRING:
+        return None
+    stop = _string_end(doc, key_end + 1, end)
+    try:
+        return str(memoryview(doc)[key_end + 5 : stop - 1], "utf-8")
+    except UnicodeDecodeError:
+        raise InvalidBSON("BSON string value of the first key is not UTF-8") from None
+
+
+_INT64 = struct.Struct("<q")
+_DOUBLE = struct.Struct("<d")
+
+
+def get_number(doc: BytesLike, key: str) -> float | None:
+    """A top-level int32, int64 or double field's value, or None if absent or not a number."""
+    found = get_raw(doc, key)
+    if found is None:
+        return None
+    kind, raw = found
+    if kind == INT32:
+        return float(_INT32.unpack(raw)[0])
+    if kind == INT64:
+        return float(_INT64.unpack(raw)[0])
+    if kind == DOUBLE:
+        return float(_DOUBLE.unpack(raw)[0])
+    return None
+
+
+def get_bool(doc: BytesLike, key: str) -> bool | None:
+    """A top-level boolean field's value, or None if absent or not a boolean."""
+    found = get_raw(doc, key)
+    if found is None or found[0] != BOOLEAN:
+        return None
+    return found[1][0] != 0

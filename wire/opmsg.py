@@ -187,3 +187,14 @@ def encode_op_msg(msg: OpMsg, request_id: int, response_to: int = 0) -> bytes:
             crc = crc32c(part, crc)
         parts.append(_UINT32.pack(crc))
     return b"".join(parts)
+
+
+def sections_follow_body(message: BytesLike) -> bool:
+    """Whether an OP_MSG whose first section is its body has more sections after it.
+
+    ``message`` is the whole message, header included, with a kind-0 section
+    first; the body's length prefix says where it ends, before any checksum.
+    """
+    flags = int.from_bytes(message[16:20], "little")
+    end = len(message) - (4 if flags & CHECKSUM_PRESENT else 0)
+    return 21 + validate_document_bounds(message, 21) < end

@@ -1,0 +1,304 @@
+"""Read shapes on a branch that has written the collection, against a plain copy.
+
+Each test builds the same documents on a branch (through Argon) and in a plain
+collection of the upstream (directly), and expects the same answers: the
+branch must be indistinguishable from a database holding its documents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bson import Int64
+from pymongo import MongoClient, ReturnDocument, monitoring
+from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
+
+from ..processes import Process
+from ..stacks import Client, argon, own_stack
+
+Coll = Collection[dict[str, Any]]
+_names = itertools.count()
+
+
+class Commands(monitoring.CommandListener):
+    """The names of the commands a client sent, in order, and of those that failed."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.failures: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.failures.append(event.command_name)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[Process, Process]]:
+    with own_stack() as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def commands() -> Commands:
+    return Commands()
+
+
+@pytest.fixture(scope="module")
+def client(stack: tuple[Process, Process], commands: Commands) -> Iterator[Client]:
+    c: Client = MongoClient(stack[1].uri, event_listeners=[commands])
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def direct(stack: tuple[Process, Process]) -> Iterator[Client]:
+    c: Client = MongoClient(stack[0].uri)
+    yield c
+    c.close()
+
+
+def branch_and_copy(
+    client: Client,
+    direct: Client,
+    docs: list[dict[str, Any]],
+    *,
+    index: str | None = None,
+) -> tuple[Coll, Coll]:
+    """A branch's collection and a plain copy, both holding ``docs``; the branch
+    changed one document and deleted another of main's, so it has an overlay.
+    ``index`` is created on main (and so on the branch's overlay) only."""
+    n = next(_names)
+    db = f"reads{n}"
+    main = client[db].items
+    main.insert_many([dict(d) for d in docs])
+    if index:
+        main.create_index(index)
+    argon(client, "createBranch", name=f"r{n}", **{"from": "main"})
+    branch = client[f"{db}@r{n}"].items
+    copy = direct[f"copy{n}"].items
+    copy.insert_many([dict(d) for d in docs])  # unindexed: the test upstream's planner
+    # answers some filters wrongly with an index; the copy must be the truth
+    for coll in (branch, copy):
+        coll.update_one({"_id": docs[0]["_id"]}, {"$set": {"touched": True}})
+        coll.delete_one({"_id": docs[-1]["_id"]})
+    return branch, copy
+
+
+def test_id_only_projection_hides_deleted_documents(client: Client, direct: Client) -> None:
+    docs = [{"_id": i, "x": (i * 7) % 13} for i in range(100)]
+    branch, copy = branch_and_copy(client, direct, docs)
+    for coll in (branch, copy):
+        coll.delete_many({"_id": {"$gte": 10, "$lt": 20}})
+    assert branch.count_documents({}) == 89
+    for projection in ({"_id": 1}, {"_id": True}, {"_id": 1, "x": 0}, {"x": 0}, {"_id": 0}):
+        got = sorted(branch.find({}, projection), key=repr)
+        assert got == sorted(copy.find({}, projection), key=repr), projection
+    sort = [("x", 1), ("_id", 1)]
+    for projection in ({"_id": 1}, {"_id": 0}, {"x": 1}, {"_id": 0, "x": 1}):
+        got = list(branch.find({}, projection, sort=sort, limit=20))
+        assert got == list(copy.find({}, projection, sort=sort, limit=20)), projection
+
+
+def test_regex_value_with_an_index(client: Client, direct: Client) -> None:
+    words = ["hello", "help", "he", "hex", "ahe", "x", "h", "oh"]
+    docs = [{"_id": i, "x": w, "tags": [w, "z"]} for i, w in enumerate(words * 2)]
+    branch, copy = branch_and_copy(client, direct, docs, index="x")
+    pattern = re.compile("^he")
+    for flt in (
+        {"x": pattern},
+        {"x": {"$in": [pattern, "x"]}},
+        {"x": {"$in": [pattern]}, "_id": {"$lt": 9}},
+        {"$or": [{"x": pattern}, {"_id": 5}]},
+        {"x": {"$regex": "^he"}},
+    ):
+        want = sorted(d["_id"] for d in copy.find(flt))
+        assert want  # the plain copy answers these right without the index's help
+        assert sorted(d["_id"] for d in branch.find(flt)) == want, flt
+        assert branch.count_documents(flt) == len(want), flt
+    got = branch.update_many({"x": pattern}, {"$set": {"m": 1}})
+    assert got.matched_count == copy.update_many({"x": pattern}, {"$set": {"m": 1}}).matched_count
+    want_values = sorted(copy.distinct("x", {"x": pattern}))
+    assert sorted(branch.distinct("x", {"x": pattern})) == want_values
+
+
+@pytest.mark.parametrize(
+    "projection",
+    [
+        {"arr": {"$slice": 1}},
+        {"arr": {"$slice": [1, 2]}, "x": 1},
+        {"arr": {"$elemMatch": {"$gt": 3}}},
+        {"t": {"$add": ["$a", "$b"]}},
+        {"_id": 0, "t": {"$add": ["$a", "$b"]}},
+        {"_id": {"$multiply": ["$a", 2]}, "a": 1},
+        {"sub.y": 1},
+        {"sub.y": 0, "arr": 0},
+    ],
+)
+def test_projection_operators(client: Client, direct: Client, projection: dict[str, Any]) -> None:
+    docs = [
+        {"_id": i, "a": i, "b": 2, "x": i % 3, "arr": [i, i + 2, i + 4], "sub": {"y": i, "z": 1}}
+        for i in range(12)
+    ]
+    branch, copy = branch_and_copy(client, direct, docs)
+    sort = [("x", -1), ("_id", 1)]
+    for flt in ({}, {"a": {"$gte": 3}}):
+        got = list(branch.find(flt, projection, sort=sort))
+        assert got == list(copy.find(flt, projection, sort=sort)), (flt, projection)
+    got = list(branch.find({}, projection, sort=sort, batch_size=2))
+    assert got == list(copy.find({}, projection, sort=sort, batch_size=2)), projection
+    got = list(branch.find({"arr": 5}, {"arr.$": 1}, sort=sort))
+    assert got == list(copy.find({"arr": 5}, {"arr.$": 1}, sort=sort))
+
+
+def test_projections_of_find_and_modify_and_project(client: Client, direct: Client) -> None:
+    docs = [{"_id": i, "a": i, "b": 2, "arr": [i, i + 1]} for i in range(6)]
+    branch, copy = branch_and_copy(client, direct, docs)
+    projections: list[dict[str, Any]] = [
+        {"_id": 1},
+        {"a": 0},
+        {"arr": {"$slice": 1}},
+        {"arr": {"$elemMatch": {"$gt": 3}}},
+    ]
+    for projection in projections:
+        outs = [
+            c.find_one_and_update(
+                {"_id": 3},
+                {"$inc": {"a": 1}},
+                projection=projection,
+                return_document=ReturnDocument.AFTER,
+            )
+            for c in (branch, copy)
+        ]
+        assert outs[0] == outs[1], projection
+    pipeline: list[dict[str, Any]] = [
+        {"$project": {"_id": 1, "t": {"$add": ["$a", "$b"]}}},
+        {"$sort": {"_id": 1}},
+    ]
+    assert list(branch.aggregate(pipeline)) == list(copy.aggregate(pipeline))
+
+
+def test_distinct_uses_bson_equality(client: Client, direct: Client) -> None:
+    n = next(_names)
+    docs: list[dict[str, Any]] = [
+        {"_id": 1, "n": {"x": 1}, "m": Int64(2**53), "k": 1},
+        {"_id": 2, "n": {"x": 2}, "m": 2**53 + 2, "k": 2.5},
+    ]
+    client[f"d{n}"].items.insert_many([dict(d) for d in docs])
+    argon(client, "createBranch", name=f"d{n}", **{"from": "main"})
+    branch = client[f"d{n}@d{n}"].items
+    copy = direct[f"dcopy{n}"].items
+    added: list[dict[str, Any]] = [
+        {"_id": 3, "n": {"x": 1.0}, "m": Int64(2**53 + 1), "k": 1.0},
+        {"_id": 4, "n": {"x": Int64(2)}, "m": float(2**53), "k": Int64(3)},
+    ]
+    copy.insert_many([dict(d) for d in docs + added])
+    branch.insert_many([dict(d) for d in added])
+    for key in ("n", "m", "k"):
+        got, want = branch.distinct(key), copy.distinct(key)
+        assert len(got) == len(want), (key, got, want)
+        for value in want:
+            assert copy.count_documents({key: value}) == branch.count_documents({key: value})
+    assert sorted(branch.distinct("m")) == [2**53, 2**53 + 1, 2**53 + 2]
+    with pytest.raises(OperationFailure) as info:  # refused, never compared wrongly
+        branch.distinct("n", collation={"locale": "en", "strength": 1})
+    assert info.value.code == 115
+
+
+def test_batch_size_streams_through_get_more(
+    client: Client, direct: Client, commands: Commands
+) -> None:
+    docs = [{"_id": i, "x": i % 5} for i in range(150)]
+    branch, copy = branch_and_copy(client, direct, docs)
+    cases: list[dict[str, Any]] = [
+        {"batch_size": 3},
+        {},  # mongod's first batch of 101 documents, then getMore
+        {"batch_size": 3, "limit": 10, "sort": [("_id", 1)]},
+        {"batch_size": 3, "limit": 10, "skip": 4, "sort": [("_id", -1)]},
+        {"batch_size": 20, "limit": 10, "sort": [("_id", 1)]},
+        {"limit": -7, "sort": [("_id", 1)]},
+        {"batch_size": 5, "sort": [("x", 1), ("_id", -1)]},
+        {"batch_size": 4, "projection": {"_id": 1}, "sort": [("x", -1), ("_id", 1)]},
+    ]
+    for case in cases:
+        commands.sent.clear()
+        got = list(branch.find({}, **case))
+        sent = list(commands.sent)
+        assert sorted(got, key=repr) == sorted(copy.find({}, **case), key=repr), case
+        if "sort" in case:
+            assert got == list(copy.find({}, **case)), case
+        many = len(got) > case.get("batch_size", 101) and case.get("limit", 0) >= 0
+        assert ("getMore" in sent) == many, (case, sent)
+    # Well past one batch: the narrowed view's aggregation streams it.
+    more = [{"_id": 1000 + i, "x": i % 5} for i in range(1100)]
+    for coll in (branch, copy):
+        coll.insert_many([dict(d) for d in more])
+    commands.sent.clear()
+    got = list(branch.find({}, sort=[("x", 1), ("_id", 1)], batch_size=400))
+    assert got == list(copy.find({}, sort=[("x", 1), ("_id", 1)]))
+    assert commands.sent.count("getMore") >= 3
+    for coll in (branch, copy):
+        coll.delete_many({"_id": {"$gte": 1000}})
+    commands.sent.clear()
+    commands.failures.clear()
+    cursor = branch.find({}).batch_size(2)
+    assert len([next(cursor), next(cursor), next(cursor)]) == 3
+    cursor.close()
+    assert "getMore" in commands.sent and "killCursors" in commands.sent
+    assert commands.failures == []
+    assert branch.count_documents({}) == 149
+    natural = list(branch.find({}, {"_id": 1}, sort=[("$natural", 1)], limit=200))
+    assert sorted(d["_id"] for d in natural) == sorted(d["_id"] for d in copy.find({}, {"_id": 1}))
+
+
+def test_list_collections_filters_on_a_branch(client: Client) -> None:
+    n = next(_names)
+    client[f"lc{n}"].shared.insert_one({"_id": 1})
+    argon(client, "createBranch", name=f"lc{n}", **{"from": "main"})
+    db = client[f"lc{n}@lc{n}"]
+    db.create_collection("only_here")
+    db.shared.insert_one({"_id": 2})
+    assert db.list_collection_names(filter={"name": {"$regex": "^only"}}) == ["only_here"]
+    assert sorted(db.list_collection_names(filter={"type": "collection"})) == [
+        "only_here",
+        "shared",
+    ]
+    found = db.list_collection_names(filter={"name": {"$in": ["only_here", "nope"]}})
+    assert found == ["only_here"]
+    assert db.list_collection_names(filter={"name": {"$regex": "argon"}}) == []
+    assert db.list_collection_names(filter={"name": {"$regex": "^sh"}}) == ["shared"]
+    assert db.list_collection_names(filter={"name": "only_here"}) == ["only_here"]
+    assert db.list_collection_names(filter={"name": {"$ne": "only_here"}}) == ["shared"]
+
+
+@pytest.mark.parametrize("on_branch", [False, True])
+def test_invalid_update_fails_when_nothing_matches(client: Client, on_branch: bool) -> None:
+    n = next(_names)
+    client[f"u{n}"].items.insert_one({"_id": 1, "a": 1})
+    db = f"u{n}"
+    if on_branch:
+        argon(client, "createBranch", name=f"u{n}", **{"from": "main"})
+        db = f"u{n}@u{n}"
+    coll = client[db].items
+    calls = [
+        lambda: coll.update_one({"_id": 99}, {"$foo": {"a": 1}}),
+        lambda: coll.update_many({"a": 42}, {"$foo": {"a": 1}}),
+        lambda: coll.update_one({"_id": 99}, {"$foo": {"a": 1}}, upsert=True),
+        lambda: coll.find_one_and_update({"_id": 99}, {"$foo": {"a": 1}}),
+        lambda: coll.find_one_and_update({"_id": 99}, {"$foo": {"a": 1}}, upsert=True),
+        lambda: coll.update_one({"_id": 1}, {"$foo": {"a": 1}}),
+    ]
+    for call in calls:
+        with pytest.raises(OperationFailure) as info:
+            call()
+        assert info.value.code in (2, 9, 52), info.value.details
+    assert list(coll.find()) == [{"_id": 1, "a": 1}]

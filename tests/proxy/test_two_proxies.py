@@ -1,0 +1,162 @@
+"""Two proxies on one upstream: each answers from what is stored, not from its own past.
+
+Every proxy keeps caches (branches, overlays, the ids each overlay holds);
+another proxy's writes and metadata changes must never leave them serving a
+wrong answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from ..processes import Process, start_proxy, start_upstream
+from ..stacks import argon
+
+Client = MongoClient[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[Process, Process, Process]]:
+    """An upstream of their own and two proxies in front of it."""
+    up = start_upstream()
+    uri = f"mongodb://127.0.0.1:{up.port}"
+    a = start_proxy(uri)
+    b = start_proxy(uri)
+    try:
+        yield up, a, b
+    finally:
+        a.stop()
+        b.stop()
+        up.stop()
+
+
+@pytest.fixture
+def clients(pair: tuple[Process, Process, Process]) -> Iterator[tuple[Client, Client, Client]]:
+    up, a, b = pair
+    made: list[Client] = [MongoClient(p.uri) for p in (up, a, b)]
+    yield made[0], made[1], made[2]
+    for c in made:
+        c.close()
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    """Wait for ``check`` (another proxy's periodic refresh), failing after a long bound."""
+    deadline = time.monotonic() + 60
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.1)
+
+
+def test_branch_reads_and_writes_through_two_proxies(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    direct, a, b = clients
+    direct.shop.items.insert_many([{"_id": i, "x": i} for i in range(1, 21)])
+    argon(a, "createBranch", name="two", **{"from": "main"})
+    on_a = a["shop@two"].items
+    on_b = b["shop@two"].items
+    # Both proxies learn the branch's (empty) overlay ids before the other writes.
+    assert on_a.count_documents({}) == 20 and on_b.count_documents({}) == 20
+
+    on_a.update_one({"_id": 1}, {"$set": {"x": 100}})
+    on_b.delete_one({"_id": 15})
+    on_b.update_one({"_id": 2}, {"$set": {"x": 200}})
+    on_b.insert_one({"_id": 99, "x": 99})
+
+    truth = {i: i for i in range(1, 21) if i != 15} | {1: 100, 2: 200, 99: 99}
+    for side in (on_a, on_b):
+        assert side.count_documents({}) == 20
+        assert {d["_id"]: d["x"] for d in side.find()} == truth
+        assert side.find_one({"_id": 15}) is None
+        assert side.find_one({"_id": 2}) == {"_id": 2, "x": 200}
+        assert sorted(side.distinct("x")) == sorted(truth.values())
+
+    # A write through A decided on B's changes: it must see them, not resurrect _id 15.
+    res = on_a.update_many({}, {"$inc": {"x": 1}})
+    assert res.matched_count == 20
+    assert on_b.find_one({"_id": 15}) is None
+    assert on_b.find_one({"_id": 99}) == {"_id": 99, "x": 100}
+    assert direct.shop.items.count_documents({}) == 20  # main untouched
+    assert direct.shop.items.find_one({"_id": 15}) == {"_id": 15, "x": 15}
+
+
+def test_main_writes_freeze_into_a_child_another_proxy_created(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    _direct, a, b = clients
+    a.shop.orders.insert_many([{"_id": i, "qty": 1} for i in range(5)])
+    a.shop.orders.find_one({"_id": 0})  # A has been through this collection
+    argon(b, "createBranch", name="frozen", **{"from": "main"})
+    # A has not heard of the branch; its main writes must still keep the child isolated.
+    a.shop.orders.update_one({"_id": 0}, {"$set": {"qty": 50}})
+    a.shop.orders.delete_one({"_id": 1})
+    a.shop.orders.insert_one({"_id": 9, "qty": 9})
+    child = b["shop@frozen"].orders
+    assert {d["_id"]: d["qty"] for d in child.find()} == {i: 1 for i in range(5)}
+    assert {d["_id"]: d["qty"] for d in a["shop@frozen"].orders.find()} == {i: 1 for i in range(5)}
+
+
+def test_a_branch_deleted_and_created_again_elsewhere(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    direct, a, b = clients
+    direct.shop.notes.insert_many([{"_id": i} for i in range(3)])
+    argon(a, "createBranch", name="again", **{"from": "main"})
+    a["shop@again"].notes.insert_one({"_id": "old-only"})
+    assert a["shop@again"].notes.count_documents({}) == 4
+    argon(b, "deleteBranch", name="again")
+    argon(b, "createBranch", name="again", **{"from": "main"})
+    b["shop@again"].notes.insert_one({"_id": "new-only"})
+    assert sorted(map(str, a["shop@again"].notes.distinct("_id"))) == ["0", "1", "2", "new-only"]
+    a["shop@again"].notes.insert_one({"_id": "from-a"})
+    assert b["shop@again"].notes.count_documents({"_id": "from-a"}) == 1
+    assert b["shop@again"].notes.count_documents({"_id": "old-only"}) == 0
+
+
+def test_another_proxys_default_branch_is_followed(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    direct, a, b = clients
+    direct.shop.flags.insert_one({"_id": 1, "on": False})
+    argon(a, "createBranch", name="dflt", **{"from": "main"})
+    a["shop@dflt"].flags.update_one({"_id": 1}, {"$set": {"on": True}})
+    assert b.shop.flags.find_one({"_id": 1}) == {"_id": 1, "on": False}
+    argon(a, "switchBranch", name="dflt")
+    try:
+        _until(lambda: b.shop.flags.find_one({"_id": 1}) == {"_id": 1, "on": True}, "switch seen")
+    finally:
+        argon(a, "switchBranch", name="main")
+    _until(lambda: b.shop.flags.find_one({"_id": 1}) == {"_id": 1, "on": False}, "switch back")
+
+
+def test_concurrent_create_branch_across_proxies_has_one_winner(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    direct, a, b = clients
+    outcomes: list[str] = []
+
+    def create(c: Client) -> None:
+        try:
+            argon(c, "createBranch", name="race", **{"from": "main"})
+            outcomes.append("ok")
+        except Exception as exc:  # every loser must be told why
+            outcomes.append(type(exc).__name__ + ":" + str(getattr(exc, "code", "")))
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in (a, b) * 5]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert outcomes.count("ok") == 1, outcomes
+    assert all(o == "OperationFailure:2002" for o in outcomes if o != "ok"), outcomes
+    stored = direct["__argon"].branches.find_one({"_id": "race"})
+    assert stored is not None
+    a["shop@race"].things.insert_one({"_id": 1})
+    assert b["shop@race"].things.find_one({"_id": 1}) == {"_id": 1}
