@@ -486,3 +486,22 @@ def test_a_restart_reclaims_only_dead_proxies() -> None:
             direct.close()
         finally:
             alive.stop()
+
+
+def test_a_client_transaction_writes_twice_beside_a_branch() -> None:
+    """A client's transaction on main writing one collection twice, with a child
+    branch to freeze into, commits: its own first write is not taken for another
+    proxy's change."""
+    with _stack() as (_up, proxy):
+        c = _client(proxy)
+        c.twice.docs.insert_one({"_id": 0})
+        argon(c, "createBranch", name="child")
+        with c.start_session() as session:
+            session.start_transaction()
+            c.twice.docs.insert_one({"_id": 1}, session=session)
+            c.twice.docs.update_one({"_id": 0}, {"$set": {"x": 1}}, session=session)
+            c.twice.docs.update_one({"_id": 1}, {"$set": {"x": 1}}, session=session)
+            session.commit_transaction()
+        assert c.twice.docs.count_documents({"x": 1}) == 2
+        assert list(c["twice@child"].docs.find()) == [{"_id": 0}]  # the child is isolated
+        c.close()
