@@ -193,7 +193,12 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
                 chunk = docs[start : start + 1000]
                 updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
                 await engine.db.command(db, {"update": ov.name, "updates": updates})
-            ov.ids = None  # reload from what is now stored
+            # Reload from what is now stored. A catalog reload meanwhile (a reader of
+            # the same point that did not find the branch yet) replaced the overlay
+            # object, copying the empty cache it was registered with: forget both.
+            for known in (ov, catalog.overlays.get(ov.key)):
+                if known is not None:
+                    known.ids, known.tombstones = None, set()
 
 
 def snapshot_name(branch: str, lsn: int) -> str:
