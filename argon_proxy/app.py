@@ -1,26 +1,35 @@
 """``argon serve``: wires upstream, pool, proxy server and HTTP endpoint together.
 
 Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
-cancel the server's scope, which makes it drain (see ``server.py``); then
-the embedded upstream, if any, is stopped. A background task checks the
-upstream every few seconds for ``/healthz``, another keeps this proxy's
-record in ``__argon.proxies`` fresh and ends what killed proxies left open
-(``incarnation.py``).
+make the server drain (see ``server.py``), or abandon a start-up still under
+way (``_Stopper``); then the embedded upstream, if any, is stopped. A
+background task checks the upstream every few seconds for ``/healthz``;
+another keeps this proxy's record in ``__argon.proxies`` fresh and ends what
+killed proxies left open (``incarnation.py``).
+
+Start-up checks everything it can before it starts anything: the settings'
+values, the data directory, and that the proxy and metrics addresses are free,
+so that a mistake ends ``argon serve`` at once with one line naming it (see
+``StartupError``) instead of after the embedded upstream has started. Only an
+external upstream that does not answer yet is waited for: in a deployment the
+database may well start after the proxy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from .config import Settings
-from .embedded import embedded_upstream
+from .config import ConfigError, Settings
+from .embedded import EmbeddedError, embedded_upstream, prepare_data_dir
 from .engine import Engine
 from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
@@ -32,6 +41,86 @@ log = logging.getLogger("argon.app")
 
 _HEALTH_INTERVAL = 5.0
 _CATALOG_INTERVAL = 1.0  # how soon another proxy's switchBranch or createBranch is seen
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+class StartupError(Exception):
+    """``argon serve`` cannot start; ``exit_code`` is the documented exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXIT_CONFIG = 3  # bad configuration or address in use: the documented exit status
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse values Argon cannot run with, naming the setting (raises ``ConfigError``)."""
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log_level {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format {settings.log_format!r} is not one of text, json")
+    for name in ("port", "metrics_port", "embedded_port"):
+        value = getattr(settings, name)
+        if not 0 <= value <= 65535:
+            raise ConfigError(f"{name} {value} is not a port number (0 to 65535)")
+    for name in ("max_connections", "pool_size"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.upstream:
+        _check_upstream_uri(settings.upstream)
+    else:
+        try:
+            prepare_data_dir(settings.data_dir)
+        except EmbeddedError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _check_upstream_uri(uri: str) -> None:
+    try:
+        address = parse_upstream_uri(uri)
+    except ValueError as exc:
+        raise ConfigError(f"upstream {uri!r} is not a mongodb://HOST[:PORT] URI ({exc})") from None
+    host_part = uri.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if not host_part or not address.host or not 0 < address.port <= 65535:
+        raise ConfigError(f"upstream {uri!r} names no host: use mongodb://HOST[:PORT]")
+
+
+def check_addresses_free(settings: Settings) -> None:
+    """Fail fast if the proxy or metrics address is taken, before anything is started."""
+    _check_free("proxy", settings.host, settings.port)
+    if settings.metrics_port:
+        _check_free("metrics", settings.metrics_host, settings.metrics_port)
+
+
+def _check_free(what: str, host: str, port: int) -> None:
+    if port == 0:
+        return  # the system picks a free one
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port} ({what}): {exc}", EXIT_CONFIG) from None
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            # The same options as the real listener, so the probe agrees with it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise listen_error(what, host, port, exc) from None
+
+
+def listen_error(what: str, host: str, port: int, exc: OSError) -> StartupError:
+    """The one-line error for an address Argon cannot listen on."""
+    setting = "--port" if what == "proxy" else "--metrics-port"
+    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+    hint = f"; choose another with {setting}" if exc.errno == errno.EADDRINUSE else ""
+    if what == "metrics" and exc.errno == errno.EADDRINUSE:
+        hint += " (0 turns the metrics endpoint off)"
+    return StartupError(f"cannot listen on {host}:{port} ({what}): {reason}{hint}", EXIT_CONFIG)
 
 
 @asynccontextmanager
@@ -86,12 +175,29 @@ async def _start_engine(engine: Engine) -> None:
             delay = min(delay * 2, 10.0)
 
 
-async def _stop_on_signal(server: ProxyServer) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+class _Stopper:
+    """What SIGINT/SIGTERM do: before the server runs, abandon start-up (a wait for an
+    upstream that never comes must not make the proxy unstoppable); once it runs, drain;
+    a second signal during the drain stops at once."""
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.server: ProxyServer | None = None
+        self.draining = False
+
+    async def watch(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
-            log.info("received %s: draining and shutting down", signal.Signals(signum).name)
-            server.request_stop()
-            return
+            name = signal.Signals(signum).name
+            if self.server is None:
+                log.info("received %s during start-up: stopping", name)
+                self.scope.cancel()
+            elif not self.draining:
+                log.info("received %s: draining and shutting down", name)
+                self.draining = True
+                self.server.request_stop()
+            else:
+                log.warning("received %s again: stopping without waiting for the drain", name)
+                self.scope.cancel()
 
 
 async def _serve_then_cancel(
@@ -108,7 +214,22 @@ async def _serve_then_cancel(
 async def serve(
     settings: Settings, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM or cancellation. Reports the bound port."""
+    """Run the proxy until SIGINT/SIGTERM or cancellation. Reports the bound port.
+
+    Raises ``ConfigError`` or ``StartupError`` if it cannot start."""
+    check_settings(settings)
+    check_addresses_free(settings)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stopper = _Stopper(nursery.cancel_scope)
+            nursery.start_soon(stopper.watch, signals)
+            await _start_and_run(settings, stopper, task_status)
+            nursery.cancel_scope.cancel()
+
+
+async def _start_and_run(
+    settings: Settings, stopper: _Stopper, task_status: trio.TaskStatus[int]
+) -> None:
     async with _upstream_uri(settings) as uri:
         pool = UpstreamPool(
             parse_upstream_uri(uri),
@@ -118,33 +239,56 @@ async def serve(
             reply_timeout=settings.upstream_timeout,
         )
         health = Health(upstream=str(pool.address))
-        http = None
-        if settings.metrics_port:
-            http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
-            http.start()
-        engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
-        await _start_engine(engine)
-        server = ProxyServer(settings, pool, engine)
+        http = _open_metrics(settings, health)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, server)
-                nursery.start_soon(_watch_health, pool, health)
-                nursery.start_soon(_follow_catalog, engine)
-                nursery.start_soon(engine.incarnation.keep_alive)
-                await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
-                port = server.port
-                log.info(
-                    "Argon listening on %s:%d, upstream %s%s",
-                    settings.host,
-                    port,
-                    pool.address,
-                    f", metrics on http://{settings.metrics_host}:{http.port}/metrics"
-                    if http
-                    else "",
-                )
-                task_status.started(port)
-            with trio.move_on_after(2), contextlib.suppress(Exception):
-                await engine.incarnation.retire()  # a clean stop leaves nothing to reclaim
+            engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
+            try:
+                await _start_engine(engine)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await pool.aclose()
+                raise
+            await _run(settings, pool, engine, health, http, stopper, task_status)
         finally:
             if http is not None:
                 http.close()
+
+
+def _open_metrics(settings: Settings, health: Health) -> MetricsServer | None:
+    if not settings.metrics_port:
+        return None
+    try:
+        http = MetricsServer(settings.metrics_host, settings.metrics_port, health)
+    except OSError as exc:
+        raise listen_error("metrics", settings.metrics_host, settings.metrics_port, exc) from None
+    http.start()
+    return http
+
+
+async def _run(
+    settings: Settings,
+    pool: UpstreamPool,
+    engine: Engine,
+    health: Health,
+    http: MetricsServer | None,
+    stopper: _Stopper,
+    task_status: trio.TaskStatus[int],
+) -> None:
+    """Serve clients until a signal or cancellation, then drain."""
+    server = ProxyServer(settings, pool, engine)
+    stopper.server = server
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_health, pool, health)
+        nursery.start_soon(_follow_catalog, engine)
+        nursery.start_soon(engine.incarnation.keep_alive)
+        await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
+        log.info(
+            "Argon listening on %s:%d, upstream %s%s",
+            settings.host,
+            server.port,
+            pool.address,
+            f", metrics on http://{settings.metrics_host}:{http.port}/metrics" if http else "",
+        )
+        task_status.started(server.port)
+    with trio.move_on_after(2), contextlib.suppress(Exception):
+        await engine.incarnation.retire()  # a clean stop leaves nothing to reclaim

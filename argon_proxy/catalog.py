@@ -455,18 +455,20 @@ class Catalog:
         ids = {b.id for b in self.chain(branch)}
         return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
 
-    async def sync(self, branch: Branch, db: str) -> Branch:
-        """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` up
-        to date with what is stored; returns the branch as now stored.
+    async def sync(self, branch: Branch, db: str, also: Iterable[Overlay] = ()) -> Branch:
+        """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` (and
+        of the overlays ``also``) up to date with what is stored; returns the branch
+        as now stored.
 
-        One query: the epoch and the versions of the overlays the branch reads.
-        A changed epoch reloads the metadata; a changed version drops that
-        overlay's id cache (a fresh object, so writers holding the old one are
-        undisturbed: they check versions in their own transaction).
+        One query: the epoch and the versions of the overlays concerned. A changed
+        epoch reloads the metadata; a changed version drops that overlay's id
+        cache (a fresh object, so writers holding the old one are undisturbed:
+        they check versions in their own transaction).
         """
+        keys = {ov.key for ov in also}
         for _ in range(2):
-            watched = self._chain_overlays(branch, db)
-            wanted = [LSN_COUNTER, *(version_key(ov.key) for ov in watched)]
+            keys.update(ov.key for ov in self._chain_overlays(branch, db))
+            wanted = [LSN_COUNTER, *(version_key(key) for key in keys)]
             docs = await self.db.find(INTERNAL_DB, "counters", {"_id": {"$in": wanted}})
             stored = {d["_id"]: d for d in docs}
             epoch = int(stored.get(LSN_COUNTER, {}).get("epoch", 0))
@@ -474,10 +476,11 @@ class Catalog:
                 await self.reload()
                 branch = await self.get(branch.name)
                 continue
-            for ov in watched:
-                version = int(stored.get(version_key(ov.key), {}).get("v", 0))
-                if ov.version != version and self.overlays.get(ov.key) is ov:
-                    self.overlays[ov.key] = dataclasses.replace(
+            for key in keys:
+                ov = self.overlays.get(key)
+                version = int(stored.get(version_key(key), {}).get("v", 0))
+                if ov is not None and ov.version != version:
+                    self.overlays[key] = dataclasses.replace(
                         ov, ids=None, tombstones=set(), version=version
                     )
             return branch

@@ -7,15 +7,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import errno
+from typing import Annotated, Any, NoReturn
 
 import trio
 import typer
-from rich.console import Console
 
 from . import __version__
 from .commands import register as register_client_commands
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
 from .embedded import EmbeddedError
 from .logs import setup_logging
 
@@ -25,12 +25,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True)
 
 # Exit codes: 0 ok, 1 operation failed, 2 usage, 3 configuration, 4 upstream (for
 # `serve`) or proxy (for client commands) unavailable, 5 merge stopped on conflicts.
 EXIT_CONFIG = 3
 EXIT_UPSTREAM = 4
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 def _version(value: bool) -> None:
@@ -82,24 +82,56 @@ def serve(
         "log_level": log_level,
         "log_format": log_format,
     }
+    from .app import check_settings
+
     try:
         settings = load_settings(config, overrides=overrides)
+        check_settings(settings)
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(EXIT_CONFIG) from None
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
     setup_logging(settings.log_level, settings.log_format)
     from .app import serve as run_server
 
     try:
         trio.run(run_server, settings)
-    except EmbeddedError as exc:
-        err.print(f"[red]cannot start the embedded upstream:[/red] {exc}")
-        raise typer.Exit(EXIT_UPSTREAM) from None
-    except OSError as exc:
-        err.print(f"[red]cannot listen on {settings.host}:{settings.port}:[/red] {exc}")
-        raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
         pass
+    except BaseException as exc:
+        failure = _startup_failure(exc, settings)
+        if failure is None:
+            raise
+        _fail(*failure)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr, then the documented exit status: no traceback."""
+    typer.echo(f"argon serve: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, which Trio's nurseries raise."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _startup_failure(exc: BaseException, settings: Settings) -> tuple[str, int] | None:
+    """The message and exit status for an error that stopped ``serve`` from starting."""
+    from .app import StartupError, listen_error
+
+    for leaf in _leaves(exc):
+        if isinstance(leaf, StartupError):
+            return str(leaf), leaf.exit_code
+        if isinstance(leaf, ConfigError):
+            return f"configuration error: {leaf}", EXIT_CONFIG
+        if isinstance(leaf, EmbeddedError):
+            return f"cannot start the embedded upstream: {leaf}", EXIT_UPSTREAM
+        if isinstance(leaf, OSError) and leaf.errno in _LISTEN_ERRNOS:
+            # The address was free when checked and taken before the listener bound it.
+            error = listen_error("proxy", settings.host, settings.port, leaf)
+            return str(error), error.exit_code
+    return None
 
 
 register_client_commands(app)

@@ -199,7 +199,7 @@ def wal_finder(db: DbClient, projection: dict[str, Any] | None = None) -> Finder
 
 
 # Probing LSN ranges on the (branch_id, _id) index stays cheap on every server; a
-# sort with a limit scans a branch's whole history on some (see DESIGN.md).
+# sort with a limit scans a branch's whole history on some (docs/design.md, "Costs").
 _FIRST_STEP = 64
 
 

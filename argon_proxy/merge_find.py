@@ -309,7 +309,7 @@ async def narrowed(
     layers: list[Layer] = []
     shadow: set[Any] = set()
     for layer in view.layers:
-        own = _layer_ids(catalog, view, layer.coll)
+        own = layer.held
         rows = MAX_NARROWED + len(shadow) + len(own) + 1
         query: dict[str, Any] = {
             "find": layer.coll,
@@ -328,7 +328,7 @@ async def narrowed(
         if len(batch) >= rows:
             return None  # too many to list: the view's own exclusions apply
         dropped = [d["_id"] for d in batch if hashable_id(d["_id"]) in shadow]
-        layers.append(Layer(layer.coll, tuple(dropped), layer.overlay))
+        layers.append(Layer(layer.coll, tuple(dropped), layer.overlay, layer.held))
         shadow.update(own)
     return View(view.db, view.coll, tuple(layers))
 
@@ -369,7 +369,7 @@ async def _page(
     streams: list[list[tuple[int, dict[str, Any]]]] = []
     shadow: set[Any] = set()
     for index, layer in _layers_for(catalog, view, cmd.get("filter")):
-        own = _layer_ids(catalog, view, layer.coll)
+        own = layer.held
         # Enough rows that, after dropping shadowed ids and tombstones, ``wanted`` remain;
         # every layer's stream is then complete up to the ``wanted``-th merged document.
         rows = wanted + len(shadow) + len(own)
@@ -421,24 +421,6 @@ def _layers_for(catalog: Catalog, view: View, flt: Any) -> list[tuple[int, Layer
     for index, layer in every:
         if not layer.overlay:
             return [(index, layer)]
-        held = next(
-            (
-                ov.ids
-                for ov in catalog.overlays.values()
-                if ov.name == layer.coll and ov.db == view.db
-            ),
-            None,
-        )
-        if held is None:
-            return every  # ids not loaded: ask every layer
-        if key in held:
+        if key in layer.held:
             return [(index, layer)]
     return []
-
-
-def _layer_ids(catalog: Catalog, view: View, coll: str) -> set[Any] | dict[Any, Any]:
-    """Keys of every id the overlay ``coll`` holds (nothing for the base layer)."""
-    for ov in catalog.overlays.values():
-        if ov.name == coll and ov.db == view.db and ov.ids is not None:
-            return ov.ids
-    return set()

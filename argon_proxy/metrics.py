@@ -3,7 +3,12 @@
 Theory of operation: module-level collectors in prometheus-client's default
 registry, updated by the server as requests flow. Label values are bounded:
 command names come from a fixed allow-list (anything else is ``other``) so a
-client cannot blow up the series count with made-up command names.
+client cannot blow up the series count with made-up command names, and branch
+labels are bounded too (``branch_label``): a read of the past (``db@main@lsn-1200``,
+a tag, a time) counts under its branch as ``<branch>@past``, not under its own
+address, and past ``MAX_BRANCH_LABELS`` distinct values every new branch
+counts as ``other``, so that neither time travel nor many short-lived branches
+grow the series without bound.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ BRANCH_READS = Counter(
     ["path"],
 )
 BYTES_OUT = Counter("argon_bytes_sent_total", "Bytes sent to clients")
+
+MAX_BRANCH_LABELS = 100
+OTHER = "other"
+_branch_labels: set[str] = set()
 
 KNOWN_COMMANDS = frozenset(
     [
@@ -92,3 +101,15 @@ KNOWN_COMMANDS = frozenset(
 def command_label(name: str) -> str:
     """A bounded metric label for a command name."""
     return name if name in KNOWN_COMMANDS else "other"
+
+
+def branch_label(branch: str) -> str:
+    """A bounded metric label for the branch a request ran on (see the module docstring)."""
+    name, at, _ = branch.partition("@")  # branch names never hold '@': it marks a point
+    label = f"{name}@past" if at else name
+    if label in _branch_labels:
+        return label
+    if len(_branch_labels) >= MAX_BRANCH_LABELS:
+        return OTHER
+    _branch_labels.add(label)
+    return label

@@ -118,7 +118,7 @@ class ClientProtocol:
         else:
             raise wire.UnknownOpCode(f"opcode {op_code} is not accepted from clients")
         label = metrics.command_label(command)
-        metrics.REQUESTS.labels(label, self._last_branch).inc()
+        metrics.REQUESTS.labels(label, metrics.branch_label(self._last_branch)).inc()
         self._last_branch = MAIN
         metrics.LATENCY.labels(label).observe(time.perf_counter() - started)
 
@@ -179,6 +179,7 @@ class ClientProtocol:
     ) -> None:
         msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
         name = msg.command_name
+        cmd: dict[str, Any] = {}  # what the handlers below know of it if decoding fails
         try:
             cmd = decode_command(
                 msg.body, [(s.identifier, list(s.documents)) for s in msg.sequences]

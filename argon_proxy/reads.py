@@ -31,7 +31,7 @@ from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .merge_find import MAX_MERGED, find_only_projection, narrowed
 from .naming import INTERNAL_DB, is_internal
-from .view import View, build_view
+from .view import View, build_view, indexable
 
 # Fields of a command that are about the session or the server, not the query.
 GENERIC_FIELDS = frozenset(
@@ -133,6 +133,9 @@ class Reader:
         coll = cmd["find"]
         view = await self.view(branch, db, coll)
         if view.passthrough:
+            flt = cmd.get("filter")
+            if isinstance(flt, dict) and not _as_sent(flt):
+                return {**cmd, "filter": indexable(flt)}
             return None
         for option in _FIND_UNSUPPORTED:
             if cmd.get(option):
@@ -177,6 +180,9 @@ class Reader:
         rewritten = await self._rewrite_stages(branch, db, pipeline)
         view = await self.view(branch, db, coll)
         if view.passthrough:
+            head = rewritten[0] if rewritten and isinstance(rewritten[0], dict) else {}
+            if "$match" in head and not _as_sent(head["$match"]):
+                rewritten = [{"$match": indexable(head["$match"])}, *rewritten[1:]]
             return None if rewritten == pipeline else {**cmd, "pipeline": rewritten}
         pipeline = rewritten
         if pipeline and isinstance(pipeline[0], dict):
@@ -249,7 +255,7 @@ class Reader:
 
     async def count(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         view = await self.view(branch, db, cmd["count"])
-        if view.passthrough:
+        if view.passthrough and _as_sent(cmd.get("query")):
             return None
         total = 0
         for layer in view.layers:
@@ -265,7 +271,7 @@ class Reader:
 
     async def distinct(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         view = await self.view(branch, db, cmd["distinct"])
-        if view.passthrough:
+        if view.passthrough and _as_sent(cmd.get("query")):
             return None
         if cmd.get("collation"):
             raise unsupported("distinct with a collation", branch.name)
@@ -351,6 +357,12 @@ class Reader:
             raise ArgonError(1, "listCollections: Argon's branch records are missing")
         matched: list[dict[str, Any]] = result["matched"]
         return matched
+
+
+def _as_sent(flt: Any) -> bool:
+    """Whether ``flt`` may go upstream as the user wrote it: it holds no regex value
+    that ``indexable`` rewrites (so a branch answers them alike, overlay or not)."""
+    return not isinstance(flt, dict) or indexable(flt) == flt
 
 
 def _has_text(match: Any) -> bool:

@@ -193,12 +193,11 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
                 chunk = docs[start : start + 1000]
                 updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
                 await engine.db.command(db, {"update": ov.name, "updates": updates})
-            # Reload from what is now stored. A catalog reload meanwhile (a reader of
-            # the same point that did not find the branch yet) replaced the overlay
-            # object, copying the empty cache it was registered with: forget both.
-            for known in (ov, catalog.overlays.get(ov.key)):
-                if known is not None:
-                    known.ids, known.tombstones = None, set()
+            # A catalog reload may have copied the cache while it was empty: the new
+            # version makes every holder of it read the overlay again.
+            for bumped in await catalog.bump(engine.db, [ov]):
+                bumped.version += 1
+            ov.ids = None  # reload from what is now stored
 
 
 def snapshot_name(branch: str, lsn: int) -> str:

@@ -12,7 +12,8 @@ filter; Argon only adds the ``_id`` exclusions and the tombstone test.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -29,8 +30,8 @@ NOT_TOMBSTONE: dict[str, Any] = {TOMBSTONE: {"$exists": False}}
 def conjoin(*filters: dict[str, Any] | None) -> dict[str, Any]:
     """All of ``filters`` as one filter, keeping every field at the top level.
 
-    The test upstream's planner (see DESIGN.md) uses an index only for a
-    top-level field and scans the whole collection for an explicit ``$and``,
+    The test upstream's planner (docs/design.md, "Costs") uses an index only for
+    a top-level field and scans the whole collection for an explicit ``$and``,
     so fields are merged into one document, and two conditions on one field
     into one operator document; only what cannot merge goes under ``$and``.
     """
@@ -143,6 +144,9 @@ class Layer:
     coll: str  # physical collection name in the same database
     exclude: tuple[Any, ...]  # ids that nearer layers hold
     overlay: bool
+    # For an overlay, every id it holds (hashable key -> raw _id) as the view was
+    # built: the view, not the catalog, which another request may refresh meanwhile.
+    held: Mapping[Any, Any] = field(default_factory=dict, compare=False)
 
     def match(self, user_filter: dict[str, Any] | None = None) -> dict[str, Any]:
         """The filter selecting this layer's visible documents that match ``user_filter``."""
@@ -206,7 +210,7 @@ async def build_view(catalog: Catalog, branch: Branch, db: str, coll: str) -> Vi
             continue
         await catalog.load_ids(ov)
         assert ov.ids is not None
-        layers.append(Layer(ov.name, tuple(shadow.values()), overlay=True))
+        layers.append(Layer(ov.name, tuple(shadow.values()), overlay=True, held=ov.ids))
         for key, raw in ov.ids.items():
             shadow.setdefault(key, raw)
         if ov.cut:

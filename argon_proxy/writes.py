@@ -142,6 +142,13 @@ class Outcome:
     write_concern_error: dict[str, Any] | None = None  # what the commit said of it
 
 
+@dataclass
+class _Watched:
+    """The overlays a statement's decisions rested on (set once it has prepared)."""
+
+    watched: list[Overlay] = field(default_factory=list)
+
+
 class StatementError(ArgonError):
     """A write statement failed the way mongod reports as a write error."""
 
@@ -472,12 +479,13 @@ class Writer:
         """
         async with self.catalog.forks.writing(), self.lock(ctx.ns):
             for _ in range(_STALE_ATTEMPTS):
+                stale = _Watched()
                 try:
-                    return await self._run_once(ctx, body)
+                    return await self._run_once(ctx, body, stale)
                 except StaleCatalog:
                     if ctx.joined is not None:  # the client's transaction must start again
                         raise _stale_in_transaction(ctx) from None
-                    ctx.branch = await self.catalog.sync(ctx.branch, ctx.db)
+                    ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
             raise ArgonError(
                 WRITE_CONFLICT,
                 f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
@@ -485,10 +493,11 @@ class Writer:
                 labels=("RetryableWriteError",),
             )
 
-    async def _run_once(self, ctx: WriteContext, body: Any) -> Outcome:
+    async def _run_once(self, ctx: WriteContext, body: Any, stale: _Watched) -> Outcome:
         view, own, kids, uniques, watched = await self._prepare(ctx)
         # Versions an enclosing transaction already moved (they count once it commits).
         moved = self._moved_in(ctx.joined) if ctx.joined is not None else None
+        stale.watched = watched  # what to bring up to date if another proxy got there first
 
         async def unit(runner: Runner) -> Outcome:
             await Catalog.verify(runner, watched, moved)

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pymongo import MongoClient
 
 from .processes import Process, start_proxy, start_upstream
+
+# Tests share two cores with other work: no example deadline and no health check
+# (too slow, too much filtered data) may fail a run; tests that set their own
+# settings inherit these.
+settings.register_profile("argon", deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile("argon")
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,22 @@ def test_regex_value_with_an_index(client: Client, direct: Client) -> None:
         assert want  # the plain copy answers these right without the index's help
         assert sorted(d["_id"] for d in branch.find(flt)) == want, flt
         assert branch.count_documents(flt) == len(want), flt
+    # A branch that has not written the collection reads main's layer as it is.
+    main_db, name = branch.database.name.split("@")
+    argon(client, "createBranch", name=f"{name}-untouched", **{"from": "main"})
+    untouched = client[f"{main_db}@{name}-untouched"].items
+    for coll in (branch, copy):  # main's documents again, on the branch and the copy
+        coll.update_one({"_id": docs[0]["_id"]}, {"$unset": {"touched": 1}})
+        coll.insert_one(dict(docs[-1]))
+    want = sorted(d["_id"] for d in copy.find({"x": pattern}))
+    assert sorted(d["_id"] for d in untouched.find({"x": pattern})) == want
+    assert untouched.count_documents({"x": pattern}) == len(want)
+    counted = untouched.database.command({"count": "items", "query": {"x": pattern}})
+    assert counted["n"] == len(want)
+    assert sorted(untouched.distinct("_id", {"x": pattern})) == want
+    assert [
+        d["_id"] for d in untouched.aggregate([{"$match": {"x": pattern}}, {"$sort": {"_id": 1}}])
+    ] == want
     got = branch.update_many({"x": pattern}, {"$set": {"m": 1}})
     assert got.matched_count == copy.update_many({"x": pattern}, {"$set": {"m": 1}}).matched_count
     want_values = sorted(copy.distinct("x", {"x": pattern}))

@@ -39,7 +39,9 @@ def test_kill_minus_nine_keeps_data_and_wal_in_step() -> None:
     try:
         for t in threads:
             t.start()
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while len(acknowledged) <= 10 and time.monotonic() < deadline:
+            time.sleep(0.1)  # kill it while writes are flowing, however slow the machine
         proxy.stop(signal.SIGKILL)
         stop.set()
         for t in threads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from argon_proxy.docdiff import (
@@ -21,6 +21,10 @@ leaves = st.one_of(
 )
 values = st.recursive(leaves, lambda inner: st.dictionaries(keys, inner, max_size=3), max_leaves=6)
 docs = st.dictionaries(keys, values, max_size=4)
+
+# Recursive documents are slow to generate on a loaded machine: a health check
+# must not fail the run, and no example has a deadline.
+_robust = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _get(doc: Any, path: tuple[str, ...]) -> Any:
@@ -46,6 +50,7 @@ def _apply(doc: dict[str, Any], changes: list[Any]) -> dict[str, Any]:
     return out
 
 
+@_robust
 @given(docs, docs)
 def test_field_changes_turn_before_into_after(
     before: dict[str, Any], after: dict[str, Any]
@@ -56,6 +61,7 @@ def test_field_changes_turn_before_into_after(
     assert (changes == []) == (field_changes(after, before) == [])
 
 
+@_robust
 @given(docs, docs, docs)
 def test_merge_keeps_each_sides_own_changes(
     base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
@@ -72,6 +78,7 @@ def test_merge_keeps_each_sides_own_changes(
             assert same(got, ch.after)
 
 
+@_robust
 @given(docs, docs)
 def test_one_sided_changes_never_conflict(base: dict[str, Any], side: dict[str, Any]) -> None:
     assert merge_fields(base, base, side).conflicts == ()
@@ -79,6 +86,7 @@ def test_one_sided_changes_never_conflict(base: dict[str, Any], side: dict[str, 
     assert same(merge_fields(base, side, base).doc, side)
 
 
+@_robust
 @given(docs, docs, docs)
 def test_preference_only_matters_where_there_is_a_conflict(
     base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]

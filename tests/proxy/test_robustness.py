@@ -15,7 +15,7 @@ from collections.abc import Callable
 import bson
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError
+from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure, PyMongoError
 
 from ..processes import Process, free_port, start_upstream
 
@@ -88,9 +88,7 @@ def test_partial_frame_times_out(proxy_factory: Callable[..., Process]) -> None:
     proxy = proxy_factory(ARGON_FRAME_TIMEOUT="1")
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
         sock.sendall(_op_msg({"ping": 1, "$db": "admin"})[:10])
-        started = time.monotonic()
-        assert _closed_by_peer(sock, 10)
-        assert 0.5 < time.monotonic() - started < 8
+        assert _closed_by_peer(sock, 60)  # generous: the log says why it closed
     assert "partial frame" in proxy.log()
 
 
@@ -98,7 +96,9 @@ def test_connection_limit_gives_a_clear_error(proxy_factory: Callable[..., Proce
     proxy = proxy_factory("--max-connections", "2")
     holders = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(2)]
     try:
-        time.sleep(0.3)
+        for h in holders:  # an answered ping: the proxy has counted this connection
+            h.sendall(_op_msg({"ping": 1, "$db": "admin"}))
+            assert _read_reply(h)["ok"] == 1.0
         with socket.create_connection(("127.0.0.1", proxy.port)) as extra:
             extra.sendall(_op_msg({"ping": 1, "$db": "admin"}))
             reply = _read_reply(extra)
@@ -107,8 +107,8 @@ def test_connection_limit_gives_a_clear_error(proxy_factory: Callable[..., Proce
     finally:
         for h in holders:
             h.close()
-    time.sleep(0.3)
-    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=5000)
+    # The proxy frees the slots once it sees the closes; the client retries until then.
+    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=60000)
     try:
         assert c.admin.command("ping")["ok"] == 1.0  # room again once others left
     finally:
@@ -121,14 +121,17 @@ def test_upstream_outage_is_reported_promptly_and_recovered(
     up_port = free_port()
     up = start_upstream(up_port)
     proxy = proxy_factory(upstream_uri=f"mongodb://127.0.0.1:{up_port}")
-    c: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=3000, retryReads=False)
+    # A proxy that hung would end in the client's own socket timeout (NetworkTimeout):
+    # the answer must come from the proxy instead, whatever the machine's load.
+    c: Client = MongoClient(
+        proxy.uri, serverSelectionTimeoutMS=3000, socketTimeoutMS=60000, retryReads=False
+    )
     try:
         c.outage_db.t.insert_one({"x": 1})
         up.stop(signal.SIGKILL)
-        started = time.monotonic()
         with pytest.raises((OperationFailure, AutoReconnect)) as info:
             c.outage_db.t.find_one()
-        assert time.monotonic() - started < 8
+        assert not isinstance(info.value, NetworkTimeout), info.value
         assert "upstream" in str(info.value).lower()
         health = _healthz(proxy)
         up = start_upstream(up_port)
@@ -156,13 +159,23 @@ def _healthz(proxy: Process) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read())
 
 
+def _bytes_received(proxy: Process) -> float:
+    url = f"http://127.0.0.1:{proxy.extra['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith("argon_bytes_received_total "):
+            return float(line.split()[1])
+    raise AssertionError("argon_bytes_received_total is missing from /metrics")
+
+
 def test_healthz_and_metrics(proxy: Process) -> None:
     c: Client = MongoClient(proxy.uri)
     try:
         c.metrics_db.t.insert_one({"a": 1})
     finally:
         c.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound, not an expectation: checks run every 5 s
     status, body = _healthz(proxy)
     while status != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -180,7 +193,8 @@ def test_healthz_and_metrics(proxy: Process) -> None:
 
 def test_graceful_shutdown_drains_in_flight_request(proxy_factory: Callable[..., Process]) -> None:
     proxy = proxy_factory()
-    c: Client = MongoClient(proxy.uri)
+    # No monitoring traffic: the only bytes this client sends next are the getMore.
+    c: Client = MongoClient(proxy.uri, heartbeatFrequencyMS=3_600_000)
     coll = c.drain_db.t
     coll.insert_one({"x": 1})
     result: dict[str, object] = {}
@@ -188,19 +202,20 @@ def test_graceful_shutdown_drains_in_flight_request(proxy_factory: Callable[...,
 
         def in_flight() -> None:
             try:
-                started = time.monotonic()
                 result["change"] = stream.try_next()  # a getMore the upstream holds ~3 s
-                result["took"] = time.monotonic() - started
             except PyMongoError as exc:
                 result["error"] = exc
 
+        received = _bytes_received(proxy)
         t = threading.Thread(target=in_flight)
         t.start()
-        time.sleep(0.7)
+        deadline = time.monotonic() + 60
+        while _bytes_received(proxy) == received and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the proxy has the getMore: then it is in flight
         proxy.proc.send_signal(signal.SIGTERM)
-        t.join(20)
-    assert "error" not in result, result
-    assert float(result["took"]) > 1.5  # type: ignore[arg-type]
+        t.join(60)
+    # Cut short, the getMore would have failed; drained, it ran to its end.
+    assert result == {"change": None}, result
     assert proxy.proc.wait(20) == 0
     assert "draining" in proxy.log()
     c.close()
