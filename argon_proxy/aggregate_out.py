@@ -28,7 +28,7 @@ from .naming import INTERNAL_DB, is_internal
 from .reads import unsupported
 from .view import fetch
 from .wal import ClientIdentity
-from .writes import WriteContext, duplicate_key
+from .writes import Outcome, WriteContext, duplicate_key
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -94,12 +94,18 @@ async def run(
     read.update(pipeline=pipeline, cursor={})
     rewritten = await engine.reader.aggregate(branch, db, read)
     results = [d async for d in engine.db.cursor(db, rewritten or read)]
-    ctx = WriteContext(branch, target_db, target, client)
+    concern = cmd.get("writeConcern")
+    ctx = WriteContext(
+        branch,
+        target_db,
+        target,
+        client,
+        write_concern=concern if isinstance(concern, dict) else None,
+    )
     ns = f"{db}.{cmd['aggregate']}" if isinstance(cmd.get("aggregate"), str) else f"{db}.$cmd"
     reply = {"cursor": {"id": bson.Int64(0), "ns": ns, "firstBatch": []}, "ok": 1.0}
     if modes is not None:
-        await _merge(engine, ctx, results, modes[1], modes[2])
-        return reply
+        return _with_concern_error(reply, await _merge(engine, ctx, results, modes[1], modes[2]))
     before = await _ids(engine, branch, target_db, target)
     if len(before) + len(results) > MAX_DOCUMENTS:
         raise unsupported(
@@ -116,9 +122,16 @@ async def run(
         wanted[key] = (doc["_id"], doc)
     for key, raw in before.items():
         wanted.setdefault(key, (raw, None))
-    await engine.writer.put_many(ctx, list(wanted.values()))
+    outcome = await engine.writer.put_many(ctx, list(wanted.values()))
     if not results and not before:
         await _create(engine, branch, target_db, target)
+    return _with_concern_error(reply, outcome)
+
+
+def _with_concern_error(reply: dict[str, Any], outcome: Outcome | None) -> dict[str, Any]:
+    """The reply with what the commit said of the client's write concern."""
+    if outcome is not None and outcome.write_concern_error:
+        reply["writeConcernError"] = outcome.write_concern_error
     return reply
 
 
@@ -128,7 +141,7 @@ async def _merge(
     results: list[dict[str, Any]],
     when_matched: str,
     when_not_matched: str,
-) -> None:
+) -> Outcome | None:
     """Write ``results`` into the target as ``$merge`` does, matching by ``_id``."""
     if len(results) > MAX_DOCUMENTS:
         raise unsupported(
@@ -157,8 +170,9 @@ async def _merge(
             writes[key] = (doc["_id"], doc)
         elif when_matched == "merge":
             writes[key] = (doc["_id"], {**have, **doc})
-    if writes:  # nothing to write leaves even a missing target missing, as on mongod
-        await engine.writer.put_many(ctx, list(writes.values()))
+    if not writes:  # nothing to write leaves even a missing target missing, as on mongod
+        return None
+    return await engine.writer.put_many(ctx, list(writes.values()))
 
 
 async def _ids(engine: Engine, branch: Branch, db: str, coll: str) -> dict[Any, Any]:

@@ -3,7 +3,9 @@
 Theory of operation: everything lives in one Trio nursery. SIGINT and SIGTERM
 make the server drain (see ``server.py``), or abandon a start-up still under
 way (``_Stopper``); then the embedded upstream, if any, is stopped. A
-background task checks the upstream every few seconds for ``/healthz``.
+background task checks the upstream every few seconds for ``/healthz``;
+another keeps this proxy's record in ``__argon.proxies`` fresh and ends what
+killed proxies left open (``incarnation.py``).
 
 Start-up checks everything it can before it starts anything: the settings'
 values, the data directory, and that the proxy and metrics addresses are free,
@@ -15,6 +17,7 @@ database may well start after the proxy.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import signal
@@ -277,6 +280,7 @@ async def _run(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_health, pool, health)
         nursery.start_soon(_follow_catalog, engine)
+        nursery.start_soon(engine.incarnation.keep_alive)
         await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
         log.info(
             "Argon listening on %s:%d, upstream %s%s",
@@ -286,3 +290,5 @@ async def _run(
             f", metrics on http://{settings.metrics_host}:{http.port}/metrics" if http else "",
         )
         task_status.started(server.port)
+    with trio.move_on_after(2), contextlib.suppress(Exception):
+        await engine.incarnation.retire()  # a clean stop leaves nothing to reclaim

@@ -78,13 +78,14 @@ async def run(writer: Writer, base: WriteContext, cmd: Mapping[str, Any]) -> dic
     ordered = cmd.get("ordered", True) is not False
     totals = {"nInserted": 0, "nMatched": 0, "nModified": 0, "nUpserted": 0, "nDeleted": 0}
     results: list[dict[str, Any]] = []
+    concern_errors: list[dict[str, Any]] = []  # what commits said of the write concern
     errors = 0
     for index, op in enumerate(cmd["ops"]):
         kind = next(iter(op))
         db, _, coll = namespaces[op[kind]]
         ctx = replace(base, db=db, coll=coll, statement=index)
         try:
-            result = await _apply(writer, ctx, kind, op, totals)
+            result = await _apply(writer, ctx, kind, op, totals, concern_errors)
         except (StatementError, CommandError) as exc:
             errors += 1
             results.append(
@@ -95,37 +96,57 @@ async def run(writer: Writer, base: WriteContext, cmd: Mapping[str, Any]) -> dic
             continue
         if not cmd.get("errorsOnly"):
             results.append({"ok": 1.0, "idx": index, **result})
-    return {
+    reply: dict[str, Any] = {
         "cursor": {"id": bson.Int64(0), "firstBatch": results, "ns": "admin.$cmd.bulkWrite"},
         "nErrors": errors,
         **totals,
         "ok": 1.0,
     }
+    if concern_errors:
+        reply["writeConcernError"] = concern_errors[-1]
+    return reply
 
 
 async def _apply(
-    writer: Writer, ctx: WriteContext, kind: str, op: Mapping[str, Any], totals: dict[str, int]
+    writer: Writer,
+    ctx: WriteContext,
+    kind: str,
+    op: Mapping[str, Any],
+    totals: dict[str, int],
+    concern_errors: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    out = await _apply_op(writer, ctx, kind, op, totals)
+    if out.write_concern_error:
+        concern_errors.append(out.write_concern_error)
+    result: dict[str, Any] = {"n": out.matched}
+    if kind == "update":
+        result["nModified"] = out.modified
+        if out.upserted is not None:
+            result.update(n=1, upserted={"_id": out.upserted})
+    return result
+
+
+async def _apply_op(
+    writer: Writer, ctx: WriteContext, kind: str, op: Mapping[str, Any], totals: dict[str, int]
+) -> Outcome:
     if kind == "insert":
         doc = dict(op.get("document") or {})
         out: Outcome = await writer.insert(ctx, doc if "_id" in doc else {"_id": ObjectId(), **doc})
         totals["nInserted"] += out.matched
-        return {"n": out.matched}
+        return out
     stmt: dict[str, Any] = {"q": op.get("filter") or {}}
     stmt.update({k: op[k] for k in ("collation", "hint") if k in op})
     if kind == "delete":
         stmt["limit"] = 0 if op.get("multi") else 1
         out = await writer.delete(ctx, stmt)
         totals["nDeleted"] += out.matched
-        return {"n": out.matched}
+        return out
     stmt.update(u=op.get("updateMods"), multi=bool(op.get("multi")), upsert=bool(op.get("upsert")))
     if "arrayFilters" in op:
         stmt["arrayFilters"] = op["arrayFilters"]
     out = await writer.update(ctx, stmt)
     totals["nMatched"] += out.matched
     totals["nModified"] += out.modified
-    result: dict[str, Any] = {"n": out.matched, "nModified": out.modified}
     if out.upserted is not None:
         totals["nUpserted"] += 1
-        result.update(n=1, upserted={"_id": out.upserted})
-    return result
+    return out

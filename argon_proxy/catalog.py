@@ -41,10 +41,10 @@ import contextvars
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import bson
 import trio
@@ -53,6 +53,9 @@ from .dbclient import CommandError, DbClient
 from .errors import ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
 from .txn import Runner, run_in_transaction
+
+if TYPE_CHECKING:
+    from .txn import Runner
 
 BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
@@ -484,9 +487,13 @@ class Catalog:
         return branch
 
     @staticmethod
-    async def verify(runner: Runner, overlays: Sequence[Overlay]) -> None:
+    async def verify(
+        runner: Runner, overlays: Sequence[Overlay], moved: Mapping[str, int] | None = None
+    ) -> None:
         """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
-        of ``overlays`` still reflect what the transaction sees."""
+        of ``overlays`` still reflect what the transaction sees. ``moved``: the
+        bumps the transaction made itself (earlier statements of a client's
+        transaction), which it sees and the caches do not count yet."""
         if not overlays:
             return
         keys = [version_key(ov.key) for ov in overlays]
@@ -495,7 +502,11 @@ class Catalog:
             {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)},
         )
         stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
-        if any(stored.get(version_key(ov.key), 0) != ov.version for ov in overlays):
+        moved = moved or {}
+        if any(
+            stored.get(version_key(ov.key), 0) != ov.version + moved.get(ov.key, 0)
+            for ov in overlays
+        ):
             raise StaleCatalog
 
     @staticmethod
@@ -529,9 +540,12 @@ class Catalog:
 
     # -- LSN -------------------------------------------------------------------
 
-    async def allocate_lsns(self, count: int) -> int:
-        """Reserve ``count`` consecutive LSNs; returns the first. Atomic in mongod."""
-        reply = await self.db.command(
+    async def allocate_lsns(self, runner: Runner, count: int) -> int:
+        """Reserve ``count`` consecutive LSNs in ``runner``'s transaction; returns the
+        first. Inside the transaction that writes their entries, they become visible
+        with them, so LSN order is commit order (a concurrent allocation conflicts and
+        is retried)."""
+        reply = await runner.run(
             INTERNAL_DB,
             {
                 "findAndModify": "counters",

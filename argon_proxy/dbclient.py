@@ -11,15 +11,27 @@ carry ``writeErrors`` (a duplicate key, a validation failure): ``command``
 raises the first of them too, so no caller can take a failed write for done.
 A lost connection raises ``UpstreamIOError`` (see ``upstream.py``); a command
 that never left is sent once more on another connection.
+
+No request may need two pooled connections at once: with every slot held by
+a request waiting for a second one, nothing moves again. So a request takes
+its connection first (``hold``), before any lock, and every command Argon
+runs for it, its transactions included, reuses that connection
+(``connection``). A connection serves one exchange at a time, and a task
+runs one command at a time, so sharing it within the task is safe; another
+task (even one started from this one) never sees it. A held connection that
+fails is not replaced (that would need a second slot): the request fails.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import bson
+import trio
 from bson.codec_options import CodecOptions
 
 import wire
@@ -29,6 +41,59 @@ from .upstream import UpstreamConnection, UpstreamPool
 
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 _request_ids = itertools.count(1 << 30)
+# The connection the running task holds for its whole request, with that task.
+_HELD: ContextVar[tuple[trio.lowlevel.Task, UpstreamConnection] | None] = ContextVar(
+    "argon_held_connection", default=None
+)
+
+
+def _held() -> UpstreamConnection | None:
+    held = _HELD.get()
+    if held is None or held[0] is not trio.lowlevel.current_task():
+        return None  # a task started by the holder inherits the variable, not the connection
+    return held[1]
+
+
+@asynccontextmanager
+async def hold(
+    pool: UpstreamPool, pinned: UpstreamConnection | None = None
+) -> AsyncIterator[UpstreamConnection]:
+    """Give the current task one connection for everything it runs in the block.
+
+    ``pinned`` is a connection the task already owns (a client transaction's);
+    otherwise one is checked out. Nested holds reuse the outer one.
+    """
+    held = _held()
+    if held is not None:
+        yield held
+        return
+    if pinned is not None:
+        token = _HELD.set((trio.lowlevel.current_task(), pinned))
+        try:
+            yield pinned
+        finally:
+            _HELD.reset(token)
+        return
+    async with pool.checkout() as conn:
+        token = _HELD.set((trio.lowlevel.current_task(), conn))
+        try:
+            yield conn
+        finally:
+            _HELD.reset(token)
+
+
+@asynccontextmanager
+async def connection(pool: UpstreamPool) -> AsyncIterator[UpstreamConnection]:
+    """The task's held connection, else one checked out for this use alone."""
+    held = _held()
+    if held is None:
+        async with pool.checkout() as conn:
+            yield conn
+        return
+    if held.broken:
+        # Checking out another would need a second slot; the request fails instead.
+        raise UpstreamIOError("the upstream connection of this request was lost", unsent=False)
+    yield held
 
 
 class CommandError(ArgonError):
@@ -91,10 +156,10 @@ class DbClient:
     async def command(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
         """Run ``command``; raise ``CommandError`` on ``ok: 0`` or on a write error."""
         try:
-            async with self.pool.checkout() as conn:
+            async with connection(self.pool) as conn:
                 return await run_checked(conn, db, command)
         except UpstreamIOError as exc:
-            if not exc.unsent:
+            if not exc.unsent or _held() is not None:
                 raise
         async with self.pool.checkout() as conn:
             return await run_checked(conn, db, command)

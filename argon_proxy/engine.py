@@ -34,8 +34,9 @@ from . import (
     timetravel,
 )
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
-from .dbclient import CommandError, DbClient
-from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, ArgonError
+from .dbclient import CommandError, DbClient, hold
+from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, WRITE_CONFLICT, ArgonError
+from .incarnation import Incarnation
 from .merge_find import find_merged
 from .naming import (
     INTERNAL_DB,
@@ -46,10 +47,10 @@ from .naming import (
     selects_branch,
 )
 from .reads import Reader, generic, unsupported
-from .txn import Runner
+from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
-from .writes import NeedsStatements, StatementError, WriteContext, Writer
+from .writes import NeedsStatements, StatementError, WriteContext, Writer, chunks
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 # Commands that never name a collection, and killCursors, whose collection only
@@ -107,11 +108,14 @@ class Engine:
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
-        self.writer = Writer(pool, self.catalog)
+        self.incarnation = Incarnation(self.db)
+        self.writer = Writer(pool, self.catalog, self.incarnation.sessions)
         self.snapshots = snapshots or timetravel.Snapshots()
 
     async def start(self) -> None:
+        """Load the catalog, record this proxy, end what killed ones left open."""
         await self.catalog.load()
+        await self.incarnation.register()
 
     def needs_engine(
         self, name: str, db: str, app_name: str | None, collection: str | None = None
@@ -143,6 +147,17 @@ class Engine:
         return await self.snapshots.get(self, branch, point)
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
+        """Answer ``req`` or say what to forward, on one upstream connection.
+
+        The connection is taken first, before any lock, and everything Argon
+        runs for the request reuses it (a client transaction's pinned one,
+        if the client is in one): no request ever waits for a second one.
+        """
+        pinned = req.joined.conn if isinstance(req.joined, JoinedTransaction) else None
+        async with hold(self.pool, pinned):
+            return await self._route(req)
+
+    async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command
         name = next(iter(cmd))
         if name == "argon":
@@ -314,6 +329,8 @@ class Engine:
         )
         if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
+        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
+            ctx.write_concern = cmd["writeConcern"]
         return await bulk_write.run(self.writer, ctx, cmd)
 
     async def _write(self, name: str, db: str, branch: Branch, req: Request) -> dict[str, Any]:
@@ -330,9 +347,22 @@ class Engine:
         )
         if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
+        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
+            ctx.write_concern = cmd["writeConcern"]
+        try:
+            return await self._write_statements(name, ctx, req)
+        except CommandError as exc:
+            if req.joined is None and is_transient(exc):
+                raise _still_conflicting(name, ctx) from None
+            raise
+
+    async def _write_statements(self, name: str, ctx: WriteContext, req: Request) -> dict[str, Any]:
+        cmd = req.command
         if name == "findAndModify":
             outcome = await self.writer.find_and_modify(ctx, cmd)
-            return {**outcome.reply_value, "ok": 1.0}
+            return _with_concern_error(
+                {**outcome.reply_value, "ok": 1.0}, outcome.write_concern_error
+            )
         key = {"insert": "documents", "update": "updates", "delete": "deletes"}[name]
         statements = list(cmd.get(key) or [])
         ordered = cmd.get("ordered", True)
@@ -342,40 +372,93 @@ class Engine:
         upserted, errors = [], []
         if name == "insert":
             statements = [d if "_id" in d else {"_id": ObjectId(), **d} for d in statements]
-            if len(statements) > 1 and req.joined is None:
-                ctx.statement = "all"
+        concern_error = None
+        start = 0
+        for part in self._parts(name, statements, req):
+            if len(part) > 1:
+                # The retry record of a part is keyed by where it starts in the command.
+                ctx.statement = "all" if start == 0 else f"all-{start}"
                 try:
-                    out = await self.writer.insert_batch(ctx, statements)
+                    out = await self.writer.insert_batch(ctx, part)
                 except NeedsStatements:
-                    pass
+                    pass  # some document fails: statement by statement, as mongod reports it
                 else:
-                    return {"n": out.matched, "ok": 1.0}
-        for index, stmt in enumerate(statements):
-            ctx.statement = index
-            try:
-                if name == "insert":
-                    out = await self.writer.insert(ctx, stmt)
-                elif name == "update":
-                    out = await self.writer.update(ctx, stmt)
-                else:
-                    out = await self.writer.delete(ctx, stmt)
-            except (StatementError, CommandError) as exc:
-                errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
-                if ordered:
-                    break
-                continue
-            reply["n"] += out.matched
-            if name == "update":
-                reply["nModified"] += out.modified
-                if out.upserted is not None:
-                    reply["n"] += 1
-                    upserted.append({"index": index, "_id": out.upserted})
+                    reply["n"] += out.matched
+                    concern_error = out.write_concern_error or concern_error
+                    start += len(part)
+                    continue
+            for index, stmt in enumerate(part, start):
+                ctx.statement = index
+                try:
+                    if name == "insert":
+                        out = await self.writer.insert(ctx, stmt)
+                    elif name == "update":
+                        out = await self.writer.update(ctx, stmt)
+                    else:
+                        out = await self.writer.delete(ctx, stmt)
+                except (StatementError, CommandError) as exc:
+                    if (
+                        isinstance(exc, CommandError)
+                        and is_transient(exc)
+                        and ctx.retry is not None
+                    ):
+                        raise  # the driver may retry the whole command: say so at the top
+                    errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
+                    if ordered:
+                        break
+                    continue
+                concern_error = out.write_concern_error or concern_error
+                reply["n"] += out.matched
+                if name == "update":
+                    reply["nModified"] += out.modified
+                    if out.upserted is not None:
+                        reply["n"] += 1
+                        upserted.append({"index": index, "_id": out.upserted})
+            if errors and ordered:
+                break
+            start += len(part)
         if upserted:
             reply["upserted"] = upserted
         if errors:
             reply["writeErrors"] = errors
         reply["ok"] = 1.0
-        return reply
+        return _with_concern_error(reply, concern_error)
+
+    @staticmethod
+    def _parts(name: str, statements: list[Any], req: Request) -> list[list[Any]]:
+        """The statements cut into the parts that run as one transaction each.
+
+        Inserts outside a client transaction run in bounded parts (``chunks``:
+        one insert command's worth), so no transaction grows with the batch;
+        a part that cannot run whole falls back to its statements one by one.
+        Everything else runs statement by statement.
+        """
+        if name != "insert" or req.joined is not None or len(statements) < 2:
+            return [[s] for s in statements]
+        return chunks(statements)
+
+
+def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:
+    """``reply`` with the commit's ``writeConcernError``, where mongod puts it."""
+    if error:
+        reply["writeConcernError"] = error
+    return reply
+
+
+def _still_conflicting(name: str, ctx: WriteContext) -> ArgonError:
+    """A write that kept conflicting past Argon's retries, labelled for drivers.
+
+    Outside a client transaction mongod never returns a write conflict (it
+    retries), so ``TransientTransactionError`` would be wrong here; a
+    retryable write gets the label that makes a driver retry it.
+    """
+    labels = ("RetryableWriteError",) if ctx.retry is not None else ()
+    return ArgonError(
+        WRITE_CONFLICT,
+        f"{name} on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
+        "writers; the statement that conflicted was not applied: retry it.",
+        labels=labels,
+    )
 
 
 def _refuse_bypass(name: str, branch: str, cmd: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from .view import build_view
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .txn import Runner
 
 INDEX_NOT_FOUND = 27
 INVALID_OPTIONS = 72
@@ -88,19 +89,24 @@ async def log_changes(
     events += [(n, None) for n in old if n not in new]
     if not events:
         return
-    first = await engine.catalog.allocate_lsns(len(events))
-    docs = [
-        {
-            "_id": bson.Int64(first + i),
-            "branch": branch.name,
-            "branch_id": branch.id,
-            "ns": ns,
-            "name": n,
-            "spec": spec,
-        }
-        for i, (n, spec) in enumerate(events)
-    ]
-    await engine.db.command(INTERNAL_DB, {"insert": "index_log", "documents": docs})
+
+    async def unit(runner: Runner) -> None:
+        # In one transaction with their LSNs, so LSN order stays commit order.
+        first = await engine.catalog.allocate_lsns(runner, len(events))
+        docs = [
+            {
+                "_id": bson.Int64(first + i),
+                "branch": branch.name,
+                "branch_id": branch.id,
+                "ns": ns,
+                "name": n,
+                "spec": spec,
+            }
+            for i, (n, spec) in enumerate(events)
+        ]
+        await runner.run(INTERNAL_DB, {"insert": "index_log", "documents": docs})
+
+    await engine.writer.in_transaction(unit)
 
 
 def comparable(spec: Mapping[str, Any]) -> dict[str, Any]:

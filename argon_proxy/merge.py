@@ -37,7 +37,7 @@ from .errors import (
     ArgonError,
 )
 from .naming import INTERNAL_DB
-from .txn import Runner, run_in_transaction
+from .txn import Runner
 from .view import fetch
 from .writes import WriteContext, find_all
 
@@ -392,7 +392,7 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         return span
 
     async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await run_in_transaction(engine.pool, unit)
+        return await engine.writer.in_transaction(unit)
 
 
 def _record(out: Plan, status: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from .catalog import READ_ONLY_BRANCH, Branch, BranchError, hashable_id
 from .docdiff import same
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB
-from .txn import Runner, run_in_transaction
+from .txn import Runner
 from .view import fetch
 from .writes import WriteContext
 
@@ -94,7 +94,7 @@ async def _apply(
         return [min(lsns), max(lsns)] if lsns else []
 
     async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await run_in_transaction(engine.pool, unit)
+        return await engine.writer.in_transaction(unit)
 
 
 async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -6,30 +6,49 @@ all of it happens or none. ``Transaction`` holds one upstream connection and
 adds ``lsid``/``txnNumber``/``autocommit`` to every command; the first carries
 ``startTransaction``. ``run_in_transaction`` commits at the end, aborts on
 error, and retries the whole unit when mongod labels the failure
-``TransientTransactionError`` (a write conflict with a concurrent writer).
+``TransientTransactionError`` (a write conflict with a concurrent writer), for
+a bounded time with growing pauses, as mongod retries its own write conflicts.
+It runs on the connection the request holds (``dbclient.hold``), so a request
+never needs a second pooled connection.
+
+The commit carries the client's ``writeConcern``, so an acknowledged write
+means what it means on mongod. Not every upstream makes a transaction's
+commit journaled when asked (``j: true``); a small journaled write after it
+forces the journal, which holds the commit, to disk on all of them.
+
+Argon's own transactions use sessions whose ids derive from the proxy's
+incarnation (``SessionPool``), so that a later incarnation can end the
+transactions a killed one left open (see ``incarnation.py``); a session is
+reused with a new ``txnNumber``, as drivers do.
 
 When the client itself is inside a transaction, Argon's commands join it
 instead (``JoinedTransaction``): they carry the client's session fields and
 run on the client's pinned connection, and the client's commit or abort
-decides.
+decides, with the client's own write concern.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import bson
 import trio
 
-from .dbclient import CommandError, run_checked, run_on
+from .dbclient import CommandError, connection, run_checked, run_on
 from .errors import UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
 T = TypeVar("T")
-_MAX_ATTEMPTS = 20
+# How long a unit is retried on transient conflicts before the error is returned.
+RETRY_FOR = 30.0
+_FIRST_PAUSE = 0.002
+_MAX_PAUSE = 0.25
+JOURNAL_DOC = "journal"  # the __argon.counters document the journal barrier writes
 
 
 class Runner(Protocol):
@@ -38,13 +57,60 @@ class Runner(Protocol):
     async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
+@dataclass
+class Session:
+    """One of Argon's own logical sessions and its next transaction number."""
+
+    lsid: dict[str, Any]
+    txn_number: int = 0
+
+
+@dataclass
+class SessionPool:
+    """Argon's own sessions, with ids derived from ``incarnation``.
+
+    ``on_new`` is awaited with the count of sessions before a new one is
+    first used, so the count can be recorded where a later incarnation
+    finds it.
+    """
+
+    incarnation: uuid.UUID = field(default_factory=uuid.uuid4)
+    on_new: Callable[[int], Awaitable[None]] | None = None
+    count: int = 0
+    _free: list[Session] = field(default_factory=list)
+
+    @staticmethod
+    def lsid(incarnation: uuid.UUID, index: int) -> dict[str, Any]:
+        """The id of session ``index`` of ``incarnation``."""
+        return {"id": bson.Binary(uuid.uuid5(incarnation, f"argon-{index}").bytes, 4)}
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """A session no other transaction of this proxy uses until the block ends."""
+        if self._free:
+            found = self._free.pop()
+        else:
+            index = self.count
+            self.count += 1
+            if self.on_new is not None:
+                await self.on_new(self.count)
+            found = Session(self.lsid(self.incarnation, index))
+        try:
+            yield found
+        finally:
+            self._free.append(found)
+
+
 class Transaction:
     """Argon's own transaction on a held connection."""
 
-    def __init__(self, conn: UpstreamConnection) -> None:
+    def __init__(self, conn: UpstreamConnection, session: Session | None = None) -> None:
         self.conn = conn
-        self.lsid = {"id": bson.Binary(uuid.uuid4().bytes, 4)}
-        self.txn_number = bson.Int64(1)
+        if session is None:
+            session = Session({"id": bson.Binary(uuid.uuid4().bytes, 4)})
+        session.txn_number += 1
+        self.lsid = session.lsid
+        self.txn_number = bson.Int64(session.txn_number)
         self.started = False
 
     async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,18 +121,19 @@ class Transaction:
             self.started = True
         return await run_checked(self.conn, db, full)
 
-    async def commit(self) -> None:
-        if self.started:
-            await run_on(
-                self.conn,
-                "admin",
-                {
-                    "commitTransaction": 1,
-                    "lsid": self.lsid,
-                    "txnNumber": self.txn_number,
-                    "autocommit": False,
-                },
-            )
+    async def commit(self, write_concern: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Commit with the client's ``write_concern``; returns mongod's reply."""
+        if not self.started:
+            return {"ok": 1.0}
+        command: dict[str, Any] = {
+            "commitTransaction": 1,
+            "lsid": self.lsid,
+            "txnNumber": self.txn_number,
+            "autocommit": False,
+        }
+        if write_concern:
+            command["writeConcern"] = dict(write_concern)
+        return await run_on(self.conn, "admin", command)
 
     async def abort(self) -> None:
         if not self.started or self.conn.broken:
@@ -107,22 +174,110 @@ def is_transient(exc: CommandError) -> bool:
     return "TransientTransactionError" in labels or exc.code in (112, 244, 251)
 
 
-async def run_in_transaction(pool: UpstreamPool, unit: Callable[[Transaction], Awaitable[T]]) -> T:
-    """Run ``unit`` in a fresh transaction, retrying it on transient conflicts."""
-    for attempt in range(_MAX_ATTEMPTS):
-        async with pool.checkout() as conn:
-            txn = Transaction(conn)
-            try:
-                result = await unit(txn)
-                await txn.commit()
-                return result
-            except CommandError as exc:
-                await txn.abort()
-                if is_transient(exc) and attempt + 1 < _MAX_ATTEMPTS:
-                    await trio.sleep(0.001 * (attempt + 1))
-                    continue
+def commit_concern(write_concern: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a client's ``writeConcern`` a commit carries.
+
+    ``w: 0`` asks for no acknowledgement, which a commit cannot skip: Argon
+    commits with the default and the client hears nothing anyway.
+    """
+    if not write_concern:
+        return None
+    concern = {k: v for k, v in write_concern.items() if k in ("w", "j", "wtimeout", "fsync")}
+    if concern.get("w") == 0:
+        concern.pop("w")
+    return concern or None
+
+
+def wants_journal(write_concern: Mapping[str, Any] | None) -> bool:
+    """Whether the client asked for its write to be on disk when acknowledged."""
+    return bool(write_concern and (write_concern.get("j") or write_concern.get("fsync")))
+
+
+@dataclass
+class Receipt:
+    """What the commit of a unit said beyond success (a ``writeConcernError``)."""
+
+    write_concern_error: dict[str, Any] | None = None
+
+
+class Pausable(Protocol):
+    """A lock a retrying unit lets go of while it waits (``writes.WriterLock``)."""
+
+    def paused(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+async def run_in_transaction(
+    pool: UpstreamPool,
+    unit: Callable[[Transaction], Awaitable[T]],
+    *,
+    write_concern: Mapping[str, Any] | None = None,
+    sessions: SessionPool | None = None,
+    receipt: Receipt | None = None,
+    lock: Pausable | None = None,
+) -> T:
+    """Run ``unit`` in a fresh transaction, retrying it on transient conflicts.
+
+    ``lock`` (held by the caller) is let go of between attempts, so the
+    writer that holds what conflicted can finish.
+    """
+    deadline = trio.current_time() + RETRY_FOR
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            return await _attempt(pool, unit, write_concern, sessions, receipt)
+        except CommandError as exc:
+            if not is_transient(exc) or trio.current_time() + pause > deadline:
                 raise
-            except BaseException:
-                await txn.abort()
-                raise
-    raise AssertionError("unreachable")
+        wait = pause * random.uniform(0.5, 1.5)  # spread out writers that collided
+        if lock is None:
+            await trio.sleep(wait)
+        else:
+            async with lock.paused():
+                await trio.sleep(wait)
+        pause = min(pause * 2, _MAX_PAUSE)
+
+
+async def _attempt(
+    pool: UpstreamPool,
+    unit: Callable[[Transaction], Awaitable[T]],
+    write_concern: Mapping[str, Any] | None,
+    sessions: SessionPool | None,
+    receipt: Receipt | None,
+) -> T:
+    async with connection(pool) as conn, _session(sessions) as session:
+        txn = Transaction(conn, session)
+        try:
+            result = await unit(txn)
+            reply = await txn.commit(commit_concern(write_concern))
+        except BaseException:
+            await txn.abort()
+            raise
+        if receipt is not None:
+            receipt.write_concern_error = reply.get("writeConcernError")
+        if txn.started and wants_journal(write_concern):
+            await journal_barrier(conn)
+        return result
+
+
+@contextlib.asynccontextmanager
+async def _session(sessions: SessionPool | None) -> AsyncIterator[Session | None]:
+    if sessions is None:
+        yield None
+        return
+    async with sessions.session() as session:
+        yield session
+
+
+async def journal_barrier(conn: UpstreamConnection) -> None:
+    """A journaled write after a commit: the journal is sequential, so once this
+    is on disk the commit before it is too, whatever the upstream did with the
+    commit's own ``j``."""
+    await run_on(
+        conn,
+        "__argon",
+        {
+            "update": "counters",
+            "updates": [{"q": {"_id": JOURNAL_DOC}, "u": {"$inc": {"value": 1}}, "upsert": True}],
+            "writeConcern": {"j": True},
+        },
+    )

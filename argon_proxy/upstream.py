@@ -235,7 +235,7 @@ class UpstreamPool:
     @asynccontextmanager
     async def checkout(self) -> AsyncIterator[UpstreamConnection]:
         """Borrow a connection for one exchange; broken ones are closed, not reused."""
-        # A token per checkout: one task may hold two (a transaction plus the LSN counter).
+        # A token per checkout (a request holds one; see dbclient.hold).
         token = object()
         await self._limiter.acquire_on_behalf_of(token)
         try:

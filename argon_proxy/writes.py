@@ -21,17 +21,23 @@ documents runs as several such transactions over parts of the ``_id``s it
 matched (mongod's multi-writes are not atomic either), so no transaction
 outgrows what the upstream holds. Statements of one command run in order;
 ``ordered`` stops at the first failure, and failures become ``writeErrors``
-exactly where mongod puts them. A proxy-wide lock per collection keeps this
-proxy's writers from tripping over each other; transactions keep several
-proxies correct.
+exactly where mongod puts them.
+
+LSNs are allocated inside the statement's own transaction, just before the
+WAL insert, so they follow commit order: an LSN is visible exactly when its
+entry and its data are. Every write transaction therefore updates the one
+LSN counter, and concurrent ones would only conflict there; so this proxy's
+writers take turns (``WriterLock``, one for all collections), and
+transactions keep several proxies correct (a conflict is retried).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 import trio
@@ -43,10 +49,12 @@ from .dbclient import CommandError
 from .errors import ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
-from .txn import Runner, run_in_transaction
+from .txn import Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
+T = TypeVar("T")
+_MOVED_KEPT = 1024  # client transactions whose overlay version bumps are remembered
 DUPLICATE_KEY = 11000
 WRITE_CONFLICT = 112
 _STALE_ATTEMPTS = 10  # starts of one statement when other proxies keep changing its overlays
@@ -102,6 +110,7 @@ class WriteContext:
     retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
     statement: int | str = 0  # the statement being run, for retryable writes ("all": batch)
     extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
+    write_concern: dict[str, Any] | None = None  # the client's, for the commit
 
     @property
     def ns(self) -> str:
@@ -130,6 +139,7 @@ class Outcome:
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
     bumped: list[Overlay] = field(default_factory=list)  # overlays whose version it raised
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
+    write_concern_error: dict[str, Any] | None = None  # what the commit said of it
 
 
 @dataclass
@@ -187,17 +197,113 @@ async def find_all(runner: Runner, db: str, command: dict[str, Any]) -> list[dic
     return docs
 
 
+class WriterLock:
+    """The lock this proxy's writers hold while they run.
+
+    Re-entrant for the task that holds it: a merge writes several collections
+    inside one transaction. ``paused`` lets go of it while a conflicted writer
+    waits to retry, so the one it conflicted with can go on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+        self._owner: trio.lowlevel.Task | None = None
+        self._depth = 0
+
+    async def __aenter__(self) -> None:
+        task = trio.lowlevel.current_task()
+        if self._owner is task:
+            self._depth += 1
+            return
+        await self._lock.acquire()
+        self._owner, self._depth = task, 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        task = trio.lowlevel.current_task()
+        if self._owner is not task:
+            yield
+            return
+        depth, self._owner, self._depth = self._depth, None, 0
+        self._lock.release()
+        try:
+            yield
+        finally:
+            with trio.CancelScope(shield=True):  # the holder's exit will release it
+                await self._lock.acquire()
+            self._owner, self._depth = task, depth
+
+
+async def view_docs(
+    runner: Runner, view: View, ids: list[Any], *, id_only: bool = False
+) -> dict[Any, dict[str, Any]]:
+    """The view's documents with these ``_id``s, keyed by ``hashable_id``, read in
+    the runner's transaction.
+
+    Each layer is asked for the ids alone (tombstones included) and the nearest
+    layer holding an id decides, so the queries stay plain ``_id`` lookups that
+    the upstream answers from its index, however large the batch or the overlays
+    (a filter with the tombstone test or exclusions beside a long ``$in`` makes
+    some upstreams scan the collection).
+    """
+    found: dict[Any, dict[str, Any]] = {}
+    held: set[Any] = set()  # ids a nearer layer holds (documents or tombstones)
+    for layer in view.layers:
+        wanted = [i for i in ids if hashable_id(i) not in held]
+        for start in range(0, len(wanted), 500):
+            cmd: dict[str, Any] = {
+                "find": layer.coll,
+                "filter": {"_id": {"$in": wanted[start : start + 500]}},
+            }
+            if id_only:
+                cmd["projection"] = {"_id": 1, TOMBSTONE: 1}
+            for doc in await find_all(runner, view.db, cmd):
+                key = hashable_id(doc["_id"])
+                held.add(key)
+                if not doc.get(TOMBSTONE):
+                    found[key] = doc
+    return found
+
+
 class Writer:
     """Executes write commands on any branch."""
 
-    def __init__(self, pool: UpstreamPool, catalog: Catalog) -> None:
+    def __init__(
+        self, pool: UpstreamPool, catalog: Catalog, sessions: SessionPool | None = None
+    ) -> None:
         self.pool = pool
         self.catalog = catalog
-        self._locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self.sessions = sessions
+        self._lock = WriterLock()
+        self._moved: OrderedDict[tuple[bytes, int], Counter[str]] = OrderedDict()
 
-    def lock(self, ns: str) -> trio.Lock:
-        """The lock this proxy's writers of ``ns`` hold while they run."""
-        return self._locks[ns]
+    def lock(self, ns: str) -> WriterLock:
+        """The lock this proxy's writers of ``ns`` (and of every collection) hold."""
+        return self._lock
+
+    async def in_transaction(
+        self,
+        unit: Callable[[Runner], Awaitable[T]],
+        *,
+        write_concern: Mapping[str, Any] | None = None,
+        receipt: Receipt | None = None,
+    ) -> T:
+        """``run_in_transaction`` with this proxy's sessions, under the writers' lock."""
+        async with self._lock:
+            return await run_in_transaction(
+                self.pool,
+                unit,
+                write_concern=write_concern,
+                sessions=self.sessions,
+                receipt=receipt,
+                lock=self._lock,
+            )
 
     # -- shared steps ----------------------------------------------------------
 
@@ -305,7 +411,7 @@ class Writer:
     async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
         if not changes:
             return []
-        first = await self.catalog.allocate_lsns(len(changes))
+        first = await self.catalog.allocate_lsns(runner, len(changes))
         ts = now()
         entries = [
             wal.entry(
@@ -389,10 +495,12 @@ class Writer:
 
     async def _run_once(self, ctx: WriteContext, body: Any, stale: _Watched) -> Outcome:
         view, own, kids, uniques, watched = await self._prepare(ctx)
+        # Versions an enclosing transaction already moved (they count once it commits).
+        moved = self._moved_in(ctx.joined) if ctx.joined is not None else None
         stale.watched = watched  # what to bring up to date if another proxy got there first
 
         async def unit(runner: Runner) -> Outcome:
-            await Catalog.verify(runner, watched)
+            await Catalog.verify(runner, watched, moved)
             outcome = Outcome()
             await body(runner, view, own, outcome)
             if uniques:
@@ -410,15 +518,21 @@ class Writer:
         # A client's transaction cannot be retried: its freezes are careful at once.
         careful = ctx.joined is not None
         if ctx.joined is None:
+            receipt = Receipt()
             try:
                 try:
-                    outcome = await run_in_transaction(self.pool, unit)
+                    outcome = await self.in_transaction(
+                        unit, write_concern=ctx.write_concern, receipt=receipt
+                    )
                 except _FreezeRace:
                     for ov in kids:
                         ov.ids, ov.tombstones = None, set()
                         await self.catalog.load_ids(ov)
                     careful = True
-                    outcome = await run_in_transaction(self.pool, unit)
+                    outcome = await self.in_transaction(
+                        unit, write_concern=ctx.write_concern, receipt=receipt
+                    )
+                outcome.write_concern_error = receipt.write_concern_error
             except StaleCatalog:
                 raise
             except Exception:
@@ -437,8 +551,32 @@ class Writer:
         outcome = await unit(ctx.joined)
         for ov, _ids, _tomb in outcome.cache:
             ov.ids, ov.tombstones = None, set()
+        if moved is not None:
+            moved.update(ov.key for ov in outcome.bumped)
         await self._now_present(own, outcome)
         return outcome
+
+    def _moved_in(self, runner: Runner) -> Counter[str]:
+        """The overlay versions ``runner``'s transaction has bumped so far.
+
+        A client's transaction reaches Argon as one ``JoinedTransaction`` per
+        statement, so they are kept by session and transaction number, for the
+        last ``_MOVED_KEPT`` transactions.
+        """
+        session = getattr(runner, "session", None) or {}
+        lsid = session.get("lsid") or getattr(runner, "lsid", None) or {}
+        number = session.get("txnNumber", getattr(runner, "txn_number", None))
+        key = (
+            bson.encode({"id": lsid.get("id")}),
+            int(number) if number is not None else id(runner),
+        )
+        moved = self._moved.pop(key, None)
+        if moved is None:
+            moved = Counter()
+        self._moved[key] = moved  # most recently used last
+        while len(self._moved) > _MOVED_KEPT:
+            self._moved.popitem(last=False)
+        return moved
 
     async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
         """A statement that wrote a document makes the collection exist on the branch;
@@ -478,13 +616,16 @@ class Writer:
                 for part in chunks(docs):
                     await runner.run(ctx.db, {"insert": ctx.coll, "documents": part})
             else:
-                for start in range(0, len(ids), 500):
-                    found = await self._view_find(
-                        runner, view, {"_id": {"$in": ids[start : start + 500]}}, limit=1
-                    )
-                    if found:
-                        raise NeedsStatements
-                for part in chunks(docs):
+                if await view_docs(runner, view, ids, id_only=True):
+                    raise NeedsStatements
+                assert own.ids is not None
+                # Plain inserts, except over the branch's own tombstones; a stale id
+                # cache only costs the statement-by-statement path (duplicate key).
+                fresh = [d for d in docs if hashable_id(d["_id"]) not in own.ids]
+                for part in chunks(fresh):
+                    await runner.run(ctx.db, {"insert": own.name, "documents": part})
+                held = [d for d in docs if hashable_id(d["_id"]) in own.ids]
+                for part in chunks(held):
                     updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in part]
                     await runner.run(ctx.db, {"update": own.name, "updates": updates})
                 out.cache.append((own, ids, False))
@@ -511,11 +652,7 @@ class Writer:
         deleted), as one statement: one WAL entry per document that changes."""
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
-            pres: dict[Any, dict[str, Any]] = {}
-            for start in range(0, len(docs), 500):
-                ids = [doc_id for doc_id, _ in docs[start : start + 500]]
-                for found in await self._view_find(runner, view, {"_id": {"$in": ids}}):
-                    pres[hashable_id(found["_id"])] = found
+            pres = await view_docs(runner, view, [doc_id for doc_id, _ in docs])
             for doc_id, doc in docs:
                 pre = pres.get(hashable_id(doc_id))
                 if same_doc(pre, doc):
