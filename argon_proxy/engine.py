@@ -34,6 +34,7 @@ from . import (
     timetravel,
 )
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
+from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
 from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, WRITE_CONFLICT, ArgonError
 from .incarnation import Incarnation
@@ -108,6 +109,7 @@ class Engine:
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
         self.reader = Reader(self.db, self.catalog)
+        self.cursors = HeldCursors()  # the rest of merged branch reads, for getMore
         self.incarnation = Incarnation(self.db)
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions)
         self.snapshots = snapshots or timetravel.Snapshots()
@@ -132,6 +134,8 @@ class Engine:
             return True
         if name in ON_MAIN or name not in namespaces.FIRST_VALUE_ONLY:
             return True
+        if name in ("getMore", "killCursors") and self.cursors:
+            return True  # it may continue a merged branch read this proxy holds
         return collection is not None and namespaces.mentions_internal(collection)
 
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
@@ -160,6 +164,10 @@ class Engine:
     async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command
         name = next(iter(cmd))
+        if name in ("getMore", "killCursors") and self.cursors:
+            held = self._held_cursor_reply(name, cmd)
+            if held is not None:
+                return held
         if name == "argon":
             await self.catalog.refresh()
             return await admin.handle(self, cmd)
@@ -224,7 +232,8 @@ class Engine:
         if name == "find":
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
-                merged = await find_merged(self.db, self.catalog, view, cmd)
+                ns = f"{cmd['$db']}.{cmd['find']}"  # as the client named it: getMore comes back
+                merged = await find_merged(self.db, self.catalog, view, cmd, self.cursors, ns)
                 if merged is not None:
                     metrics.BRANCH_READS.labels("merged").inc()
                     return merged
@@ -256,6 +265,25 @@ class Engine:
             ):
                 return Forward({**cmd, "$db": db})
         raise unsupported(name, branch.name)
+
+    def _held_cursor_reply(self, name: str, cmd: dict[str, Any]) -> dict[str, Any] | Forward | None:
+        """Answer ``getMore`` / ``killCursors`` for cursors this proxy holds itself."""
+        if name == "getMore":
+            cursor_id = cmd.get("getMore")
+            if not isinstance(cursor_id, int) or cursor_id not in self.cursors:
+                return None
+            return self.cursors.get_more(cursor_id, cmd.get("batchSize"))
+        ids = cmd.get("cursors")
+        if not isinstance(ids, list):
+            return None
+        killed = self.cursors.kill(ids)
+        if not killed:
+            return None
+        rest = [i for i in ids if i not in killed]
+        if rest:  # the upstream's own cursors in the same command
+            return Forward({**cmd, "cursors": rest, "$db": parse_db(str(cmd["$db"])).db})
+        reply = {"cursorsKilled": killed, "cursorsNotFound": [], "cursorsAlive": []}
+        return {**reply, "cursorsUnknown": [], "ok": 1.0}
 
     async def _list_databases(self, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
         reply = await self.db.command("admin", {k: v for k, v in cmd.items() if k != "$db"})

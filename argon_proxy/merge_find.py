@@ -39,6 +39,7 @@ from bson import ObjectId
 from bson.regex import Regex
 
 from .catalog import Catalog, hashable_id
+from .cursors import HeldCursors
 from .dbclient import DbClient
 from .naming import TOMBSTONE
 from .view import Layer, View, conjoin, pin
@@ -246,10 +247,17 @@ async def _kill(db_client: DbClient, db: str, coll: str, cursor_id: Any) -> None
 
 
 async def find_merged(
-    db_client: DbClient, catalog: Catalog, view: View, cmd: Mapping[str, Any]
+    db_client: DbClient,
+    catalog: Catalog,
+    view: View,
+    cmd: Mapping[str, Any],
+    cursors: HeldCursors,
+    ns: str,
 ) -> dict[str, Any] | None:
-    """The whole answer of ``cmd`` on ``view`` as a one-batch reply, or None when it
-    does not fit mongod's first batch (the caller then gives a real cursor)."""
+    """The answer of ``cmd`` on ``view`` when it holds at most ``MAX_MERGED``
+    documents: the first batch, and the rest held in ``cursors`` for ``getMore``
+    (``ns`` names the cursor as the client addressed it). None when there are
+    more: the caller then gives the upstream's cursor over the whole view."""
     plan = _plan(cmd)
     if plan is None:
         return None
@@ -260,19 +268,15 @@ async def find_merged(
     if first <= 0:
         return None  # an empty first batch and an open cursor: the upstream's shape
     single = bool(cmd.get("singleBatch")) or int(cmd.get("limit") or 0) < 0
-    if not single and find_only_projection(projection):
-        # Aggregation has no such projection, so no cursor can stream it: answer up
-        # to MAX_MERGED documents in one batch (drivers take any batch size) rather
-        # than refuse.
-        first = max(first, MAX_MERGED)
-    # One more than the first batch holds tells whether it would hold them all.
+    at_most = first if single else MAX_MERGED
+    # One more than it may hold tells whether it holds them all.
     layer_projection = (plain[0] or None) if plain else asked
-    page = await _page(db_client, catalog, view, cmd, layer_projection, key, first + 1)
+    page = await _page(db_client, catalog, view, cmd, layer_projection, key, at_most + 1)
     if page is None:
         return None
-    if len(page) > first:
+    if len(page) > at_most:
         if not single:
-            return None  # more than one batch: the caller's cursor streams it
+            return None  # more than the proxy holds: the upstream's cursor streams it
         page = page[:first]
     docs_out: list[dict[str, Any]] | None = [doc for _, doc in page]
     if plain:
@@ -286,10 +290,9 @@ async def find_merged(
             return None  # ids without a plain order: the general path projects
     if docs_out is None:
         return None
-    return {
-        "cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": f"{view.db}.{view.coll}"},
-        "ok": 1.0,
-    }
+    if single:
+        return {"cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": ns}, "ok": 1.0}
+    return cursors.first_reply(ns, docs_out, first)
 
 
 async def narrowed(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -274,6 +275,39 @@ def test_batch_size_streams_through_get_more(
     assert branch.count_documents({}) == 149
     natural = list(branch.find({}, {"_id": 1}, sort=[("$natural", 1)], limit=200))
     assert sorted(d["_id"] for d in natural) == sorted(d["_id"] for d in copy.find({}, {"_id": 1}))
+
+
+def _branch_reads(stack: tuple[Process, Process]) -> dict[str, float]:
+    """``argon_branch_reads_total`` by path, from the proxy's /metrics."""
+    url = f"http://127.0.0.1:{stack[1].extra['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        text = resp.read().decode()
+    found = re.findall(r'^argon_branch_reads_total\{path="(\w+)"\} (\S+)$', text, re.M)
+    return {path: float(value) for path, value in found}
+
+
+def test_a_read_of_hundreds_of_documents_streams_from_the_merge(
+    stack: tuple[Process, Process], client: Client, direct: Client, commands: Commands
+) -> None:
+    """Past the first batch, the merged answer is held by the proxy for getMore
+    instead of being read again through the slower pushed-down aggregation."""
+    docs = [{"_id": i, "x": i % 7} for i in range(400)]
+    branch, copy = branch_and_copy(client, direct, docs)
+    before = _branch_reads(stack)
+    for case in ({}, {"batch_size": 50, "sort": [("x", -1), ("_id", 1)]}):
+        commands.sent.clear()
+        got = list(branch.find({"_id": {"$lt": 300}}, **case))
+        assert sorted(got, key=repr) == sorted(copy.find({"_id": {"$lt": 300}}, **case), key=repr)
+        if "sort" in case:
+            assert got == list(copy.find({"_id": {"$lt": 300}}, **case))
+        assert "getMore" in commands.sent
+    after = _branch_reads(stack)
+    assert after.get("merged", 0) - before.get("merged", 0) == 2
+    assert after.get("pushdown", 0) == before.get("pushdown", 0)
+    cursor = branch.find({}).batch_size(10)
+    assert len([next(cursor) for _ in range(15)]) == 15
+    cursor.close()  # a held cursor is killed like an upstream one
+    assert commands.failures == []
 
 
 def test_list_collections_filters_on_a_branch(client: Client) -> None:
