@@ -219,6 +219,9 @@ async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
     return max(floor, 0) if branch.parent is not None else lsn
 
 
+_KNOWN_POINTS = 4096  # remembered point resolutions, forgotten all at once past this
+
+
 class Snapshots:
     """The hidden read-only snapshots behind time-travel addresses and tags.
 
@@ -234,9 +237,26 @@ class Snapshots:
         self.keep = keep
         self.grace = dt.timedelta(seconds=grace)
         self._lock = trio.Lock()
+        # (branch id, LSN point) -> snapshot name: a point in the past always shows
+        # the same state, so a second read skips resolving it against the history.
+        self._known: dict[tuple[str, int], str] = {}
 
     async def get(self, engine: Engine, branch: Branch, point: str) -> Branch:
         """The snapshot of ``branch`` at ``point``, built if needed."""
+        value = parse_point(point)
+        key = (branch.id, value) if isinstance(value, int) else None
+        known = engine.catalog.visible(self._known.get(key, "")) if key else None
+        if known is not None:
+            await self._touch(engine, known)
+            return known
+        snap = await self._resolve_and_get(engine, branch, point)
+        if key is not None:
+            if len(self._known) >= _KNOWN_POINTS:
+                self._known.clear()
+            self._known[key] = snap.name
+        return snap
+
+    async def _resolve_and_get(self, engine: Engine, branch: Branch, point: str) -> Branch:
         lsn = await resolve_point(engine, branch, point)
         # A write holding an LSN up to the point may not have committed yet: the
         # state there is known once it has.
@@ -267,7 +287,17 @@ class Snapshots:
     async def _touch(self, engine: Engine, snap: Branch) -> None:
         moment = now()
         if snap.used is None or moment - _aware(snap.used) > self.grace / 3:
-            await engine.catalog.update(snap, used=moment)
+            # Not a metadata change other proxies must reload for: no epoch bump.
+            snap.used = moment
+            await engine.db.command(
+                INTERNAL_DB,
+                {
+                    "update": "branches",
+                    "updates": [
+                        {"q": {"_id": snap.name, "id": snap.id}, "u": {"$set": {"used": moment}}}
+                    ],
+                },
+            )
 
     async def _evict(self, engine: Engine) -> None:
         catalog = engine.catalog
