@@ -67,6 +67,11 @@ async def _tag_point(engine: Engine, name: str, at: str) -> Point:
 
 async def resolve(engine: Engine, ref: Any) -> Branch:
     """The branch to read ``ref`` through (a snapshot for tags and points)."""
+    if isinstance(ref, str) and "@" in ref:
+        name, _, at = ref.partition("@")
+        if at and name in engine.catalog.branches:
+            # ``Engine.snapshot`` resolves the point itself, and only once per point.
+            return await engine.snapshot(await engine.catalog.get(name), at)
     p = await point(engine, ref)
     if p.lsn is None:
         return p.branch
