@@ -147,6 +147,8 @@ async def _watch_health(pool: UpstreamPool, health: Health) -> None:
             health.error = "" if ok else f"the upstream at {pool.address} did not answer a ping"
         except UpstreamUnavailable as exc:
             health.upstream_ok, health.error = False, exc.errmsg
+        except Exception as exc:  # any other failure is a sick upstream, not a dead proxy
+            health.upstream_ok, health.error = False, f"health check failed: {exc!r}"
         health.checked_at = trio.current_time()
         await trio.sleep(_HEALTH_INTERVAL)
 

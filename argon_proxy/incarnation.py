@@ -26,7 +26,6 @@ from typing import Any
 import trio
 
 from .dbclient import CommandError, DbClient
-from .errors import ArgonError
 from .naming import INTERNAL_DB
 from .txn import SessionPool
 
@@ -146,8 +145,8 @@ class Incarnation:
             try:
                 await self.beat()
                 await self.reclaim()
-            except (ArgonError, trio.BrokenResourceError, OSError) as exc:
-                log.debug("heartbeat failed, trying again later: %s", exc)  # upstream away
+            except Exception as exc:  # upstream away or too slow: never the proxy's end
+                log.warning("heartbeat failed, trying again later: %r", exc)
 
     async def retire(self) -> None:
         """Remove this incarnation's record on a clean shutdown."""

@@ -232,6 +232,35 @@ def _healthz_while(proxy: Process, wanted: int, timeout: float = 30.0) -> bool:
     return False
 
 
+def test_background_tasks_outlive_a_frozen_upstream() -> None:
+    """The heartbeat, health check and catalog follower time out against a frozen
+    upstream like any request; none of that may stop the proxy."""
+    with _stack(ARGON_UPSTREAM_TIMEOUT="1") as (up, proxy):
+        c = _client(proxy, socketTimeoutMS=40000)
+        try:
+            c.bg.t.insert_one({"_id": 0})
+            up.freeze()
+            try:
+                # Long enough for every background task to run into the timeout
+                # (heartbeats come every 5 s): a wait for time to pass, not a bound.
+                time.sleep(12)
+                assert proxy.proc.poll() is None, proxy.log()[-2000:]
+            finally:
+                up.thaw()
+            assert proxy.proc.poll() is None, proxy.log()[-2000:]
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    assert c.bg.t.find_one({"_id": 0}) == {"_id": 0}
+                    break
+                except PyMongoError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            c.close()
+
+
 def test_frozen_upstream_gives_a_retryable_network_error() -> None:
     with _stack(ARGON_UPSTREAM_TIMEOUT="2") as (up, proxy):
         # A hang shows up as the driver's own socket timeout, which fails the test.
