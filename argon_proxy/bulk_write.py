@@ -27,11 +27,30 @@ from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
 from .reads import GENERIC_FIELDS
 from .writes import Outcome, StatementError, WriteContext, Writer
 
-_TOP_LEVEL = frozenset({"bulkWrite", "ops", "nsInfo", "ordered", "errorsOnly", "$db"})
+_TOP_LEVEL = frozenset(
+    {"bulkWrite", "ops", "nsInfo", "ordered", "errorsOnly", "$db", "bypassDocumentValidation"}
+)
+# The command's fields each kind of statement carries to the write path, as the
+# per-collection command of that kind takes them.
+_CARRIED = {
+    "insert": ("bypassDocumentValidation", "comment", "maxTimeMS"),
+    "update": ("bypassDocumentValidation", "comment", "maxTimeMS", "let"),
+    "delete": ("comment", "maxTimeMS", "let"),
+}
 _OP_FIELDS = {
     "insert": frozenset({"insert", "document"}),
     "update": frozenset(
-        {"update", "filter", "updateMods", "multi", "upsert", "arrayFilters", "collation", "hint"}
+        {
+            "update",
+            "filter",
+            "updateMods",
+            "multi",
+            "upsert",
+            "arrayFilters",
+            "collation",
+            "hint",
+            "sort",
+        }
     ),
     "delete": frozenset({"delete", "filter", "multi", "collation", "hint"}),
 }
@@ -83,7 +102,8 @@ async def run(writer: Writer, base: WriteContext, cmd: Mapping[str, Any]) -> dic
     for index, op in enumerate(cmd["ops"]):
         kind = next(iter(op))
         db, _, coll = namespaces[op[kind]]
-        ctx = replace(base, db=db, coll=coll, statement=index)
+        options = {k: cmd[k] for k in _CARRIED[kind] if k in cmd}
+        ctx = replace(base, db=db, coll=coll, statement=index, options=options)
         try:
             result = await _apply(writer, ctx, kind, op, totals, concern_errors)
         except (StatementError, CommandError) as exc:
@@ -121,7 +141,7 @@ async def _apply(
     result: dict[str, Any] = {"n": out.matched}
     if kind == "update":
         result["nModified"] = out.modified
-        if out.upserted is not None:
+        if out.did_upsert:
             result.update(n=1, upserted={"_id": out.upserted})
     return result
 
@@ -142,11 +162,13 @@ async def _apply_op(
         totals["nDeleted"] += out.matched
         return out
     stmt.update(u=op.get("updateMods"), multi=bool(op.get("multi")), upsert=bool(op.get("upsert")))
+    if "sort" in op:
+        stmt["sort"] = op["sort"]
     if "arrayFilters" in op:
         stmt["arrayFilters"] = op["arrayFilters"]
     out = await writer.update(ctx, stmt)
     totals["nMatched"] += out.matched
     totals["nModified"] += out.modified
-    if out.upserted is not None:
+    if out.did_upsert:
         totals["nUpserted"] += 1
     return out

@@ -51,7 +51,14 @@ from .reads import Reader, generic, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
-from .writes import NeedsStatements, StatementError, WriteContext, Writer, chunks
+from .writes import (
+    NeedsStatements,
+    StatementError,
+    WriteContext,
+    Writer,
+    chunks,
+    write_options,
+)
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 # Commands that never name a collection, and killCursors, whose collection only
@@ -377,6 +384,8 @@ class Engine:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
         if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
             ctx.write_concern = cmd["writeConcern"]
+        if name != "findAndModify":  # findAndModify's fields are its one statement's
+            ctx.options = write_options(name, cmd)
         try:
             return await self._write_statements(name, ctx, req)
         except CommandError as exc:
@@ -439,7 +448,7 @@ class Engine:
                 reply["n"] += out.matched
                 if name == "update":
                     reply["nModified"] += out.modified
-                    if out.upserted is not None:
+                    if out.did_upsert:
                         reply["n"] += 1
                         upserted.append({"index": index, "_id": out.upserted})
             if errors and ordered:

@@ -62,6 +62,46 @@ _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may ho
 _CHUNK_COUNT = 1000
 
 
+# Fields of a write command that Argon acts on itself (sessions, transactions,
+# concerns, routing) or that hold its statements. Every other field is an option
+# of the user's statements (let, comment, bypassDocumentValidation, maxTimeMS,
+# and whatever later servers add) and is forwarded with them: ``WriteContext.options``.
+ENVELOPE = frozenset(
+    {
+        "$db",
+        "lsid",
+        "$clusterTime",
+        "txnNumber",
+        "autocommit",
+        "startTransaction",
+        "readConcern",
+        "writeConcern",
+        "$readPreference",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+        "$audit",
+        "ordered",
+        "documents",
+        "updates",
+        "deletes",
+    }
+)
+
+
+def write_options(name: str, cmd: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of write command ``cmd`` that Argon forwards with its statements."""
+    return {k: v for k, v in cmd.items() if k != name and k not in ENVELOPE}
+
+
+def _only(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k in names}
+
+
+def _without(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if k not in names}
+
+
 def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
     """``items`` cut into commands of at most 1,000 and about 8 MB each."""
     out: list[list[Any]] = [[]]
@@ -111,6 +151,19 @@ class WriteContext:
     statement: int | str = 0  # the statement being run, for retryable writes ("all": batch)
     extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
     write_concern: dict[str, Any] | None = None  # the client's, for the commit
+    # The command's own fields that shape its statements (let, comment,
+    # bypassDocumentValidation, maxTimeMS, ...): they ride on every command that
+    # finds or changes the user's documents, never on Argon's bookkeeping.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def data_command(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``cmd`` (a write of the user's documents) with the command's options."""
+        return {**cmd, **self.options}
+
+    @property
+    def let(self) -> Any:
+        """The command's ``let`` variables, which its filters may use."""
+        return self.options.get("let")
 
     @property
     def ns(self) -> str:
@@ -134,6 +187,7 @@ class Outcome:
     matched: int = 0
     modified: int = 0
     upserted: Any = None
+    did_upsert: bool = False  # ``upserted`` alone cannot say: an upsert may insert _id null
     changes: list[Change] = field(default_factory=list)
     reply_value: Any = None  # findAndModify's value
     cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
@@ -343,23 +397,30 @@ class Writer:
         limit: int = 0,
         sort: dict[str, Any] | None = None,
         collation: Any = None,
+        let: Any = None,
+        hint: Any = None,
     ) -> list[dict[str, Any]]:
-        """Full documents of the view matching ``flt`` (mongod evaluates the filter)."""
+        """Full documents of the view matching ``flt`` (mongod evaluates the filter,
+        with the command's ``let`` variables). ``hint`` is used where the view is the
+        collection itself: an overlay need not have the index it names."""
+        shared: dict[str, Any] = {}
+        if collation:
+            shared["collation"] = collation
+        if let is not None:
+            shared["let"] = let
+        if hint is not None and view.passthrough:
+            shared["hint"] = hint
         if sort:
             pipeline = [*view.pipeline(flt), {"$sort": sort}]
             if limit:
                 pipeline.append({"$limit": limit})
             cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}
-            if collation:
-                cmd["collation"] = collation
-            return await find_all(runner, view.db, cmd)
+            return await find_all(runner, view.db, {**cmd, **shared})
         found: list[dict[str, Any]] = []
         for layer in view.layers:
-            cmd = {"find": layer.coll, "filter": layer.match(flt)}
+            cmd = {"find": layer.coll, "filter": layer.match(flt), **shared}
             if limit:
                 cmd["limit"] = limit - len(found)
-            if collation:
-                cmd["collation"] = collation
             found.extend(await find_all(runner, view.db, cmd))
             if limit and len(found) >= limit:
                 break
@@ -592,7 +653,7 @@ class Writer:
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             if own is None:  # main: mongod enforces _id uniqueness itself
-                await runner.run(ctx.db, {"insert": ctx.coll, "documents": [doc]})
+                await runner.run(ctx.db, ctx.data_command({"insert": ctx.coll, "documents": [doc]}))
             else:
                 if await self._view_find(runner, view, {"_id": doc["_id"]}, limit=1):
                     raise duplicate_key(ctx.ns, doc["_id"])
@@ -614,7 +675,9 @@ class Writer:
             ids = [d["_id"] for d in docs]
             if own is None:  # main: mongod enforces _id uniqueness itself
                 for part in chunks(docs):
-                    await runner.run(ctx.db, {"insert": ctx.coll, "documents": part})
+                    await runner.run(
+                        ctx.db, ctx.data_command({"insert": ctx.coll, "documents": part})
+                    )
             else:
                 if await view_docs(runner, view, ids, id_only=True):
                     raise NeedsStatements
@@ -736,7 +799,14 @@ class Writer:
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             matched = await self._view_find(
-                runner, view, flt, limit=0 if multi else 1, collation=stmt.get("collation")
+                runner,
+                view,
+                flt,
+                limit=0 if multi else 1,
+                sort=None if multi else stmt.get("sort"),
+                collation=stmt.get("collation"),
+                let=ctx.let,
+                hint=stmt.get("hint"),
             )
             self._maybe_split(ctx, matched)
             if not matched:
@@ -747,12 +817,16 @@ class Writer:
                 if own is None:
                     # Main passes through: the upstream validates the update and has its
                     # own say on whether a no-match update creates the collection.
-                    await runner.run(ctx.db, {"update": ctx.coll, "updates": [plain]})
+                    await runner.run(
+                        ctx.db, ctx.data_command({"update": ctx.coll, "updates": [plain]})
+                    )
                 else:
                     # mongod rejects an invalid update whether or not anything matches:
                     # show it the update, on the overlay, with a filter matching nothing.
                     plain["q"] = MATCH_NOTHING
-                    await runner.run(ctx.db, {"update": own.name, "updates": [plain]})
+                    await runner.run(
+                        ctx.db, ctx.data_command({"update": own.name, "updates": [plain]})
+                    )
                 return
             out.matched = len(matched)
             if own is None:
@@ -787,7 +861,8 @@ class Writer:
         # the document the view picked.
         flt = stmt.get("q") or {}
         upd.update(q=flt if multi else pin(ids[0], flt), multi=multi)
-        await runner.run(ctx.db, {"update": ctx.coll, "updates": [upd]})
+        upd.pop("sort", None)  # the view's find chose the document by it
+        await runner.run(ctx.db, ctx.data_command({"update": ctx.coll, "updates": [upd]}))
         by_id: dict[Any, dict[str, Any]] = {}
         for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
             chunk = {"_id": {"$in": ids[start : start + 500]}}
@@ -843,12 +918,9 @@ class Writer:
         copied = await self._copy_up(runner, ctx, own, pre)
         reply = await runner.run(
             ctx.db,
-            {
-                "findAndModify": own.name,
-                "query": pin(pre["_id"], flt),
-                "new": True,
-                **fam,
-            },
+            ctx.data_command(
+                {"findAndModify": own.name, "query": pin(pre["_id"], flt), "new": True, **fam}
+            ),
         )
         post = dict(reply["value"])
         await self._settle_copy(runner, ctx, own, pre, post, copied, out)
@@ -864,7 +936,7 @@ class Writer:
         out: Outcome,
     ) -> None:
         flt = stmt.get("q") or {}
-        upd = {k: v for k, v in stmt.items() if k not in ("multi",)}
+        upd = {k: v for k, v in stmt.items() if k not in ("multi", "sort")}
         target = ctx.coll if own is None else own.name
         if own is not None:
             upd["q"] = conjoin(flt, NOT_TOMBSTONE)
@@ -873,7 +945,7 @@ class Writer:
                 await runner.run(
                     ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": literal}, "limit": 1}]}
                 )
-        reply = await runner.run(ctx.db, {"update": target, "updates": [upd]})
+        reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
         _raise_write_errors(reply)
         new_id = reply["upserted"][0]["_id"]
         if own is not None and await self._view_find(runner, below(view), {"_id": new_id}, limit=1):
@@ -881,7 +953,7 @@ class Writer:
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
             out.cache.append((own, [new_id], False))
-        out.upserted = new_id
+        out.upserted, out.did_upsert = new_id, True
         out.changes.append(Change(new_id, wal.INSERT, None, post))
 
     # -- delete ----------------------------------------------------------------
@@ -898,7 +970,13 @@ class Writer:
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             matched = await self._view_find(
-                runner, view, flt, limit=limit, collation=stmt.get("collation")
+                runner,
+                view,
+                flt,
+                limit=limit,
+                collation=stmt.get("collation"),
+                let=ctx.let,
+                hint=stmt.get("hint"),
             )
             self._maybe_split(ctx, matched)
             out.matched = len(matched)
@@ -907,10 +985,12 @@ class Writer:
             ids = [d["_id"] for d in matched]
             if own is None:
                 # The transaction's snapshot makes the user's filter match exactly ``ids``.
-                pinned = {"q": flt, "limit": 0} if not limit else {"q": {"_id": ids[0]}, "limit": 1}
-                if stmt.get("collation"):
-                    pinned["collation"] = stmt["collation"]
-                await runner.run(ctx.db, {"delete": ctx.coll, "deletes": [pinned]})
+                pinned = {**stmt, "q": flt, "limit": 0}
+                if limit:
+                    pinned.update(q={"_id": ids[0]}, limit=1)
+                await runner.run(
+                    ctx.db, ctx.data_command({"delete": ctx.coll, "deletes": [pinned]})
+                )
             else:
                 for doc_id in ids:
                     await self._tombstone_own(runner, ctx, own, doc_id, out)
@@ -924,24 +1004,23 @@ class Writer:
         cmd = {**cmd, "query": indexable(cmd.get("query") or {})}
         flt = cmd["query"]
         remove = bool(cmd.get("remove"))
-        passed: dict[str, Any] = {
-            k: cmd[k]
-            for k in (
-                "update",
-                "new",
-                "fields",
-                "arrayFilters",
-                "collation",
-                "remove",
-                "bypassDocumentValidation",
-                "let",
-            )
-            if k in cmd
-        }
+        # Everything but what Argon decides itself (which document, whether to insert).
+        statement = write_options("findAndModify", cmd)
+        for decided in ("query", "sort", "upsert"):
+            statement.pop(decided, None)
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
+            # An overlay need not have the index a hint names; main's collection does.
+            passed = statement if view.passthrough else _without(statement, "hint")
             matched = await self._view_find(
-                runner, view, flt, limit=1, sort=cmd.get("sort"), collation=cmd.get("collation")
+                runner,
+                view,
+                flt,
+                limit=1,
+                sort=cmd.get("sort"),
+                collation=cmd.get("collation"),
+                let=cmd.get("let"),
+                hint=cmd.get("hint"),
             )
             if not matched:
                 if cmd.get("upsert") and not remove:
@@ -992,7 +1071,8 @@ class Writer:
         stmt = {"q": MATCH_NOTHING, "u": passed["update"]}
         stmt.update({k: passed[k] for k in ("arrayFilters", "collation") if k in passed})
         target = ctx.coll if own is None else own.name
-        await runner.run(ctx.db, {"update": target, "updates": [stmt]})
+        cmd = {"update": target, "updates": [stmt], **_only(passed, "let")}
+        await runner.run(ctx.db, cmd)
 
     async def _fam_upsert(
         self,
@@ -1022,7 +1102,7 @@ class Writer:
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
             out.cache.append((own, [new_id], False))
-        out.upserted = new_id
+        out.upserted, out.did_upsert = new_id, True
         out.changes.append(Change(new_id, wal.INSERT, None, post))
         out.reply_value = {"lastErrorObject": reply["lastErrorObject"], "value": reply.get("value")}
 
@@ -1046,7 +1126,7 @@ def below(view: View) -> View:
     return View(view.db, view.coll, view.layers[1:])
 
 
-_OUTCOME_FIELDS = ("matched", "modified", "upserted", "reply_value")
+_OUTCOME_FIELDS = ("matched", "modified", "upserted", "did_upsert", "reply_value")
 
 
 def _retry_id(ctx: WriteContext) -> dict[str, Any]:
@@ -1065,7 +1145,9 @@ async def _retried(catalog: Catalog, ctx: WriteContext) -> Outcome | None:
     if not found:
         return None
     saved = found[0]["outcome"]
-    return Outcome(**{k: saved.get(k) for k in _OUTCOME_FIELDS})
+    outcome = Outcome(**{k: saved.get(k) for k in _OUTCOME_FIELDS if k in saved})
+    outcome.did_upsert = bool(saved.get("did_upsert", saved.get("upserted") is not None))
+    return outcome
 
 
 async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None:
