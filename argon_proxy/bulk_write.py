@@ -109,7 +109,7 @@ async def run(writer: Writer, base: WriteContext, cmd: Mapping[str, Any]) -> dic
         except (StatementError, CommandError) as exc:
             errors += 1
             results.append(
-                {"ok": 0.0, "idx": index, "code": exc.code, "errmsg": exc.errmsg, "n": 0}
+                {"ok": 0.0, "idx": index, **_without_index(exc.write_error(index)), "n": 0}
             )
             if ordered:
                 break
@@ -125,6 +125,10 @@ async def run(writer: Writer, base: WriteContext, cmd: Mapping[str, Any]) -> dic
     if concern_errors:
         reply["writeConcernError"] = concern_errors[-1]
     return reply
+
+
+def _without_index(error: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in error.items() if k != "index"}
 
 
 async def _apply(

@@ -96,11 +96,21 @@ async def connection(pool: UpstreamPool) -> AsyncIterator[UpstreamConnection]:
     yield held
 
 
+# What mongod may put beside a failure's code and errmsg, kept wherever Argon
+# passes an upstream failure on (``ArgonError.details``).
+ERROR_DETAILS = ("keyPattern", "keyValue")
+
+
 class CommandError(ArgonError):
     """An upstream command failed; ``reply`` is mongod's whole answer."""
 
     def __init__(self, reply: Mapping[str, Any]) -> None:
-        super().__init__(int(reply.get("code", 8)), str(reply.get("errmsg", "command failed")))
+        super().__init__(
+            int(reply.get("code", 8)),
+            str(reply.get("errmsg", "command failed")),
+            info=reply.get("errInfo"),
+            details={k: reply[k] for k in ERROR_DETAILS if k in reply},
+        )
         self.reply = dict(reply)
         self._code_name = str(reply.get("codeName", "UnknownError"))
 
@@ -142,6 +152,7 @@ async def run_checked(
                 "errmsg": first.get("errmsg", "write failed"),
                 "codeName": first.get("codeName", "WriteError"),
                 "errorLabels": reply.get("errorLabels", []),
+                **{k: first[k] for k in (*ERROR_DETAILS, "errInfo") if k in first},
             }
         )
     return reply

@@ -440,7 +440,7 @@ class Engine:
                         and ctx.retry is not None
                     ):
                         raise  # the driver may retry the whole command: say so at the top
-                    errors.append({"index": index, "code": exc.code, "errmsg": exc.errmsg})
+                    errors.append(exc.write_error(index))
                     if ordered:
                         break
                     continue

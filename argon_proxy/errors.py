@@ -88,12 +88,16 @@ class ArgonError(Exception):
         *,
         labels: tuple[str, ...] = (),
         info: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(errmsg)
         self.code = code
         self.errmsg = errmsg
         self.labels = labels
         self.info = info  # sent as errInfo, like mongod's document validation details
+        # Fields mongod puts beside code and errmsg (a duplicate key's keyPattern
+        # and keyValue), which applications read to say what clashed.
+        self.details = dict(details or {})
 
     @property
     def code_name(self) -> str:
@@ -105,9 +109,18 @@ class ArgonError(Exception):
             "errmsg": self.errmsg,
             "code": self.code,
             "codeName": self.code_name,
+            **self.details,
         }
         if self.labels:
             doc["errorLabels"] = list(self.labels)
+        if self.info is not None:
+            doc["errInfo"] = self.info
+        return doc
+
+    def write_error(self, index: int) -> dict[str, Any]:
+        """This error as mongod lists it in a write command's ``writeErrors``."""
+        doc: dict[str, Any] = {"index": index, "code": self.code, **self.details}
+        doc["errmsg"] = self.errmsg
         if self.info is not None:
             doc["errInfo"] = self.info
         return doc

@@ -44,6 +44,7 @@ class Collision:
 
     index: str
     key: dict[str, Any]  # key path -> the value written
+    pattern: dict[str, Any]  # the index's key pattern
 
 
 def unique_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,5 +152,5 @@ async def find_collision(
                     key = {
                         p: (v[0] if len(v) == 1 else v) if v else None for p, v in values.items()
                     }
-                    return Collision(spec["name"], key)
+                    return Collision(spec["name"], key, dict(spec["key"]))
     return None

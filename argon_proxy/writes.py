@@ -45,7 +45,7 @@ from bson import ObjectId, json_util
 
 from . import unique, wal
 from .catalog import Branch, Catalog, Overlay, StaleCatalog, hashable_id, now
-from .dbclient import CommandError
+from .dbclient import ERROR_DETAILS, CommandError
 from .errors import ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
@@ -207,13 +207,24 @@ class StatementError(ArgonError):
     """A write statement failed the way mongod reports as a write error."""
 
 
-def duplicate_key(ns: str, doc_id: Any, index: str = "_id_", key: Any = None) -> StatementError:
-    """mongod's E11000 for ``key`` (by default the ``_id``) in ``index``."""
+def duplicate_key(
+    ns: str,
+    doc_id: Any,
+    index: str = "_id_",
+    key: dict[str, Any] | None = None,
+    pattern: dict[str, Any] | None = None,
+) -> StatementError:
+    """mongod's E11000 for ``key`` (by default the ``_id``) in ``index``, whose key
+    pattern is ``pattern``; with mongod's ``keyPattern`` and ``keyValue``."""
     fields = key if key is not None else {"_id": doc_id}
     shown = ", ".join(f"{path}: {_show(value)}" for path, value in fields.items())
     return StatementError(
         DUPLICATE_KEY,
         f"E11000 duplicate key error collection: {ns} index: {index} dup key: {{ {shown} }}",
+        details={
+            "keyPattern": pattern if pattern is not None else {path: 1 for path in fields},
+            "keyValue": fields,
+        },
     )
 
 
@@ -567,7 +578,7 @@ class Writer:
             if uniques:
                 hit = await unique.find_collision(runner, view, uniques, outcome.changes)
                 if hit is not None:
-                    raise duplicate_key(ctx.ns, None, hit.index, hit.key)
+                    raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
             outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
             outcome.lsns = await self._log(runner, ctx, outcome.changes)
@@ -1179,7 +1190,12 @@ def _raise_write_errors(reply: Mapping[str, Any]) -> None:
     errors = reply.get("writeErrors")
     if errors:
         first = errors[0]
-        raise StatementError(int(first.get("code", 2)), str(first.get("errmsg", "")))
+        raise StatementError(
+            int(first.get("code", 2)),
+            str(first.get("errmsg", "")),
+            info=first.get("errInfo"),
+            details={k: first[k] for k in ERROR_DETAILS if k in first},
+        )
 
 
 __all__ = ["CommandError", "Outcome", "StatementError", "WriteContext", "Writer"]

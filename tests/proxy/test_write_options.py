@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from ..stacks import Client, argon, own_stack
 
@@ -129,3 +129,27 @@ def test_client_bulk_write_keeps_let_and_sort(clients: dict[str, Client], target
     )
     assert result.modified_count == 1
     assert [d["_id"] for d in coll.find({"top": True})] == [4]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_duplicate_key_errors_say_which_key_clashed(
+    clients: dict[str, Client], target: str
+) -> None:
+    name = f"unique_{target}"
+    clients["direct"].opts_db[name].create_index([("email", 1)], unique=True, name="email_1")
+    clients["direct"].opts_db[name].insert_one({"_id": 1, "email": "a@x"})
+    coll = clients[target].opts_db[name]
+    with pytest.raises(DuplicateKeyError) as by_key:
+        coll.insert_one({"_id": 2, "email": "a@x"})
+    assert by_key.value.details is not None
+    assert by_key.value.details["keyPattern"] == {"email": 1}
+    assert by_key.value.details["keyValue"] == {"email": "a@x"}
+    with pytest.raises(BulkWriteError) as by_id:
+        coll.insert_many([{"_id": 3, "email": "c@x"}, {"_id": 1, "email": "d@x"}], ordered=False)
+    error = by_id.value.details["writeErrors"][0]
+    assert (error["index"], error["code"]) == (1, 11000)
+    assert (error["keyPattern"], error["keyValue"]) == ({"_id": 1}, {"_id": 1})
+    with pytest.raises(DuplicateKeyError) as by_modify:
+        coll.find_one_and_update({"_id": 3}, {"$set": {"email": "a@x"}})
+    assert by_modify.value.details is not None
+    assert by_modify.value.details["keyValue"] == {"email": "a@x"}
