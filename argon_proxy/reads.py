@@ -30,7 +30,7 @@ from .catalog import Branch, Catalog
 from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .merge_find import MAX_MERGED, find_only_projection, narrowed
-from .naming import INTERNAL_DB, is_internal
+from .naming import INTERNAL_DB, MAIN, is_internal
 from .view import View, build_view, indexable
 
 # Fields of a command that are about the session or the server, not the query.
@@ -89,6 +89,9 @@ def _lookup_equality(foreign: str) -> dict[str, Any]:
 
 
 _WRITING_STAGES = ("$out", "$merge")
+# First stages of a database-level aggregate that read no collection's documents:
+# the same on every branch.
+_DATABASE_SOURCES = frozenset({"$documents", "$currentOp", "$listLocalSessions"})
 _FIRST_ONLY = (
     "$changeStream",
     "$collStats",
@@ -176,7 +179,7 @@ class Reader:
         coll = cmd["aggregate"]
         pipeline = list(cmd.get("pipeline") or [])
         if not isinstance(coll, str):
-            raise unsupported("a database-level aggregate", branch.name)
+            return await self._database_aggregate(branch, db, cmd, pipeline)
         rewritten = await self._rewrite_stages(branch, db, pipeline)
         view = await self.view(branch, db, coll)
         if view.passthrough:
@@ -193,6 +196,18 @@ class Reader:
         if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
             first_match = pipeline.pop(0)["$match"]
         return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
+
+    async def _database_aggregate(
+        self, branch: Branch, db: str, cmd: dict[str, Any], pipeline: list[Any]
+    ) -> dict[str, Any] | None:
+        """``aggregate: 1``: no collection of its own, so only the collections its
+        stages read ($lookup, $unionWith) become the branch's views. On a branch
+        it may start only with a stage that reads no collection's documents."""
+        first = next(iter(pipeline[0]), "") if pipeline and isinstance(pipeline[0], dict) else ""
+        if branch.name != MAIN and first not in _DATABASE_SOURCES:
+            raise unsupported(f"a database-level aggregate starting with {first}", branch.name)
+        rewritten = await self._rewrite_stages(branch, db, pipeline)
+        return None if rewritten == pipeline else {**cmd, "pipeline": rewritten}
 
     async def _rewrite_stages(self, branch: Branch, db: str, pipeline: list[Any]) -> list[Any]:
         """The pipeline with every stage that reads another collection reading that

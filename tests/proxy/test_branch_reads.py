@@ -352,3 +352,26 @@ def test_invalid_update_fails_when_nothing_matches(client: Client, on_branch: bo
             call()
         assert info.value.code in (2, 9, 52), info.value.details
     assert list(coll.find()) == [{"_id": 1, "a": 1}]
+
+
+def test_database_level_aggregate_reads_the_branch(client: Client, direct: Client) -> None:
+    docs = [{"_id": i, "x": i} for i in range(5)]
+    branch, copy = branch_and_copy(client, direct, docs)
+    pipeline: list[dict[str, Any]] = [
+        {"$documents": [{"k": 0}, {"k": 2}, {"k": 4}]},
+        {"$lookup": {"from": "items", "localField": "k", "foreignField": "_id", "as": "hit"}},
+        {"$project": {"_id": 0, "k": 1, "hit": 1}},
+    ]
+    want = list(copy.database.aggregate(pipeline))
+    assert [len(d["hit"]) for d in want] == [1, 1, 0]  # _id 4 is deleted, 0 is touched
+    assert list(branch.database.aggregate(pipeline)) == want
+    main_db = branch.database.name.split("@")[0]
+    on_main = list(client[main_db].aggregate(pipeline))
+    assert [len(d["hit"]) for d in on_main] == [1, 1, 1]
+    assert "touched" not in on_main[0]["hit"][0]
+    for db in (client.admin, client[f"admin@{branch.database.name.split('@')[1]}"]):
+        ops = list(db.aggregate([{"$currentOp": {}}, {"$limit": 1}]))
+        assert isinstance(ops, list)
+    with pytest.raises(OperationFailure) as info:
+        branch.database.command({"aggregate": 1, "pipeline": [{"$changeStream": {}}], "cursor": {}})
+    assert info.value.code == 115 and "branch" in str(info.value)
