@@ -106,7 +106,7 @@ async def log_changes(
         ]
         await runner.run(INTERNAL_DB, {"insert": "index_log", "documents": docs})
 
-    await engine.writer.in_transaction(unit)
+    await engine.writer.in_transaction(unit, restart_on_stale=True)
 
 
 def comparable(spec: Mapping[str, Any]) -> dict[str, Any]:

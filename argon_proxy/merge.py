@@ -392,7 +392,7 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         return span
 
     async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await engine.writer.in_transaction(unit)
+        return await engine.writer.in_transaction(unit, restart_on_stale=True)
 
 
 def _record(out: Plan, status: str) -> dict[str, Any]:

@@ -94,7 +94,7 @@ async def _apply(
         return [min(lsns), max(lsns)] if lsns else []
 
     async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await engine.writer.in_transaction(unit)
+        return await engine.writer.in_transaction(unit, restart_on_stale=True)
 
 
 async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -358,8 +358,38 @@ class Writer:
         *,
         write_concern: Mapping[str, Any] | None = None,
         receipt: Receipt | None = None,
+        restart_on_stale: bool = False,
     ) -> T:
-        """``run_in_transaction`` with this proxy's sessions, under the writers' lock."""
+        """``run_in_transaction`` with this proxy's sessions, under the writers' lock.
+
+        Every transaction that allocates LSNs learns there whether another proxy
+        changed the catalog (``StaleCatalog``). With ``restart_on_stale`` (a unit
+        that reads what it needs from the catalog each time it runs), the catalog
+        is reloaded and the unit runs again; otherwise the caller decides.
+        """
+        for _ in range(_STALE_ATTEMPTS - 1 if restart_on_stale else 0):
+            try:
+                return await self._in_transaction_once(unit, write_concern, receipt)
+            except (StaleCatalog, StaleTransaction):
+                await self.catalog.reload()
+        try:
+            return await self._in_transaction_once(unit, write_concern, receipt)
+        except StaleCatalog:
+            if not restart_on_stale:
+                raise
+            raise ArgonError(
+                WRITE_CONFLICT,
+                "Argon's catalog kept changing under this change (other proxies were "
+                "changing branches); nothing was applied: retry it",
+                labels=("TransientTransactionError",),
+            ) from None
+
+    async def _in_transaction_once(
+        self,
+        unit: Callable[[Runner], Awaitable[T]],
+        write_concern: Mapping[str, Any] | None,
+        receipt: Receipt | None,
+    ) -> T:
         async with self._lock:
             return await run_in_transaction(
                 self.pool,
@@ -1121,10 +1151,14 @@ class Writer:
 _MISSING = object()
 
 
-def _stale_in_transaction(ctx: WriteContext) -> ArgonError:
+class StaleTransaction(ArgonError):
+    """A statement of an enclosing transaction found the catalog changed under it."""
+
+
+def _stale_in_transaction(ctx: WriteContext) -> StaleTransaction:
     """What a client's transaction gets when another proxy changed the branch under it:
     a write conflict drivers retry by running the transaction again."""
-    return ArgonError(
+    return StaleTransaction(
         WRITE_CONFLICT,
         f"write on {ctx.ns} (branch {ctx.branch.name!r}) conflicted with another proxy's "
         "write; the transaction must start again",

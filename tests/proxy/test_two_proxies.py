@@ -160,3 +160,19 @@ def test_concurrent_create_branch_across_proxies_has_one_winner(
     assert stored is not None
     a["shop@race"].things.insert_one({"_id": 1})
     assert b["shop@race"].things.find_one({"_id": 1}) == {"_id": 1}
+
+
+def test_index_changes_right_after_another_proxys_catalog_change(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    """An index change logs itself with an LSN, which is where a proxy learns that
+    another proxy changed the catalog: it must reload and go on, not fail."""
+    _direct, a, b = clients
+    a.idx.items.insert_one({"_id": 1, "x": 1})
+    argon(a, "createBranch", name="idx-child", **{"from": "main"})
+    for i in range(8):
+        argon(b, "createBranch", name=f"idx-other-{i}", **{"from": "main"})  # a new epoch
+        a.idx.items.create_index(f"f{i}")  # before a's periodic refresh, mostly
+        a.idx.items.drop_index(f"f{i}_1")
+    assert [ix["name"] for ix in a.idx.items.list_indexes()] == ["_id_"]
+    assert a["idx@idx-child"].items.count_documents({}) == 1
