@@ -3,10 +3,15 @@
 Theory of operation: drivers discover topology from ``hello``. If Argon
 relayed the upstream's answer, a replica-set upstream would hand its member
 list to the driver, which would then connect to the members directly and
-bypass the proxy. So Argon always presents itself as a standalone server, and
-takes from the upstream only the limits a client must respect (document and
-message sizes, batch size, session timeout, wire versions, capped by what
-Argon itself understands).
+bypass the proxy. So Argon presents itself as a router does (``msg:
+"isdbgrid"``, as mongos): one address, no members to discover, and yet a
+server type with which drivers use sessions, retryable writes, transactions
+and change streams, all of which Argon supports. It takes from the upstream
+only the limits a client must respect (document and message sizes, batch
+size, session timeout, wire versions, capped by what Argon itself
+understands). It sends no ``topologyVersion``: drivers would then expect
+awaitable ``hello`` (held until the topology changes), and a router whose
+topology never changes has nothing to stream.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def hello_reply(
         reply = {"ismaster": True}
     if command.get("helloOk"):
         reply["helloOk"] = True
+    reply["msg"] = "isdbgrid"  # a router: see the module's docstring
     reply.update(
         maxBsonObjectSize=facts.max_bson_object_size,
         maxMessageSizeBytes=facts.max_message_size_bytes,

@@ -21,15 +21,25 @@ def _metrics(proxy: Process) -> str:
         return str(resp.read().decode())
 
 
-def test_hello_is_argons_own_standalone_answer(client: Client) -> None:
-    reply = client.admin.command("hello")
-    assert reply["isWritablePrimary"] is True
-    assert "setName" not in reply and "hosts" not in reply
-    assert reply["maxWireVersion"] <= 25
-    assert reply["argon"]["version"]
-    legacy = client.admin.command("isMaster")
-    assert legacy["ismaster"] is True
-    assert client.topology_description.topology_type_name == "Single"
+def test_hello_is_argons_own_router_answer(proxy: Process) -> None:
+    client: Client = MongoClient(f"mongodb://127.0.0.1:{proxy.port}")  # discovery on
+    try:
+        reply = client.admin.command("hello")
+        assert reply["isWritablePrimary"] is True and reply["msg"] == "isdbgrid"
+        assert "setName" not in reply and "hosts" not in reply
+        assert "topologyVersion" not in reply  # no awaitable hello to stream
+        assert reply["maxWireVersion"] <= 25
+        assert reply["argon"]["version"]
+        legacy = client.admin.command("isMaster")
+        assert legacy["ismaster"] is True and legacy["msg"] == "isdbgrid"
+        # A router: drivers stay on its one address and use retryable writes.
+        assert client.topology_description.topology_type_name == "Sharded"
+        assert [
+            s.server_type_name for s in client.topology_description.server_descriptions().values()
+        ] == ["Mongos"]
+        assert client.options.retry_writes
+    finally:
+        client.close()
 
 
 def test_crud_round_trip(client: Client, direct: Client) -> None:
