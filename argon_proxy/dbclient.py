@@ -175,6 +175,12 @@ class DbClient:
         async with self.pool.checkout() as conn:
             return await run_checked(conn, db, command)
 
+    async def reply(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """mongod's whole reply to write command ``command``, write errors included
+        (``CommandError`` only on ``ok: 0``); never sent twice."""
+        async with connection(self.pool) as conn:
+            return await run_on(conn, db, command)
+
     async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
         """``command`` outside any transaction (so a ``DbClient`` is a ``txn.Runner``)."""
         return await self.command(db, command)

@@ -412,19 +412,23 @@ class Engine:
         concern_error = None
         start = 0
         for part in self._parts(name, statements, req):
+            skip = 0
             if len(part) > 1:
                 # The retry record of a part is keyed by where it starts in the command.
                 ctx.statement = "all" if start == 0 else f"all-{start}"
                 try:
                     out = await self.writer.insert_batch(ctx, part)
-                except NeedsStatements:
-                    pass  # some document fails: statement by statement, as mongod reports it
+                except NeedsStatements as exc:
+                    # Some document fails: the rest statement by statement, as mongod
+                    # reports it, after those already applied.
+                    reply["n"] += exc.done
+                    skip = exc.done
                 else:
                     reply["n"] += out.matched
                     concern_error = out.write_concern_error or concern_error
                     start += len(part)
                     continue
-            for index, stmt in enumerate(part, start):
+            for index, stmt in enumerate(part[skip:], start + skip):
                 ctx.statement = index
                 try:
                     if name == "insert":

@@ -1,7 +1,11 @@
 """The write-ahead log: one entry per document change, on every branch.
 
 Theory of operation: an entry is written in the same upstream transaction as
-the change it describes, so the log and the data agree after any crash.
+the change it describes, so the log and the data agree after any crash. The
+one exception is a capped collection of main, which mongod never writes in a
+transaction: its entries commit first, marked ``unconfirmed``, and are
+confirmed (or removed) once the write is done (``confirm``), so the log never
+misses a write and says which entries a crash left unconfirmed.
 ``_id`` is the LSN (int64, allocated by ``Catalog.allocate_lsns``), ``ts`` the
 wall time, then the branch (``branch_id``, its identity, which every lookup
 uses, and ``branch``, its name when written, for people), namespace, document
@@ -21,11 +25,40 @@ from typing import Any
 import bson
 import zstandard
 
+from .txn import Runner
+
 COMPRESS_ABOVE = 16 * 1024
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 INSERT, UPDATE, DELETE = "i", "u", "d"
+UNCONFIRMED = "unconfirmed"  # written before its change, which may not have happened
+
+
+async def confirm(runner: Runner, applied: list[int], undone: list[int]) -> None:
+    """Confirm the entries (by LSN) whose changes were applied; remove the others."""
+    if applied:
+        await runner.run(
+            "__argon",
+            {
+                "update": "wal",
+                "updates": [
+                    {
+                        "q": {"_id": {"$in": [bson.Int64(x) for x in applied]}},
+                        "u": {"$unset": {UNCONFIRMED: ""}},
+                        "multi": True,
+                    }
+                ],
+            },
+        )
+    if undone:
+        await runner.run(
+            "__argon",
+            {
+                "delete": "wal",
+                "deletes": [{"q": {"_id": {"$in": [bson.Int64(x) for x in undone]}}, "limit": 0}],
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ transactions keep several proxies correct (a conflict is retried).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ from bson import ObjectId, json_util
 from . import unique, wal
 from .catalog import Branch, Catalog, Overlay, StaleCatalog, hashable_id, now
 from .dbclient import ERROR_DETAILS, CommandError
-from .errors import ArgonError
+from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .txn import Receipt, Runner, SessionPool, run_in_transaction
@@ -57,6 +57,7 @@ T = TypeVar("T")
 _MOVED_KEPT = 1024  # client transactions whose overlay version bumps are remembered
 DUPLICATE_KEY = 11000
 WRITE_CONFLICT = 112
+NOT_IN_TRANSACTION = 263  # OperationNotSupportedInTransaction: e.g. a capped collection
 _STALE_ATTEMPTS = 10  # starts of one statement when other proxies keep changing its overlays
 _CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
 _CHUNK_COUNT = 1000
@@ -117,7 +118,12 @@ def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
 
 
 class NeedsStatements(Exception):
-    """A batch cannot run as one statement; run it statement by statement."""
+    """A batch cannot run as one statement; run it statement by statement, from
+    ``done`` on (the statements before it were applied)."""
+
+    def __init__(self, done: int = 0) -> None:
+        super().__init__(f"{done} applied")
+        self.done = done
 
 
 # Documents one multi-document statement changes per transaction: the freeze into
@@ -347,6 +353,7 @@ class Writer:
         self.sessions = sessions
         self._lock = WriterLock()
         self._moved: OrderedDict[tuple[bytes, int], Counter[str]] = OrderedDict()
+        self._capped: set[str] = set()  # main's namespaces mongod said are capped
 
     def lock(self, ns: str) -> WriterLock:
         """The lock this proxy's writers of ``ns`` (and of every collection) hold."""
@@ -691,6 +698,8 @@ class Writer:
     async def insert(self, ctx: WriteContext, doc: dict[str, Any]) -> Outcome:
         if "_id" not in doc:
             doc = {"_id": ObjectId(), **doc}
+        if self._takes_capped_path(ctx):
+            return await self._insert_capped(ctx, [doc])
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             if own is None:  # main: mongod enforces _id uniqueness itself
@@ -702,7 +711,12 @@ class Writer:
             out.matched = 1
             out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
 
-        return await self.run_statement(ctx, body)
+        try:
+            return await self.run_statement(ctx, body)
+        except CommandError as exc:
+            if not self._found_capped(ctx, exc):
+                raise
+        return await self._insert_capped(ctx, [doc])
 
     async def insert_batch(self, ctx: WriteContext, docs: list[dict[str, Any]]) -> Outcome:
         """Insert all of ``docs`` (each with its ``_id``) as one statement and one
@@ -736,6 +750,8 @@ class Writer:
             out.matched = len(docs)
             out.changes.extend(Change(d["_id"], wal.INSERT, None, d) for d in docs)
 
+        if self._takes_capped_path(ctx):
+            return await self._insert_capped(ctx, docs)
         try:
             return await self.run_statement(ctx, body)
         except StatementError as exc:
@@ -745,7 +761,62 @@ class Writer:
         except CommandError as exc:
             if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
                 raise NeedsStatements from None
+            if self._found_capped(ctx, exc):
+                return await self._insert_capped(ctx, docs)
             raise
+
+    # -- capped collections of main ------------------------------------------------
+
+    def _takes_capped_path(self, ctx: WriteContext) -> bool:
+        return ctx.ns in self._capped and ctx.branch.name == MAIN and ctx.joined is None
+
+    def _found_capped(self, ctx: WriteContext, exc: CommandError) -> bool:
+        """Whether ``exc`` is mongod refusing to write a capped collection of main in
+        a transaction (learnt once per namespace: no write pays a lookup for it)."""
+        if exc.code != NOT_IN_TRANSACTION or ctx.branch.name != MAIN or ctx.joined is not None:
+            return False
+        self._capped.add(ctx.ns)
+        return True
+
+    async def _insert_capped(self, ctx: WriteContext, docs: list[dict[str, Any]]) -> Outcome:
+        """Insert into a capped collection of main, which mongod never writes in a
+        transaction: log, then insert, then confirm.
+
+        The WAL entries, marked ``unconfirmed``, commit first with the children's
+        tombstones (children never see main's later documents); the documents go
+        in after, in order, as the client's insert would; then the entries of the
+        documents that went in are confirmed and the rest removed. The log so
+        never misses a write; a crash between the steps leaves entries that say
+        they were never confirmed.
+        """
+        async with self.catalog.forks.writing(), self.lock(ctx.ns):
+
+            async def log_only(
+                runner: Runner, view: View, own: Overlay | None, out: Outcome
+            ) -> None:
+                out.changes.extend(Change(d["_id"], wal.INSERT, None, d) for d in docs)
+
+            logged = replace(ctx, retry=None, extra={**(ctx.extra or {}), wal.UNCONFIRMED: True})
+            out = await self.run_statement(logged, log_only)
+            first = out.lsns[0]
+            cmd = {"insert": ctx.coll, "documents": docs, "ordered": True}
+            if ctx.write_concern is not None:
+                cmd["writeConcern"] = ctx.write_concern
+            reply = await self.catalog.db.reply(ctx.db, ctx.data_command(cmd))
+            done = int(reply.get("n", 0))
+            lsns = list(range(first, first + len(docs)))
+            await wal.confirm(self.catalog.db, lsns[:done], lsns[done:])
+            if done and ctx.retry is not None:
+                await _remember(self.catalog.db, ctx, replace(out, matched=done))
+            out.matched = done
+            out.changes = out.changes[:done]
+            out.write_concern_error = reply.get("writeConcernError")
+            errors = reply.get("writeErrors")
+            if errors and len(docs) > 1:
+                raise NeedsStatements(done)
+            if errors:
+                _raise_write_errors(reply)
+            return out
 
     # -- whole documents (merge, reset, undo) -------------------------------------
 
@@ -829,9 +900,10 @@ class Writer:
 
     async def update(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
-        if stmt.get("multi"):
-            return await self._in_parts(ctx, stmt, self._update_once)
-        return await self._update_once(ctx, stmt)
+        with _capped_refused(ctx, "update"):
+            if stmt.get("multi"):
+                return await self._in_parts(ctx, stmt, self._update_once)
+            return await self._update_once(ctx, stmt)
 
     async def _update_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         flt = stmt.get("q") or {}
@@ -1001,9 +1073,10 @@ class Writer:
 
     async def delete(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         stmt = {**stmt, "q": indexable(stmt.get("q") or {})}
-        if not int(stmt.get("limit", 0)):
-            return await self._in_parts(ctx, stmt, self._delete_once)
-        return await self._delete_once(ctx, stmt)
+        with _capped_refused(ctx, "delete"):
+            if not int(stmt.get("limit", 0)):
+                return await self._in_parts(ctx, stmt, self._delete_once)
+            return await self._delete_once(ctx, stmt)
 
     async def _delete_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
         flt = stmt.get("q") or {}
@@ -1097,7 +1170,8 @@ class Writer:
                 "value": reply.get("value"),
             }
 
-        return await self.run_statement(ctx, body)
+        with _capped_refused(ctx, "findAndModify"):
+            return await self.run_statement(ctx, body)
 
     @staticmethod
     async def _validate_update(
@@ -1149,6 +1223,24 @@ class Writer:
 
 
 _MISSING = object()
+
+
+@contextmanager
+def _capped_refused(ctx: WriteContext, what: str) -> Iterator[None]:
+    """Turn mongod's refusal to write a capped collection in a transaction into
+    Argon's own: the client asked for no transaction, Argon's write path needs one."""
+    try:
+        yield
+    except CommandError as exc:
+        if exc.code != NOT_IN_TRANSACTION or ctx.joined is not None:
+            raise
+        raise StatementError(
+            COMMAND_NOT_SUPPORTED,
+            f"{what} on capped collection {ctx.ns} is not supported on branch "
+            f"{ctx.branch.name!r}: Argon logs each change in the transaction that makes "
+            "it, and mongod writes capped collections only outside transactions "
+            "(inserts are supported)",
+        ) from None
 
 
 class StaleTransaction(ArgonError):
