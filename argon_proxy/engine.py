@@ -263,6 +263,8 @@ class Engine:
             return await self._create(db, branch, cmd)
         if name == "drop":
             return await self._drop(db, branch, cmd)
+        if name == "dropDatabase":
+            return await self._drop_database(db, branch)
         if name in ("collStats", "dbStats", "explain", "validate"):
             coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
             if (
@@ -346,6 +348,22 @@ class Engine:
         await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
         await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
+
+    async def _drop_database(self, db: str, branch: Branch) -> dict[str, Any]:
+        """Drop every collection the branch shows in ``db``, each as ``drop`` does.
+
+        Like mongod, dropping a database that has no collections succeeds
+        without ``dropped``; main and the branch's parents keep theirs."""
+        if branch.read_only:
+            raise _read_only(branch, "dropDatabase")
+        if self.catalog.children(branch.name):
+            raise unsupported("dropDatabase", branch.name, "it has child branches")
+        listed = await self.reader.list_collections(branch, db, {"nameOnly": True})
+        names = [c["name"] for c in listed["cursor"]["firstBatch"]]
+        for coll in names:
+            if not coll.startswith("system."):
+                await self._drop(db, branch, {"drop": coll})
+        return {"dropped": db, "ok": 1.0} if names else {"ok": 1.0}
 
     # -- writes ------------------------------------------------------------------
 

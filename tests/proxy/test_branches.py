@@ -145,6 +145,34 @@ def test_unsupported_command_on_branch_names_it_and_the_branch(admin: Client) ->
     assert out.value.code == 115 and "$merge" in str(out.value)
 
 
+def test_drop_database_on_a_branch_leaves_main_whole(admin: Client) -> None:
+    admin.dropdb.a.insert_many([{"_id": 1}, {"_id": 2}])
+    admin.dropdb.b.insert_one({"_id": 1})
+    argon(admin, "createBranch", name="dropdb-branch")
+    branch = admin["dropdb@dropdb-branch"]
+    branch.c.insert_one({"_id": 9})  # a collection only the branch has
+    branch.a.insert_one({"_id": 3})
+
+    reply = branch.command("dropDatabase")
+    assert reply["ok"] == 1.0 and reply["dropped"] == "dropdb"
+    assert branch.list_collection_names() == []
+    assert branch.a.find_one() is None and branch.c.count_documents({}) == 0
+    assert sorted(admin.dropdb.list_collection_names()) == ["a", "b"]
+    assert admin.dropdb.a.count_documents({}) == 2
+
+    branch.a.insert_one({"_id": 5})  # the branch writes again from empty
+    assert list(branch.a.find()) == [{"_id": 5}]
+    assert branch.list_collection_names() == ["a"]
+    assert admin.dropdb.a.count_documents({"_id": 5}) == 0
+    assert admin["nothing@dropdb-branch"].command("dropDatabase") == {"ok": 1.0}
+
+    argon(admin, "createBranch", name="dropdb-child", **{"from": "dropdb-branch"})
+    with pytest.raises(OperationFailure) as info:
+        branch.command("dropDatabase")
+    assert info.value.code == 115 and "child branches" in str(info.value)
+    assert list(admin["dropdb@dropdb-child"].a.find()) == [{"_id": 5}]
+
+
 def test_indexes_are_branch_local(admin: Client) -> None:
     admin.ix.c.insert_one({"_id": 1, "a": 1})
     argon(admin, "createBranch", name="ix-branch")
