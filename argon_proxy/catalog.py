@@ -41,7 +41,7 @@ import contextvars
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,6 +66,13 @@ _ENTRIES_OWNED = "entries_have_branch_ids"
 
 
 LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
+# Tells other proxies of a catalog change in place of ``Catalog.changed``.
+Announce = Callable[[], Awaitable[Any]]
+
+
+def overlay_key(branch_id: str, db: str, coll: str) -> str:
+    """The key of a branch's overlay of ``db.coll`` (``Overlay.key``)."""
+    return f"{branch_id}|{db}|{coll}"
 
 
 def now() -> dt.datetime:
@@ -183,7 +190,18 @@ class Overlay:
 
     @property
     def key(self) -> str:
-        return f"{self.branch_id}|{self.db}|{self.coll}"
+        return overlay_key(self.branch_id, self.db, self.coll)
+
+
+@dataclass(frozen=True)
+class TxnScope:
+    """Where a transaction's catalog changes go: registered through ``runner``,
+    announced by ``announce``, and kept (until it commits) in ``overlays``, its
+    own copies by key."""
+
+    runner: Runner
+    announce: Announce
+    overlays: Mapping[str, Overlay]
 
 
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write", default=False)
@@ -417,26 +435,31 @@ class Catalog:
         )
         return bool(found)
 
-    async def child_overlays(self, parent: Branch, db: str, coll: str) -> list[Overlay]:
-        """The overlays of ``db.coll`` in every child of ``parent``, registered if new.
+    async def child_overlays(
+        self, parent: Branch, db: str, coll: str, scope: TxnScope | None = None
+    ) -> list[Overlay]:
+        """The overlays of ``db.coll`` in every child of ``parent``, registered if new
+        (in ``scope``: as ``ensure_overlay``).
 
         A child without an overlay still sees the collection exactly as the parent
         does now, so a new one starts absent when the parent has no such collection:
         the parent creating it later must not make it appear on the child.
         """
         kids = self.children(parent.name)
-        if all(self.overlay(k, db, coll) is not None for k in kids):
+        if not scope and all(self.overlay(k, db, coll) is not None for k in kids):
             return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None]
         absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
-        return [await self.ensure_overlay(k, db, coll, absent=absent) for k in kids]
+        return [await self.ensure_overlay(k, db, coll, absent=absent, scope=scope) for k in kids]
 
     # -- sharing the upstream with other proxies ---------------------------------
 
-    async def changed(self, runner: Runner | None = None) -> int:
+    async def changed(self, runner: Runner | None = None, *, counted: bool = True) -> int:
         """Tell other proxies that the metadata changed (they reload it on ``sync``).
 
         Returns the LSN head at that moment. Run inside the transaction of the
         change, writers that did not see it conflict on the counter and retry.
+        ``counted=False``: a client's transaction announces a change only it sees
+        yet, so this proxy too reloads once it is committed.
         """
         command = {
             "findAndModify": "counters",
@@ -447,7 +470,7 @@ class Catalog:
         }
         reply = await (runner or self.db).run(INTERNAL_DB, command)
         counter = reply["value"]
-        if int(counter.get("epoch", 0)) == self.epoch + 1:
+        if counted and int(counter.get("epoch", 0)) == self.epoch + 1:
             self.epoch += 1  # nobody else changed anything: what we hold is current
         return int(counter.get("value", 0))
 
@@ -533,18 +556,19 @@ class Catalog:
         if (int(counter[0].get("epoch", 0)) if counter else 0) != self.epoch:
             await self.reload()
 
-    def check_epoch(self, counter: dict[str, Any]) -> None:
-        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog."""
-        if int(counter.get("epoch", 0)) != self.epoch:
+    def check_epoch(self, counter: dict[str, Any], announced: int = 0) -> None:
+        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog
+        than this proxy's and the ``announced`` changes of the transaction reading it."""
+        if int(counter.get("epoch", 0)) != self.epoch + announced:
             raise StaleCatalog
 
     # -- LSN -------------------------------------------------------------------
 
-    async def allocate_lsns(self, runner: Runner, count: int) -> int:
+    async def allocate_lsns(self, runner: Runner, count: int, announced: int = 0) -> int:
         """Reserve ``count`` consecutive LSNs in ``runner``'s transaction; returns the
         first. Inside the transaction that writes their entries, they become visible
         with them, so LSN order is commit order (a concurrent allocation conflicts and
-        is retried)."""
+        is retried). ``announced``: catalog changes the transaction made itself."""
         reply = await runner.run(
             INTERNAL_DB,
             {
@@ -555,7 +579,7 @@ class Catalog:
                 "new": True,
             },
         )
-        self.check_epoch(reply["value"])
+        self.check_epoch(reply["value"], announced)
         return int(reply["value"]["value"]) - count + 1
 
     async def current_lsn(self) -> int:
@@ -717,17 +741,29 @@ class Catalog:
         return self.overlays.get(f"{branch.id}|{db}|{coll}")
 
     async def ensure_overlay(
-        self, branch: Branch, db: str, coll: str, *, absent: bool = False
+        self,
+        branch: Branch,
+        db: str,
+        coll: str,
+        *,
+        absent: bool = False,
+        scope: TxnScope | None = None,
     ) -> Overlay:
         """The branch's overlay of ``db.coll``, registered (and indexed) on first use.
 
         ``absent`` registers a new one as hiding a collection the branch does not have.
+        In a transaction's ``scope`` a new overlay is registered inside it, and
+        known to it alone (the caller keeps it) until it commits: the
+        transaction may abort, and it holds the LSN counter ``changed`` writes.
         """
-        found = self.overlay(branch, db, coll)
+        found = scope.overlays.get(overlay_key(branch.id, db, coll)) if scope else None
+        found = found or self.overlay(branch, db, coll)
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
-        reply = await self.db.command(
+        if scope is not None:
+            await self._copy_indexes(db, coll, ov.name)
+        reply = await (scope.runner if scope is not None else self.db).run(
             INTERNAL_DB,
             {
                 "update": "overlays",
@@ -749,7 +785,11 @@ class Catalog:
                 ],
             },
         )
-        await self._copy_indexes(db, coll, ov.name)
+        if scope is not None and reply.get("upserted"):
+            await scope.announce()
+            return ov
+        if scope is None:
+            await self._copy_indexes(db, coll, ov.name)
         if reply.get("upserted"):
             await self.changed()
         else:  # another proxy registered it: its contents are not known here
@@ -758,11 +798,19 @@ class Catalog:
         return ov
 
     async def set_flags(
-        self, ov: Overlay, *, cut: bool, present: bool, dropped: bool | None = None
+        self,
+        ov: Overlay,
+        *,
+        cut: bool,
+        present: bool,
+        dropped: bool | None = None,
+        runner: Runner | None = None,
+        announce: Announce | None = None,
     ) -> None:
-        """Record that the branch dropped (cut, absent) or created (present) the collection."""
+        """Record that the branch dropped (cut, absent) or created (present) the collection
+        (in ``runner``'s transaction, told by ``announce``, if given)."""
         dropped = ov.dropped if dropped is None else dropped
-        await self.db.command(
+        await (runner or self.db).run(
             INTERNAL_DB,
             {
                 "update": "overlays",
@@ -774,7 +822,7 @@ class Catalog:
                 ],
             },
         )
-        await self.changed()
+        await (announce() if announce is not None else self.changed())
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def _copy_indexes(self, db: str, coll: str, target: str) -> None:

@@ -47,6 +47,7 @@ from .naming import (
     parse_db,
     selects_branch,
 )
+from .pending import Pending
 from .reads import Reader, generic, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
@@ -115,10 +116,11 @@ class Engine:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
-        self.reader = Reader(self.db, self.catalog)
+        self.pending = Pending()  # what open client transactions wrote on branches
+        self.reader = Reader(self.db, self.catalog, self.pending)
         self.cursors = HeldCursors()  # the rest of merged branch reads, for getMore
         self.incarnation = Incarnation(self.db)
-        self.writer = Writer(pool, self.catalog, self.incarnation.sessions)
+        self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
         self.snapshots = snapshots or timetravel.Snapshots()
 
     async def start(self) -> None:
@@ -164,9 +166,18 @@ class Engine:
         runs for the request reuses it (a client transaction's pinned one,
         if the client is in one): no request ever waits for a second one.
         """
-        pinned = req.joined.conn if isinstance(req.joined, JoinedTransaction) else None
-        async with hold(self.pool, pinned):
-            return await self._route(req)
+        joined = req.joined if isinstance(req.joined, JoinedTransaction) else None
+        async with hold(self.pool, joined.conn if joined is not None else None):
+            if joined is None:
+                return await self._route(req)
+            try:
+                result = await self._route(req)
+            except (ArgonError, CommandError):
+                await joined.abort()  # a failed statement ends the transaction on mongod
+                raise
+            if isinstance(result, dict) and result.get("writeErrors"):
+                await joined.abort()
+            return result
 
     async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command
@@ -215,7 +226,7 @@ class Engine:
             if name == "create" and isinstance(cmd.get(name), str):
                 await self.catalog.child_overlays(branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
-        return await self._branch_command(name, db, branch, cmd)
+        return await self._branch_command(name, db, branch, cmd, req.joined)
 
     def _guard_main(self, name: str) -> None:
         others = sorted(b for b in self.catalog.branches if b != MAIN)
@@ -228,7 +239,7 @@ class Engine:
             )
 
     async def _branch_command(
-        self, name: str, db: str, branch: Branch, cmd: dict[str, Any]
+        self, name: str, db: str, branch: Branch, cmd: dict[str, Any], joined: Runner | None
     ) -> dict[str, Any] | Forward:
         handlers = {
             "find": self.reader.find,
@@ -236,7 +247,7 @@ class Engine:
             "count": self.reader.count,
             "distinct": self.reader.distinct,
         }
-        if name == "find":
+        if name == "find" and joined is None:  # a held cursor reads outside transactions
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
                 ns = f"{cmd['$db']}.{cmd['find']}"  # as the client named it: getMore comes back
@@ -245,7 +256,7 @@ class Engine:
                     metrics.BRANCH_READS.labels("merged").inc()
                     return merged
         if name in handlers:
-            result = await handlers[name](branch, db, cmd)
+            result = await handlers[name](branch, db, cmd, joined)
             metrics.BRANCH_READS.labels("passthrough" if result is None else "pushdown").inc()
             if result is None:
                 return Forward({**cmd, "$db": db})
@@ -372,8 +383,6 @@ class Engine:
         cmd = req.command
         if branch.read_only:
             raise _read_only(branch, "bulkWrite")
-        if req.joined is not None and branch.name != MAIN:
-            raise unsupported("a write inside a multi-document transaction", branch.name)
         bulk_write.validate(cmd, branch)
         for entry in cmd["nsInfo"]:
             projects.check(self, branch, str(entry["ns"]).partition(".")[0])
@@ -390,8 +399,6 @@ class Engine:
         cmd = req.command
         if branch.read_only:
             raise _read_only(branch, name)
-        if req.joined is not None and branch.name != MAIN:
-            raise unsupported("a write inside a multi-document transaction", branch.name)
         coll = cmd[name]
         if not isinstance(coll, str) or is_internal(coll):
             raise ArgonError(73, f"Invalid namespace specified '{db}.{coll}'")

@@ -31,6 +31,8 @@ from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .merge_find import MAX_MERGED, find_only_projection, narrowed
 from .naming import INTERNAL_DB, MAIN, is_internal
+from .pending import Pending
+from .txn import Runner
 from .view import View, build_view, indexable
 
 # Fields of a command that are about the session or the server, not the query.
@@ -68,6 +70,7 @@ _FIND_UNSUPPORTED = (
     "readOnce",
 )
 _CROSS_COLLECTION = ("$lookup", "$graphLookup", "$unionWith")
+_COUNT_CARRIED = ("collation", "readConcern", "maxTimeMS")
 _LOCAL = "argonlocal"
 
 
@@ -124,17 +127,26 @@ def generic(cmd: Mapping[str, Any]) -> dict[str, Any]:
 class Reader:
     """Rewrites and answers reads on a branch."""
 
-    def __init__(self, db: DbClient, catalog: Catalog) -> None:
+    def __init__(self, db: DbClient, catalog: Catalog, pending: Pending | None = None) -> None:
         self.db = db
         self.catalog = catalog
+        self.pending = pending or Pending()  # what open client transactions wrote
 
-    async def view(self, branch: Branch, db: str, coll: str) -> View:
-        return await build_view(self.catalog, branch, db, coll)
+    async def view(self, branch: Branch, db: str, coll: str, joined: Runner | None = None) -> View:
+        """``db.coll`` on ``branch``, as the client's transaction ``joined`` sees it."""
+        state = self.pending.peek(joined) if joined is not None else None
+        txn = state.overlays if state is not None else None
+        return await build_view(self.catalog, branch, db, coll, txn)
 
-    async def find(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
-        """The aggregate command to run instead, or None to forward ``cmd`` as it is."""
+    async def find(
+        self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
+    ) -> dict[str, Any] | None:
+        """The aggregate command to run instead, or None to forward ``cmd`` as it is.
+
+        In a client's transaction (``joined``) the aggregate is forwarded with the
+        client's session fields, so it reads what the transaction wrote."""
         coll = cmd["find"]
-        view = await self.view(branch, db, coll)
+        view = await self.view(branch, db, coll, joined)
         if view.passthrough:
             flt = cmd.get("filter")
             if isinstance(flt, dict) and not _as_sent(flt):
@@ -151,7 +163,8 @@ class Reader:
                 f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
                 "values, without hint or collation; add a limit",
             )
-        view = await narrowed(self.db, self.catalog, view, cmd) or view
+        if joined is None:  # narrowing reads outside any transaction
+            view = await narrowed(self.db, self.catalog, view, cmd) or view
         pipeline = view.pipeline(cmd.get("filter") or {})
         if cmd.get("sort"):
             pipeline.append({"$sort": cmd["sort"]})
@@ -174,14 +187,14 @@ class Reader:
         return out
 
     async def aggregate(
-        self, branch: Branch, db: str, cmd: dict[str, Any]
+        self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
     ) -> dict[str, Any] | None:
         coll = cmd["aggregate"]
         pipeline = list(cmd.get("pipeline") or [])
         if not isinstance(coll, str):
-            return await self._database_aggregate(branch, db, cmd, pipeline)
-        rewritten = await self._rewrite_stages(branch, db, pipeline)
-        view = await self.view(branch, db, coll)
+            return await self._database_aggregate(branch, db, cmd, pipeline, joined)
+        rewritten = await self._rewrite_stages(branch, db, pipeline, joined)
+        view = await self.view(branch, db, coll, joined)
         if view.passthrough:
             head = rewritten[0] if rewritten and isinstance(rewritten[0], dict) else {}
             if "$match" in head and not _as_sent(head["$match"]):
@@ -198,7 +211,12 @@ class Reader:
         return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
 
     async def _database_aggregate(
-        self, branch: Branch, db: str, cmd: dict[str, Any], pipeline: list[Any]
+        self,
+        branch: Branch,
+        db: str,
+        cmd: dict[str, Any],
+        pipeline: list[Any],
+        joined: Runner | None,
     ) -> dict[str, Any] | None:
         """``aggregate: 1``: no collection of its own, so only the collections its
         stages read ($lookup, $unionWith) become the branch's views. On a branch
@@ -206,10 +224,12 @@ class Reader:
         first = next(iter(pipeline[0]), "") if pipeline and isinstance(pipeline[0], dict) else ""
         if branch.name != MAIN and first not in _DATABASE_SOURCES:
             raise unsupported(f"a database-level aggregate starting with {first}", branch.name)
-        rewritten = await self._rewrite_stages(branch, db, pipeline)
+        rewritten = await self._rewrite_stages(branch, db, pipeline, joined)
         return None if rewritten == pipeline else {**cmd, "pipeline": rewritten}
 
-    async def _rewrite_stages(self, branch: Branch, db: str, pipeline: list[Any]) -> list[Any]:
+    async def _rewrite_stages(
+        self, branch: Branch, db: str, pipeline: list[Any], joined: Runner | None
+    ) -> list[Any]:
         """The pipeline with every stage that reads another collection reading that
         collection's view on the branch instead ($lookup, $unionWith, inside
         $facet too); refuses stages that cannot."""
@@ -227,15 +247,19 @@ class Reader:
                     + "; it is supported as the last stage",
                 )
             if name == "$facet" and isinstance(spec, dict):
-                facets = {k: await self._rewrite_stages(branch, db, v) for k, v in spec.items()}
+                facets = {
+                    k: await self._rewrite_stages(branch, db, v, joined) for k, v in spec.items()
+                }
                 out.append({"$facet": facets})
             elif name in _CROSS_COLLECTION:
-                out.append({name: await self._rewrite_cross(branch, db, name, spec)})
+                out.append({name: await self._rewrite_cross(branch, db, name, spec, joined)})
             else:
                 out.append(stage)
         return out
 
-    async def _rewrite_cross(self, branch: Branch, db: str, name: str, spec: Any) -> Any:
+    async def _rewrite_cross(
+        self, branch: Branch, db: str, name: str, spec: Any, joined: Runner | None
+    ) -> Any:
         if isinstance(spec, str):
             spec = {"coll": spec}
         if not isinstance(spec, dict):
@@ -244,10 +268,10 @@ class Reader:
         sub = spec.get("pipeline")
         new = dict(spec)
         if sub:
-            new["pipeline"] = await self._rewrite_stages(branch, db, list(sub))
+            new["pipeline"] = await self._rewrite_stages(branch, db, list(sub), joined)
         if not isinstance(other, str):
             return new
-        view = await self.view(branch, db, other)
+        view = await self.view(branch, db, other, joined)
         if view.passthrough:
             return new
         if name == "$graphLookup":
@@ -268,36 +292,45 @@ class Reader:
         new["pipeline"] = stages + list(new.get("pipeline") or [])
         return new
 
-    async def count(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
-        view = await self.view(branch, db, cmd["count"])
+    async def count(
+        self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
+    ) -> dict[str, Any] | None:
+        """Count each layer (in the client's transaction ``joined``, if any)."""
+        view = await self.view(branch, db, cmd["count"], joined)
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
         total = 0
+        runner: Runner = joined if joined is not None else self.db
         for layer in view.layers:
             part = {"count": layer.coll, "query": layer.match(cmd.get("query") or {})}
-            for key in ("collation", "readConcern", "maxTimeMS"):
+            # In a transaction the session's first command carries its read concern.
+            for key in ("collation", "maxTimeMS") if joined else _COUNT_CARRIED:
                 if key in cmd:
                     part[key] = cmd[key]
-            total += int((await self.db.command(db, part))["n"])
+            total += int((await runner.run(db, part))["n"])
         n = max(0, total - int(cmd.get("skip") or 0))
         if cmd.get("limit"):
             n = min(n, abs(int(cmd["limit"])))
         return {"n": n, "ok": 1.0}
 
-    async def distinct(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
-        view = await self.view(branch, db, cmd["distinct"])
+    async def distinct(
+        self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
+    ) -> dict[str, Any] | None:
+        """Each layer's distinct values, merged (in the client's transaction ``joined``)."""
+        view = await self.view(branch, db, cmd["distinct"], joined)
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
         if cmd.get("collation"):
             raise unsupported("distinct with a collation", branch.name)
         seen: dict[Any, Any] = {}
+        runner: Runner = joined if joined is not None else self.db
         for layer in view.layers:
             part = {
                 "distinct": layer.coll,
                 "key": cmd["key"],
                 "query": layer.match(cmd.get("query") or {}),
             }
-            for value in (await self.db.command(db, part))["values"]:
+            for value in (await runner.run(db, part))["values"]:
                 seen.setdefault(_distinct_key(value), value)
         return {"values": list(seen.values()), "ok": 1.0}
 

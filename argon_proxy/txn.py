@@ -168,6 +168,16 @@ class JoinedTransaction:
         self.session.pop("readConcern", None)
         return await run_checked(self.conn, db, full)
 
+    async def abort(self) -> None:
+        """Abort the client's transaction upstream, as mongod does when a statement
+        of it fails: its later statements and its commit then fail with
+        NoSuchTransaction. Already aborted (or never started) is fine."""
+        ids: dict[str, Any] = {
+            k: self.session[k] for k in ("lsid", "txnNumber", "autocommit") if k in self.session
+        }
+        with contextlib.suppress(CommandError):
+            await run_checked(self.conn, "admin", {"abortTransaction": 1, **ids})
+
 
 def is_transient(exc: CommandError) -> bool:
     labels = exc.reply.get("errorLabels", ())

@@ -18,7 +18,7 @@ from typing import Any
 
 import bson
 
-from .catalog import Branch, Catalog, hashable_id
+from .catalog import Branch, Catalog, Overlay, hashable_id, overlay_key
 from .dbclient import DbClient
 from .naming import MAIN, TOMBSTONE
 
@@ -197,8 +197,17 @@ class View:
         return stages
 
 
-async def build_view(catalog: Catalog, branch: Branch, db: str, coll: str) -> View:
-    """The view of ``db.coll`` on ``branch``; loads overlay id caches as needed."""
+async def build_view(
+    catalog: Catalog,
+    branch: Branch,
+    db: str,
+    coll: str,
+    txn_overlays: Mapping[str, Overlay] | None = None,
+) -> View:
+    """The view of ``db.coll`` on ``branch``; loads overlay id caches as needed.
+
+    ``txn_overlays``: a client transaction's own copies of the overlays it
+    wrote (``pending.py``), used in place of the shared ones."""
     layers: list[Layer] = []
     shadow: dict[Any, Any] = {}
     for b in catalog.chain(branch):
@@ -206,6 +215,8 @@ async def build_view(catalog: Catalog, branch: Branch, db: str, coll: str) -> Vi
             layers.append(Layer(coll, tuple(shadow.values()), overlay=False))
             break
         ov = catalog.overlay(b, db, coll)
+        if txn_overlays is not None:
+            ov = txn_overlays.get(overlay_key(b.id, db, coll), ov)
         if ov is None:
             continue
         await catalog.load_ids(ov)

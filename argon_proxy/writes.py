@@ -33,7 +33,6 @@ transactions keep several proxies correct (a conflict is retried).
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -44,17 +43,26 @@ import trio
 from bson import ObjectId, json_util
 
 from . import unique, wal
-from .catalog import Branch, Catalog, Overlay, StaleCatalog, hashable_id, now
+from .catalog import (
+    Branch,
+    Catalog,
+    Overlay,
+    StaleCatalog,
+    TxnScope,
+    hashable_id,
+    now,
+    overlay_key,
+)
 from .dbclient import ERROR_DETAILS, CommandError
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
+from .pending import Pending, TxnState, transaction_key
 from .txn import Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
 T = TypeVar("T")
-_MOVED_KEPT = 1024  # client transactions whose overlay version bumps are remembered
 DUPLICATE_KEY = 11000
 WRITE_CONFLICT = 112
 NOT_IN_TRANSACTION = 263  # OperationNotSupportedInTransaction: e.g. a capped collection
@@ -346,13 +354,17 @@ class Writer:
     """Executes write commands on any branch."""
 
     def __init__(
-        self, pool: UpstreamPool, catalog: Catalog, sessions: SessionPool | None = None
+        self,
+        pool: UpstreamPool,
+        catalog: Catalog,
+        sessions: SessionPool | None = None,
+        pending: Pending | None = None,
     ) -> None:
         self.pool = pool
         self.catalog = catalog
         self.sessions = sessions
+        self.pending = pending or Pending()  # what open client transactions wrote
         self._lock = WriterLock()
-        self._moved: OrderedDict[tuple[bytes, int], Counter[str]] = OrderedDict()
         self._capped: set[str] = set()  # main's namespaces mongod said are capped
 
     def lock(self, ns: str) -> WriterLock:
@@ -415,26 +427,52 @@ class Writer:
         """Load the view and make sure every overlay the statement may write exists;
         also the unique indexes Argon must enforce on the branch, and the overlays
         whose id caches the statement's decisions rest on."""
-        view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
+        state = self._state(ctx)
+        scope = self._scope(ctx.joined, state) if state is not None else None
         own = None
         if ctx.branch.name != MAIN:
             own = self.catalog.overlay(ctx.branch, ctx.db, ctx.coll)
+            if state is not None:
+                own = state.overlays.get(overlay_key(ctx.branch.id, ctx.db, ctx.coll), own)
             if own is None:  # registered as absent when the branch has no such collection
                 has = await self.catalog.upstream_has(ctx.db, ctx.coll)
                 absent = not self.catalog.shows(ctx.branch, ctx.db, ctx.coll, in_base=has)
-                own = await self.catalog.ensure_overlay(ctx.branch, ctx.db, ctx.coll, absent=absent)
+                own = await self.catalog.ensure_overlay(
+                    ctx.branch, ctx.db, ctx.coll, absent=absent, scope=scope
+                )
             await self.catalog.load_ids(own)
-            view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll)
-        kids = await self.catalog.child_overlays(ctx.branch, ctx.db, ctx.coll)
+        kids = await self.catalog.child_overlays(ctx.branch, ctx.db, ctx.coll, scope)
         for ov in kids:
             await self.catalog.load_ids(ov)
+        if state is not None:  # the transaction's own copies, which hold its writes
+            own = state.own(own) if own is not None else None
+            kids = [state.own(ov) for ov in kids]
+        txn_overlays = state.overlays if state is not None else None
+        view = await build_view(self.catalog, ctx.branch, ctx.db, ctx.coll, txn_overlays)
         uniques = []
         if own is not None:
             specs = await list_specs(self.catalog, ctx.branch, ctx.db, ctx.coll)
             uniques = unique.unique_specs(specs)
         chain = [self.catalog.overlay(b, ctx.db, ctx.coll) for b in self.catalog.chain(ctx.branch)]
+        if txn_overlays is not None:
+            chain = [txn_overlays.get(ov.key, ov) if ov is not None else None for ov in chain]
         watched = [ov for ov in chain if ov is not None] + kids
         return view, own, kids, uniques, watched
+
+    def _state(self, ctx: WriteContext) -> TxnState | None:
+        """The state of the client transaction ``ctx`` joins, if it joins one."""
+        return self.pending.state(transaction_key(ctx.joined)) if ctx.joined is not None else None
+
+    def _scope(self, joined: Runner | None, state: TxnState) -> TxnScope:
+        """Where the catalog changes of a client's transaction go: inside it (outside,
+        they would wait for the LSN counter it holds), and into its own copies."""
+        assert joined is not None
+
+        async def announce() -> None:
+            await self.catalog.changed(joined, counted=False)
+            state.epochs += 1
+
+        return TxnScope(joined, announce, state.overlays)
 
     async def _view_find(
         self,
@@ -517,10 +555,12 @@ class Writer:
                 outcome.cache.append((ov, ids, False))
                 outcome.cache.append((ov, tombs, True))
 
-    async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
+    async def _log(
+        self, runner: Runner, ctx: WriteContext, changes: list[Change], announced: int = 0
+    ) -> list[int]:
         if not changes:
             return []
-        first = await self.catalog.allocate_lsns(runner, len(changes))
+        first = await self.catalog.allocate_lsns(runner, len(changes), announced)
         ts = now()
         entries = [
             wal.entry(
@@ -604,8 +644,9 @@ class Writer:
 
     async def _run_once(self, ctx: WriteContext, body: Any, stale: _Watched) -> Outcome:
         view, own, kids, uniques, watched = await self._prepare(ctx)
+        state = self._state(ctx)
         # Versions an enclosing transaction already moved (they count once it commits).
-        moved = self._moved_in(ctx.joined) if ctx.joined is not None else None
+        moved = state.moved if state is not None else None
         stale.watched = watched  # what to bring up to date if another proxy got there first
 
         async def unit(runner: Runner) -> Outcome:
@@ -618,7 +659,8 @@ class Writer:
                     raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
             outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
-            outcome.lsns = await self._log(runner, ctx, outcome.changes)
+            announced = state.epochs if state is not None else 0
+            outcome.lsns = await self._log(runner, ctx, outcome.changes, announced)
             if ctx.retry is not None:
                 # An earlier attempt that committed makes this fail (and roll back).
                 await _remember(runner, ctx, outcome)
@@ -655,37 +697,22 @@ class Writer:
                 ov.version += 1
             await self._now_present(own, outcome)
             return outcome
-        # The client's transaction may still abort: forget what the caches would
-        # learn, so they are read again from committed data.
+        # The client's transaction may still abort: only its own copies learn its
+        # writes; the shared caches are read again from committed data.
+        assert state is not None
         outcome = await unit(ctx.joined)
+        state.learn(outcome.cache)
         for ov, _ids, _tomb in outcome.cache:
-            ov.ids, ov.tombstones = None, set()
-        if moved is not None:
-            moved.update(ov.key for ov in outcome.bumped)
-        await self._now_present(own, outcome)
+            shared = self.catalog.overlays.get(ov.key)
+            if shared is not None:
+                shared.ids, shared.tombstones = None, set()
+        state.moved.update(ov.key for ov in outcome.bumped)
+        if own is not None and not own.present and outcome.changes:
+            scope = self._scope(ctx.joined, state)
+            await self.catalog.set_flags(
+                own, cut=own.cut, present=True, runner=ctx.joined, announce=scope.announce
+            )
         return outcome
-
-    def _moved_in(self, runner: Runner) -> Counter[str]:
-        """The overlay versions ``runner``'s transaction has bumped so far.
-
-        A client's transaction reaches Argon as one ``JoinedTransaction`` per
-        statement, so they are kept by session and transaction number, for the
-        last ``_MOVED_KEPT`` transactions.
-        """
-        session = getattr(runner, "session", None) or {}
-        lsid = session.get("lsid") or getattr(runner, "lsid", None) or {}
-        number = session.get("txnNumber", getattr(runner, "txn_number", None))
-        key = (
-            bson.encode({"id": lsid.get("id")}),
-            int(number) if number is not None else id(runner),
-        )
-        moved = self._moved.pop(key, None)
-        if moved is None:
-            moved = Counter()
-        self._moved[key] = moved  # most recently used last
-        while len(self._moved) > _MOVED_KEPT:
-            self._moved.popitem(last=False)
-        return moved
 
     async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
         """A statement that wrote a document makes the collection exist on the branch;

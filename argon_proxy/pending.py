@@ -1,0 +1,100 @@
+"""What a client's open transaction has changed on branches, which only it sees.
+
+Theory of operation: the id caches of overlays (``Overlay.ids``) describe
+committed data, and every view is built from them. A client's transaction
+sees its own uncommitted writes, so its statements, reads included, must be
+built from caches that hold them too. Each transaction (keyed by session id
+and transaction number) gets private copies of the overlays it writes,
+taken from the committed caches when it first writes them and kept up to
+date by its own statements. The shared caches learn the writes only once
+the transaction commits, through the overlay versions it bumped (see
+``Catalog.sync``); if it aborts, the copies are simply forgotten.
+
+Catalog changes a transaction makes (an overlay registered or made present)
+are announced inside it, so other proxies hear of them only if it commits;
+``epochs`` counts those announcements, which the transaction's own LSN
+allocations must expect to see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+
+from .catalog import Overlay, hashable_id
+from .txn import Runner
+
+KEPT = 1024  # transactions remembered at once (one per live session at most)
+
+
+@dataclass
+class TxnState:
+    """One client transaction's view of the overlays it wrote."""
+
+    moved: Counter[str] = field(default_factory=Counter)  # overlay versions bumped
+    overlays: dict[str, Overlay] = field(default_factory=dict)  # by Overlay.key
+    epochs: int = 0  # catalog changes announced inside it
+
+    def own(self, ov: Overlay) -> Overlay:
+        """The transaction's copy of ``ov`` (whose id cache must be loaded)."""
+        copy = self.overlays.get(ov.key)
+        if copy is None:
+            assert ov.ids is not None
+            copy = dataclasses.replace(ov, ids=dict(ov.ids), tombstones=set(ov.tombstones))
+            self.overlays[ov.key] = copy
+        return copy
+
+    def learn(self, written: Iterable[tuple[Overlay, list[Any], bool]]) -> None:
+        """Record a statement's writes (overlay, ids, tombstones?) in the copies."""
+        for ov, ids, tombstone in written:
+            copy = self.own(ov)
+            assert copy.ids is not None
+            for raw in ids:
+                key = hashable_id(raw)
+                copy.ids[key] = raw
+                if tombstone:
+                    copy.tombstones.add(key)
+                else:
+                    copy.tombstones.discard(key)
+
+
+def transaction_key(runner: Runner) -> tuple[bytes, int]:
+    """The key of the transaction ``runner`` runs in: a client's (its session
+    fields) or one of Argon's own (``txn.Transaction``); else the runner itself."""
+    session = getattr(runner, "session", None) or {}
+    lsid = session.get("lsid") or getattr(runner, "lsid", None)
+    number = session.get("txnNumber", getattr(runner, "txn_number", None))
+    if not isinstance(lsid, Mapping) or number is None:
+        return b"", id(runner)
+    return bson.encode({"id": lsid.get("id")}), int(number)
+
+
+class Pending:
+    """The open transactions' states, most recently used last."""
+
+    def __init__(self) -> None:
+        self._states: OrderedDict[tuple[bytes, int], TxnState] = OrderedDict()
+
+    def state(self, key: tuple[bytes, int]) -> TxnState:
+        """The state of transaction ``key``, created on first use.
+
+        A session runs one transaction at a time: a higher transaction number
+        ends the states of its earlier ones."""
+        found = self._states.pop(key, None)
+        if found is None:
+            found = TxnState()
+            for old in [k for k in self._states if k[0] == key[0] and k[1] < key[1]]:
+                del self._states[old]
+        self._states[key] = found
+        while len(self._states) > KEPT:
+            self._states.popitem(last=False)
+        return found
+
+    def peek(self, runner: Runner) -> TxnState | None:
+        """The state of ``runner``'s transaction if it wrote anything yet."""
+        return self._states.get(transaction_key(runner))

@@ -1,0 +1,163 @@
+"""Client transactions that write on a branch: one upstream transaction holding the
+branch's documents and their WAL entries, seen by the transaction alone until it
+commits, and gone without a trace if it aborts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from ..processes import Process, start_proxy
+from ..stacks import argon, own_stack
+
+Client = MongoClient[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[Process, Process]]:
+    with own_stack() as pair:
+        yield pair
+
+
+@pytest.fixture
+def clients(stack: tuple[Process, Process]) -> Iterator[tuple[Client, Client]]:
+    """``(direct, through Argon)``."""
+    direct: Client = MongoClient(stack[0].uri)
+    proxy: Client = MongoClient(stack[1].uri)
+    yield direct, proxy
+    direct.close()
+    proxy.close()
+
+
+def _wal(direct: Client, branch: str) -> int:
+    return direct["__argon"].wal.count_documents({"branch": branch})
+
+
+def _seed(proxy: Client, db: str, branch: str) -> None:
+    proxy[db].items.insert_many([{"_id": i, "x": i} for i in range(5)])
+    argon(proxy, "createBranch", name=branch)
+
+
+def test_a_committed_transaction_shows_its_writes_to_itself_then_to_all(
+    clients: tuple[Client, Client],
+) -> None:
+    direct, proxy = clients
+    _seed(proxy, "txa", "txa-b")
+    items, fresh = proxy["txa@txa-b"].items, proxy["txa@txa-b"].fresh
+    before = _wal(direct, "txa-b")
+    with proxy.start_session() as s, s.start_transaction():
+        items.insert_one({"_id": 10, "x": 10}, session=s)
+        items.update_one({"_id": 1}, {"$set": {"x": 100}}, session=s)
+        items.delete_one({"_id": 2}, session=s)
+        fresh.insert_one({"_id": 1, "of": 1}, session=s)
+        # The transaction reads its own writes, on every read path...
+        got = list(items.find({}, session=s).sort("_id", 1))
+        assert [d["_id"] for d in got] == [0, 1, 3, 4, 10] and got[1]["x"] == 100
+        assert items.count_documents({}, session=s) == 5
+        assert sorted(items.distinct("x", session=s)) == [0, 3, 4, 10, 100]
+        joined = items.aggregate(
+            [{"$match": {"_id": 1}}, {"$lookup": {"from": "fresh", "as": "f", "pipeline": []}}],
+            session=s,
+        )
+        assert [len(d["f"]) for d in joined] == [1]
+        # ...and nobody else sees them yet.
+        assert items.count_documents({}) == 5 and items.find_one({"_id": 2}) is not None
+        assert "fresh" not in proxy["txa@txa-b"].list_collection_names()
+    assert [d["_id"] for d in items.find().sort("_id", 1)] == [0, 1, 3, 4, 10]
+    assert sorted(proxy["txa@txa-b"].list_collection_names()) == ["fresh", "items"]
+    assert list(fresh.find()) == [{"_id": 1, "of": 1}]
+    assert _wal(direct, "txa-b") == before + 4
+    assert (
+        proxy.txa.items.count_documents({}) == 5 and proxy.txa.items.find_one({"_id": 10}) is None
+    )
+    assert "fresh" not in proxy.txa.list_collection_names()
+
+
+def test_an_aborted_transaction_leaves_nothing(clients: tuple[Client, Client]) -> None:
+    direct, proxy = clients
+    _seed(proxy, "txb", "txb-b")
+    branch = proxy["txb@txb-b"]
+    before = _wal(direct, "txb-b")
+    with proxy.start_session() as s:
+        s.start_transaction()
+        branch.items.insert_one({"_id": 20}, session=s)
+        branch.items.delete_many({"x": {"$lt": 3}}, session=s)
+        branch.other.insert_one({"_id": 20}, session=s)
+        assert branch.items.count_documents({}, session=s) == 3
+        s.abort_transaction()
+    assert [d["_id"] for d in branch.items.find().sort("_id", 1)] == [0, 1, 2, 3, 4]
+    assert branch.list_collection_names() == ["items"]
+    assert branch.other.find_one() is None
+    assert _wal(direct, "txb-b") == before
+    branch.other.insert_one({"_id": 21})  # the collection is created afresh
+    assert list(branch.other.find()) == [{"_id": 21}]
+
+
+def test_one_document_changed_several_times_in_one_transaction(
+    clients: tuple[Client, Client],
+) -> None:
+    _direct, proxy = clients
+    _seed(proxy, "txc", "txc-b")
+    items = proxy["txc@txc-b"].items
+    with proxy.start_session() as s, s.start_transaction():
+        items.update_one({"_id": 1}, {"$inc": {"x": 1}}, session=s)
+        items.update_one({"_id": 1}, {"$inc": {"x": 1}}, session=s)
+        assert items.find_one({"_id": 1}, session=s) == {"_id": 1, "x": 3}
+        items.delete_one({"_id": 1}, session=s)
+        assert items.find_one({"_id": 1}, session=s) is None
+        res = items.update_one({"_id": 1}, {"$set": {"x": 7}}, upsert=True, session=s)
+        assert res.upserted_id == 1
+        items.delete_one({"_id": 3}, session=s)
+        items.insert_one({"_id": 3, "x": 33}, session=s)
+        assert items.count_documents({}, session=s) == 5
+    assert items.find_one({"_id": 1}) == {"_id": 1, "x": 7}
+    assert items.find_one({"_id": 3}) == {"_id": 3, "x": 33}
+    assert proxy.txc.items.find_one({"_id": 1}) == {"_id": 1, "x": 1}
+
+
+def test_a_failing_statement_aborts_the_whole_transaction(
+    clients: tuple[Client, Client],
+) -> None:
+    _direct, proxy = clients
+    _seed(proxy, "txd", "txd-b")
+    items = proxy["txd@txd-b"].items
+    items.create_index("x", unique=True)
+    with proxy.start_session() as s:
+        s.start_transaction()
+        items.insert_one({"_id": 30, "x": 30}, session=s)
+        with pytest.raises(DuplicateKeyError):
+            items.insert_one({"_id": 31, "x": 1}, session=s)
+        with pytest.raises(OperationFailure):
+            s.commit_transaction()
+    assert items.find_one({"_id": 30}) is None and items.count_documents({}) == 5
+
+
+def test_with_transaction_and_a_restart_keep_what_was_committed(
+    stack: tuple[Process, Process], clients: tuple[Client, Client]
+) -> None:
+    up, _proxy = stack
+    _direct, proxy = clients
+    _seed(proxy, "txe", "txe-b")
+    branch = proxy["txe@txe-b"]
+
+    def body(s: Any) -> None:
+        branch.items.update_many({}, {"$set": {"y": 1}}, session=s)
+        branch.created.insert_many([{"_id": i} for i in range(3)], session=s)
+
+    with proxy.start_session() as s:
+        s.with_transaction(body)
+    other = start_proxy(f"mongodb://127.0.0.1:{up.port}")
+    try:
+        fresh: Client = MongoClient(other.uri)
+        view = fresh["txe@txe-b"]
+        assert view.items.count_documents({"y": 1}) == 5
+        assert view.created.count_documents({}) == 3
+        assert sorted(view.list_collection_names()) == ["created", "items"]
+        fresh.close()
+    finally:
+        other.stop()
+    assert proxy.txe.items.count_documents({"y": 1}) == 0
