@@ -762,7 +762,7 @@ class Catalog:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
         if scope is not None:
-            await self._copy_indexes(db, coll, ov.name)
+            await self._copy_indexes(db, coll, ov.name, scope.runner)
         reply = await (scope.runner if scope is not None else self.db).run(
             INTERNAL_DB,
             {
@@ -825,8 +825,11 @@ class Catalog:
         await (announce() if announce is not None else self.changed())
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
-    async def _copy_indexes(self, db: str, coll: str, target: str) -> None:
-        """Give the overlay the base's indexes, so layers plan alike.
+    async def _copy_indexes(
+        self, db: str, coll: str, target: str, runner: Runner | None = None
+    ) -> None:
+        """Give the overlay the base's indexes, so layers plan alike (creating it in
+        ``runner``'s transaction, if given: one it writes must not be newer than it).
 
         Unique ones lose their flag: tombstones would collide in them, and Argon
         enforces uniqueness across the whole view itself (``unique.py``).
@@ -841,7 +844,7 @@ class Catalog:
                 continue
             wanted.append({k: v for k, v in spec.items() if k not in {"v", "ns", "unique"}})
         if wanted:
-            await self.db.command(db, {"createIndexes": target, "indexes": wanted})
+            await (runner or self.db).run(db, {"createIndexes": target, "indexes": wanted})
 
     async def load_ids(self, ov: Overlay) -> None:
         """Fill the overlay's id cache from the upstream."""

@@ -58,7 +58,7 @@ from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .pending import Pending, TxnState, transaction_key
-from .txn import Receipt, Runner, SessionPool, run_in_transaction
+from .txn import JoinedTransaction, Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
@@ -627,6 +627,15 @@ class Writer:
         transaction finds that another proxy changed what they hold.
         """
         async with self.catalog.forks.writing(), self.lock(ctx.ns):
+            if isinstance(ctx.joined, JoinedTransaction):
+                # A client's transaction cannot start again by itself: another
+                # proxy's changes are learnt before its statement, not in it.
+                kids = [
+                    ov
+                    for kid in self.catalog.children(ctx.branch.name)
+                    if (ov := self.catalog.overlay(kid, ctx.db, ctx.coll)) is not None
+                ]
+                ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=kids)
             for _ in range(_STALE_ATTEMPTS):
                 stale = _Watched()
                 try:

@@ -185,6 +185,37 @@ RESTART: list[Callable[[], None]] = []
 EXTRA = ("other",)  # collections main may create while branches live
 
 
+TXN_STEPS = ("insert", "update", "delete", "find", "count")
+
+
+def _txn_step(
+    database: Any,
+    session: Any,
+    step: tuple[str, dict[str, Any], dict[str, Any], Any],
+    convert: Callable[[Any], Any],
+    into_extra: bool,
+) -> Any:
+    """One statement of a transaction; its result, or its error code."""
+    kind, doc, flt, upd = step
+    coll = database[EXTRA[0] if into_extra and kind == "insert" else COLL]
+    flt = convert(flt)
+    try:
+        if kind == "insert":
+            return coll.insert_one(dict(doc), session=session).inserted_id
+        if kind == "update":
+            res = coll.update_many(flt, upd, session=session)
+            return res.matched_count, res.modified_count
+        if kind == "delete":
+            return coll.delete_many(flt, session=session).deleted_count
+        if kind == "find":
+            return list(coll.find(flt, sort=[("_id", 1)], session=session))
+        return coll.count_documents(flt, session=session)
+    except DuplicateKeyError:
+        return "E11000"
+    except OperationFailure as exc:
+        return ("error", exc.code)
+
+
 class BranchModel(RuleBasedStateMachine):
     """Argon's branches versus physical copies."""
 
@@ -476,6 +507,55 @@ class BranchModel(RuleBasedStateMachine):
                 return [] if exc.code == 26 else [("error", exc.code)]
 
         assert names(self.coll_on(branch)) == names(self.copy_of(branch))
+
+    @rule(
+        branch=branches,
+        steps=st.lists(
+            st.tuples(st.sampled_from(TXN_STEPS), documents, filters, updates),
+            min_size=1,
+            max_size=4,
+        ),
+        commit=st.booleans(),
+        into_extra=st.booleans(),
+    )
+    def transaction(
+        self,
+        branch: str,
+        steps: list[tuple[str, dict[str, Any], dict[str, Any], Any]],
+        commit: bool,
+        into_extra: bool,
+    ) -> None:
+        """The same statements in one client transaction through Argon and on the copy:
+        each step answers alike (the transaction sees its own writes), and whether
+        it commits or aborts, both end alike."""
+        client = self.argon  # one proxy for the whole transaction
+        db = DB if branch == "main" else f"{DB}@{branch.replace('/', '~')}"
+        sides = (
+            (client, client[db], lambda v: self.for_argon(branch, v)),
+            (self.direct, self.direct[self.copies[branch]], for_copy),
+        )
+        sessions = [c.start_session() for c, _, _ in sides]
+        try:
+            for session in sessions:
+                session.start_transaction()
+            failed = False
+            for step in steps:
+                out = [
+                    _txn_step(database, session, step, convert, into_extra)
+                    for (_, database, convert), session in zip(sides, sessions, strict=True)
+                ]
+                assert out[0] == out[1], (step, out)
+                if _is_error(out[0]):
+                    failed = True  # mongod ended the transaction: both sides abort
+                    break
+            for session in sessions:
+                if commit and not failed:
+                    session.commit_transaction()
+                else:
+                    session.abort_transaction()
+        finally:
+            for session in sessions:
+                session.end_session()
 
     @rule(target=marks, branch=branches)
     def mark(self, branch: str) -> tuple[str, int, list[Any]]:

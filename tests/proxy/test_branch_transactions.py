@@ -161,3 +161,24 @@ def test_with_transaction_and_a_restart_keep_what_was_committed(
     finally:
         other.stop()
     assert proxy.txe.items.count_documents({"y": 1}) == 0
+
+
+def test_a_collection_first_written_late_in_a_transaction(
+    clients: tuple[Client, Client],
+) -> None:
+    """The branch's overlay of an indexed collection is created inside the
+    transaction that first writes it: created outside, it would be newer than the
+    transaction's snapshot, and mongod refuses such writes (WriteConflict)."""
+    _direct, proxy = clients
+    proxy.txf.items.insert_many([{"_id": i, "a": i % 6} for i in range(10)])
+    proxy.txf.items.create_index("a")
+    argon(proxy, "createBranch", name="txf-parent")
+    proxy["txf@txf-parent"].items.insert_one({"_id": 20, "a": 1})
+    argon(proxy, "createBranch", name="txf-child", **{"from": "txf-parent"})
+    branch = proxy["txf@txf-child"]
+    with proxy.start_session() as s, s.start_transaction():
+        assert len(list(branch.items.find({}, session=s))) == 11
+        branch.other.insert_one({"_id": 1}, session=s)
+        assert branch.items.delete_many({"a": {"$gt": 1}}, session=s).deleted_count == 6
+    assert sorted(d["_id"] for d in branch.items.find()) == [0, 1, 6, 7, 20]
+    assert proxy.txf.items.count_documents({}) == 10

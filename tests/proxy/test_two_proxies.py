@@ -176,3 +176,22 @@ def test_index_changes_right_after_another_proxys_catalog_change(
         a.idx.items.drop_index(f"f{i}_1")
     assert [ix["name"] for ix in a.idx.items.list_indexes()] == ["_id_"]
     assert a["idx@idx-child"].items.count_documents({}) == 1
+
+
+def test_a_transaction_on_main_right_after_another_proxy_changed_a_child(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    """A client's transaction cannot start again by itself, so a proxy learns the
+    other proxy's changes (a new branch, a child's writes) before its statements."""
+    _direct, a, b = clients
+    a.txmain.items.insert_many([{"_id": 1}, {"_id": 2}])
+    assert b.txmain.items.count_documents({}) == 2
+    argon(a, "createBranch", name="txmain-kid")
+    a["txmain@txmain-kid"].items.update_one({"_id": 2}, {"$set": {"kid": 1}})
+    with b.start_session() as s, s.start_transaction():
+        b.txmain.items.insert_one({"_id": 3}, session=s)
+        b.txmain.items.update_one({"_id": 1}, {"$set": {"x": 1}}, session=s)
+        b.txmain.items.delete_one({"_id": 2}, session=s)
+    assert sorted(d["_id"] for d in b.txmain.items.find()) == [1, 3]
+    kid = list(a["txmain@txmain-kid"].items.find().sort("_id", 1))
+    assert kid == [{"_id": 1}, {"_id": 2, "kid": 1}]
