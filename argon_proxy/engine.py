@@ -36,7 +36,13 @@ from . import (
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
-from .errors import COMMAND_NOT_SUPPORTED, DUPLICATE_FIELD, WRITE_CONFLICT, ArgonError
+from .errors import (
+    COMMAND_NOT_SUPPORTED,
+    DUPLICATE_FIELD,
+    NOT_IN_TRANSACTION,
+    WRITE_CONFLICT,
+    ArgonError,
+)
 from .incarnation import Incarnation
 from .merge_find import find_merged
 from .naming import (
@@ -79,6 +85,12 @@ BYPASSES_WAL = frozenset(
         "emptycapped",
         "mapReduce",
     }
+)
+# Commands that change Argon's catalog on a branch (or on main's children). A client
+# transaction holds the LSN counter such a change writes, so they run before it.
+CATALOG_CHANGES = (
+    frozenset({"create", "createIndexes", "drop", "dropIndexes", "dropDatabase", "collMod"})
+    | MAIN_GUARDED
 )
 # Commands the engine must see even on main (everything else on main is forwarded).
 ON_MAIN = (
@@ -199,6 +211,8 @@ class Engine:
         namespaces.check(cmd, db, branch.name)  # __argon, overlays, the oplog: never
         if name in BYPASSES_WAL:
             _refuse_bypass(name, branch.name, cmd)
+        if req.joined is not None and name in CATALOG_CHANGES:
+            self._refuse_in_transaction(name, branch)
         if name not in NAMESPACE_FREE:
             projects.check(self, branch, db)
         if name == "aggregate" and aggregate_out.ends_in_write(cmd):
@@ -227,6 +241,19 @@ class Engine:
                 await self.catalog.child_overlays(branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
         return await self._branch_command(name, db, branch, cmd, req.joined)
+
+    def _refuse_in_transaction(self, name: str, branch: Branch) -> None:
+        """Refuse, inside a client transaction, a command that changes the catalog of
+        a branch (or of main's children): the change would wait for the LSN counter
+        the transaction holds. On main without branches it is mongod's to judge."""
+        if branch.name == MAIN and not self.catalog.children(MAIN):
+            return
+        raise ArgonError(
+            NOT_IN_TRANSACTION,
+            f"{name} inside a transaction is not supported on branch {branch.name!r}"
+            + (" while it has child branches" if branch.name == MAIN else "")
+            + ": it changes Argon's branch catalog. Run it before the transaction.",
+        )
 
     def _guard_main(self, name: str) -> None:
         others = sorted(b for b in self.catalog.branches if b != MAIN)

@@ -39,6 +39,7 @@ PROJECT_NOT_FOUND = 2016
 PROJECT_EXISTS = 2017
 NOT_IN_PROJECT = 2018
 PROJECT_IN_USE = 2019
+NOT_IN_TRANSACTION = 263
 
 _NAMES = {
     BAD_VALUE: "BadValue",
@@ -75,6 +76,7 @@ _NAMES = {
     DUPLICATE_FIELD: "Location40413",
     73: "InvalidNamespace",
     112: "WriteConflict",
+    NOT_IN_TRANSACTION: "OperationNotSupportedInTransaction",
 }
 
 

@@ -182,3 +182,35 @@ def test_a_collection_first_written_late_in_a_transaction(
         assert branch.items.delete_many({"a": {"$gt": 1}}, session=s).deleted_count == 6
     assert sorted(d["_id"] for d in branch.items.find()) == [0, 1, 6, 7, 20]
     assert proxy.txf.items.count_documents({}) == 10
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db, s: db.create_collection("made", session=s),
+        lambda db, s: db.items.create_index("x", session=s),
+        lambda db, s: db.items.drop_index("x_1", session=s),
+        lambda db, s: db.items.drop(session=s),
+    ],
+)
+def test_catalog_changes_inside_a_transaction_are_refused_not_hung(
+    clients: tuple[Client, Client], change: Any
+) -> None:
+    """They would wait for the LSN counter the transaction holds since its first write."""
+    direct, proxy = clients
+    proxy.txg.items.insert_one({"_id": 1, "x": 1})
+    proxy.txg.items.create_index("x")
+    argon(proxy, "createBranch", name="txg-b")
+    branch = proxy["txg@txg-b"]
+    with proxy.start_session() as s:
+        s.start_transaction()
+        branch.items.insert_one({"_id": 2}, session=s)
+        with pytest.raises(OperationFailure) as info:
+            change(branch, s)
+        assert info.value.code == 263 and "txg-b" in str(info.value)
+        with pytest.raises(OperationFailure):  # the transaction is over, as on mongod
+            s.commit_transaction()
+    assert branch.items.count_documents({}) == 1
+    assert "x_1" in branch.items.index_information()
+    argon(proxy, "deleteBranch", name="txg-b")
+    direct.drop_database("txg")  # main's data, now that no branch reads it
