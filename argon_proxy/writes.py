@@ -1065,13 +1065,26 @@ class Writer:
     ) -> dict[str, Any]:
         """Apply ``fam`` (findAndModify arguments) to the branch's copy of ``pre``."""
         copied = await self._copy_up(runner, ctx, own, pre)
-        reply = await runner.run(
-            ctx.db,
-            ctx.data_command(
-                {"findAndModify": own.name, "query": pin(pre["_id"], flt), "new": True, **fam}
-            ),
-        )
-        post = dict(reply["value"])
+        query = pin(pre["_id"], flt)
+        if _positional(fam.get("update")):
+            # Not every upstream applies a positional ``$`` in findAndModify (the
+            # test upstream refuses it), while every one does in update.
+            statement = {"q": query, "u": fam["update"]}
+            statement.update({k: fam[k] for k in ("arrayFilters", "collation") if k in fam})
+            reply = await runner.run(
+                ctx.db, ctx.data_command({"update": own.name, "updates": [statement]})
+            )
+            _raise_write_errors(reply)
+            found = await runner.run(
+                ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
+            )
+            post = dict(found["cursor"]["firstBatch"][0])
+        else:
+            reply = await runner.run(
+                ctx.db,
+                ctx.data_command({"findAndModify": own.name, "query": query, "new": True, **fam}),
+            )
+            post = dict(reply["value"])
         await self._settle_copy(runner, ctx, own, pre, post, copied, out)
         return post
 
@@ -1281,6 +1294,17 @@ def _capped_refused(ctx: WriteContext, what: str) -> Iterator[None]:
 
 class StaleTransaction(ArgonError):
     """A statement of an enclosing transaction found the catalog changed under it."""
+
+
+def _positional(update: Any) -> bool:
+    """Whether an update document uses the positional ``$`` (``a.$.b``, ``a.$``)."""
+    if not isinstance(update, Mapping):
+        return False
+    return any(
+        isinstance(fields, Mapping)
+        and any(k == "$" or k.endswith(".$") or ".$." in k for k in fields)
+        for fields in update.values()
+    )
 
 
 def _stale_in_transaction(ctx: WriteContext) -> StaleTransaction:

@@ -29,7 +29,6 @@ from .scenario import (
     check_app,
     check_positional_update,
     email,
-    positional_update_on_a_branch,
     renamed,
     total,
 )
@@ -228,7 +227,6 @@ def test_beanie_app_on_main_then_on_a_branch(stack: tuple[Process, Process]) -> 
     check_app(stack, DB, BRANCH, run)
 
 
-@positional_update_on_a_branch
 def test_beanie_positional_update_on_a_branch(stack: tuple[Process, Process]) -> None:
     db, branch = "appdb_bn_pos", "bn-positional"
 

@@ -34,7 +34,6 @@ from .scenario import (
     check_app,
     check_positional_update,
     email,
-    positional_update_on_a_branch,
     renamed,
     total,
 )
@@ -223,7 +222,6 @@ def test_mongoengine_app_on_main_then_on_a_branch(stack: tuple[Process, Process]
     check_app(stack, DB, BRANCH, run)
 
 
-@positional_update_on_a_branch
 def test_mongoengine_positional_update_on_a_branch(stack: tuple[Process, Process]) -> None:
     db, branch = "appdb_me_pos", "me-positional"
 

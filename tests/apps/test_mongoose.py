@@ -23,7 +23,6 @@ from .scenario import (
     SEED_USERS,
     check_app,
     check_positional_update,
-    positional_update_on_a_branch,
     renamed,
 )
 
@@ -78,7 +77,6 @@ def test_mongoose_app_on_main_then_on_a_branch(stack: tuple[Process, Process]) -
     check_app(stack, DB, BRANCH, run)
 
 
-@positional_update_on_a_branch
 def test_mongoose_positional_update_on_a_branch(stack: tuple[Process, Process]) -> None:
     db, branch = "appdb_mg_pos", "mg-positional"
 
