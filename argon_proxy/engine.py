@@ -303,15 +303,34 @@ class Engine:
             return await self._drop(db, branch, cmd)
         if name == "dropDatabase":
             return await self._drop_database(db, branch)
-        if name in ("collStats", "dbStats", "explain", "validate"):
+        if name == "explain":
+            return await self._explain(db, branch, cmd, joined)
+        if name in ("collStats", "dbStats", "validate"):
             coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
-            if (
-                coll
-                and (await self.reader.view(branch, db, coll)).passthrough
-                and (name != "explain")
-            ):
+            if coll and (await self.reader.view(branch, db, coll)).passthrough:
                 return Forward({**cmd, "$db": db})
         raise unsupported(name, branch.name)
+
+    async def _explain(
+        self, db: str, branch: Branch, cmd: dict[str, Any], joined: Runner | None
+    ) -> Forward:
+        """Explain what Argon really runs for a branch's find or aggregate: the
+        command itself where the branch has not changed the collection, else the
+        aggregate over the branch's layers. Others run as several commands, which
+        no one plan describes."""
+        inner = cmd.get("explain")
+        kind = next(iter(inner), "") if isinstance(inner, dict) else ""
+        if kind not in ("find", "aggregate"):
+            raise unsupported(
+                f"explain of {kind or 'this command'}",
+                branch.name,
+                "Argon runs it as several commands on the branch's layers",
+            )
+        assert isinstance(inner, dict)
+        read = self.reader.find if kind == "find" else self.reader.aggregate
+        rewritten = await read(branch, db, {**inner, "$db": db}, joined)
+        plan = {k: v for k, v in (rewritten or inner).items() if k != "$db"}
+        return Forward({**cmd, "explain": plan, "$db": db})
 
     def _held_cursor_reply(self, name: str, cmd: dict[str, Any]) -> dict[str, Any] | Forward | None:
         """Answer ``getMore`` / ``killCursors`` for cursors this proxy holds itself."""

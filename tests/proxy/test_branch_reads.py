@@ -375,3 +375,22 @@ def test_database_level_aggregate_reads_the_branch(client: Client, direct: Clien
     with pytest.raises(OperationFailure) as info:
         branch.database.command({"aggregate": 1, "pipeline": [{"$changeStream": {}}], "cursor": {}})
     assert info.value.code == 115 and "branch" in str(info.value)
+
+
+def test_explain_on_a_branch_shows_the_plan_argon_runs(client: Client) -> None:
+    client.explained.items.insert_many([{"_id": i, "a": i} for i in range(5)])
+    argon(client, "createBranch", name="explained-b")
+    branch = client["explained@explained-b"]
+    plain = branch.items.find({"a": 1}).explain()  # unchanged: the find itself
+    assert plain["queryPlanner"]["namespace"] == "explained.items"
+    branch.items.update_one({"_id": 1}, {"$set": {"a": 10}})
+    merged = branch.items.find({"a": {"$gt": 2}}).explain()
+    stages = [next(iter(stage)) for stage in merged["stages"]]
+    assert "$unionWith" in stages  # the branch's own documents join main's
+    piped = branch.command(
+        "explain", {"aggregate": "items", "pipeline": [{"$match": {"a": 10}}], "cursor": {}}
+    )
+    assert "$unionWith" in [next(iter(stage)) for stage in piped["stages"]]
+    with pytest.raises(OperationFailure) as info:
+        branch.command("explain", {"count": "items", "query": {}})
+    assert info.value.code == 115 and "explained-b" in str(info.value)
