@@ -97,13 +97,25 @@ def for_copy(value: Any) -> Any:
     same meaning), since the test upstream's planner misanswers the literal form
     on an indexed field."""
     if isinstance(value, dict):
-        return {
-            k: {"$regex": v} if isinstance(v, re.Pattern) and not k.startswith("$") else for_copy(v)
-            for k, v in value.items()
-        }
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(v, re.Pattern) and not k.startswith("$"):
+                out[k] = {"$regex": v}
+            elif isinstance(v, dict) and set(v) == {"$in"} and _has_pattern(v["$in"]):
+                # {f: {$in: [/re/, x]}} is {$or: [{f: {$regex: /re/}}, {f: x}]}, which
+                # the upstream also answers right on an indexed (multikey) field.
+                either = [{k: {"$regex": p} if isinstance(p, re.Pattern) else p} for p in v["$in"]]
+                out.setdefault("$and", []).append({"$or": either})
+            else:
+                out[k] = for_copy(v)
+        return out
     if isinstance(value, list | tuple):
         return type(value)(for_copy(v) for v in value)
     return value
+
+
+def _has_pattern(values: Any) -> bool:
+    return isinstance(values, list) and any(isinstance(v, re.Pattern) for v in values)
 
 
 def bson_equal_key(value: Any) -> Any:
