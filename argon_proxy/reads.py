@@ -28,7 +28,8 @@ import bson
 
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
-from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
+from .indexes import list_specs
 from .merge_find import MAX_MERGED, find_only_projection, narrowed
 from .naming import INTERNAL_DB, MAIN, is_internal
 from .pending import Pending
@@ -176,6 +177,7 @@ class Reader:
         if projection:
             pipeline.append({"$project": projection})
         cursor: dict[str, Any] = {}
+        cmd = await self._with_usable_hint(branch, db, coll, cmd)
         batch = cmd.get("batchSize")
         if cmd.get("singleBatch") or int(cmd.get("limit") or 0) < 0:
             batch = limit or 101
@@ -201,6 +203,7 @@ class Reader:
                 rewritten = [{"$match": indexable(head["$match"])}, *rewritten[1:]]
             return None if rewritten == pipeline else {**cmd, "pipeline": rewritten}
         pipeline = rewritten
+        cmd = await self._with_usable_hint(branch, db, coll, cmd)
         if pipeline and isinstance(pipeline[0], dict):
             first = next(iter(pipeline[0]), "")
             if first in _FIRST_ONLY or (first == "$match" and _has_text(pipeline[0]["$match"])):
@@ -209,6 +212,37 @@ class Reader:
         if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
             first_match = pipeline.pop(0)["$match"]
         return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
+
+    async def _with_usable_hint(
+        self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``cmd`` with a ``hint`` the base collection can take: kept if the index is
+        on it, dropped if the branch created it (the hint chooses a plan, not the
+        result), refused if dropping it would change the result (sparse, partial).
+        The overlays are read without a hint either way."""
+        hint = cmd.get("hint")
+        if hint is None or (isinstance(hint, Mapping) and "$natural" in hint):
+            return cmd
+        spec = _index_named(await list_specs(self.catalog, branch, db, coll), hint)
+        if spec is None:
+            raise ArgonError(
+                BAD_VALUE,
+                f"error processing query: planner returned error :: caused by :: hint provided "
+                f"does not correspond to an existing index (branch {branch.name!r})",
+            )
+        try:
+            base = await self.db.find_cursor(db, {"listIndexes": coll})
+        except ArgonError:
+            base = []
+        if _index_named(base, hint) is not None:
+            return cmd
+        if spec.get("sparse") or "partialFilterExpression" in spec:
+            raise unsupported(
+                f"a hint of index {spec['name']!r}",
+                branch.name,
+                "the branch created it and it is sparse or partial, so the hint changes the result",
+            )
+        return {k: v for k, v in cmd.items() if k != "hint"}
 
     async def _database_aggregate(
         self,
@@ -452,3 +486,14 @@ def _number_key(value: int | float | bson.Decimal128) -> Any:
     if number in (math.inf, -math.inf):
         return "inf" if number > 0 else "-inf"
     return fractions.Fraction(number)
+
+
+def _index_named(specs: list[dict[str, Any]], hint: Any) -> dict[str, Any] | None:
+    """The index a ``hint`` names (by name or by key pattern), if listed."""
+    for spec in specs:
+        if isinstance(hint, str) and spec.get("name") == hint:
+            return spec
+        keys = list(dict(spec.get("key", {})).items())
+        if isinstance(hint, Mapping) and keys == list(hint.items()):
+            return spec
+    return None

@@ -394,3 +394,25 @@ def test_explain_on_a_branch_shows_the_plan_argon_runs(client: Client) -> None:
     with pytest.raises(OperationFailure) as info:
         branch.command("explain", {"count": "items", "query": {}})
     assert info.value.code == 115 and "explained-b" in str(info.value)
+
+
+def test_hints_on_a_branch_name_the_branchs_own_indexes(client: Client) -> None:
+    client.hinted.items.insert_many([{"_id": i, "x": i, "y": i % 2} for i in range(6)])
+    client.hinted.items.create_index("y")
+    argon(client, "createBranch", name="hinted-b")
+    items = client["hinted@hinted-b"].items
+    items.update_one({"_id": 1}, {"$set": {"x": 10}})  # the branch has an overlay
+    items.create_index("x")  # on the branch only
+    want = [0, 2, 3, 4, 5, 1]
+    assert [d["_id"] for d in items.find().sort("x", 1).hint("x_1")] == want
+    assert [d["_id"] for d in items.find().sort("x", 1).hint([("x", 1)])] == want
+    assert [d["_id"] for d in items.find({"y": 1}).sort("_id", 1).hint("y_1")] == [1, 3, 5]
+    got = items.aggregate([{"$match": {"x": {"$gt": 3}}}, {"$sort": {"_id": 1}}], hint="x_1")
+    assert [d["_id"] for d in got] == [1, 4, 5]
+    with pytest.raises(OperationFailure) as missing:
+        list(items.find().hint("z_1"))
+    assert missing.value.code == 2
+    items.create_index([("y", -1)], name="y_sparse", sparse=True)
+    with pytest.raises(OperationFailure) as sparse:
+        list(items.find().hint("y_sparse"))
+    assert sparse.value.code == 115 and "hinted-b" in str(sparse.value)
