@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM_VENV := .venv-upstream
 CLIENTS := tests/clients
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench conformance clean
 
 install: $(VENV)/.installed $(UPSTREAM_VENV)/.installed $(CLIENTS)/node_modules/.installed
 
@@ -39,6 +39,11 @@ lint: $(VENV)/.installed
 
 bench: install
 	$(VENV)/bin/python -m bench
+
+# pymongo's own test suite direct to SecantusDB and through Argon (main, then a
+# fresh branch); prints a comparison table. Downloads the pinned pymongo sdist once.
+conformance: install
+	$(VENV)/bin/python -m conformance $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM_VENV) $(CLIENTS)/node_modules data
