@@ -36,6 +36,7 @@ from bson.codec_options import CodecOptions
 
 import wire
 
+from .clustertime import CLOCK
 from .errors import ArgonError, UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
@@ -132,6 +133,7 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     reply: dict[str, Any] = bson.decode(
         wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
     )
+    CLOCK.note(reply)
     if not reply.get("ok"):
         raise CommandError(reply)
     return reply

@@ -43,6 +43,7 @@ from wire.compression import compress_message, must_not_compress
 from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME, sections_follow_body
 
 from . import metrics
+from .clustertime import CLOCK
 from .config import Settings
 from .engine import Engine, Forward, Request, decode_command
 from .errors import (
@@ -354,7 +355,7 @@ class ClientProtocol:
             await self._reply_msg(reply, request_id, 0)
 
     async def _reply_msg(self, doc: dict[str, Any], request_id: int, compressor_id: int) -> None:
-        msg = wire.OpMsg(flags=0, body=bson.encode(doc))
+        msg = wire.OpMsg(flags=0, body=bson.encode(CLOCK.stamp(doc)))
         out = wire.encode_op_msg(msg, next(self._reply_ids), request_id)
         if compressor_id:
             out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
