@@ -233,6 +233,7 @@ class Engine:
                 self._guard_main(name)
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
+                cmd = namespaces.without_internal_changes(cmd)
             if name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str):
                 if req.joined is None:
                     return await indexes.change_on_main(self, db, cmd)

@@ -23,11 +23,12 @@ checked here first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .errors import COMMAND_NOT_SUPPORTED, INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
-from .naming import INTERNAL_DB, INTERNAL_PREFIX, is_internal
+from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN, is_internal
 
 # Commands about the server or a session, never a collection: the same on every branch.
 SERVER_COMMANDS = frozenset(
@@ -216,7 +217,7 @@ def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
     _check_db(name, branch, db)
     for ns_db, coll in namespaces(cmd, db):
         _check_one(name, branch, ns_db, coll)
-    if name == "aggregate" and not isinstance(cmd.get(name), str):
+    if name == "aggregate" and not isinstance(cmd.get(name), str) and branch != MAIN:
         _check_database_wide(cmd.get("pipeline"), branch)
     if name not in FIRST_VALUE_ONLY and name not in _KNOWN and _deep_mentions_internal(cmd):
         raise ArgonError(
@@ -269,16 +270,41 @@ def _check_one(name: str, branch: str, db: str, coll: str) -> None:
         )
 
 
+# Change events of Argon's own data: its database, and the overlay and system.argon
+# collections it keeps in users' databases.
+_INTERNAL_EVENTS: dict[str, Any] = {
+    "$nor": [
+        {"ns.db": {"$regex": f"^{INTERNAL_DB}$", "$options": "i"}},
+        {"ns.coll": {"$regex": f"^({re.escape(INTERNAL_PREFIX)}|system\\.argon)"}},
+        {"to.coll": {"$regex": f"^({re.escape(INTERNAL_PREFIX)}|system\\.argon)"}},
+    ]
+}
+
+
+def without_internal_changes(cmd: dict[str, Any]) -> dict[str, Any]:
+    """A database- or cluster-wide change stream on main (``aggregate: 1`` starting
+    with ``$changeStream``) that leaves out the changes of Argon's own data, which
+    it would otherwise report; the filter comes first, before the client's stages
+    can reshape the events. Any other command as it is."""
+    pipeline = cmd.get("pipeline")
+    if isinstance(cmd.get("aggregate"), str) or not isinstance(pipeline, list) or not pipeline:
+        return cmd
+    first = pipeline[0]
+    if not isinstance(first, Mapping) or "$changeStream" not in first:
+        return cmd
+    return {**cmd, "pipeline": [first, {"$match": _INTERNAL_EVENTS}, *pipeline[1:]]}
+
+
 def _check_database_wide(pipeline: Any, branch: str) -> None:
-    """Refuse a database- or cluster-wide change stream: it reports every collection's
-    changes, Argon's WAL and other branches' overlays included."""
+    """Refuse a database- or cluster-wide change stream on a branch: mongod would
+    report main's changes, not the branch's."""
     for stage in _list(pipeline):
         if isinstance(stage, Mapping) and "$changeStream" in stage:
             raise ArgonError(
                 COMMAND_NOT_SUPPORTED,
                 f"a database- or cluster-wide $changeStream is not supported on branch "
-                f"{branch!r}: it would report Argon's internal collections. Watch a "
-                "collection instead.",
+                f"{branch!r}: it would report main's changes, not the branch's. Watch it "
+                "on main.",
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -350,3 +351,34 @@ def test_replies_argon_builds_carry_the_cluster_and_operation_time(admin: Client
             admin[db].items.update_one({"_id": 1}, {"$set": {"x": 1}}, session=s)
             assert s.operation_time >= first
             assert admin[db].items.find_one({"_id": 1}, session=s) == {"_id": 1, "x": 1}
+
+
+def _events_until(stream: Any, last_id: str) -> list[dict[str, Any]]:
+    """The stream's events up to the insert of ``last_id`` (bounded tries)."""
+    events: list[dict[str, Any]] = []
+    for _ in range(200):  # each try waits at most the stream's max_await_time_ms
+        event = stream.try_next()
+        if event is None:
+            continue
+        events.append(event)
+        if event.get("documentKey") == {"_id": last_id}:
+            return events
+    raise AssertionError(f"no insert of {last_id!r} among {events}")
+
+
+def test_database_and_cluster_change_streams_on_main_hide_argons_data(admin: Client) -> None:
+    argon(admin, "createBranch", name="watch-b")
+    with (
+        admin.watchdb.watch(max_await_time_ms=100) as on_db,
+        admin.watch(max_await_time_ms=100) as on_cluster,
+    ):
+        admin["watchdb@watch-b"].items.insert_one({"_id": "on-branch"})  # overlay, WAL
+        admin.watchdb.items.insert_one({"_id": "on-main"})  # WAL, frozen into the child
+        for stream in (on_db, on_cluster):
+            events = _events_until(stream, "on-main")
+            spaces = [(e["ns"]["db"], e["ns"].get("coll", "")) for e in events]
+            assert all(db != "__argon" and not coll.startswith("__argon.") for db, coll in spaces)
+            assert {"_id": "on-branch"} not in [e.get("documentKey") for e in events]
+    with pytest.raises(OperationFailure) as info:
+        admin["watchdb@watch-b"].watch().close()
+    assert info.value.code == 115 and "watch-b" in str(info.value)
