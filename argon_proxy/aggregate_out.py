@@ -23,7 +23,7 @@ import bson
 
 from . import projects
 from .catalog import Branch, hashable_id
-from .errors import BAD_VALUE, ArgonError
+from .errors import BAD_VALUE, INVALID_OPTIONS, ArgonError
 from .naming import INTERNAL_DB, is_internal
 from .reads import unsupported
 from .view import fetch
@@ -90,6 +90,13 @@ async def run(
     if is_internal(target) or target_db == INTERNAL_DB or not target:
         raise ArgonError(73, f"Invalid {stage} namespace '{target_db}.{target}'")
     projects.check(engine, branch, target_db)
+    read_concern = cmd.get("readConcern")
+    if (
+        isinstance(read_concern, dict) and read_concern.get("level") == "linearizable"
+    ):  # as mongod: a write stage reads no such thing
+        raise ArgonError(
+            INVALID_OPTIONS, f"{stage} cannot be used with a 'linearizable' read concern level"
+        )
     read = {k: v for k, v in cmd.items() if k in _PASSED}
     read.update(pipeline=pipeline, cursor={})
     rewritten = await engine.reader.aggregate(branch, db, read)

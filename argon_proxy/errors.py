@@ -40,6 +40,7 @@ PROJECT_EXISTS = 2017
 NOT_IN_PROJECT = 2018
 PROJECT_IN_USE = 2019
 NOT_IN_TRANSACTION = 263
+INVALID_OPTIONS = 72
 
 _NAMES = {
     BAD_VALUE: "BadValue",
@@ -69,7 +70,7 @@ _NAMES = {
     11000: "DuplicateKey",
     27: "IndexNotFound",
     48: "NamespaceExists",
-    72: "InvalidOptions",
+    INVALID_OPTIONS: "InvalidOptions",
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
+from pymongo.read_concern import ReadConcern
 
 from ..stacks import argon, own_client
 
@@ -78,6 +79,11 @@ def test_out_refusals(c: Client) -> None:
     with pytest.raises(OperationFailure) as merge:
         c.o3.src.aggregate([{"$merge": {"into": "dst", "on": "k"}}])
     assert merge.value.code == 115 and "$merge" in str(merge.value)
+    linear = c.o3.get_collection("src", read_concern=ReadConcern("linearizable"))
+    with pytest.raises(OperationFailure) as concern:  # as mongod refuses it
+        linear.aggregate([{"$out": "dst"}])
+    assert concern.value.code == 72 and "linearizable" in str(concern.value)
+    assert docs(c.o3.dst) == [{"_id": "keep"}]
 
 
 def test_merge_into_a_branch(c: Client) -> None:
