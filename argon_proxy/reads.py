@@ -166,7 +166,7 @@ class Reader:
             )
         if joined is None:  # narrowing reads outside any transaction
             view = await narrowed(self.db, self.catalog, view, cmd) or view
-        pipeline = view.pipeline(cmd.get("filter") or {})
+        pipeline = view.pipeline(cmd.get("filter") or {}, cmd.get("let"))
         if cmd.get("sort"):
             pipeline.append({"$sort": cmd["sort"]})
         if cmd.get("skip"):
@@ -211,7 +211,7 @@ class Reader:
         first_match: dict[str, Any] = {}
         if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
             first_match = pipeline.pop(0)["$match"]
-        return {**cmd, "pipeline": view.pipeline(first_match) + pipeline}
+        return {**cmd, "pipeline": view.pipeline(first_match, cmd.get("let")) + pipeline}
 
     async def _with_usable_hint(
         self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]

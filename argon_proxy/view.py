@@ -111,6 +111,21 @@ def _split_regex_in(key: str, ops: dict[str, Any]) -> tuple[dict[str, Any], list
     return out, either
 
 
+def with_let(flt: Any, let: Any) -> Any:
+    """``flt`` with each ``$expr`` evaluated inside ``$let`` of the command's ``let``
+    variables, for a pipeline that does not see them; as it is without any."""
+    if not isinstance(let, dict) or not let:
+        return flt
+    if isinstance(flt, list):
+        return [with_let(v, let) for v in flt]
+    if not isinstance(flt, dict):
+        return flt
+    return {
+        k: {"$let": {"vars": let, "in": v}} if k == "$expr" else with_let(v, let)
+        for k, v in flt.items()
+    }
+
+
 def pin(ids: Any, user_filter: dict[str, Any] | None) -> dict[str, Any]:
     """``user_filter`` restricted to documents already found to match it: ``ids`` is
     their ``_id`` condition. An ``_id`` is immutable, so the user's own condition on
@@ -174,9 +189,12 @@ class View:
     def has_base(self) -> bool:
         return bool(self.layers) and not self.layers[-1].overlay
 
-    def pipeline(self, user_filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def pipeline(
+        self, user_filter: dict[str, Any] | None = None, let: Any = None
+    ) -> list[dict[str, Any]]:
         """Stages that, run by ``aggregate`` on the base collection, yield the view's
-        documents matching ``user_filter``."""
+        documents matching ``user_filter``, whose ``$expr`` may use the command's
+        ``let`` variables (given here: ``$unionWith`` pipelines do not see them)."""
         stages: list[dict[str, Any]] = []
         overlays = [layer for layer in self.layers if layer.overlay]
         if self.has_base:
@@ -190,7 +208,7 @@ class View:
                 {
                     "$unionWith": {
                         "coll": layer.coll,
-                        "pipeline": [{"$match": layer.match(user_filter)}],
+                        "pipeline": [{"$match": layer.match(with_let(user_filter, let))}],
                     }
                 }
             )

@@ -497,7 +497,7 @@ class Writer:
         if hint is not None and view.passthrough:
             shared["hint"] = hint
         if sort:
-            pipeline = [*view.pipeline(flt), {"$sort": sort}]
+            pipeline = [*view.pipeline(flt, let), {"$sort": sort}]
             if limit:
                 pipeline.append({"$limit": limit})
             cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}

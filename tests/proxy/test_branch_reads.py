@@ -416,3 +416,21 @@ def test_hints_on_a_branch_name_the_branchs_own_indexes(client: Client) -> None:
     with pytest.raises(OperationFailure) as sparse:
         list(items.find().hint("y_sparse"))
     assert sparse.value.code == 115 and "hinted-b" in str(sparse.value)
+
+
+def test_let_variables_reach_the_branchs_own_documents(client: Client) -> None:
+    """The branch's documents join main's through $unionWith, whose pipeline does not
+    see the command's let variables: Argon hands them over."""
+    client.letdb.items.insert_many([{"_id": i, "x": i} for i in range(5)])
+    argon(client, "createBranch", name="let-b")
+    items = client["letdb@let-b"].items
+    items.insert_one({"_id": 7, "x": 3})  # the branch's own document
+    flt = {"$expr": {"$eq": ["$x", "$$want"]}}
+    assert [d["_id"] for d in items.find(flt, let={"want": 3}).sort("_id", 1)] == [3, 7]
+    got = items.aggregate([{"$match": flt}, {"$sort": {"_id": 1}}], let={"want": 3})
+    assert [d["_id"] for d in got] == [3, 7]
+    items.aggregate([{"$match": flt}, {"$out": "picked"}], let={"want": 3})
+    assert sorted(d["_id"] for d in client["letdb@let-b"].picked.find()) == [3, 7]
+    res = items.update_one(flt, {"$set": {"y": 1}}, let={"want": 3}, sort={"_id": -1})
+    assert res.modified_count == 1 and items.find_one({"y": 1}) == {"_id": 7, "x": 3, "y": 1}
+    assert client.letdb.items.count_documents({"y": 1}) == 0
