@@ -275,7 +275,8 @@ class Engine:
             "count": self.reader.count,
             "distinct": self.reader.distinct,
         }
-        if name == "find" and joined is None:  # a held cursor reads outside transactions
+        # A held cursor reads outside transactions, and without the plan a hint names.
+        if name == "find" and joined is None and "hint" not in cmd:
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
                 ns = f"{cmd['$db']}.{cmd['find']}"  # as the client named it: getMore comes back

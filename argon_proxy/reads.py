@@ -164,6 +164,7 @@ class Reader:
                 f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
                 "values, without hint or collation; add a limit",
             )
+        cmd = await self._with_usable_hint(branch, db, coll, cmd, order=True)
         if joined is None:  # narrowing reads outside any transaction
             view = await narrowed(self.db, self.catalog, view, cmd) or view
         pipeline = view.pipeline(cmd.get("filter") or {}, cmd.get("let"))
@@ -177,7 +178,6 @@ class Reader:
         if projection:
             pipeline.append({"$project": projection})
         cursor: dict[str, Any] = {}
-        cmd = await self._with_usable_hint(branch, db, coll, cmd)
         batch = cmd.get("batchSize")
         if cmd.get("singleBatch") or int(cmd.get("limit") or 0) < 0:
             batch = limit or 101
@@ -214,12 +214,14 @@ class Reader:
         return {**cmd, "pipeline": view.pipeline(first_match, cmd.get("let")) + pipeline}
 
     async def _with_usable_hint(
-        self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]
+        self, branch: Branch, db: str, coll: str, cmd: dict[str, Any], *, order: bool = False
     ) -> dict[str, Any]:
         """``cmd`` with a ``hint`` the base collection can take: kept if the index is
         on it, dropped if the branch created it (the hint chooses a plan, not the
         result), refused if dropping it would change the result (sparse, partial).
-        The overlays are read without a hint either way."""
+        The overlays are read without a hint either way. With ``order`` (a find), a
+        dropped hint of an ordered index without a sort sorts by the index's keys,
+        the order in which mongod's scan of it returns the documents."""
         hint = cmd.get("hint")
         if hint is None or (isinstance(hint, Mapping) and "$natural" in hint):
             return cmd
@@ -242,7 +244,11 @@ class Reader:
                 branch.name,
                 "the branch created it and it is sparse or partial, so the hint changes the result",
             )
-        return {k: v for k, v in cmd.items() if k != "hint"}
+        out = {k: v for k, v in cmd.items() if k != "hint"}
+        keys = dict(spec.get("key", {}))
+        if order and not cmd.get("sort") and all(v in (1, -1) for v in keys.values()):
+            out["sort"] = keys
+        return out
 
     async def _database_aggregate(
         self,
