@@ -360,8 +360,7 @@ class Reader:
         view = await self.view(branch, db, cmd["distinct"], joined)
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
-        if cmd.get("collation"):
-            raise unsupported("distinct with a collation", branch.name)
+        collation = cmd.get("collation")
         seen: dict[Any, Any] = {}
         runner: Runner = joined if joined is not None else self.db
         for layer in view.layers:
@@ -370,9 +369,14 @@ class Reader:
                 "key": cmd["key"],
                 "query": layer.match(cmd.get("query") or {}),
             }
+            if collation:
+                part["collation"] = collation
             for value in (await runner.run(db, part))["values"]:
                 seen.setdefault(_distinct_key(value), value)
-        return {"values": list(seen.values()), "ok": 1.0}
+        values = list(seen.values())
+        if collation and len(view.layers) > 1:
+            values = await _collated(runner, db, values, collation)
+        return {"values": values, "ok": 1.0}
 
     async def list_collections(
         self, branch: Branch, db: str, cmd: dict[str, Any]
@@ -503,3 +507,18 @@ def _index_named(specs: list[dict[str, Any]], hint: Any) -> dict[str, Any] | Non
         if isinstance(hint, Mapping) and keys == list(hint.items()):
             return spec
     return None
+
+
+async def _collated(runner: Runner, db: str, values: list[Any], collation: Any) -> list[Any]:
+    """``values`` (the layers' distinct values, nearest first) with those the
+    collation finds equal kept once, as mongod groups them."""
+    stages = [{"$documents": [{"v": v} for v in values]}, {"$group": {"_id": "$v"}}]
+    cmd = {"aggregate": 1, "pipeline": stages, "cursor": {}, "collation": collation}
+    reply = await runner.run(db, cmd)
+    found = list(reply["cursor"]["firstBatch"])
+    cursor_id = reply["cursor"]["id"]
+    while cursor_id:
+        more = await runner.run(db, {"getMore": cursor_id, "collection": "$cmd.aggregate"})
+        found.extend(more["cursor"]["nextBatch"])
+        cursor_id = more["cursor"]["id"]
+    return [d["_id"] for d in found]
