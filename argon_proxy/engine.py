@@ -275,8 +275,9 @@ class Engine:
             "count": self.reader.count,
             "distinct": self.reader.distinct,
         }
-        # A held cursor reads outside transactions, and without the plan a hint names.
-        if name == "find" and joined is None and "hint" not in cmd:
+        # A held cursor reads outside transactions and snapshots, and without the plan
+        # a hint names: the upstream's own cursor does all three.
+        if name == "find" and joined is None and "hint" not in cmd and not _snapshot(cmd):
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
                 ns = f"{cmd['$db']}.{cmd['find']}"  # as the client named it: getMore comes back
@@ -619,3 +620,8 @@ def decode_command(body: bytes, sequences: Iterable[tuple[str, list[bytes]]]) ->
             )
         cmd[ident] = [bson.decode(d) for d in docs]
     return cmd
+
+
+def _snapshot(cmd: Mapping[str, Any]) -> bool:
+    concern = cmd.get("readConcern")
+    return isinstance(concern, Mapping) and concern.get("level") == "snapshot"

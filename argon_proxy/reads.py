@@ -361,6 +361,7 @@ class Reader:
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
         collation = cmd.get("collation")
+        snapshot = _snapshot_concern(cmd) if joined is None else None
         seen: dict[Any, Any] = {}
         runner: Runner = joined if joined is not None else self.db
         for layer in view.layers:
@@ -371,12 +372,21 @@ class Reader:
             }
             if collation:
                 part["collation"] = collation
-            for value in (await runner.run(db, part))["values"]:
+            if snapshot is not None:
+                part["readConcern"] = snapshot
+            reply = await runner.run(db, part)
+            if snapshot is not None and "atClusterTime" in reply:
+                # Every layer reads the point the first one chose, as one read would.
+                snapshot = {**snapshot, "atClusterTime": reply["atClusterTime"]}
+            for value in reply["values"]:
                 seen.setdefault(_distinct_key(value), value)
         values = list(seen.values())
         if collation and len(view.layers) > 1:
             values = await _collated(runner, db, values, collation)
-        return {"values": values, "ok": 1.0}
+        out: dict[str, Any] = {"values": values, "ok": 1.0}
+        if snapshot is not None and "atClusterTime" in snapshot:
+            out["atClusterTime"] = snapshot["atClusterTime"]
+        return out
 
     async def list_collections(
         self, branch: Branch, db: str, cmd: dict[str, Any]
@@ -522,3 +532,11 @@ async def _collated(runner: Runner, db: str, values: list[Any], collation: Any) 
         found.extend(more["cursor"]["nextBatch"])
         cursor_id = more["cursor"]["id"]
     return [d["_id"] for d in found]
+
+
+def _snapshot_concern(cmd: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The command's read concern if it asks for a snapshot (its point, if given)."""
+    concern = cmd.get("readConcern")
+    if isinstance(concern, Mapping) and concern.get("level") == "snapshot":
+        return dict(concern)
+    return None

@@ -450,3 +450,42 @@ def test_distinct_with_a_collation_on_a_branch(client: Client) -> None:
     assert sorted(items.distinct("s")) == ["PING", "Pang", "ping", "pong"]
     items.delete_many({"s": "pong"})
     assert sorted(v.lower() for v in items.distinct("s", collation=folded)) == ["pang", "ping"]
+
+
+def test_snapshot_sessions_on_a_branch_read_one_point(
+    stack: tuple[Process, Process], client: Client
+) -> None:
+    """A snapshot session's first read fixes its point (atClusterTime), which the
+    driver sends with every later read: Argon's own replies must report it, and its
+    reads of the branch's layers share it."""
+    client.snapdb.items.insert_many([{"_id": i, "x": i} for i in range(4)])
+    argon(client, "createBranch", name="snap-b")
+    client["snapdb@snap-b"].items.insert_one({"_id": 9, "x": 9})
+    sent = Sent()
+    watched: Client = MongoClient(stack[1].uri, event_listeners=[sent])
+    try:
+        items = watched["snapdb@snap-b"].items
+        with watched.start_session(snapshot=True) as s:
+            assert sorted(items.distinct("x", session=s)) == [0, 1, 2, 3, 9]
+            assert [d["_id"] for d in items.find(session=s).sort("_id", 1)] == [0, 1, 2, 3, 9]
+        find = next(c for c in sent.commands if "find" in c)
+        assert find["readConcern"]["level"] == "snapshot"
+        assert find["readConcern"].get("atClusterTime") is not None
+    finally:
+        watched.close()
+
+
+class Sent(monitoring.CommandListener):
+    """Every command a client sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
