@@ -60,6 +60,23 @@ SERVER_COMMANDS = frozenset(
         "currentOp",
         "killOp",
         "getMore",
+        # Users and roles belong to the server, not to a branch's data.
+        "usersInfo",
+        "rolesInfo",
+        "createUser",
+        "updateUser",
+        "dropUser",
+        "dropAllUsersFromDatabase",
+        "grantRolesToUser",
+        "revokeRolesFromUser",
+        "createRole",
+        "updateRole",
+        "dropRole",
+        "dropAllRolesFromDatabase",
+        "grantPrivilegesToRole",
+        "revokePrivilegesFromRole",
+        "grantRolesToRole",
+        "revokeRolesFromRole",
     }
 )
 # Commands whose first value, even a string, is not a collection.

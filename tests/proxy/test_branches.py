@@ -382,3 +382,14 @@ def test_database_and_cluster_change_streams_on_main_hide_argons_data(admin: Cli
     with pytest.raises(OperationFailure) as info:
         admin["watchdb@watch-b"].watch().close()
     assert info.value.code == 115 and "watch-b" in str(info.value)
+
+
+def test_users_and_roles_are_the_servers_on_every_branch(admin: Client) -> None:
+    argon(admin, "createBranch", name="users-b")
+    on_branch = admin["usersdb@users-b"]
+    on_branch.command("createUser", "reader", pwd="secret-pw", roles=["read"])
+    listed = on_branch.command("usersInfo", "reader")["users"]
+    assert [u["user"] for u in listed] == ["reader"]
+    assert [u["user"] for u in admin.usersdb.command("usersInfo", "reader")["users"]] == ["reader"]
+    on_branch.command("dropUser", "reader")
+    assert admin.usersdb.command("usersInfo", "reader")["users"] == []
