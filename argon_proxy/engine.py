@@ -54,7 +54,7 @@ from .naming import (
     selects_branch,
 )
 from .pending import Pending
-from .reads import Reader, generic, unsupported
+from .reads import GENERIC_FIELDS, Reader, generic, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
@@ -312,7 +312,31 @@ class Engine:
             coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
             if coll and (await self.reader.view(branch, db, coll)).passthrough:
                 return Forward({**cmd, "$db": db})
+            if coll and name == "validate":
+                return await self._validate(db, branch, coll, cmd)
         raise unsupported(name, branch.name)
+
+    async def _validate(
+        self, db: str, branch: Branch, coll: str, cmd: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Validate every collection that holds the branch's view of ``db.coll`` (main's
+        and the overlays), with the client's options; valid if all of them are."""
+        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
+        if not listed["cursor"]["firstBatch"]:
+            raise ArgonError(26, f"Collection '{db}.{coll}' does not exist to validate.")
+        options = {k: v for k, v in cmd.items() if k not in ("validate", "$db", *GENERIC_FIELDS)}
+        out: dict[str, Any] = {"ns": f"{db}.{coll}", "valid": True, "errors": [], "warnings": []}
+        for layer in (await self.reader.view(branch, db, coll)).layers:
+            try:
+                reply = await self.db.command(db, {"validate": layer.coll, **options})
+            except ArgonError as exc:
+                if exc.code == 26:  # an overlay nothing was written to yet
+                    continue
+                raise
+            out["valid"] = out["valid"] and bool(reply.get("valid"))
+            out["errors"] += list(reply.get("errors") or [])
+            out["warnings"] += list(reply.get("warnings") or [])
+        return {**out, "ok": 1.0}
 
     async def _explain(
         self, db: str, branch: Branch, cmd: dict[str, Any], joined: Runner | None

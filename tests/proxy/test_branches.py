@@ -393,3 +393,19 @@ def test_users_and_roles_are_the_servers_on_every_branch(admin: Client) -> None:
     assert [u["user"] for u in admin.usersdb.command("usersInfo", "reader")["users"]] == ["reader"]
     on_branch.command("dropUser", "reader")
     assert admin.usersdb.command("usersInfo", "reader")["users"] == []
+
+
+def test_validate_on_a_branch_checks_every_layer(admin: Client) -> None:
+    admin.valdb.items.insert_many([{"_id": 1}, {"_id": 2}])
+    argon(admin, "createBranch", name="val-b")
+    branch = admin["valdb@val-b"]
+    branch.items.update_one({"_id": 1}, {"$set": {"x": 1}})  # an overlay beside main's
+    branch.fresh.insert_one({"_id": 1})  # only the branch has it
+    for coll in ("items", "fresh"):
+        reply = branch.validate_collection(coll, full=True)
+        assert reply["valid"] is True and reply["ns"] == f"valdb.{coll}"
+    with pytest.raises(OperationFailure) as info:
+        branch.validate_collection("nothing")
+    assert info.value.code == 26
+    with pytest.raises(OperationFailure):
+        admin.valdb.validate_collection("fresh")  # main has no such collection
