@@ -358,7 +358,7 @@ def run_target(
         counts = Counter(o.outcome for o in outcomes.values())
         print(
             f"[{target}] {name}: "
-            + ", ".join(f"{counts[k]} {k}" for k in KINDS)
+            + ", ".join(f"{counts[k]} {'errors' if k == 'error' else k}" for k in KINDS)
             + f" in {time.monotonic() - file_started:.0f}s",
             flush=True,
         )
