@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .report import render
-from .results import TargetResult, load_latest, save
-from .run import REPO, TARGETS, Limits, run_target
+from .results import TargetResult, load_latest, save_run, save_target
+from .run import REPO, TARGETS, Limits, collect, run_target
 from .source import SourceError, pinned_version, prepare
 
 
@@ -47,10 +47,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"seconds a known slow test may take (default {defaults.slow:g})",
     )
     parser.add_argument(
+        "--file-timeout",
+        type=float,
+        default=defaults.file,
+        help=f"seconds one test file's run may take (default {defaults.file:g})",
+    )
+    parser.add_argument(
         "--run-timeout",
         type=float,
         default=defaults.run,
-        help=f"seconds one target's whole run may take (default {defaults.run:g})",
+        help=f"seconds all files of one target may take (default {defaults.run:g})",
     )
     parser.add_argument(
         "--cache",
@@ -93,10 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             suite = prepare(REPO, cache)
             print(f"pymongo {suite.version} tests in {suite.root} (sdist sha256 {suite.sha256})")
-            limits = Limits(test=args.test_timeout, slow=args.slow_timeout, run=args.run_timeout)
-            results = [run_target(t, suite, cache, limits, args.keyword) for t in chosen]
+            limits = Limits(
+                test=args.test_timeout,
+                slow=args.slow_timeout,
+                file=args.file_timeout,
+                run=args.run_timeout,
+            )
+            selected = collect(suite, cache / "runs", limits, args.keyword)
+            print(f"{sum(map(len, selected.values()))} tests in {len(selected)} files selected")
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            print(f"results: {save(results, cache, stamp)}")
+            results = []
+            for target in chosen:
+                results.append(run_target(target, suite, selected, cache, limits, args.keyword))
+                save_target(results[-1], cache)
+            print(f"results: {save_run(results, cache, stamp)}")
             keyword = args.keyword
     except SourceError as exc:
         print(f"conformance: {exc}", file=sys.stderr)

@@ -114,6 +114,7 @@ def grouped(failures: dict[str, Outcome], width: int = 100) -> str:
                 initial_indent="       ",
                 subsequent_indent="           ",
                 break_on_hyphens=False,
+                break_long_words=False,  # a test's name stays whole, even past the width
             )
     return "\n".join(out)
 

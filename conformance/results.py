@@ -122,20 +122,25 @@ def read_outcomes(path: Path, *, missing: str) -> dict[str, Outcome]:
     return parse(path.read_text(encoding="utf-8").splitlines(), missing=missing)
 
 
-def save(results: list[TargetResult], directory: Path, stamp: str) -> Path:
-    """Write the run to ``results-<stamp>.json`` and each target to ``<target>.json``.
+def save_target(result: TargetResult, directory: Path) -> Path:
+    """Write ``result`` to ``<target>.json``, the latest result of its target.
 
-    The per-target files hold the latest result of each target, so a later run
-    of only some targets still has a ``direct`` baseline to compare with.
+    Written as soon as the target finishes, so an interrupted run keeps what it
+    finished, and a later run of only some targets still has a ``direct``
+    baseline to compare with.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    run_file = directory / f"results-{stamp}.json"
-    run_file.write_text(json.dumps([r.to_json() for r in results], indent=1) + "\n")
-    for result in results:
-        (directory / f"{result.target}.json").write_text(
-            json.dumps(result.to_json(), indent=1) + "\n"
-        )
-    return run_file
+    path = directory / f"{result.target}.json"
+    path.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    return path
+
+
+def save_run(results: list[TargetResult], directory: Path, stamp: str) -> Path:
+    """Write all targets of a run to ``results-<stamp>.json``, kept for later comparison."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"results-{stamp}.json"
+    path.write_text(json.dumps([r.to_json() for r in results], indent=1) + "\n")
+    return path
 
 
 def load_latest(directory: Path, target: str) -> TargetResult | None:

@@ -1,11 +1,17 @@
 """Run the driver's tests against one target: its processes, pytest, the time limits.
 
-Each target gets processes of its own, started with the helpers the project's
-tests use (``tests/processes.py``): a SecantusDB on a free loopback port with
-in-memory storage and, for ``main`` and ``branch``, an Argon in front of it.
-For ``branch`` a branch is created from main and made the default before the
-tests start. Fresh processes per target keep one target's leftovers (data,
-branches, sessions, a crashed server) out of the next one's numbers.
+First the driver's tests are collected once, without a server, to know what
+each test file will run: that list is every target's denominator, so tests a
+target never reports (its server died, its time ran out) still count, as
+errors "not run".
+
+Then, per target and per test file, fresh processes are started with the
+helpers the project's tests use (``tests/processes.py``): a SecantusDB on a
+free loopback port with in-memory storage and, for ``main`` and ``branch``, an
+Argon in front of it. For ``branch`` a branch is created from main and made the
+default before the tests start. Fresh processes keep one file's leftovers
+(data, branches, sessions, a server still busy with an abandoned bulk insert)
+out of the next file's numbers, and one target's out of the next target's.
 
 pytest runs in a subprocess of the project's interpreter, in the extracted
 suite's directory (so its ``pytest.ini`` and ``test`` package are found), with:
@@ -19,10 +25,10 @@ suite's directory (so its ``pytest.ini`` and ``test`` package are found), with:
 * ``-m default``: the synchronous suite, as the release's configuration selects
   it (its conftest marks every unmarked test ``default``).
 
-The run as a whole has a deadline too: past it the pytest process group (a
-session of its own, started here) is terminated, and the tests it had not
-reported count as errors. Whatever happens, the processes started here, and
-only those, are stopped, and their logs are kept beside the results.
+Each file's pytest process has a deadline, and the target's files together
+another: past it the pytest process group (a session of its own, started here)
+is terminated. Whatever happens, the processes started here, and only those,
+are stopped, and their logs are kept beside the results.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from pymongo import MongoClient
 
@@ -47,7 +55,7 @@ from tests.processes import Process, start_proxy, start_upstream
 from tests.stacks import argon
 
 from . import plugin
-from .results import TargetResult, read_outcomes
+from .results import KINDS, Outcome, TargetResult, read_outcomes
 from .source import Suite
 
 TARGETS = ("direct", "main", "branch")
@@ -72,9 +80,10 @@ class Limits:
     """Time limits of a run, in seconds."""
 
     test: float = 120.0  # one test, setup and teardown included
-    slow: float = 600.0  # one of plugin.SLOW_TESTS
-    run: float = 2700.0  # the whole pytest process of one target
-    progress: float = 60.0  # how often a long run says how far it got
+    slow: float = 300.0  # one of plugin.SLOW_TESTS (about 20 s direct)
+    file: float = 900.0  # one test file's pytest process
+    run: float = 3600.0  # all the files of one target
+    progress: ClassVar[float] = 60.0  # how often a long run says how far it got
 
 
 @dataclass
@@ -137,8 +146,10 @@ def switch_to_fresh_branch(proxy: Process) -> None:
         client.close()
 
 
-def pytest_command(limits: Limits, keyword: str | None) -> list[str]:
-    """The pytest command line run in the suite's directory."""
+def pytest_command(
+    files: Sequence[str], limits: Limits, keyword: str | None, *, collect_only: bool = False
+) -> list[str]:
+    """The pytest command line run in the suite's directory for ``files`` (module names)."""
     command = [
         sys.executable,
         "-m",
@@ -159,11 +170,27 @@ def pytest_command(limits: Limits, keyword: str | None) -> list[str]:
         "-q",
         "--tb=short",
         "-rfE",
-        *(f"test/{name}.py" for name in TEST_FILES),
+        *(f"test/{name}.py" for name in files),
     ]
     if keyword:
         command += ["-k", keyword]
+    if collect_only:
+        command.append("--collect-only")
     return command
+
+
+def _env(port: int, outcomes: Path, limits: Limits) -> dict[str, str]:
+    """The environment of the driver's test process, aimed at ``port``."""
+    return {
+        **os.environ,
+        "DB_IP": "127.0.0.1",
+        "DB_PORT": str(port),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        plugin.OUTCOMES_ENV: str(outcomes),
+        plugin.SLOW_BUDGET_ENV: f"{limits.slow:g}",
+        plugin.PORTS_ENV: str(port),
+    }
 
 
 def _progress(outcomes: Path) -> tuple[int, int]:
@@ -192,29 +219,18 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def run_pytest(
-    suite: Suite, port: int, workdir: Path, limits: Limits, keyword: str | None, label: str
-) -> tuple[int | None, bool]:
-    """Run the tests against ``port``; pytest's exit code (None if stopped) and whether
-    the run's deadline stopped it."""
-    outcomes = workdir / "outcomes.jsonl"
-    env = {
-        **os.environ,
-        "DB_IP": "127.0.0.1",
-        "DB_PORT": str(port),
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        plugin.OUTCOMES_ENV: str(outcomes),
-        plugin.SLOW_BUDGET_ENV: f"{limits.slow:g}",
-        plugin.PORTS_ENV: str(port),
-    }
+def _pytest(
+    command: list[str], cwd: Path, env: dict[str, str], log_path: Path, budget: float, label: str
+) -> int | None:
+    """Run ``command`` in a session of its own, output to ``log_path``; its exit code,
+    or None when ``budget`` seconds ran out and it was stopped."""
     started = time.monotonic()
-    deadline = started + limits.run
-    next_note = started + limits.progress
-    with (workdir / "pytest.log").open("wb") as log:
+    next_note = started + Limits.progress
+    outcomes = Path(env[plugin.OUTCOMES_ENV])
+    with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            pytest_command(limits, keyword),
-            cwd=suite.root,
+            command,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -224,12 +240,12 @@ def run_pytest(
         try:
             while proc.poll() is None:
                 now = time.monotonic()
-                if now >= deadline:
-                    print(f"[{label}] run time limit ({limits.run:g}s) reached: stopping pytest")
+                if now - started >= budget:
+                    print(f"[{label}] time limit ({budget:.0f}s) reached: stopping pytest")
                     _stop_group(proc)
-                    return None, True
+                    return None
                 if now >= next_note:
-                    next_note = now + limits.progress
+                    next_note = now + Limits.progress
                     done, collected = _progress(outcomes)
                     print(
                         f"[{label}] {done}/{collected} tests done, {now - started:.0f}s", flush=True
@@ -238,32 +254,114 @@ def run_pytest(
         finally:
             if proc.poll() is None:  # interrupted: leave nothing running
                 _stop_group(proc)
-    return proc.returncode, False
+    return proc.returncode
+
+
+def collect(
+    suite: Suite, workdir: Path, limits: Limits, keyword: str | None
+) -> dict[str, list[str]]:
+    """The tests each driver test file runs (after ``-k``), collected without a server.
+
+    Known before any target runs, they are every target's denominator: a test
+    that a target never reports (its process died, its time ran out) still
+    counts, as not run. Files with nothing selected are left out.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    outcomes = workdir / "collected.jsonl"
+    outcomes.unlink(missing_ok=True)
+    # port 0: the collection has no server, and the plugin refuses every connection
+    env = _env(0, outcomes, limits)
+    command = pytest_command(TEST_FILES, limits, keyword, collect_only=True)
+    code = _pytest(command, suite.root, env, workdir / "collect.log", 300.0, "collect")
+    if code not in (0, 5):  # 5: -k selected nothing
+        raise RuntimeError(f"collecting the driver's tests failed: see {workdir / 'collect.log'}")
+    files: dict[str, list[str]] = {}
+    for nodeid in read_outcomes(outcomes, missing=""):
+        files.setdefault(Path(nodeid.split("::", 1)[0]).stem, []).append(nodeid)
+    return {name: files[name] for name in TEST_FILES if name in files}
+
+
+def run_file(
+    target: str,
+    name: str,
+    expected: list[str],
+    suite: Suite,
+    workdir: Path,
+    limits: Limits,
+    keyword: str | None,
+    budget: float,
+) -> tuple[dict[str, Outcome], list[str]]:
+    """Run one driver test file against fresh processes of ``target``: its tests' outcomes
+    (every one of ``expected`` included) and notes on what went wrong around them."""
+    workdir.mkdir(parents=True)
+    outcomes = workdir / "outcomes.jsonl"
+    notes: list[str] = []
+    code: int | None = None
+    try:
+        with serve(target, workdir) as serving:
+            env = _env(serving.port, outcomes, limits)
+            command = pytest_command([name], limits, keyword)
+            code = _pytest(command, suite.root, env, workdir / "pytest.log", budget, target)
+            notes += [f"{name}: {note}" for note in serving.exits()]
+    except Exception as exc:  # a server that does not start: its tests did not run
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        notes.append(f"{name}: {reason}")
+    if code is None:
+        missing = f"not run: pytest stopped after {budget:.0f}s"
+        notes.append(f"{name}: {missing}")
+    else:
+        missing = f"not run: pytest exited with code {code} before it"
+    tests = read_outcomes(outcomes, missing=missing)
+    for nodeid in expected:
+        tests.setdefault(nodeid, Outcome("error", missing))
+    return tests, notes
 
 
 def run_target(
-    target: str, suite: Suite, cache: Path, limits: Limits, keyword: str | None
+    target: str,
+    suite: Suite,
+    selected: dict[str, list[str]],
+    cache: Path,
+    limits: Limits,
+    keyword: str | None,
 ) -> TargetResult:
-    """Start ``target``'s processes, run the suite through them, stop them; the outcomes."""
+    """Run each selected driver test file against fresh processes of ``target``.
+
+    Fresh processes per file keep a slow or broken file from taking the next
+    ones down with it (a server still busy with an abandoned 100,000-document
+    insert makes every later test time out). Each file has its time limit, and
+    the target as a whole its own; files past that are not run, their tests
+    counted as errors.
+    """
     workdir = cache / "runs" / target
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
+    tests: dict[str, Outcome] = {}
     notes: list[str] = []
     print(f"[{target}] starting (logs: {workdir})", flush=True)
-    with serve(target, workdir) as serving:
-        code, timed_out = run_pytest(suite, serving.port, workdir, limits, keyword, target)
-        notes += serving.exits()
-    if timed_out:
-        missing = f"not run: the run's time limit ({limits.run:g}s) stopped pytest"
-        notes.append(missing)
-    else:
-        missing = f"not run: pytest exited with code {code} before it"
-    tests = read_outcomes(workdir / "outcomes.jsonl", missing=missing)
-    if not tests:
-        notes.append(f"no tests collected (pytest exit code {code}; see pytest.log)")
+    for name, expected in selected.items():
+        budget = min(limits.file, limits.run - (time.monotonic() - started))
+        if budget <= 0:
+            missing = f"not run: {target}'s time limit ({limits.run:g}s) ran out"
+            tests.update((nodeid, Outcome("error", missing)) for nodeid in expected)
+            notes.append(f"{name}: {missing}")
+            continue
+        file_started = time.monotonic()
+        outcomes, file_notes = run_file(
+            target, name, expected, suite, workdir / name, limits, keyword, budget
+        )
+        tests.update(outcomes)
+        notes += file_notes
+        counts = Counter(o.outcome for o in outcomes.values())
+        print(
+            f"[{target}] {name}: "
+            + ", ".join(f"{counts[k]} {'errors' if k == 'error' else k}" for k in KINDS)
+            + f" in {time.monotonic() - file_started:.0f}s",
+            flush=True,
+        )
     duration = round(time.monotonic() - started, 1)
     print(f"[{target}] done: {len(tests)} tests in {duration:.0f}s", flush=True)
     return TargetResult(target, suite.version, started_at, duration, keyword, tests, notes)

@@ -118,12 +118,20 @@ def start_upstream(port: int | None = None, storage: str = ":memory:") -> Proces
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    wait_for_port(port, 60, proc)
-    client: MongoClient[dict[str, object]] = MongoClient(
-        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=30000
-    )
-    client.admin.command("ping")
-    client.close()
+    try:
+        wait_for_port(port, 60, proc)
+        client: MongoClient[dict[str, object]] = MongoClient(
+            f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=30000
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+    except BaseException:
+        # one that never answered is stopped here: the caller has no handle on it
+        proc.kill()
+        proc.wait()
+        raise
     return Process(proc, port, log_file)
 
 

@@ -98,3 +98,10 @@ def test_pytest_ini_keeps_the_releases_strictness_not_its_plugins() -> None:
 
 def test_the_suite_version_is_the_pinned_driver() -> None:
     assert pinned_version(ROOT) == __import__("pymongo").version
+
+
+def test_the_plugin_treats_only_loopback_as_local() -> None:
+    from conformance.plugin import _is_loopback
+
+    assert all(map(_is_loopback, ["localhost", "127.0.0.1", "127.8.9.10", "::1", None]))
+    assert not any(map(_is_loopback, ["server", "pypi.org", "10.0.0.1", "0.0.0.0", ""]))
