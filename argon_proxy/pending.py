@@ -26,7 +26,7 @@ from typing import Any
 
 import bson
 
-from .catalog import Overlay, hashable_id
+from .catalog import Catalog, Overlay
 from .txn import Runner
 
 KEPT = 1024  # transactions remembered at once (one per live session at most)
@@ -52,15 +52,7 @@ class TxnState:
     def learn(self, written: Iterable[tuple[Overlay, list[Any], bool]]) -> None:
         """Record a statement's writes (overlay, ids, tombstones?) in the copies."""
         for ov, ids, tombstone in written:
-            copy = self.own(ov)
-            assert copy.ids is not None
-            for raw in ids:
-                key = hashable_id(raw)
-                copy.ids[key] = raw
-                if tombstone:
-                    copy.tombstones.add(key)
-                else:
-                    copy.tombstones.discard(key)
+            Catalog.note_written(self.own(ov), ids, tombstone=tombstone)
 
 
 def transaction_key(runner: Runner) -> tuple[bytes, int]:
