@@ -35,6 +35,7 @@ from .naming import INTERNAL_DB, MAIN, is_internal
 from .pending import Pending
 from .txn import Runner
 from .view import View, build_view, indexable
+from .writes import find_all
 
 # Fields of a command that are about the session or the server, not the query.
 GENERIC_FIELDS = frozenset(
@@ -524,14 +525,7 @@ async def _collated(runner: Runner, db: str, values: list[Any], collation: Any) 
     collation finds equal kept once, as mongod groups them."""
     stages = [{"$documents": [{"v": v} for v in values]}, {"$group": {"_id": "$v"}}]
     cmd = {"aggregate": 1, "pipeline": stages, "cursor": {}, "collation": collation}
-    reply = await runner.run(db, cmd)
-    found = list(reply["cursor"]["firstBatch"])
-    cursor_id = reply["cursor"]["id"]
-    while cursor_id:
-        more = await runner.run(db, {"getMore": cursor_id, "collection": "$cmd.aggregate"})
-        found.extend(more["cursor"]["nextBatch"])
-        cursor_id = more["cursor"]["id"]
-    return [d["_id"] for d in found]
+    return [d["_id"] for d in await find_all(runner, db, cmd)]
 
 
 def _snapshot_concern(cmd: Mapping[str, Any]) -> dict[str, Any] | None:
