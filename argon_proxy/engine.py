@@ -54,7 +54,7 @@ from .naming import (
     selects_branch,
 )
 from .pending import Pending
-from .reads import GENERIC_FIELDS, Reader, generic, unsupported
+from .reads import GENERIC_FIELDS, Reader, generic, snapshot_concern, unsupported
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
@@ -277,7 +277,12 @@ class Engine:
         }
         # A held cursor reads outside transactions and snapshots, and without the plan
         # a hint names: the upstream's own cursor does all three.
-        if name == "find" and joined is None and "hint" not in cmd and not _snapshot(cmd):
+        if (
+            name == "find"
+            and joined is None
+            and "hint" not in cmd
+            and snapshot_concern(cmd) is None
+        ):
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
                 ns = f"{cmd['$db']}.{cmd['find']}"  # as the client named it: getMore comes back
@@ -644,8 +649,3 @@ def decode_command(body: bytes, sequences: Iterable[tuple[str, list[bytes]]]) ->
             )
         cmd[ident] = [bson.decode(d) for d in docs]
     return cmd
-
-
-def _snapshot(cmd: Mapping[str, Any]) -> bool:
-    concern = cmd.get("readConcern")
-    return isinstance(concern, Mapping) and concern.get("level") == "snapshot"

@@ -362,7 +362,7 @@ class Reader:
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
         collation = cmd.get("collation")
-        snapshot = _snapshot_concern(cmd) if joined is None else None
+        snapshot = snapshot_concern(cmd) if joined is None else None
         seen: dict[Any, Any] = {}
         runner: Runner = joined if joined is not None else self.db
         for layer in view.layers:
@@ -528,7 +528,7 @@ async def _collated(runner: Runner, db: str, values: list[Any], collation: Any) 
     return [d["_id"] for d in await find_all(runner, db, cmd)]
 
 
-def _snapshot_concern(cmd: Mapping[str, Any]) -> dict[str, Any] | None:
+def snapshot_concern(cmd: Mapping[str, Any]) -> dict[str, Any] | None:
     """The command's read concern if it asks for a snapshot (its point, if given)."""
     concern = cmd.get("readConcern")
     if isinstance(concern, Mapping) and concern.get("level") == "snapshot":
