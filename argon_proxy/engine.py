@@ -234,10 +234,11 @@ class Engine:
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
                 cmd = namespaces.without_internal_changes(cmd)
-            if name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str):
-                if req.joined is None:
-                    return await indexes.change_on_main(self, db, cmd)
-                await indexes.freeze_children(self, branch, db, cmd[name])
+            # In a client transaction main has no children here (else refused above):
+            # the upstream alone judges the index change.
+            indexed = name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str)
+            if indexed and req.joined is None:
+                return await indexes.change_on_main(self, db, cmd)
             if name == "create" and isinstance(cmd.get(name), str):
                 await self.catalog.child_overlays(branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
