@@ -33,6 +33,7 @@ from . import (
     refs,
     timetravel,
 )
+from .branch_streams import BranchStreams, is_change_stream
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
@@ -131,6 +132,7 @@ class Engine:
         self.pending = Pending()  # what open client transactions wrote on branches
         self.reader = Reader(self.db, self.catalog, self.pending)
         self.cursors = HeldCursors()  # the rest of merged branch reads, for getMore
+        self.streams = BranchStreams(self.db, self.reader)  # change streams on branches
         self.incarnation = Incarnation(self.db)
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
         self.snapshots = snapshots or timetravel.Snapshots()
@@ -155,8 +157,8 @@ class Engine:
             return True
         if name in ON_MAIN or name not in namespaces.FIRST_VALUE_ONLY:
             return True
-        if name in ("getMore", "killCursors") and self.cursors:
-            return True  # it may continue a merged branch read this proxy holds
+        if name in ("getMore", "killCursors") and (self.cursors or self.streams):
+            return True  # it may continue a branch read or stream this proxy serves
         return collection is not None and namespaces.mentions_internal(collection)
 
     async def resolve(self, db_field: str, app_name: str | None) -> tuple[str, Branch]:
@@ -194,8 +196,8 @@ class Engine:
     async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command
         name = next(iter(cmd))
-        if name in ("getMore", "killCursors") and self.cursors:
-            held = self._held_cursor_reply(name, cmd)
+        if name in ("getMore", "killCursors") and (self.cursors or self.streams):
+            held = await self._own_cursor_reply(name, cmd)
             if held is not None:
                 return held
         if name == "argon":
@@ -215,6 +217,8 @@ class Engine:
             self._refuse_in_transaction(name, branch)
         if name not in NAMESPACE_FREE:
             projects.check(self, branch, db)
+        if name == "aggregate" and branch.name != MAIN and is_change_stream(cmd):
+            return await self.streams.open(branch, db, cmd, req.joined is not None)
         if name == "aggregate" and aggregate_out.ends_in_write(cmd):
             if req.joined is not None:
                 raise unsupported("aggregate with $out or $merge in a transaction", branch.name)
@@ -365,17 +369,22 @@ class Engine:
         plan = {k: v for k, v in (rewritten or inner).items() if k != "$db"}
         return Forward({**cmd, "explain": plan, "$db": db})
 
-    def _held_cursor_reply(self, name: str, cmd: dict[str, Any]) -> dict[str, Any] | Forward | None:
-        """Answer ``getMore`` / ``killCursors`` for cursors this proxy holds itself."""
+    async def _own_cursor_reply(
+        self, name: str, cmd: dict[str, Any]
+    ) -> dict[str, Any] | Forward | None:
+        """Answer ``getMore`` / ``killCursors`` for cursors this proxy serves itself:
+        held merged reads and change streams on branches."""
         if name == "getMore":
             cursor_id = cmd.get("getMore")
+            if isinstance(cursor_id, int) and cursor_id in self.streams:
+                return await self.streams.get_more(cursor_id, cmd)
             if not isinstance(cursor_id, int) or cursor_id not in self.cursors:
                 return None
             return self.cursors.get_more(cursor_id, cmd.get("batchSize"))
         ids = cmd.get("cursors")
         if not isinstance(ids, list):
             return None
-        killed = self.cursors.kill(ids)
+        killed = self.cursors.kill(ids) + await self.streams.kill(ids)
         if not killed:
             return None
         rest = [i for i in ids if i not in killed]

@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import COMMAND_NOT_SUPPORTED, INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
-from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN, is_internal
+from .errors import INVALID_NAMESPACE, UNAUTHORIZED, ArgonError
+from .naming import INTERNAL_DB, INTERNAL_PREFIX, is_internal
 
 # Commands about the server or a session, never a collection: the same on every branch.
 SERVER_COMMANDS = frozenset(
@@ -234,8 +234,6 @@ def check(cmd: Mapping[str, Any], db: str, branch: str) -> None:
     _check_db(name, branch, db)
     for ns_db, coll in namespaces(cmd, db):
         _check_one(name, branch, ns_db, coll)
-    if name == "aggregate" and not isinstance(cmd.get(name), str) and branch != MAIN:
-        _check_database_wide(cmd.get("pipeline"), branch)
     if name not in FIRST_VALUE_ONLY and name not in _KNOWN and _deep_mentions_internal(cmd):
         raise ArgonError(
             UNAUTHORIZED,
@@ -310,19 +308,6 @@ def without_internal_changes(cmd: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(first, Mapping) or "$changeStream" not in first:
         return cmd
     return {**cmd, "pipeline": [first, {"$match": _INTERNAL_EVENTS}, *pipeline[1:]]}
-
-
-def _check_database_wide(pipeline: Any, branch: str) -> None:
-    """Refuse a database- or cluster-wide change stream on a branch: mongod would
-    report main's changes, not the branch's."""
-    for stage in _list(pipeline):
-        if isinstance(stage, Mapping) and "$changeStream" in stage:
-            raise ArgonError(
-                COMMAND_NOT_SUPPORTED,
-                f"a database- or cluster-wide $changeStream is not supported on branch "
-                f"{branch!r}: it would report main's changes, not the branch's. Watch it "
-                "on main.",
-            )
 
 
 # Commands whose namespaces ``namespaces`` lists exactly.

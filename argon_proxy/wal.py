@@ -9,10 +9,12 @@ misses a write and says which entries a crash left unconfirmed.
 ``_id`` is the LSN (int64, allocated by ``Catalog.allocate_lsns``), ``ts`` the
 wall time, then the branch (``branch_id``, its identity, which every lookup
 uses, and ``branch``, its name when written, for people), namespace, document
-``_id``, operation (``i``nsert,
-``u``pdate, ``d``elete), pre- and post-image (``None`` where there is none),
-and the client. Images whose BSON exceeds ``COMPRESS_ABOVE`` are stored zstd
-compressed under ``pre_z`` / ``post_z``; ``image`` reads either form back.
+``_id``, operation (``i``nsert, ``u``pdate, ``d``elete; an update that wrote a
+whole new document is marked ``replace``, one with operators may carry
+``upd``, hints for its change event), pre- and post-image (``None`` where
+there is none), and the client. Images whose BSON exceeds ``COMPRESS_ABOVE``
+are stored zstd compressed under ``pre_z`` / ``post_z``; ``image`` reads either
+form back.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 INSERT, UPDATE, DELETE = "i", "u", "d"
 UNCONFIRMED = "unconfirmed"  # written before its change, which may not have happened
+REPLACED = "replace"  # on an update entry: the client wrote a whole new document
+HINTS = "upd"  # on an update entry: how the update's operators describe it
 
 
 async def confirm(runner: Runner, applied: list[int], undone: list[int]) -> None:
@@ -95,8 +99,12 @@ def entry(
     client: ClientIdentity,
     ts: dt.datetime,
     extra: Mapping[str, Any] | None = None,
+    replace: bool = False,
+    hints: Any = None,
 ) -> dict[str, Any]:
-    """The WAL document for one change."""
+    """The WAL document for one change (``replace``: an update that wrote a whole
+    new document, which change streams report as ``replace``; ``hints``: what they
+    need to know of an update with operators, see ``update_description``)."""
     doc: dict[str, Any] = {
         "_id": bson.Int64(lsn),
         "ts": ts,
@@ -109,6 +117,10 @@ def entry(
     doc.update(_image(pre, "pre"))
     doc.update(_image(post, "post"))
     doc["client"] = client.to_doc()
+    if replace:
+        doc[REPLACED] = True
+    if hints is not None:
+        doc[HINTS] = hints
     if extra:
         doc.update(extra)
     return doc

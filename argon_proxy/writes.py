@@ -42,7 +42,7 @@ import bson
 import trio
 from bson import ObjectId, json_util
 
-from . import unique, wal
+from . import unique, update_description, wal
 from .catalog import (
     Branch,
     Catalog,
@@ -192,6 +192,8 @@ class Change:
     op: str
     pre: dict[str, Any] | None
     post: dict[str, Any] | None
+    replace: bool = False  # an update that wrote a whole new document
+    hints: Any = None  # what a change event needs to know of the update (update_description)
 
 
 @dataclass
@@ -575,6 +577,8 @@ class Writer:
                 client=ctx.client,
                 ts=ts,
                 extra=ctx.extra,
+                replace=ch.replace,
+                hints=ch.hints,
             )
             for i, ch in enumerate(changes)
         ]
@@ -871,7 +875,7 @@ class Writer:
                 await self._put_one(runner, ctx, own, doc_id, pre, doc, out)
                 op = wal.INSERT if pre is None else wal.DELETE if doc is None else wal.UPDATE
                 out.matched += 1
-                out.changes.append(Change(doc_id, op, pre, doc))
+                out.changes.append(Change(doc_id, op, pre, doc, replace=op == wal.UPDATE))
 
         return await self.run_statement(ctx, body)
 
@@ -985,14 +989,19 @@ class Writer:
                     post = await self._modify_own(
                         runner, ctx, own, pre, flt, {"update": stmt["u"], **extra}, out
                     )
-                    self._record_update(pre, post, out)
+                    self._record_update(pre, post, stmt["u"], out)
 
         return await self.run_statement(ctx, body)
 
-    def _record_update(self, pre: dict[str, Any], post: dict[str, Any], out: Outcome) -> None:
+    def _record_update(
+        self, pre: dict[str, Any], post: dict[str, Any], update: Any, out: Outcome
+    ) -> None:
+        """Count and log the change ``update`` (the client's) made, if it made one."""
         if not same_doc(pre, post):
             out.modified += 1
-            out.changes.append(Change(pre["_id"], wal.UPDATE, pre, post))
+            replaced = is_replacement(update)
+            how = None if replaced else update_description.hints(update)
+            out.changes.append(Change(pre["_id"], wal.UPDATE, pre, post, replaced, how))
 
     async def _update_main(
         self,
@@ -1018,7 +1027,7 @@ class Writer:
             for post in await find_all(runner, ctx.db, {"find": ctx.coll, "filter": chunk}):
                 by_id[hashable_id(post["_id"])] = post
         for pre in matched:
-            self._record_update(pre, by_id[hashable_id(pre["_id"])], out)
+            self._record_update(pre, by_id[hashable_id(pre["_id"])], stmt["u"], out)
 
     async def _copy_up(
         self, runner: Runner, ctx: WriteContext, own: Overlay, pre: dict[str, Any]
@@ -1213,7 +1222,7 @@ class Writer:
                 )[0]
                 if own is not None:
                     await self._settle_copy(runner, ctx, own, pre, post, copied, out)
-                self._record_update(pre, post, out)
+                self._record_update(pre, post, cmd.get("update"), out)
             out.reply_value = {
                 "lastErrorObject": reply["lastErrorObject"],
                 "value": reply.get("value"),
@@ -1356,6 +1365,12 @@ async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None
             "documents": [{"_id": _retry_id(ctx), "at": now(), "outcome": saved}],
         },
     )
+
+
+def is_replacement(update: Any) -> bool:
+    """Whether an update's ``u`` (or findAndModify's ``update``) is a whole new
+    document rather than update operators or a pipeline."""
+    return isinstance(update, Mapping) and not any(str(k).startswith("$") for k in update)
 
 
 def _literal_id(flt: Mapping[str, Any]) -> Any:
