@@ -93,6 +93,23 @@ CATALOG_CHANGES = (
     frozenset({"create", "createIndexes", "drop", "dropIndexes", "dropDatabase", "collMod"})
     | MAIN_GUARDED
 )
+# Options of create and collMod a branch's collection takes: they leave Argon free to
+# write tombstones and frozen copies into the overlay (bypassing its validator). Not a
+# default collation: the branch's reads run on the base collection too, which has its own.
+BRANCH_CREATE_OPTIONS = frozenset(
+    {
+        "validator",
+        "validationLevel",
+        "validationAction",
+        "changeStreamPreAndPostImages",
+        "storageEngine",
+        "indexOptionDefaults",
+        "idIndex",
+    }
+)
+BRANCH_COLL_MOD_OPTIONS = frozenset(
+    {"validator", "validationLevel", "validationAction", "changeStreamPreAndPostImages"}
+)
 # Commands the engine must see even on main (everything else on main is forwarded).
 ON_MAIN = (
     WRITE_COMMANDS
@@ -312,6 +329,8 @@ class Engine:
             return await indexes.list_indexes(self, branch, db, cmd)
         if name == "create":
             return await self._create(db, branch, cmd)
+        if name == "collMod" and isinstance(cmd.get(name), str):
+            return await self._coll_mod(db, branch, cmd)
         if name == "drop":
             return await self._drop(db, branch, cmd)
         if name == "dropDatabase":
@@ -415,20 +434,73 @@ class Engine:
         await self.db.command(db, {"create": coll})
 
     async def _create(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Create ``db.coll`` on ``branch``: its overlay becomes the whole collection,
+        created with the client's options, so mongod applies them (validation,
+        collation, pre- and post-images) and lists them."""
         if branch.read_only:
             raise _read_only(branch, "create")
         coll = cmd["create"]
-        if set(cmd) - {"create", "$db"} - set(generic(cmd)):
-            raise unsupported("create with options", branch.name)
+        options = {k: v for k, v in cmd.items() if k not in ("create", "$db", *generic(cmd))}
+        refused = sorted(set(options) - BRANCH_CREATE_OPTIONS)
+        if refused:
+            raise unsupported(
+                f"create with {', '.join(refused)}",
+                branch.name,
+                "a branch's collection is an overlay that Argon writes tombstones and "
+                "copies into and reads together with its base, which capped, time series, "
+                "clustered collections, views and a default collation do not allow",
+            )
         listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
         if listed["cursor"]["firstBatch"]:
             raise ArgonError(48, f"Collection {db}.{coll} already exists.")
         await self.catalog.child_overlays(branch, db, coll)  # keep it off the children
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.catalog.set_flags(ov, cut=ov.cut, present=True)
-        if not await self.catalog.upstream_has(db, ov.name):
-            await self.db.command(db, {"create": ov.name})
+        exists = await self.catalog.upstream_has(db, ov.name)
+        if exists and options:  # it holds nothing the branch shows: start it anew
+            await self.db.command(db, {"drop": ov.name})
+        if options or not exists:
+            await self.db.command(db, {"create": ov.name, **options})
         return {"ok": 1.0}
+
+    async def _coll_mod(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``collMod`` of a collection the branch alone holds (created on it, or
+        dropped and created again): its overlay is the whole collection."""
+        if branch.read_only:
+            raise _read_only(branch, "collMod")
+        coll = cmd["collMod"]
+        options = {k: v for k, v in cmd.items() if k not in ("collMod", "$db", *generic(cmd))}
+        refused = sorted(set(options) - BRANCH_COLL_MOD_OPTIONS)
+        own = self.catalog.overlay(branch, db, coll)
+        alone = own is not None and own.present and await self._holds_alone(branch, db, coll)
+        if refused or not alone or self.catalog.children(branch.name):
+            why = (
+                f"Argon does not apply {', '.join(refused)} to a branch's collection"
+                if refused
+                else "it has child branches"
+                if self.catalog.children(branch.name)
+                else "the collection also reads its parent's data, whose options it shares"
+            )
+            raise unsupported("collMod", branch.name, why)
+        assert own is not None
+        reply = await self.db.command(db, {**cmd, "collMod": own.name})
+        return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
+
+    async def _holds_alone(self, branch: Branch, db: str, coll: str) -> bool:
+        """Whether no layer below the branch's own overlay holds ``db.coll``."""
+        for b in self.catalog.chain(branch):
+            ov = self.catalog.overlay(b, db, coll)
+            if b.name == branch.name:
+                if ov is not None and ov.cut:
+                    return True
+                continue
+            if b.name == MAIN:
+                return not await self.catalog.upstream_has(db, coll)
+            if ov is not None and ov.present:
+                return False
+            if ov is not None and ov.cut:
+                return True
+        return True
 
     async def _drop(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
         if branch.read_only:

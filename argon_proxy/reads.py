@@ -418,10 +418,9 @@ class Reader:
             if not self.catalog.shows(branch, db, name, in_base=name in base):
                 listed.pop(name, None)
             elif name not in base:
-                entry: dict[str, Any] = {"name": name, "type": "collection"}
-                if not name_only:
-                    entry.update(options={}, info={"readOnly": False})
-                extra.append(entry)
+                extra.append({"name": name, "type": "collection"})
+        if not name_only:
+            await self._describe(branch, db, extra)
         for entry in await self._filtered(extra, flt):
             listed[entry["name"]] = entry
         batch = sorted(listed.values(), key=lambda c: c["name"])
@@ -433,6 +432,28 @@ class Reader:
             },
             "ok": 1.0,
         }
+
+    async def _describe(self, branch: Branch, db: str, entries: list[dict[str, Any]]) -> None:
+        """Give the entries of collections only the branch has the options and info of
+        the overlay that holds each (created with the client's options)."""
+        holders: dict[str, str] = {}
+        for entry in entries:
+            for b in self.catalog.chain(branch):
+                ov = self.catalog.overlay(b, db, entry["name"])
+                if ov is not None and ov.present:
+                    holders[ov.name] = entry["name"]
+                    break
+        found: dict[str, dict[str, Any]] = {}
+        if holders:
+            query = {"listCollections": 1, "filter": {"name": {"$in": sorted(holders)}}}
+            for c in await self.db.find_cursor(db, query):
+                found[holders[c["name"]]] = c
+        for entry in entries:
+            upstream = found.get(entry["name"], {})
+            entry["options"] = upstream.get("options", {})
+            entry["info"] = {**upstream.get("info", {}), "readOnly": False}
+            if "idIndex" in upstream:
+                entry["idIndex"] = upstream["idIndex"]
 
     async def _filtered(
         self, entries: list[dict[str, Any]], flt: dict[str, Any]

@@ -545,10 +545,10 @@ class Writer:
                         {"q": {"_id": d["_id"]}, "u": {"$setOnInsert": _body(d)}, "upsert": True}
                         for d in part
                     ]
-                    await runner.run(ctx.db, {"update": ov.name, "updates": updates})
+                    await runner.run(ctx.db, {"update": ov.name, "updates": updates, **_BYPASS})
                     continue
                 try:
-                    await runner.run(ctx.db, {"insert": ov.name, "documents": part})
+                    await runner.run(ctx.db, {"insert": ov.name, "documents": part, **_BYPASS})
                 except CommandError as exc:
                     if exc.code == DUPLICATE_KEY:
                         raise _FreezeRace from None
@@ -594,11 +594,14 @@ class Writer:
         doc: dict[str, Any],
         outcome: Outcome,
     ) -> None:
-        """Write ``doc`` as the branch's version of its ``_id`` (replacing any tombstone)."""
-        await runner.run(
-            ctx.db,
-            {"update": own.name, "updates": [{"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}]},
-        )
+        """Write ``doc`` as the branch's version of its ``_id`` (replacing any tombstone),
+        with the command's options (``bypassDocumentValidation``): a plain insert when
+        the overlay is known not to hold the id, so mongod judges it as an insert."""
+        if own.ids is not None and hashable_id(doc["_id"]) not in own.ids:
+            await runner.run(ctx.db, ctx.data_command({"insert": own.name, "documents": [doc]}))
+        else:
+            upsert = {"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}
+            await runner.run(ctx.db, ctx.data_command({"update": own.name, "updates": [upsert]}))
         outcome.cache.append((own, [doc["_id"]], False))
 
     async def _tombstone_own(
@@ -616,6 +619,7 @@ class Writer:
                 "updates": [
                     {"q": {"_id": doc_id}, "u": {"_id": doc_id, TOMBSTONE: True}, "upsert": True}
                 ],
+                **_BYPASS,
             },
         )
         outcome.cache.append((own, [doc_id], True))
@@ -781,11 +785,13 @@ class Writer:
                 # cache only costs the statement-by-statement path (duplicate key).
                 fresh = [d for d in docs if hashable_id(d["_id"]) not in own.ids]
                 for part in chunks(fresh):
-                    await runner.run(ctx.db, {"insert": own.name, "documents": part})
+                    insert = {"insert": own.name, "documents": part}
+                    await runner.run(ctx.db, ctx.data_command(insert))
                 held = [d for d in docs if hashable_id(d["_id"]) in own.ids]
                 for part in chunks(held):
                     updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in part]
-                    await runner.run(ctx.db, {"update": own.name, "updates": updates})
+                    update = {"update": own.name, "updates": updates}
+                    await runner.run(ctx.db, ctx.data_command(update))
                 out.cache.append((own, ids, False))
             out.matched = len(docs)
             out.changes.extend(Change(d["_id"], wal.INSERT, None, d) for d in docs)
@@ -1365,6 +1371,11 @@ async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None
             "documents": [{"_id": _retry_id(ctx), "at": now(), "outcome": saved}],
         },
     )
+
+
+# On Argon's own writes into overlays (tombstones, frozen copies): they are no
+# user's writes, so a validator the branch's collection has must not judge them.
+_BYPASS = {"bypassDocumentValidation": True}
 
 
 def is_replacement(update: Any) -> bool:

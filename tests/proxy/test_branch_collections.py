@@ -1,0 +1,77 @@
+"""Collections created on a branch with options behave as mongod's: validation,
+default collation, listed options and collMod, for the branch alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, WriteError
+
+from ..processes import Process
+from ..stacks import argon, own_stack
+
+Client = MongoClient[dict[str, Any]]
+_VALIDATOR = {"$jsonSchema": {"required": ["name"]}}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    pair: tuple[Process, Process]
+    with own_stack() as pair:
+        c: Client = MongoClient(pair[1].uri)
+        yield c
+        c.close()
+
+
+def test_a_validator_judges_the_clients_writes_not_argons(client: Client) -> None:
+    argon(client, "createBranch", name="val-b")
+    db = client["val@val-b"]
+    db.create_collection("people", validator=_VALIDATOR)
+    db.people.insert_one({"_id": 1, "name": "ann"})
+    with pytest.raises(WriteError) as info:
+        db.people.insert_one({"_id": 2})
+    assert info.value.code == 121
+    db.people.insert_one({"_id": 2}, bypass_document_validation=True)
+    with pytest.raises(WriteError):
+        db.people.update_one({"_id": 1}, {"$unset": {"name": ""}})
+    assert db.people.delete_one({"_id": 1}).deleted_count == 1  # a tombstone: not judged
+    assert [d["_id"] for d in db.people.find()] == [2]
+    listed = db.command("listCollections", filter={"name": "people"})["cursor"]["firstBatch"]
+    assert listed[0]["options"] == {"validator": _VALIDATOR}
+    assert "people" not in client.val.list_collection_names()
+
+
+def test_collmod_changes_what_the_branch_alone_holds(client: Client) -> None:
+    client.cm.shared.insert_one({"_id": 1})
+    argon(client, "createBranch", name="cm-b")
+    db = client["cm@cm-b"]
+    db.create_collection("own", validator=_VALIDATOR)
+    db.command("collMod", "own", validator={"$jsonSchema": {"required": ["age"]}})
+    db.own.insert_one({"_id": 1, "age": 3})
+    with pytest.raises(WriteError):
+        db.own.insert_one({"_id": 2, "name": "no age"})
+    with pytest.raises(OperationFailure) as info:
+        db.command("collMod", "shared", validator=_VALIDATOR)
+    assert info.value.code == 115 and "cm-b" in str(info.value)
+    # Dropped on the branch and created again: the branch alone holds it now.
+    db.shared.drop()
+    db.create_collection("shared", validator=_VALIDATOR)
+    db.command("collMod", "shared", validationAction="warn")
+    db.shared.insert_one({"_id": 5})
+    assert [d["_id"] for d in db.shared.find()] == [5]
+    assert [d["_id"] for d in client.cm.shared.find()] == [1]
+
+
+def test_options_a_branch_cannot_hold_are_refused_by_name(client: Client) -> None:
+    argon(client, "createBranch", name="capped-b")
+    with pytest.raises(OperationFailure) as info:
+        client["capped@capped-b"].create_collection("log", capped=True, size=4096)
+    assert info.value.code == 115
+    assert "capped" in str(info.value) and "capped-b" in str(info.value)
+    assert "log" not in client["capped@capped-b"].list_collection_names()
+    with pytest.raises(OperationFailure) as collated:
+        client["capped@capped-b"].create_collection("c", collation={"locale": "en"})
+    assert collated.value.code == 115 and "collation" in str(collated.value)
