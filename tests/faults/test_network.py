@@ -7,6 +7,7 @@ timeouts, thread joins, loop counts) and stops what it started.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import socket
 import struct
@@ -457,9 +458,13 @@ def test_upstream_gone_inside_a_client_transaction_is_transient() -> None:
                 c.gone_db.t.insert_one({"_id": 1}, session=session)
                 up.proc.send_signal(signal.SIGKILL)
                 up.proc.wait(10)
+
+                def insert(_id: int) -> object:
+                    return c.gone_db.t.insert_one({"_id": _id}, session=session)
+
                 for _id in (2, 3):  # the pinned connection breaks, then none can be made
                     _expect_network_error(
-                        lambda _id=_id: c.gone_db.t.insert_one({"_id": _id}, session=session),
+                        functools.partial(insert, _id),
                         codes=(6,),
                         label="TransientTransactionError",
                     )

@@ -25,7 +25,7 @@ def docs(coll: Any) -> list[dict[str, Any]]:
     return list(coll.find({}, sort=[("_id", 1)]))
 
 
-SUMMARY = [
+SUMMARY: list[dict[str, Any]] = [
     {"$match": {"qty": {"$gt": 0}}},
     {"$group": {"_id": "$sku", "total": {"$sum": "$qty"}}},
     {"$sort": {"_id": 1}},

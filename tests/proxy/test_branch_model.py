@@ -347,7 +347,7 @@ class BranchModel(RuleBasedStateMachine):
     def insert_many(self, branch: str, docs: list[dict[str, Any]], ordered: bool) -> None:
         from pymongo.errors import BulkWriteError
 
-        results = []
+        results: list[tuple[int, list[int]] | None] = []
         for coll in (self.coll_on(branch), self.copy_of(branch)):
             try:
                 coll.insert_many([dict(d) for d in docs], ordered=ordered)
@@ -511,7 +511,7 @@ class BranchModel(RuleBasedStateMachine):
 
     @rule(branch=branches)
     def list_indexes(self, branch: str) -> None:
-        def names(coll: Any) -> list[tuple[str, Any]]:
+        def names(coll: Any) -> list[tuple[Any, ...]]:
             # Secondary indexes only: whether an update that matched nothing created the
             # collection (and its _id index) is an upstream detail, not a branch's business.
             try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -339,7 +339,7 @@ def test_invalid_update_fails_when_nothing_matches(client: Client, on_branch: bo
         argon(client, "createBranch", name=f"u{n}", **{"from": "main"})
         db = f"u{n}@u{n}"
     coll = client[db].items
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: coll.update_one({"_id": 99}, {"$foo": {"a": 1}}),
         lambda: coll.update_many({"a": 42}, {"$foo": {"a": 1}}),
         lambda: coll.update_one({"_id": 99}, {"$foo": {"a": 1}}, upsert=True),

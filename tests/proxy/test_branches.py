@@ -194,11 +194,11 @@ def test_indexes_are_branch_local(admin: Client) -> None:
 def test_list_and_get_and_delete_and_switch(stack: tuple[Process, Process], admin: Client) -> None:
     argon(admin, "createBranch", name="temp-branch")
     admin["tmpdb@temp-branch"].c.insert_one({"x": 1})
-    names = [b["name"] for b in argon(admin, "listBranches")["branches"]]  # type: ignore[union-attr]
+    names = [b["name"] for b in argon(admin, "listBranches")["branches"]]
     assert names[0] == "main" and "temp-branch" in names
     info = argon(admin, "getBranch", name="temp-branch")["branch"]
-    assert info["parent"] == "main" and info["stats"]["changes"] == 1  # type: ignore[index]
-    assert info["head_lsn"] > info["base_lsn"]  # type: ignore[index,operator]
+    assert info["parent"] == "main" and info["stats"]["changes"] == 1
+    assert info["head_lsn"] > info["base_lsn"]
     # internal collections never show through the proxy
     assert all(not n.startswith("__argon") for n in admin.tmpdb.list_collection_names())
     assert "__argon" not in admin.list_database_names()
@@ -223,7 +223,9 @@ def test_wal_records_every_write_with_images(stack: tuple[Process, Process], adm
     admin.waldb.c.update_one({"_id": 1}, {"$set": {"v": 2}})
     admin.waldb.c.delete_one({"_id": 1})
     direct: Client = MongoClient(up.uri)
-    entries = list(direct["__argon"].wal.find({"ns": "waldb.c"}).sort("_id", 1))
+    entries: list[dict[str, Any]] = list(
+        direct["__argon"].wal.find({"ns": "waldb.c"}).sort("_id", 1)
+    )
     direct.close()
     assert [e["op"] for e in entries] == ["i", "u", "d"]
     assert entries[1]["pre"] == {"_id": 1, "v": 1} and entries[1]["post"] == {"_id": 1, "v": 2}
@@ -232,7 +234,7 @@ def test_wal_records_every_write_with_images(stack: tuple[Process, Process], adm
 
 
 def _lsn(c: Client) -> int:
-    return int(argon(c, "status")["lsn"])  # type: ignore[arg-type]
+    return int(argon(c, "status")["lsn"])
 
 
 def test_time_travel_reads_past_states_read_only(admin: Client) -> None:
@@ -263,7 +265,7 @@ def test_time_travel_reads_past_states_read_only(admin: Client) -> None:
     assert fork.count_documents({}) == 5
     fork.insert_one({"_id": 9, "v": -9})  # 9 did not exist then
     assert admin.tt.c.find_one({"_id": 9})["v"] == 9  # type: ignore[index]
-    info = argon(admin, "timeTravelInfo", name="main")["branches"][0]  # type: ignore[index]
+    info = argon(admin, "timeTravelInfo", name="main")["branches"][0]
     assert info["earliest_lsn"] < before <= info["latest_lsn"]
 
 

@@ -71,8 +71,13 @@ def warm(clients: list[Client]) -> None:
             c.admin.command("ping")
 
 
+def direct_client(up: Process) -> Client:
+    """A client straight to the upstream, past every proxy."""
+    return MongoClient(up.uri)
+
+
 def stored_branch(up: Process, name: str) -> dict[str, Any]:
-    with MongoClient(up.uri) as direct:
+    with direct_client(up) as direct:
         found = direct["__argon"].branches.find_one({"_id": name})
     assert found is not None
     return found
@@ -141,7 +146,7 @@ def test_merge_after_catalog_reload_when_main_created_a_collection(
         c[db].fresh.insert_one({"_id": 1, "v": "main only"})  # new while the branch lives
         c[f"{db}@{name}"].kept.update_one({"_id": 1}, {"$set": {"v": "branch"}})
         if how == "legacy":  # overlay entries stored before the 'dropped' flag was
-            with MongoClient(upstream.uri) as direct:
+            with direct_client(upstream) as direct:
                 direct["__argon"].overlays.update_many({}, {"$unset": {"dropped": ""}})
         proxy, c = reload_catalog("restart" if how == "legacy" else how, upstream, proxy, c)
         assert c[f"{db}@{name}"].list_collection_names() == ["kept"]
@@ -228,7 +233,7 @@ def test_history_follows_the_branch_not_its_name(upstream: Process) -> None:
 
         # Entries stored before they carried the branch id are adopted on start-up
         # by the branch of their name that existed when they were written.
-        with MongoClient(upstream.uri) as direct:
+        with direct_client(upstream) as direct:
             meta = direct["__argon"]
             meta.wal.update_many({}, {"$unset": {"branch_id": ""}})
             meta.index_log.update_many({}, {"$unset": {"branch_id": ""}})
@@ -243,7 +248,7 @@ def test_history_follows_the_branch_not_its_name(upstream: Process) -> None:
 
 def stored_snapshots(up: Process) -> list[str]:
     """The hidden time-travel snapshots stored in the upstream."""
-    with MongoClient(up.uri) as direct:
+    with direct_client(up) as direct:
         names = [d["_id"] for d in direct["__argon"].branches.find({}, {"_id": 1})]
     return sorted(n for n in names if "@" in n)
 
@@ -299,7 +304,7 @@ def test_concurrent_reads_of_a_new_point_share_one_snapshot(upstream: Process) -
         assert race([ca, cb], read) == [0] * CREATORS
         assert seen == [[{"_id": i, "v": 0} for i in range(5)]] * CREATORS
         assert f"main@lsn-{point}" in stored_snapshots(upstream)
-        with MongoClient(upstream.uri) as direct:
+        with direct_client(upstream) as direct:
             meta = direct["__argon"]
             ids = {b["id"] for b in meta.branches.find()}
             orphans = [o["_id"] for o in meta.overlays.find() if o["branch_id"] not in ids]
@@ -327,7 +332,7 @@ def test_a_branch_forked_under_concurrent_writes_shows_its_fork_point(upstream: 
             finally:
                 stop.set()
             assert all(w.result() > 0 for w in writers)
-        with MongoClient(upstream.uri) as direct:
+        with direct_client(upstream) as direct:
             wal = list(direct["__argon"].wal.find({"branch_id": "main", "ns": "forked.items"}))
         for i in range(forks):
             base = int(argon(c, "getBranch", name=f"forked-{i}")["branch"]["base_lsn"])
@@ -363,7 +368,7 @@ def test_reads_at_the_newest_point_under_concurrent_writes(upstream: Process) ->
                 stop.set()
             for w in writers:
                 w.result()
-        with MongoClient(upstream.uri) as direct:
+        with direct_client(upstream) as direct:
             wal = list(direct["__argon"].wal.find({"branch_id": "main", "ns": "settled.items"}))
         wal.sort(key=lambda e: int(e["_id"]))
         for lsn, got in seen:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import bson
@@ -453,6 +453,7 @@ def test_a_bad_branch_in_app_name_is_an_error_not_a_closed_connection(
 ) -> None:
     c: Client = MongoClient(stack[1].uri, appname=app, serverSelectionTimeoutMS=10000)
     try:
+        attempt: Callable[[], object]
         for attempt in (lambda: c.ns_shop.items.find_one(), lambda: c.admin.command("ping")):
             with pytest.raises(OperationFailure) as info:
                 attempt()

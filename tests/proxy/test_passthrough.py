@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from typing import Any
 
 import pytest
 from bson import ObjectId
@@ -72,9 +73,9 @@ def test_ordered_bulk_write_stops_at_first_error(client: Client) -> None:
 def test_unordered_bulk_write_reports_every_error(client: Client) -> None:
     coll = client.bulk_db.unordered
     coll.drop()
-    ops = [InsertOne({"_id": i % 3}) for i in range(6)] + [
-        UpdateOne({"_id": 0}, {"$set": {"y": 1}})
-    ]
+    ops: list[InsertOne[dict[str, Any]] | UpdateOne] = [
+        InsertOne({"_id": i % 3}) for i in range(6)
+    ] + [UpdateOne({"_id": 0}, {"$set": {"y": 1}})]
     with pytest.raises(BulkWriteError) as info:
         coll.bulk_write(ops, ordered=False)
     details = info.value.details
@@ -162,7 +163,7 @@ def test_change_stream(client: Client) -> None:
     coll.insert_one({"warm": True})
     with coll.watch(max_await_time_ms=500) as stream:
         coll.insert_one({"n": 1})
-        change = stream.try_next()
+        change: dict[str, Any] | None = stream.try_next()
         for _ in range(20):
             if change is not None:
                 break

@@ -41,7 +41,8 @@ async def test_the_frame_deadline_does_not_restart_with_each_byte(
 ) -> None:
     server = _server(frame_timeout=10.0)
     send, receive = trio.testing.memory_stream_one_way_pair()
-    client, done = _Client(), {}
+    client = _Client()
+    done: dict[int, float] = {}
     started = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_serve, server, receive, client, done)
@@ -80,7 +81,8 @@ async def test_idle_clients_are_closed_only_when_idle_timeout_is_set(
     for idle_timeout, closed in ((0.0, False), (30.0, True)):
         server = _server(idle_timeout=idle_timeout)
         _send, receive = trio.testing.memory_stream_one_way_pair()
-        client, done = _Client(), {}
+        client = _Client()
+        done: dict[int, float] = {}
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_serve, server, receive, client, done)
             await trio.sleep(3600)

@@ -105,6 +105,7 @@ def test_an_upsert_of_id_null_is_reported_as_an_upsert(
 ) -> None:
     coll = clients[target].opts_db[f"null_id_{target}"]
     result = coll.update_one({"_id": None}, {"$set": {"a": 1}}, upsert=True)
+    assert result.raw_result is not None
     assert result.raw_result["n"] == 1
     assert result.did_upsert and result.upserted_id is None
     assert coll.find_one({"_id": None}) == {"_id": None, "a": 1}
