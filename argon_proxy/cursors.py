@@ -30,6 +30,7 @@ class _Held:
     ns: str
     docs: list[dict[str, Any]]
     used: float
+    lasting: bool = False  # noCursorTimeout: never dropped for being idle
 
 
 class HeldCursors:
@@ -46,12 +47,14 @@ class HeldCursors:
     def __contains__(self, cursor_id: object) -> bool:
         return cursor_id in self._held
 
-    def first_reply(self, ns: str, docs: list[dict[str, Any]], first: int) -> dict[str, Any]:
+    def first_reply(
+        self, ns: str, docs: list[dict[str, Any]], first: int, *, lasting: bool = False
+    ) -> dict[str, Any]:
         """The reply to the ``find`` itself: ``first`` documents and, if more remain,
-        the id of a cursor holding them."""
+        the id of a cursor holding them (``lasting``: not dropped when idle)."""
         cursor_id = 0
         if len(docs) > first:
-            cursor_id = self._open(ns, docs[first:])
+            cursor_id = self._open(ns, docs[first:], lasting)
         batch = {"firstBatch": docs[:first], "id": bson.Int64(cursor_id), "ns": ns}
         return {"cursor": batch, "ok": 1.0}
 
@@ -80,18 +83,16 @@ class HeldCursors:
         """Forget the held ones among ``ids``; returns them."""
         return [i for i in ids if self._held.pop(i, None) is not None]
 
-    def _open(self, ns: str, docs: list[dict[str, Any]]) -> int:
+    def _open(self, ns: str, docs: list[dict[str, Any]], lasting: bool) -> int:
         self._expire()
         while len(self._held) >= self.limit:
             self._held.popitem(last=False)
         cursor_id = secrets.randbits(63) or 1
-        self._held[cursor_id] = _Held(ns, docs, time.monotonic())
+        self._held[cursor_id] = _Held(ns, docs, time.monotonic(), lasting)
         return cursor_id
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self.idle
-        while self._held:
-            oldest = next(iter(self._held.values()))
-            if oldest.used >= cutoff:
-                return
-            self._held.popitem(last=False)
+        idle = [k for k, held in self._held.items() if held.used < cutoff and not held.lasting]
+        for cursor_id in idle:
+            del self._held[cursor_id]

@@ -67,6 +67,7 @@ _SIMPLE_OPTIONS = frozenset(
         "apiVersion",
         "apiStrict",
         "apiDeprecationErrors",
+        "noCursorTimeout",
     }
 )
 
@@ -292,7 +293,7 @@ async def find_merged(
         return None
     if single:
         return {"cursor": {"firstBatch": docs_out, "id": bson.Int64(0), "ns": ns}, "ok": 1.0}
-    return cursors.first_reply(ns, docs_out, first)
+    return cursors.first_reply(ns, docs_out, first, lasting=bool(cmd.get("noCursorTimeout")))
 
 
 async def narrowed(

@@ -68,7 +68,6 @@ _FIND_UNSUPPORTED = (
     "returnKey",
     "showRecordId",
     "allowPartialResults",
-    "noCursorTimeout",
     "readOnce",
 )
 _CROSS_COLLECTION = ("$lookup", "$graphLookup", "$unionWith")

@@ -245,6 +245,7 @@ def test_batch_size_streams_through_get_more(
         {"limit": -7, "sort": [("_id", 1)]},
         {"batch_size": 5, "sort": [("x", 1), ("_id", -1)]},
         {"batch_size": 4, "projection": {"_id": 1}, "sort": [("x", -1), ("_id", 1)]},
+        {"batch_size": 7, "no_cursor_timeout": True},
     ]
     for case in cases:
         commands.sent.clear()
