@@ -29,12 +29,13 @@ import bson
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
+from .index_bounds import HINT_REQUIRED, bounds_filter, ordered_key
 from .indexes import list_specs
 from .merge_find import MAX_MERGED, find_only_projection, narrowed
 from .naming import INTERNAL_DB, MAIN, is_internal
 from .pending import Pending
 from .txn import Runner
-from .view import View, build_view, indexable
+from .view import View, build_view, conjoin, indexable
 from .writes import find_all
 
 # Fields of a command that are about the session or the server, not the query.
@@ -63,8 +64,6 @@ _FIND_UNSUPPORTED = (
     "tailable",
     "awaitData",
     "oplogReplay",
-    "min",
-    "max",
     "returnKey",
     "showRecordId",
     "allowPartialResults",
@@ -164,6 +163,8 @@ class Reader:
                 f"Argon applies it to at most {MAX_MERGED} documents sorted by plain "
                 "values, without hint or collation; add a limit",
             )
+        if "min" in cmd or "max" in cmd:
+            cmd = await self._bounded(branch, db, coll, cmd)
         cmd = await self._with_usable_hint(branch, db, coll, cmd, order=True)
         if joined is None:  # narrowing reads outside any transaction
             view = await narrowed(self.db, self.catalog, view, cmd) or view
@@ -212,6 +213,33 @@ class Reader:
         if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
             first_match = pipeline.pop(0)["$match"]
         return {**cmd, "pipeline": view.pipeline(first_match, cmd.get("let")) + pipeline}
+
+    async def _bounded(
+        self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``cmd`` with its ``min``/``max`` as a filter (``index_bounds``), sorted in
+        the hinted index's order unless it asks for another."""
+        hint = cmd.get("hint")
+        if hint is None:
+            raise ArgonError(
+                HINT_REQUIRED,
+                "When using min()/max() a hint of which index to use must be provided",
+            )
+        spec = _index_named(await list_specs(self.catalog, branch, db, coll), hint)
+        if spec is None:
+            raise ArgonError(
+                BAD_VALUE,
+                "error processing query: planner returned error :: caused by :: hint provided "
+                f"does not correspond to an existing index (branch {branch.name!r})",
+            )
+        key = dict(spec["key"])
+        if not ordered_key(key):
+            raise unsupported("find with min or max on a special index", branch.name)
+        bounds = bounds_filter(key, cmd.get("min"), cmd.get("max"))
+        out = {k: v for k, v in cmd.items() if k not in ("min", "max")}
+        out["filter"] = conjoin(cmd.get("filter") or None, bounds)
+        out.setdefault("sort", key)
+        return out
 
     async def _with_usable_hint(
         self, branch: Branch, db: str, coll: str, cmd: dict[str, Any], *, order: bool = False

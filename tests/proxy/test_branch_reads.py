@@ -8,6 +8,7 @@ branch must be indistinguishable from a database holding its documents.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -487,3 +488,36 @@ class Sent(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def test_min_and_max_bound_the_hinted_index_as_mongod_does(client: Client, direct: Client) -> None:
+    values: list[Any] = [None, -1, 0, 1.5, 2, 3, "a", "b", [1], {"k": 1}, True]
+    rng = random.Random(7)
+    docs: list[dict[str, Any]] = []
+    for i in range(60):
+        doc: dict[str, Any] = {"_id": i, "j": rng.choice(values[1:6])}
+        if i % 7:  # some documents miss the second field: it keys as null
+            doc["k"] = rng.choice(values)
+        docs.append(doc)
+    branch, copy = branch_and_copy(client, direct, docs)
+    branch.insert_one({"_id": 100, "j": 2, "k": "b"})  # the branch's own document
+    copy.insert_one({"_id": 100, "j": 2, "k": "b"})
+    for key in ([("j", 1), ("k", 1)], [("j", -1), ("k", 1)], [("j", 1)]):
+        for coll in (branch, copy):
+            coll.create_index(key)
+        for _ in range(12):
+            low = [(name, rng.choice(values[:6])) for name, _ in key]
+            high = [(name, rng.choice(values)) for name, _ in key]
+            cases: list[tuple[Any, Any]] = [(low, None), (None, high), (low, high)]
+            for lower, upper in cases:
+                # Equal keys come in no particular order: compare the documents found.
+                found: list[list[Any]] = []
+                for coll in (copy, branch):
+                    cursor = coll.find({}, {"_id": 1}).hint(key)
+                    cursor = cursor.min(lower) if lower else cursor
+                    cursor = cursor.max(upper) if upper else cursor
+                    found.append(sorted(d["_id"] for d in cursor))
+                assert found[1] == found[0], (key, lower, upper)
+    with pytest.raises(OperationFailure) as info:
+        branch.find({}).hint([("j", 1)]).min([("k", 1)]).to_list()
+    assert info.value.code == 51174
