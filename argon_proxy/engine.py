@@ -40,6 +40,10 @@ from .dbclient import CommandError, DbClient, hold
 from .errors import (
     COMMAND_NOT_SUPPORTED,
     DUPLICATE_FIELD,
+    ILLEGAL_OPERATION,
+    INVALID_NAMESPACE,
+    NAMESPACE_EXISTS,
+    NAMESPACE_NOT_FOUND,
     NOT_IN_TRANSACTION,
     WRITE_CONFLICT,
     ArgonError,
@@ -220,6 +224,8 @@ class Engine:
         if name == "argon":
             await self.catalog.refresh()
             return await admin.handle(self, cmd)
+        if name == "renameCollection":
+            cmd = _addressed_rename(cmd)
         db_field = cmd.get("$db")
         if not isinstance(db_field, str):  # e.g. a document sequence named $db
             raise ArgonError(73, f"{name} needs a database name (a string) in $db")
@@ -241,6 +247,9 @@ class Engine:
                 raise unsupported("aggregate with $out or $merge in a transaction", branch.name)
             client = ClientIdentity(req.app_name, None, req.connection_id)
             return await aggregate_out.run(self, branch, db, cmd, client)
+        if name == "renameCollection" and branch.name != MAIN:
+            client = ClientIdentity(req.app_name, None, req.connection_id)
+            return await self._rename(branch, cmd, client)
         if name in WRITE_COMMANDS:
             return await self._write(name, db, branch, req)
         if name == "bulkWrite":
@@ -486,6 +495,65 @@ class Engine:
         reply = await self.db.command(db, {**cmd, "collMod": own.name})
         return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
 
+    async def _rename(
+        self, branch: Branch, cmd: dict[str, Any], client: ClientIdentity
+    ) -> dict[str, Any]:
+        """``renameCollection`` on a branch: the target created with the source's
+        options and indexes, the source's documents put into it (one transaction
+        and WAL entry each, as ``$out`` does), then the source dropped."""
+        if branch.read_only:
+            raise _read_only(branch, "renameCollection")
+        if self.catalog.children(branch.name):
+            raise unsupported("renameCollection", branch.name, "it has child branches")
+        (src_db, src), (dst_db, dst) = (_namespace(cmd.get(k)) for k in ("renameCollection", "to"))
+        if (src_db, src) == (dst_db, dst):
+            raise ArgonError(ILLEGAL_OPERATION, "Can't rename a collection to itself")
+        source = await self._listed(branch, src_db, src)
+        if source is None:
+            missing = f"Source collection {src_db}.{src} does not exist"
+            raise ArgonError(NAMESPACE_NOT_FOUND, missing)
+        options = dict(source.get("options") or {})
+        if set(options) - BRANCH_CREATE_OPTIONS or source.get("type") != "collection":
+            raise unsupported(
+                f"renameCollection of {src_db}.{src}",
+                branch.name,
+                "its options (capped, a view, ...) cannot be created on a branch",
+            )
+        everything = await self._everything(branch, src_db, src)
+        docs = [d async for d in self.db.cursor(src_db, everything)]
+        if len(docs) > aggregate_out.MAX_DOCUMENTS:
+            raise unsupported(
+                f"renameCollection of {len(docs)} documents",
+                branch.name,
+                f"Argon moves them in one transaction, up to {aggregate_out.MAX_DOCUMENTS}",
+            )
+        if await self._listed(branch, dst_db, dst) is not None:
+            if not cmd.get("dropTarget"):
+                raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
+            await self._drop(dst_db, branch, {"drop": dst})
+        specs = await indexes.list_specs(self.catalog, branch, src_db, src)
+        await self._create(dst_db, branch, {"create": dst, **options})
+        made = [{k: v for k, v in s.items() if k not in ("v", "ns")} for s in specs]
+        made = [s for s in made if s.get("name") != "_id_"]
+        if made:
+            create = {"createIndexes": dst, "indexes": made}
+            await indexes.create_indexes(self, branch, dst_db, create)
+        ctx = WriteContext(branch, dst_db, dst, client)
+        await self.writer.put_many(ctx, [(d["_id"], d) for d in docs])
+        await self._drop(src_db, branch, {"drop": src})
+        return {"ok": 1.0}
+
+    async def _listed(self, branch: Branch, db: str, coll: str) -> dict[str, Any] | None:
+        """The branch's listCollections entry of ``db.coll``, if it has the collection."""
+        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
+        found: list[dict[str, Any]] = listed["cursor"]["firstBatch"]
+        return found[0] if found else None
+
+    async def _everything(self, branch: Branch, db: str, coll: str) -> dict[str, Any]:
+        """An aggregate reading every document of the branch's ``db.coll``."""
+        read: dict[str, Any] = {"aggregate": coll, "pipeline": [], "cursor": {}}
+        return await self.reader.aggregate(branch, db, read) or read
+
     async def _holds_alone(self, branch: Branch, db: str, coll: str) -> bool:
         """Whether no layer below the branch's own overlay holds ``db.coll``."""
         for b in self.catalog.chain(branch):
@@ -697,6 +765,43 @@ def _refuse_bypass(name: str, branch: str, cmd: Mapping[str, Any]) -> None:
         "without recording them in Argon's write-ahead log. Use insert, update and "
         "delete (per collection), or aggregate with $out or $merge instead.",
     )
+
+
+def _addressed_rename(cmd: dict[str, Any]) -> dict[str, Any]:
+    """A ``renameCollection`` whose names address a branch (``shop@exp.a``, as a
+    driver's ``rename`` of a collection of ``shop@exp`` sends them), as the same
+    command with plain names and the branch in ``$db``; anything else as it is."""
+    names = [cmd.get("renameCollection"), cmd.get("to")]
+    if not all(isinstance(n, str) and "." in n for n in names):
+        return cmd
+    addresses = [parse_db(str(n).split(".", 1)[0]) for n in names]
+    branches = {a.branch for a in addresses} | {a.at for a in addresses if a.at}
+    if branches == {None}:
+        return cmd
+    db_field = cmd.get("$db")
+    target = parse_db(db_field) if isinstance(db_field, str) else None
+    if len(branches) != 1 or None in branches or target is None or target.at:
+        raise ArgonError(
+            INVALID_NAMESPACE,
+            f"renameCollection from {names[0]!r} to {names[1]!r}: both names must address "
+            "the same branch (or neither), and a branch, not a point in time",
+        )
+    (branch,) = branches
+    if target.branch not in (None, branch):
+        raise ArgonError(
+            INVALID_NAMESPACE,
+            f"renameCollection names branch {branch!r} but runs on {db_field!r}",
+        )
+    plain = [f"{a.db}.{str(n).split('.', 1)[1]}" for a, n in zip(addresses, names, strict=True)]
+    return {**cmd, "renameCollection": plain[0], "to": plain[1], "$db": f"{target.db}@{branch}"}
+
+
+def _namespace(value: Any) -> tuple[str, str]:
+    """``db`` and ``coll`` of a full collection name."""
+    if not isinstance(value, str) or "." not in value:
+        raise ArgonError(INVALID_NAMESPACE, f"Invalid namespace specified '{value}'")
+    db, coll = value.split(".", 1)
+    return db, coll
 
 
 def _inline(out: Any) -> bool:

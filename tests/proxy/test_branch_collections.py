@@ -75,3 +75,32 @@ def test_options_a_branch_cannot_hold_are_refused_by_name(client: Client) -> Non
     with pytest.raises(OperationFailure) as collated:
         client["capped@capped-b"].create_collection("c", collation={"locale": "en"})
     assert collated.value.code == 115 and "collation" in str(collated.value)
+
+
+def test_rename_moves_documents_indexes_and_options_on_the_branch_alone(
+    client: Client,
+) -> None:
+    client.rn.src.insert_many([{"_id": i, "v": i} for i in range(5)])
+    client.rn.src.create_index("v", name="by_v")
+    argon(client, "createBranch", name="rn-b")
+    db = client["rn@rn-b"]
+    db.src.update_one({"_id": 0}, {"$set": {"v": 100}})
+    db.src.delete_one({"_id": 4})
+    db.src.rename("dst")
+    assert sorted(db.list_collection_names()) == ["dst"]
+    assert [d["v"] for d in db.dst.find().sort("_id", 1)] == [100, 1, 2, 3]
+    assert "by_v" in db.dst.index_information()
+    assert [d["v"] for d in client.rn.src.find().sort("_id", 1)] == [0, 1, 2, 3, 4]
+    assert "dst" not in client.rn.list_collection_names()
+    db.create_collection("checked", validator=_VALIDATOR)
+    db.checked.insert_one({"_id": 1, "name": "x"})
+    with pytest.raises(OperationFailure) as exists:
+        db.checked.rename("dst")
+    assert exists.value.code == 48
+    db.checked.rename("dst", dropTarget=True)
+    assert list(db.dst.find()) == [{"_id": 1, "name": "x"}]
+    with pytest.raises(WriteError):
+        db.dst.insert_one({"_id": 2})  # the validator came along
+    with pytest.raises(OperationFailure) as missing:
+        db.nothing.rename("other")
+    assert missing.value.code == 26
