@@ -581,6 +581,13 @@ class Engine:
             raise ArgonError(26, "ns not found")
         ov = await self.catalog.ensure_overlay(branch, db, coll)
         await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
+        # Its indexes go too: a collection created again under the name starts with
+        # none, and an index of the same name but other options must not collide.
+        try:
+            await self.db.command(db, {"dropIndexes": ov.name, "index": "*"})
+        except CommandError as exc:
+            if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection: no indexes
+                raise
         for bumped in await self.catalog.bump(self.db, [ov]):
             bumped.version += 1
         ov.ids, ov.tombstones = {}, set()

@@ -104,3 +104,16 @@ def test_rename_moves_documents_indexes_and_options_on_the_branch_alone(
     with pytest.raises(OperationFailure) as missing:
         db.nothing.rename("other")
     assert missing.value.code == 26
+
+
+def test_a_collection_dropped_on_a_branch_takes_its_indexes_along(client: Client) -> None:
+    argon(client, "createBranch", name="ix-b")
+    db = client["ix@ix-b"]
+    db.coll.insert_one({"x": 1})
+    db.coll.create_index("x")
+    db.drop_collection("coll")
+    # The same name with other options: a new index, not a conflict with the old one.
+    name = db.coll.create_index([("x", 1)], partialFilterExpression={"a": {"$lte": 1.5}})
+    assert name == "x_1"
+    assert "partialFilterExpression" in db.coll.index_information()["x_1"]
+    db.drop_collection("never")  # no overlay collection at all: nothing to drop
