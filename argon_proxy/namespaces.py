@@ -60,6 +60,11 @@ SERVER_COMMANDS = frozenset(
         "currentOp",
         "killOp",
         "getMore",
+        # The server's durability and defaults: the same whatever branch asks.
+        "fsync",
+        "fsyncUnlock",
+        "getDefaultRWConcern",
+        "setDefaultRWConcern",
         # Users and roles belong to the server, not to a branch's data.
         "usersInfo",
         "rolesInfo",

@@ -394,6 +394,11 @@ def test_users_and_roles_are_the_servers_on_every_branch(admin: Client) -> None:
     assert admin.usersdb.command("usersInfo", "reader")["users"] == []
 
 
+def test_server_durability_commands_are_the_servers_on_every_branch(admin: Client) -> None:
+    argon(admin, "createBranch", name="fsync-b")
+    assert admin["admin@fsync-b"].command("fsync")["ok"] == 1
+
+
 def test_validate_on_a_branch_checks_every_layer(admin: Client) -> None:
     admin.valdb.items.insert_many([{"_id": 1}, {"_id": 2}])
     argon(admin, "createBranch", name="val-b")
