@@ -36,8 +36,10 @@ from .naming import INTERNAL_DB
 from .reads import Reader
 from .writes import view_docs
 
-# The two collections of Argon's database whose changes make a branch's events.
-_WAL, _OVERLAYS = "wal", "overlays"
+# The collections of Argon's database whose changes make a branch's events: the WAL,
+# the overlays' registrations (a drop turns one absent), and a collection of markers
+# that says when a branch dropped a whole database (inserted and deleted at once).
+_WAL, _OVERLAYS, MARKS = "wal", "overlays", "stream_marks"
 _UPSTREAM_NS = "$cmd.aggregate"  # a database-wide stream's cursor namespace
 _FULL_DOCUMENT = frozenset({"default", "updateLookup", "whenAvailable", "required"})
 _BEFORE_CHANGE = frozenset({"off", "whenAvailable", "required"})
@@ -117,7 +119,14 @@ class Scope:
             "documentKey._id": key,
             "updateDescription.updatedFields.present": False,
         }
-        return {"$match": {"$or": [changes, drops]}}
+        wanted: list[dict[str, Any]] = [changes, drops]
+        if self.coll is None:  # a database's or the cluster's: dropDatabase too
+            marks = {"ns.coll": MARKS, "operationType": "insert"}
+            marks["fullDocument.branch_id"] = self.branch.id
+            if self.db is not None:
+                marks["fullDocument.db"] = self.db
+            wanted.append(marks)
+        return {"$match": {"$or": wanted}}
 
 
 @dataclass
@@ -277,6 +286,12 @@ class BranchStreams:
         ending: dict[str, Any] | None = None
         lookups: list[dict[str, Any]] = []
         for raw in upstream:
+            if raw.get("ns", {}).get("coll") == MARKS:
+                events.append(_database_dropped(stream, raw))
+                if stream.scope.db is not None:  # a database's stream ends there
+                    ending = _invalidate_event(raw)
+                    break
+                continue
             if raw.get("ns", {}).get("coll") == _OVERLAYS:
                 events.append(self._drop_event(stream, raw))
                 if stream.scope.coll is not None:  # a collection's stream ends there
@@ -434,9 +449,21 @@ def _upstream_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _database_dropped(stream: _Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "_id": raw["_id"],
+        "operationType": "dropDatabase",
+        "clusterTime": raw.get("clusterTime"),
+    }
+    if "wallTime" in raw:
+        event["wallTime"] = raw["wallTime"]
+    event["ns"] = {"db": str(raw["fullDocument"]["db"]) + stream.scope.suffix}
+    return event
+
+
 def _invalidate_event(drop: Mapping[str, Any]) -> dict[str, Any]:
-    """The event that ends a collection's stream after its drop. Its token is the
-    drop's, marked, so ``startAfter`` it starts after the drop."""
+    """The event that ends a collection's (or database's) stream after its drop. Its
+    token is the drop's, marked, so ``startAfter`` it starts after the drop."""
     token = {**drop["_id"], _INVALIDATE_MARK: True}
     event: dict[str, Any] = {
         "_id": token,
@@ -446,6 +473,15 @@ def _invalidate_event(drop: Mapping[str, Any]) -> dict[str, Any]:
     if "wallTime" in drop:
         event["wallTime"] = drop["wallTime"]
     return event
+
+
+async def mark_database_dropped(db: DbClient, branch: Branch, name: str) -> None:
+    """Tell the branch's change streams that it dropped database ``name``: a marker
+    inserted and removed at once, whose insert they see."""
+    mark = {"_id": bson.ObjectId(), "branch_id": branch.id, "db": name}
+    await db.command(INTERNAL_DB, {"insert": MARKS, "documents": [mark]})
+    gone = {"q": {"_id": mark["_id"]}, "limit": 1}
+    await db.command(INTERNAL_DB, {"delete": MARKS, "deletes": [gone]})
 
 
 def _ordered(event: dict[str, Any]) -> dict[str, Any]:

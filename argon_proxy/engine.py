@@ -33,7 +33,7 @@ from . import (
     refs,
     timetravel,
 )
-from .branch_streams import BranchStreams, is_change_stream
+from .branch_streams import BranchStreams, is_change_stream, mark_database_dropped
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
@@ -609,6 +609,8 @@ class Engine:
         for coll in names:
             if not coll.startswith("system."):
                 await self._drop(db, branch, {"drop": coll})
+        if names:
+            await mark_database_dropped(self.db, branch, db)
         return {"dropped": db, "ok": 1.0} if names else {"ok": 1.0}
 
     # -- writes ------------------------------------------------------------------

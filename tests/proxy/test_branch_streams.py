@@ -205,3 +205,25 @@ def test_a_stream_cannot_open_in_a_transaction(client: Client) -> None:
             client["cs7@cs7-b"].items.watch(session=s)
         assert info.value.code == 263
         s.abort_transaction()  # the failed command ended it, as on mongod
+
+
+def test_dropping_a_database_ends_its_stream_as_on_mongod(client: Client) -> None:
+    argon(client, "createBranch", name="cs8-b")
+    db = client["cs8@cs8-b"]
+    db.a.insert_one({"_id": 1})
+    db.b.insert_one({"_id": 2})
+    with (
+        db.watch(max_await_time_ms=50) as on_db,
+        client["admin@cs8-b"].watch(max_await_time_ms=50) as on_cluster,
+    ):
+        client.drop_database(db)
+        kinds = [(e["operationType"], e.get("ns")) for e in _drain(on_db, 4)]
+        assert sorted(kinds[:2], key=repr) == [
+            ("drop", {"db": "cs8@cs8-b", "coll": "a"}),
+            ("drop", {"db": "cs8@cs8-b", "coll": "b"}),
+        ]
+        assert kinds[2] == ("dropDatabase", {"db": "cs8@cs8-b"})
+        assert kinds[3][0] == "invalidate" and not on_db.alive
+        client["other@cs8-b"].c.insert_one({"_id": 3})
+        seen = [e["operationType"] for e in _drain(on_cluster, 4)]
+        assert seen == ["drop", "drop", "dropDatabase", "insert"]  # no end for the cluster's
