@@ -8,7 +8,11 @@ filters down to that branch's WAL inserts and overlay drops in the watched
 namespaces; each of those events is reshaped here into the event mongod would
 have reported for the branch's collection (operation type, namespace,
 document key, full document and pre-image from the entry's images, an update
-description worked out from them). The upstream's resume tokens and cluster
+description worked out from them). What the WAL does not record, a branch's
+dropped database, renamed collection and, for ``showExpandedEvents``, its
+created collections, index changes and ``collMod``, it marks with a marker
+document inserted and removed at once (``mark``); the documents and drop a
+rename moves carry a flag that keeps them out. The upstream's resume tokens and cluster
 times are kept, so ``resumeAfter``, ``startAfter``, ``startAtOperationTime``
 and ``postBatchResumeToken`` behave as the upstream's do; the one token Argon
 makes is an ``invalidate`` event's, which only ``startAfter`` accepts. The
@@ -34,12 +38,14 @@ from .dbclient import DbClient
 from .errors import BAD_VALUE, ILLEGAL_OPERATION, NOT_IN_TRANSACTION, ArgonError
 from .naming import INTERNAL_DB
 from .reads import Reader
+from .stream_marks import MARKS, MOVED
 from .writes import view_docs
 
 # The collections of Argon's database whose changes make a branch's events: the WAL,
-# the overlays' registrations (a drop turns one absent), and a collection of markers
-# that says when a branch dropped a whole database (inserted and deleted at once).
-_WAL, _OVERLAYS, MARKS = "wal", "overlays", "stream_marks"
+# the overlays' registrations (a drop turns one absent), and the markers (``mark``).
+_WAL, _OVERLAYS = "wal", "overlays"
+_ALWAYS_MARKED = ("dropDatabase", "rename")
+_EXPANDED_MARKED = ("create", "createIndexes", "dropIndexes", "modify")
 _UPSTREAM_NS = "$cmd.aggregate"  # a database-wide stream's cursor namespace
 _FULL_DOCUMENT = frozenset({"default", "updateLookup", "whenAvailable", "required"})
 _BEFORE_CHANGE = frozenset({"off", "whenAvailable", "required"})
@@ -95,6 +101,7 @@ class Scope:
     db: str | None
     coll: str | None
     suffix: str
+    expanded: bool = False  # showExpandedEvents: DDL events and collection UUIDs too
 
     def upstream_match(self) -> dict[str, Any]:
         """mongod's filter for this scope's events among Argon's database's changes."""
@@ -112,21 +119,26 @@ class Scope:
             "operationType": "insert",
             "fullDocument.branch_id": self.branch.id,
             "fullDocument.ns": ns,
+            f"fullDocument.{MOVED}": {"$exists": False},
         }
         drops = {
             "ns.coll": _OVERLAYS,
             "operationType": "update",
             "documentKey._id": key,
             "updateDescription.updatedFields.present": False,
+            f"updateDescription.updatedFields.{MOVED}": {"$ne": True},
         }
-        wanted: list[dict[str, Any]] = [changes, drops]
-        if self.coll is None:  # a database's or the cluster's: dropDatabase too
-            marks = {"ns.coll": MARKS, "operationType": "insert"}
-            marks["fullDocument.branch_id"] = self.branch.id
-            if self.db is not None:
-                marks["fullDocument.db"] = self.db
-            wanted.append(marks)
-        return {"$match": {"$or": wanted}}
+        kinds = [*_ALWAYS_MARKED, *(_EXPANDED_MARKED if self.expanded else ())]
+        if self.coll is not None:
+            kinds.remove("dropDatabase")  # a collection's stream sees its drop instead
+        marks: dict[str, Any] = {"ns.coll": MARKS, "operationType": "insert"}
+        marks["fullDocument.branch_id"] = self.branch.id
+        marks["fullDocument.kind"] = {"$in": kinds}
+        if self.db is not None:
+            marks["fullDocument.db"] = self.db
+        if self.coll is not None:
+            marks["fullDocument.coll"] = self.coll
+        return {"$match": {"$or": [changes, drops, marks]}}
 
 
 @dataclass
@@ -140,6 +152,7 @@ class _Stream:
     stages: list[Any]
     collation: Any
     images: dict[str, bool] = field(default_factory=dict)  # ns -> pre/post images kept
+    uuids: dict[str, Any] = field(default_factory=dict)  # ns -> UUID, once known
 
 
 class BranchStreams:
@@ -261,7 +274,7 @@ class BranchStreams:
         suffix = client_db[len(db) :] if client_db.startswith(db) else ""
         coll = cmd["aggregate"] if isinstance(cmd["aggregate"], str) else None
         watched_db = None if coll is None and db == "admin" else db
-        scope = Scope(branch, watched_db, coll, suffix)
+        scope = Scope(branch, watched_db, coll, suffix, bool(spec.get("showExpandedEvents")))
         ns = f"{client_db}.{coll if coll is not None else _UPSTREAM_NS}"
         return _Stream(scope, ns, full, before, stages, cmd.get("collation"))
 
@@ -287,8 +300,15 @@ class BranchStreams:
         lookups: list[dict[str, Any]] = []
         for raw in upstream:
             if raw.get("ns", {}).get("coll") == MARKS:
-                events.append(_database_dropped(stream, raw))
-                if stream.scope.db is not None:  # a database's stream ends there
+                event = _marked(stream, raw)
+                uuid = raw["fullDocument"].get("uuid")
+                if uuid is not None and "coll" in event["ns"]:  # before it was renamed
+                    stream.uuids.setdefault(_real_ns(stream, event["ns"]), uuid)
+                events.append(event)
+                kind = event["operationType"]
+                ends_db = kind == "dropDatabase" and stream.scope.coll is None
+                ends_coll = kind == "rename" and stream.scope.coll is not None
+                if (ends_db and stream.scope.db is not None) or ends_coll:
                     ending = _invalidate_event(raw)
                     break
                 continue
@@ -304,6 +324,9 @@ class BranchStreams:
                 lookups.append(event)
         if lookups:
             await self._look_up(stream, lookups)
+        if stream.scope.expanded:
+            for event in events:
+                await self._add_uuid(stream, event)
         events = [_ordered(e) for e in events]
         if stream.stages and events:
             events = await self._staged(stream, events)
@@ -334,7 +357,9 @@ class BranchStreams:
             event["fullDocument"] = post
         elif kind == "update":
             how = entry.get(wal.HINTS)
-            event["updateDescription"] = update_description.describe(pre or {}, post or {}, how)
+            event["updateDescription"] = update_description.describe(
+                pre or {}, post or {}, how, expanded=stream.scope.expanded
+            )
             if stream.full_document == "updateLookup":
                 lookup = True
             elif stream.full_document != "default":
@@ -372,6 +397,23 @@ class BranchStreams:
             images = options.get("changeStreamPreAndPostImages") or {}
             stream.images[key] = bool(images.get("enabled"))
         return stream.images[key]
+
+    async def _add_uuid(self, stream: _Stream, event: dict[str, Any]) -> None:
+        """``collectionUUID`` of an event's collection: the UUID of the collection
+        that holds it on the branch (its overlay, or main's)."""
+        ns = event.get("ns") or {}
+        if "coll" not in ns or event["operationType"] in ("invalidate", "dropDatabase"):
+            return
+        db = ns["db"][: len(ns["db"]) - len(stream.scope.suffix)]
+        key = _real_ns(stream, ns)
+        if stream.uuids.get(key) is None:
+            listed = await self.reader.list_collections(
+                stream.scope.branch, db, {"filter": {"name": ns["coll"]}}
+            )
+            found = listed["cursor"]["firstBatch"]
+            stream.uuids[key] = found[0].get("info", {}).get("uuid") if found else None
+        if stream.uuids[key] is not None:
+            event["collectionUUID"] = stream.uuids[key]
 
     async def _look_up(self, stream: _Stream, events: list[dict[str, Any]]) -> None:
         """``fullDocument: updateLookup``: each document as the branch holds it now
@@ -449,15 +491,29 @@ def _upstream_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _database_dropped(stream: _Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _marked(stream: _Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The event of a marker (``mark``)."""
+    mark = raw["fullDocument"]
+    kind = str(mark["kind"])
     event: dict[str, Any] = {
         "_id": raw["_id"],
-        "operationType": "dropDatabase",
+        "operationType": kind,
         "clusterTime": raw.get("clusterTime"),
     }
     if "wallTime" in raw:
         event["wallTime"] = raw["wallTime"]
-    event["ns"] = {"db": str(raw["fullDocument"]["db"]) + stream.scope.suffix}
+    event["ns"] = {"db": str(mark["db"]) + stream.scope.suffix}
+    if "coll" in mark:
+        event["ns"]["coll"] = mark["coll"]
+    description = dict(mark.get("description") or {})
+    if kind == "rename":
+        to = description["to"]
+        event["to"] = {"db": str(to["db"]) + stream.scope.suffix, "coll": to["coll"]}
+        description["to"] = event["to"]
+    if stream.scope.expanded and kind != "dropDatabase":
+        event["operationDescription"] = description
+    if kind == "create":
+        event["nsType"] = "collection"
     return event
 
 
@@ -475,13 +531,10 @@ def _invalidate_event(drop: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-async def mark_database_dropped(db: DbClient, branch: Branch, name: str) -> None:
-    """Tell the branch's change streams that it dropped database ``name``: a marker
-    inserted and removed at once, whose insert they see."""
-    mark = {"_id": bson.ObjectId(), "branch_id": branch.id, "db": name}
-    await db.command(INTERNAL_DB, {"insert": MARKS, "documents": [mark]})
-    gone = {"q": {"_id": mark["_id"]}, "limit": 1}
-    await db.command(INTERNAL_DB, {"delete": MARKS, "deletes": [gone]})
+def _real_ns(stream: _Stream, ns: Mapping[str, Any]) -> str:
+    """``db.coll`` of an event's namespace, without the branch the client named."""
+    db = str(ns["db"])
+    return f"{db[: len(db) - len(stream.scope.suffix)]}.{ns.get('coll', '')}"
 
 
 def _ordered(event: dict[str, Any]) -> dict[str, Any]:

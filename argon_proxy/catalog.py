@@ -806,21 +806,16 @@ class Catalog:
         dropped: bool | None = None,
         runner: Runner | None = None,
         announce: Announce | None = None,
+        moved: bool = False,
     ) -> None:
         """Record that the branch dropped (cut, absent) or created (present) the collection
-        (in ``runner``'s transaction, told by ``announce``, if given)."""
+        (in ``runner``'s transaction, told by ``announce``, if given); ``moved``: dropped
+        by a rename (which the branch's change streams report as such)."""
         dropped = ov.dropped if dropped is None else dropped
+        flags = {"cut": cut, "present": present, "dropped": dropped, "moved": moved}
         await (runner or self.db).run(
             INTERNAL_DB,
-            {
-                "update": "overlays",
-                "updates": [
-                    {
-                        "q": {"_id": ov.key},
-                        "u": {"$set": {"cut": cut, "present": present, "dropped": dropped}},
-                    }
-                ],
-            },
+            {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": {"$set": flags}}]},
         )
         await (announce() if announce is not None else self.changed())
         ov.cut, ov.present, ov.dropped = cut, present, dropped

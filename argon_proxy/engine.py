@@ -33,7 +33,7 @@ from . import (
     refs,
     timetravel,
 )
-from .branch_streams import BranchStreams, is_change_stream, mark_database_dropped
+from .branch_streams import BranchStreams, is_change_stream
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
@@ -60,6 +60,7 @@ from .naming import (
 )
 from .pending import Pending
 from .reads import GENERIC_FIELDS, Reader, generic, snapshot_concern, unsupported
+from .stream_marks import MOVED, mark
 from .txn import JoinedTransaction, Runner, is_transient
 from .upstream import UpstreamPool
 from .wal import ClientIdentity
@@ -442,10 +443,13 @@ class Engine:
         await self.catalog.child_overlays(branch, db, coll)
         await self.db.command(db, {"create": coll})
 
-    async def _create(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def _create(
+        self, db: str, branch: Branch, cmd: dict[str, Any], *, quiet: bool = False
+    ) -> dict[str, Any]:
         """Create ``db.coll`` on ``branch``: its overlay becomes the whole collection,
         created with the client's options, so mongod applies them (validation,
-        collation, pre- and post-images) and lists them."""
+        collation, pre- and post-images) and lists them. ``quiet``: no ``create``
+        event for the branch's change streams (a rename's target)."""
         if branch.read_only:
             raise _read_only(branch, "create")
         coll = cmd["create"]
@@ -470,6 +474,9 @@ class Engine:
             await self.db.command(db, {"drop": ov.name})
         if options or not exists:
             await self.db.command(db, {"create": ov.name, **options})
+        if not quiet:
+            described = {"idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}, **options}
+            await mark(self.db, branch, "create", db, coll, described)
         return {"ok": 1.0}
 
     async def _coll_mod(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -493,6 +500,7 @@ class Engine:
             raise unsupported("collMod", branch.name, why)
         assert own is not None
         reply = await self.db.command(db, {**cmd, "collMod": own.name})
+        await mark(self.db, branch, "modify", db, coll, options)
         return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
 
     async def _rename(
@@ -527,20 +535,27 @@ class Engine:
                 branch.name,
                 f"Argon moves them in one transaction, up to {aggregate_out.MAX_DOCUMENTS}",
             )
-        if await self._listed(branch, dst_db, dst) is not None:
+        described: dict[str, Any] = {"to": {"db": dst_db, "coll": dst}}
+        target = await self._listed(branch, dst_db, dst)
+        if target is not None:
             if not cmd.get("dropTarget"):
                 raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
             await self._drop(dst_db, branch, {"drop": dst})
+            if target.get("info", {}).get("uuid") is not None:
+                described["dropTarget"] = target["info"]["uuid"]
         specs = await indexes.list_specs(self.catalog, branch, src_db, src)
-        await self._create(dst_db, branch, {"create": dst, **options})
+        # The steps are the rename's, not changes of their own: its streams see it alone.
+        await self._create(dst_db, branch, {"create": dst, **options}, quiet=True)
         made = [{k: v for k, v in s.items() if k not in ("v", "ns")} for s in specs]
         made = [s for s in made if s.get("name") != "_id_"]
         if made:
             create = {"createIndexes": dst, "indexes": made}
-            await indexes.create_indexes(self, branch, dst_db, create)
-        ctx = WriteContext(branch, dst_db, dst, client)
+            await indexes.create_indexes(self, branch, dst_db, create, quiet=True)
+        ctx = WriteContext(branch, dst_db, dst, client, extra={MOVED: f"{src_db}.{src}"})
         await self.writer.put_many(ctx, [(d["_id"], d) for d in docs])
-        await self._drop(src_db, branch, {"drop": src})
+        await self._drop(src_db, branch, {"drop": src}, moved=True)
+        uuid = source.get("info", {}).get("uuid")
+        await mark(self.db, branch, "rename", src_db, src, described, uuid)
         return {"ok": 1.0}
 
     async def _listed(self, branch: Branch, db: str, coll: str) -> dict[str, Any] | None:
@@ -570,7 +585,11 @@ class Engine:
                 return True
         return True
 
-    async def _drop(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def _drop(
+        self, db: str, branch: Branch, cmd: dict[str, Any], *, moved: bool = False
+    ) -> dict[str, Any]:
+        """Drop ``db.coll`` on ``branch`` (``moved``: by a rename, whose own event the
+        branch's change streams report instead of a drop)."""
         if branch.read_only:
             raise _read_only(branch, "drop")
         coll = cmd["drop"]
@@ -591,7 +610,7 @@ class Engine:
         for bumped in await self.catalog.bump(self.db, [ov]):
             bumped.version += 1
         ov.ids, ov.tombstones = {}, set()
-        await self.catalog.set_flags(ov, cut=True, present=False, dropped=True)
+        await self.catalog.set_flags(ov, cut=True, present=False, dropped=True, moved=moved)
         await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 
@@ -610,7 +629,7 @@ class Engine:
             if not coll.startswith("system."):
                 await self._drop(db, branch, {"drop": coll})
         if names:
-            await mark_database_dropped(self.db, branch, db)
+            await mark(self.db, branch, "dropDatabase", db)
         return {"dropped": db, "ok": 1.0} if names else {"ok": 1.0}
 
     # -- writes ------------------------------------------------------------------

@@ -25,6 +25,7 @@ import bson
 from .catalog import Branch, Catalog, Overlay
 from .errors import ArgonError
 from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN
+from .stream_marks import mark
 from .view import build_view
 
 if TYPE_CHECKING:
@@ -143,8 +144,10 @@ async def freeze_children(engine: Engine, branch: Branch, db: str, coll: str) ->
 
 
 async def create_indexes(
-    engine: Engine, branch: Branch, db: str, cmd: dict[str, Any]
+    engine: Engine, branch: Branch, db: str, cmd: dict[str, Any], *, quiet: bool = False
 ) -> dict[str, Any]:
+    """``createIndexes`` on a branch (``quiet``: as part of another change, with no
+    event of its own for the branch's change streams)."""
     coll = cmd["createIndexes"]
     wanted = [dict(s) for s in cmd.get("indexes") or []]
     await freeze_children(engine, branch, db, coll)
@@ -184,6 +187,9 @@ async def create_indexes(
             await engine.db.command(db, {"createIndexes": ov.name, "indexes": plain})
             await store(engine, ov, current + [{"v": 2, **s} for s in fresh])
         await log_changes(engine, branch, f"{db}.{coll}", current, ov.indexes or [])
+        if not quiet:
+            described = {"indexes": [{"v": 2, **s} for s in fresh]}
+            await mark(engine.db, branch, "createIndexes", db, coll, described)
     return {
         "numIndexesBefore": before,
         "numIndexesAfter": before + len(fresh),
@@ -252,6 +258,7 @@ async def drop_indexes(
             await engine.db.command(db, {"dropIndexes": ov.name, "index": name})
     await store(engine, ov, [s for s in current if s["name"] not in names_gone])
     await log_changes(engine, branch, f"{db}.{coll}", current, ov.indexes or [])
+    await mark(engine.db, branch, "dropIndexes", db, coll, {"indexes": gone})
     return {"nIndexesWas": len(current), "ok": 1.0}
 
 

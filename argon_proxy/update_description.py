@@ -74,19 +74,53 @@ def _indexed(parts: list[str]) -> list[list[Any]]:
     return out
 
 
-def describe(pre: Mapping[str, Any], post: Mapping[str, Any], how: Any = None) -> dict[str, Any]:
+def describe(
+    pre: Mapping[str, Any], post: Mapping[str, Any], how: Any = None, *, expanded: bool = False
+) -> dict[str, Any]:
     """``{updatedFields, removedFields, truncatedArrays}`` for ``pre`` becoming
-    ``post`` by an update with ``hints`` ``how``."""
+    ``post`` by an update with ``hints`` ``how``; ``expanded`` (a stream with
+    ``showExpandedEvents``) adds ``disambiguatedPaths``: each reported path with a
+    field name that reads like an array index, as its segments (indexes as ints)."""
     walk = _Walk(how)
     walk.document(pre, post, "")
     if isinstance(how, Mapping):
         for path, always in how.get("whole", ()):
             walk.collapse(post, str(path), bool(always))
-    return {
+    out: dict[str, Any] = {
         "updatedFields": walk.updated,
         "removedFields": walk.removed,
         "truncatedArrays": walk.truncated,
     }
+    if expanded:
+        paths = [*walk.updated, *walk.removed, *(str(t["field"]) for t in walk.truncated)]
+        typed = {path: _segments(pre, post, path) for path in paths}
+        out["disambiguatedPaths"] = {
+            path: segments
+            for path, segments in typed.items()
+            if any(isinstance(s, str) and s.isdigit() for s in segments)
+        }
+    return out
+
+
+def _segments(pre: Any, post: Any, path: str) -> list[Any]:
+    """``path``'s segments, each an int where it indexes an array (of the post-image,
+    else the pre-image) and the field name where it names a field."""
+    out: list[Any] = []
+    nodes = [post, pre]
+    for part in path.split("."):
+        arrays = [isinstance(n, list) for n in nodes if n is not None]
+        index = part.isdigit() and bool(arrays) and arrays[0]
+        out.append(int(part) if index else part)
+        nodes = [_child(n, part) for n in nodes]
+    return out
+
+
+def _child(node: Any, part: str) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
 
 
 def same_value(a: Any, b: Any) -> bool:

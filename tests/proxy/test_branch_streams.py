@@ -227,3 +227,60 @@ def test_dropping_a_database_ends_its_stream_as_on_mongod(client: Client) -> Non
         client["other@cs8-b"].c.insert_one({"_id": 3})
         seen = [e["operationType"] for e in _drain(on_cluster, 4)]
         assert seen == ["drop", "drop", "dropDatabase", "insert"]  # no end for the cluster's
+
+
+def test_expanded_events_and_renames_as_mongod_reports_them(
+    client: Client, stack: tuple[Process, Process]
+) -> None:
+    direct: Client = MongoClient(stack[0].uri)  # renames on main wait for the branches
+    plain_db, branch_db = direct.cs9plain, client["cs9@cs9-b"]
+    argon(client, "createBranch", name="cs9-b")
+    for db in (plain_db, branch_db):
+        db.items.insert_one({"_id": 0})
+
+    def ddl(db: Any) -> None:
+        db.items.insert_one({"_id": 1, "a": {"1": 0}})
+        db.items.update_one({"_id": 1}, {"$set": {"a.1": 2}})
+        db.items.create_index("x", name="x_1")
+        db.items.drop_index("x_1")
+        db.create_collection("fresh")
+        db.items.rename("moved")
+
+    def shape(event: dict[str, Any]) -> dict[str, Any]:
+        out = _shape(event)
+        out.pop("collectionUUID", None)
+        for field in ("ns", "to"):
+            if field in out:
+                out[field] = {**out[field], "db": "-"}
+        described = out.get("operationDescription")
+        if isinstance(described, dict):
+            out["operationDescription"] = {
+                k: ({**v, "db": "-"} if k == "to" else v)
+                for k, v in described.items()
+                if k not in ("dropTarget",)
+            }
+        return out
+
+    found: list[list[dict[str, Any]]] = []
+    for db in (plain_db, branch_db):
+        with (
+            db.watch(show_expanded_events=True, max_await_time_ms=50) as expanded,
+            db.items.watch(max_await_time_ms=50) as plain,
+        ):
+            ddl(db)
+            events = _drain(expanded, 6)
+            assert all("collectionUUID" in e for e in events), events
+            found.append([shape(e) for e in events])
+            on_items = [e["operationType"] for e in _drain(plain, 4)]
+            assert on_items == ["insert", "update", "rename", "invalidate"]
+    assert found[1] == found[0]
+    assert [e["operationType"] for e in found[1]] == [
+        "insert",
+        "update",
+        "createIndexes",
+        "dropIndexes",
+        "create",
+        "rename",
+    ]
+    assert found[1][1]["updateDescription"]["disambiguatedPaths"] == {"a.1": ["a", "1"]}
+    direct.close()
