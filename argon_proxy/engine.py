@@ -599,13 +599,13 @@ class Engine:
         if not listed["cursor"]["firstBatch"]:
             raise ArgonError(26, "ns not found")
         ov = await self.catalog.ensure_overlay(branch, db, coll)
-        await self.db.command(db, {"delete": ov.name, "deletes": [{"q": {}, "limit": 0}]})
-        # Its indexes go too: a collection created again under the name starts with
-        # none, and an index of the same name but other options must not collide.
+        # The overlay collection goes whole, its indexes and options (a validator) with
+        # it: a collection created again under the name starts without them, as on
+        # mongod. Whatever it held was the branch's alone, now dropped.
         try:
-            await self.db.command(db, {"dropIndexes": ov.name, "index": "*"})
+            await self.db.command(db, {"drop": ov.name})
         except CommandError as exc:
-            if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection: no indexes
+            if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection yet
                 raise
         for bumped in await self.catalog.bump(self.db, [ov]):
             bumped.version += 1

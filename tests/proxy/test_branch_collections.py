@@ -117,3 +117,18 @@ def test_a_collection_dropped_on_a_branch_takes_its_indexes_along(client: Client
     assert name == "x_1"
     assert "partialFilterExpression" in db.coll.index_information()["x_1"]
     db.drop_collection("never")  # no overlay collection at all: nothing to drop
+
+
+def test_a_collection_created_again_after_a_drop_has_none_of_the_old_options(
+    client: Client,
+) -> None:
+    argon(client, "createBranch", name="again-b")
+    db = client["again@again-b"]
+    db.create_collection("c", validator=_VALIDATOR)
+    db.c.drop()
+    db.create_collection("c")
+    db.c.insert_one({"_id": 1})  # no validator any more
+    assert (
+        db.command("listCollections", filter={"name": "c"})["cursor"]["firstBatch"][0]["options"]
+        == {}
+    )
