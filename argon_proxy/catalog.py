@@ -23,6 +23,14 @@ The ids an overlay holds (documents and tombstones) are cached in ``ids``
 and ``tombstones``, loaded on first use; the branch engine updates them with
 every write it commits.
 
+A collection main drops while branches exist is moved aside, not deleted: it
+becomes an *archive* (``archives``: database, name, the physical collection
+it was renamed to, and ``until``, the LSN of the drop). A branch whose line
+left main before ``until`` keeps reading the archive as its base
+(``base_name``); branches forked later read main's collection of that name,
+if main creates it again. Main's later writes to the name freeze into those
+later branches only (``child_overlays``).
+
 Several proxies may share one upstream, so every cache carries the version of
 what it copied. ``counters`` holds, beside the LSN, the catalog ``epoch``
 (bumped by every change to branches, overlays, projects and settings) and one
@@ -207,6 +215,27 @@ class TxnScope:
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write", default=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """Main's ``db.coll`` as it was when main dropped it at LSN ``until``, kept
+    under the name ``physical`` for the branches forked before."""
+
+    db: str
+    coll: str
+    physical: str
+    until: int
+
+    def to_doc(self) -> dict[str, Any]:
+        key = f"{self.db}.{self.coll}@{self.until}"
+        return {
+            "_id": key,
+            "db": self.db,
+            "coll": self.coll,
+            "physical": self.physical,
+            "until": bson.Int64(self.until),
+        }
+
+
 class ForkGate:
     """Writes share it; creating a branch holds it alone.
 
@@ -270,12 +299,17 @@ class Catalog:
         # built here but not stored yet (see ``create_branch(store=False)``)
         self.pending: dict[str, Branch] = {}
         self.forks = ForkGate()
+        # (db, coll) -> main's earlier collections of that name, oldest first
+        self.archives: dict[tuple[str, str], list[Archive]] = {}
         self.default_branch = MAIN
         self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
 
     async def load(self) -> None:
         """Create the metadata collections if needed and read them."""
         await self._ensure_main()
+        from .archives import settle  # archives builds on this module
+
+        await settle(self)
         await self.reload()
         await self._ensure_indexes()
         await self._adopt_unowned_entries()
@@ -385,6 +419,13 @@ class Catalog:
             fresh[ov.key] = ov
         self.overlays = fresh
         self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
+        archives: dict[tuple[str, str], list[Archive]] = {}
+        for doc in await self.db.find(INTERNAL_DB, "archives", {}, sort={"until": 1}):
+            if doc.get("pending"):
+                continue  # a drop that has not happened (yet, or ever: see archives.py)
+            found = Archive(doc["db"], doc["coll"], doc["physical"], int(doc["until"]))
+            archives.setdefault((found.db, found.coll), []).append(found)
+        self.archives = archives
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
         self.default_branch = setting[0]["value"] if setting else MAIN
 
@@ -414,6 +455,33 @@ class Catalog:
 
     def children(self, name: str) -> list[Branch]:
         return [b for b in self.branches.values() if b.parent == name]
+
+    def archive_of(self, branch: Branch, db: str, coll: str) -> Archive | None:
+        """The archive ``branch`` reads as main's ``db.coll``: the first one dropped
+        after the branch's line left main; None for main's collection itself."""
+        found = self.archives.get((db, coll))
+        if not found or branch.name == MAIN:
+            return None
+        root = self.chain(branch)[-2]  # the branch of its line whose parent is main
+        return next((a for a in found if root.base_lsn < a.until), None)
+
+    def base_name(self, branch: Branch, db: str, coll: str) -> str:
+        """The physical collection ``branch`` reads as main's ``db.coll``."""
+        found = self.archive_of(branch, db, coll)
+        return found.physical if found is not None else coll
+
+    async def base_exists(self, branch: Branch, db: str, coll: str) -> bool:
+        """Whether the collection ``branch`` reads as main's ``db.coll`` exists."""
+        if self.archive_of(branch, db, coll) is not None:
+            return True
+        return await self.upstream_has(db, coll)
+
+    def dropped_between(self, db: str, coll: str, after: int, upto: int | None) -> Archive | None:
+        """An archive of ``db.coll`` made by a drop on main in ``(after, upto]``."""
+        for found in self.archives.get((db, coll), ()):
+            if found.until > after and (upto is None or found.until <= upto):
+                return found
+        return None
 
     def shows(self, branch: Branch, db: str, coll: str, *, in_base: bool) -> bool:
         """Whether ``db.coll`` exists on the branch, given whether main's collection does."""
@@ -446,9 +514,12 @@ class Catalog:
         the parent creating it later must not make it appear on the child.
         """
         kids = self.children(parent.name)
+        if parent.name == MAIN:  # children reading an archive of it are not fed by it
+            kids = [k for k in kids if self.archive_of(k, db, coll) is None]
         if not scope and all(self.overlay(k, db, coll) is not None for k in kids):
             return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None]
-        absent = not self.shows(parent, db, coll, in_base=await self.upstream_has(db, coll))
+        in_base = await self.base_exists(parent, db, coll)
+        absent = not self.shows(parent, db, coll, in_base=in_base)
         return [await self.ensure_overlay(k, db, coll, absent=absent, scope=scope) for k in kids]
 
     # -- sharing the upstream with other proxies ---------------------------------
@@ -761,8 +832,9 @@ class Catalog:
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})
+        base = self.base_name(branch, db, coll)
         if scope is not None:
-            await self._copy_indexes(db, coll, ov.name, scope.runner)
+            await self._copy_indexes(db, base, ov.name, scope.runner)
         reply = await (scope.runner if scope is not None else self.db).run(
             INTERNAL_DB,
             {
@@ -789,7 +861,7 @@ class Catalog:
             await scope.announce()
             return ov
         if scope is None:
-            await self._copy_indexes(db, coll, ov.name)
+            await self._copy_indexes(db, base, ov.name)
         if reply.get("upserted"):
             await self.changed()
         else:  # another proxy registered it: its contents are not known here

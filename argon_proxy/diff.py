@@ -50,6 +50,7 @@ async def diff_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     summary = {"added": 0, "removed": 0, "modified": 0}
     collections = []
     for ns in sorted(ids):
+        history.refuse_main_drops(engine.catalog, (*both.left, *both.right), ns, "diff")
         db, coll = ns.split(".", 1)
         raw = list(ids[ns].values())
         before = await fetch(engine.db, engine.catalog, left, db, coll, raw)

@@ -25,6 +25,7 @@ from bson import ObjectId
 from . import (
     admin,
     aggregate_out,
+    archives,
     bulk_write,
     indexes,
     metrics,
@@ -260,7 +261,15 @@ class Engine:
         if name == "listCollections":
             return await self.reader.list_collections(branch, db, cmd)
         if branch.name == MAIN:
-            if name in MAIN_GUARDED:
+            if name == "drop" and isinstance(cmd.get(name), str):
+                dropped = await archives.drop(self, db, cmd[name])
+                if dropped is not None:
+                    return dropped
+            if name == "dropDatabase":
+                dropped = await archives.drop_database(self, db)
+                if dropped is not None:
+                    return dropped
+            if name == "renameCollection":
                 self._guard_main(name)
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
@@ -578,7 +587,7 @@ class Engine:
                     return True
                 continue
             if b.name == MAIN:
-                return not await self.catalog.upstream_has(db, coll)
+                return not await self.catalog.base_exists(branch, db, coll)
             if ov is not None and ov.present:
                 return False
             if ov is not None and ov.cut:

@@ -33,7 +33,8 @@ import bson
 
 from .catalog import Branch, Catalog
 from .dbclient import DbClient
-from .naming import INTERNAL_DB
+from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .naming import INTERNAL_DB, MAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,24 @@ def _line(catalog: Catalog, branch: Branch, ancestor: str) -> list[Branch]:
             return out
         out.append(b)
     raise ValueError(f"{ancestor} is not an ancestor of {branch.name}")
+
+
+def refuse_main_drops(catalog: Catalog, windows: Iterable[Window], ns: str, what: str) -> None:
+    """Refuse ``what`` when main dropped ``ns`` within one of main's ``windows``: the
+    drop moved the collection aside without a WAL entry per document, so the
+    changes on either side of it cannot be compared."""
+    db, coll = ns.split(".", 1)
+    for window in windows:
+        if window.branch_id != MAIN:
+            continue
+        dropped = catalog.dropped_between(db, coll, window.after, window.upto)
+        if dropped is not None:
+            raise ArgonError(
+                COMMAND_NOT_SUPPORTED,
+                f"{what}: main dropped collection {ns} at LSN {dropped.until}, between the "
+                "points compared, and comparing changes across a drop on main is not "
+                "supported yet",
+            )
 
 
 def common_ancestor(catalog: Catalog, a: Branch, b: Branch) -> Branch:

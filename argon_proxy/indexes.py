@@ -65,8 +65,9 @@ async def list_specs(catalog: Catalog, branch: Branch, db: str, coll: str) -> li
             return [dict(s) for s in ov.indexes]
         if ov.cut:
             return [dict(_ID_INDEX)]
+    base = catalog.base_name(branch, db, coll)
     try:
-        return [_clean(s) for s in await catalog.db.find_cursor(db, {"listIndexes": coll})]
+        return [_clean(s) for s in await catalog.db.find_cursor(db, {"listIndexes": base})]
     except ArgonError as exc:
         if exc.code == 26:
             return [dict(_ID_INDEX)]

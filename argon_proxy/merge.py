@@ -260,6 +260,8 @@ async def plan(
     grains = await _granularities(engine)
     prefer: Literal["ours", "theirs"] = "theirs" if strategy == "theirs" else "ours"
     for ns, per_ns in bases.items():
+        windows = (*base.candidates, *base.target_changes)
+        history.refuse_main_drops(engine.catalog, windows, ns, f"merge of {source.name!r}")
         db, coll = ns.split(".", 1)
         ids = [raw for raw, _ in per_ns.values()]
         if base.agreed is not None:

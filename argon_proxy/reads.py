@@ -26,7 +26,7 @@ from typing import Any
 
 import bson
 
-from .catalog import Branch, Catalog
+from .catalog import Archive, Branch, Catalog
 from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
 from .index_bounds import HINT_REQUIRED, bounds_filter, ordered_key
@@ -261,7 +261,8 @@ class Reader:
                 f"does not correspond to an existing index (branch {branch.name!r})",
             )
         try:
-            base = await self.db.find_cursor(db, {"listIndexes": coll})
+            listed = {"listIndexes": self.catalog.base_name(branch, db, coll)}
+            base = await self.db.find_cursor(db, listed)
         except ArgonError:
             base = []
         if _index_named(base, hint) is not None:
@@ -434,21 +435,34 @@ class Reader:
         if flt:
             every = {"listCollections": 1, "nameOnly": True}
             base = {c["name"] for c in await self.db.find_cursor(db, every)}
+        # Collections main dropped after the branch forked: their archives stand in.
+        archived = {
+            coll: found
+            for (adb, coll) in self.catalog.archives
+            if adb == db and (found := self.catalog.archive_of(branch, db, coll)) is not None
+        }
+        for name in archived:
+            listed.pop(name, None)  # main's collection of that name is a later one
+        base |= set(archived)
         ids = {b.id for b in self.catalog.chain(branch)}
         own = {
             ov.coll for ov in self.catalog.overlays.values() if ov.branch_id in ids and ov.db == db
         }
         extra: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
         for name in own | base:
             if is_internal(name):
                 continue
             if not self.catalog.shows(branch, db, name, in_base=name in base):
                 listed.pop(name, None)
+            elif name in archived:
+                kept.append({"name": name, "type": "collection"})
             elif name not in base:
                 extra.append({"name": name, "type": "collection"})
         if not name_only:
             await self._describe(branch, db, extra)
-        for entry in await self._filtered(extra, flt):
+            await self._describe_archived(db, kept, archived)
+        for entry in await self._filtered(extra + kept, flt):
             listed[entry["name"]] = entry
         batch = sorted(listed.values(), key=lambda c: c["name"])
         return {
@@ -481,6 +495,20 @@ class Reader:
             entry["info"] = {**upstream.get("info", {}), "readOnly": False}
             if "idIndex" in upstream:
                 entry["idIndex"] = upstream["idIndex"]
+
+    async def _describe_archived(
+        self, db: str, entries: list[dict[str, Any]], archived: dict[str, Archive]
+    ) -> None:
+        """Give the entries of archived collections their archive's type, options
+        and info, under the name the branch knows."""
+        if not entries:
+            return
+        names = {archived[e["name"]].physical: e["name"] for e in entries}
+        query = {"listCollections": 1, "filter": {"name": {"$in": sorted(names)}}}
+        found = {names[c["name"]]: c for c in await self.db.find_cursor(db, query)}
+        for entry in entries:
+            upstream = found.get(entry["name"], {})
+            entry.update({k: v for k, v in upstream.items() if k != "name"})
 
     async def _filtered(
         self, entries: list[dict[str, Any]], flt: dict[str, Any]

@@ -27,7 +27,7 @@ import bson
 import trio
 
 from . import history, wal
-from .catalog import BRANCH_EXISTS, Branch, BranchError, hashable_id, now
+from .catalog import BRANCH_EXISTS, Branch, BranchError, Catalog, hashable_id, now
 from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 
@@ -178,6 +178,8 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
     }
     async for entry in engine.db.cursor(INTERNAL_DB, cursor):
         key = (entry["ns"], hashable_id(entry["doc_id"]))
+        if source.name == MAIN and _after_archive(catalog, branch, entry):
+            continue  # a later collection of that name: not the one the branch reads
         if key not in firsts:
             pre = wal.image(entry, "pre")
             firsts[key] = pre if pre is not None else {"_id": entry["doc_id"], TOMBSTONE: True}
@@ -198,6 +200,14 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
             for bumped in await catalog.bump(engine.db, [ov]):
                 bumped.version += 1
             ov.ids = None  # reload from what is now stored
+
+
+def _after_archive(catalog: Catalog, branch: Branch, entry: dict[str, Any]) -> bool:
+    """Whether a WAL entry of main changed a collection created after main dropped
+    the one ``branch`` reads as its base (an archive)."""
+    db, coll = str(entry["ns"]).split(".", 1)
+    archive = catalog.archive_of(branch, db, coll)
+    return archive is not None and int(entry["_id"]) > archive.until
 
 
 def snapshot_name(branch: str, lsn: int) -> str:

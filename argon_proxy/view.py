@@ -182,12 +182,18 @@ class View:
 
     @property
     def passthrough(self) -> bool:
-        """True when the view is just the base collection."""
-        return len(self.layers) == 1 and not self.layers[0].overlay
+        """True when the view is just main's collection of its name."""
+        return len(self.layers) == 1 and not self.layers[0].overlay and self.own_base
 
     @property
     def has_base(self) -> bool:
         return bool(self.layers) and not self.layers[-1].overlay
+
+    @property
+    def own_base(self) -> bool:
+        """Whether the base is main's collection of the view's name (not an archive),
+        the collection an ``aggregate`` of the view runs on."""
+        return self.has_base and self.layers[-1].coll == self.coll
 
     def pipeline(
         self, user_filter: dict[str, Any] | None = None, let: Any = None
@@ -196,14 +202,16 @@ class View:
         documents matching ``user_filter``, whose ``$expr`` may use the command's
         ``let`` variables (given here: ``$unionWith`` pipelines do not see them)."""
         stages: list[dict[str, Any]] = []
-        overlays = [layer for layer in self.layers if layer.overlay]
-        if self.has_base:
+        # An archived base is read like an overlay: the aggregate runs on main's
+        # collection of the name, whose documents are none of the view's.
+        others = [layer for layer in self.layers if layer.overlay or not self.own_base]
+        if self.own_base:
             match = self.layers[-1].match(user_filter)
             if match:
                 stages.append({"$match": match})
         else:
             stages.append({"$match": MATCH_NOTHING})
-        for layer in overlays:
+        for layer in others:
             stages.append(
                 {
                     "$unionWith": {
@@ -230,7 +238,8 @@ async def build_view(
     shadow: dict[Any, Any] = {}
     for b in catalog.chain(branch):
         if b.name == MAIN:
-            layers.append(Layer(coll, tuple(shadow.values()), overlay=False))
+            base = catalog.base_name(branch, db, coll)
+            layers.append(Layer(base, tuple(shadow.values()), overlay=False))
             break
         ov = catalog.overlay(b, db, coll)
         if txn_overlays is not None:

@@ -437,7 +437,7 @@ class Writer:
             if state is not None:
                 own = state.overlays.get(overlay_key(ctx.branch.id, ctx.db, ctx.coll), own)
             if own is None:  # registered as absent when the branch has no such collection
-                has = await self.catalog.upstream_has(ctx.db, ctx.coll)
+                has = await self.catalog.base_exists(ctx.branch, ctx.db, ctx.coll)
                 absent = not self.catalog.shows(ctx.branch, ctx.db, ctx.coll, in_base=has)
                 own = await self.catalog.ensure_overlay(
                     ctx.branch, ctx.db, ctx.coll, absent=absent, scope=scope

@@ -1,0 +1,108 @@
+"""Dropping main's collections while branches exist: the collection moves aside.
+
+Theory of operation: main is the real data, so a drop on main must take the
+collection away from main, yet a branch forked before the drop still shows it
+as it was then (its own changes on top). Copying it into every such branch
+would cost its size; instead the upstream renames it, in one step whatever
+its size, to an internal name in the same database (an *archive*), and the
+catalog records the drop's LSN (``Catalog.archives``). A branch forked before
+that LSN reads the archive as its base (``Catalog.base_name``), with the
+overlay it already had: main wrote nothing to the collection between the
+branch's fork and the drop that is not frozen into that overlay. Branches
+forked later, and main itself, see main's collection of that name, if main
+creates it again, and main's writes to it freeze into those later branches
+only.
+
+The record is written first, marked ``pending``, then the rename runs, then
+the mark goes: a crash in between leaves a pending record that the next
+start settles by whether the archive exists (``settle``). Renaming a
+collection of main while branches exist is still refused; views cannot be
+moved aside, so dropping one (or a database holding one) is refused too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Archive, Catalog
+from .dbclient import DbClient
+from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN, is_internal
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_MAX_NS = 255  # bytes of a namespace, as mongod counts them
+
+
+async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
+    """Drop main's ``db.coll`` while branches read it: None when no branch does (or
+    main has no such collection), so mongod's own drop answers."""
+    catalog = engine.catalog
+    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
+    if not readers:
+        return None
+    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
+    if not found:
+        return None
+    if found[0].get("type") != "collection":
+        raise _refused(f"drop of view {db}.{coll}", "a view cannot be kept for them")
+    ns = f"{db}.{coll}"
+    async with catalog.forks.writing(), engine.writer.lock(ns):
+        await catalog.child_overlays(catalog.branches[MAIN], db, coll)  # never passthrough
+        indexes = await engine.db.find_cursor(db, {"listIndexes": coll})
+        until = await catalog.allocate_lsns(engine.db, 1)
+        archive = Archive(db, coll, f"{INTERNAL_PREFIX}main{until}.{coll}", until)
+        if len(f"{db}.{archive.physical}".encode()) > _MAX_NS:
+            raise _refused(f"drop of {ns}", "its name is too long to keep it under another")
+        record = {**archive.to_doc(), "pending": True}
+        await engine.db.command(INTERNAL_DB, {"insert": "archives", "documents": [record]})
+        to = f"{db}.{archive.physical}"
+        await engine.db.command("admin", {"renameCollection": ns, "to": to})
+        await _settled(engine.db, archive)
+        catalog.archives.setdefault((db, coll), []).append(archive)
+        await catalog.changed()
+    return {"ns": ns, "nIndexesWas": len(indexes), "ok": 1.0}
+
+
+async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
+    """Drop main's database ``db`` while branches exist, collection by collection
+    (moved aside where branches read them); None when no branch exists."""
+    if not engine.catalog.children(MAIN):
+        return None
+    listed = await engine.db.find_cursor(db, {"listCollections": 1})
+    mine = [c for c in listed if not is_internal(c["name"])]
+    if any(c.get("type") == "view" for c in mine):
+        raise _refused(f"dropDatabase of {db}", "it holds views, which cannot be kept for them")
+    for entry in mine:
+        name = entry["name"]
+        if await drop(engine, db, name) is None:
+            await engine.db.command(db, {"drop": name})
+    return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
+
+
+async def settle(catalog: Catalog) -> None:
+    """Finish or forget the drops a crash interrupted (records still ``pending``)."""
+    for doc in await catalog.db.find(INTERNAL_DB, "archives", {"pending": True}):
+        archive = Archive(doc["db"], doc["coll"], doc["physical"], int(doc["until"]))
+        if await catalog.upstream_has(archive.db, archive.physical):
+            await _settled(catalog.db, archive)
+        else:  # the rename never ran: main still has the collection
+            gone = {"q": {"_id": doc["_id"]}, "limit": 1}
+            await catalog.db.command(INTERNAL_DB, {"delete": "archives", "deletes": [gone]})
+
+
+async def _settled(db: DbClient, archive: Archive) -> None:
+    key = archive.to_doc()["_id"]
+    await db.command(
+        INTERNAL_DB,
+        {"update": "archives", "updates": [{"q": {"_id": key}, "u": {"$unset": {"pending": ""}}}]},
+    )
+
+
+def _refused(what: str, why: str) -> ArgonError:
+    return ArgonError(
+        COMMAND_NOT_SUPPORTED,
+        f"{what} on branch 'main' is refused while branches forked before it exist: {why}. "
+        "Delete or merge those branches first.",
+    )
