@@ -606,6 +606,17 @@ class BranchModel(RuleBasedStateMachine):
         got, want = ((r.matched_count, r.modified_count, r.upserted_id) for r in results)
         assert got == want, branch
 
+    @rule(name=st.sampled_from([COLL, *EXTRA, "the database"]))
+    def drop_on_main(self, name: str) -> None:
+        """Main drops a collection (or its whole database) while branches live: main
+        loses it, every branch keeps its own, and main may create it again."""
+        if name == "the database":
+            self.argon.drop_database(DB)
+            self.direct.drop_database(self.copies["main"])
+            return
+        self.argon[DB][name].drop()
+        self.direct[self.copies["main"]][name].drop()
+
     @rule()
     def reload_catalog(self) -> None:
         """Anything that reloads the catalog (``argon branch list``) changes no answer."""
