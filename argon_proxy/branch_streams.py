@@ -513,7 +513,7 @@ def _marked(stream: _Stream, raw: Mapping[str, Any]) -> dict[str, Any]:
     if stream.scope.expanded and kind != "dropDatabase":
         event["operationDescription"] = description
     if kind == "create":
-        event["nsType"] = "collection"
+        event["nsType"] = "view" if "viewOn" in description else "collection"
     return event
 
 

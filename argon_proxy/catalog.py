@@ -187,6 +187,7 @@ class Overlay:
     present: bool = True  # the collection exists on the branch
     dropped: bool = False  # the branch dropped it (not merely branched before it existed)
     indexes: list[dict[str, Any]] | None = None  # the branch's own index list; None: inherited
+    view: dict[str, Any] | None = None  # a view the branch created: viewOn, pipeline[, collation]
     # every _id held (documents and tombstones), hashable key -> the raw _id; None = not loaded
     ids: dict[Any, Any] | None = None
     tombstones: set[Any] = field(default_factory=set)
@@ -413,6 +414,7 @@ class Catalog:
                 bool(doc.get("dropped", False)),
             )
             ov.indexes = doc.get("indexes")
+            ov.view = doc.get("view")
             old = self.overlays.get(ov.key)
             if old is not None:  # keep the loaded id cache; ``sync`` checks its version
                 ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
@@ -891,6 +893,16 @@ class Catalog:
         )
         await (announce() if announce is not None else self.changed())
         ov.cut, ov.present, ov.dropped = cut, present, dropped
+
+    async def set_view(self, ov: Overlay, view: dict[str, Any] | None) -> None:
+        """Record that the name is a view the branch created (``view``: its viewOn,
+        pipeline and collation) or no longer one (None)."""
+        change = {"$set": {"view": view}} if view is not None else {"$unset": {"view": ""}}
+        await self.db.command(
+            INTERNAL_DB, {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": change}]}
+        )
+        await self.changed()
+        ov.view = view
 
     async def _copy_indexes(
         self, db: str, coll: str, target: str, runner: Runner | None = None

@@ -35,14 +35,17 @@ from . import (
     timetravel,
 )
 from .branch_streams import BranchStreams, is_change_stream
+from .branch_views import ViewDef, not_on_a_view
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
 from .errors import (
+    BAD_VALUE,
     COMMAND_NOT_SUPPORTED,
     DUPLICATE_FIELD,
     ILLEGAL_OPERATION,
     INVALID_NAMESPACE,
+    INVALID_OPTIONS,
     NAMESPACE_EXISTS,
     NAMESPACE_NOT_FOUND,
     NOT_IN_TRANSACTION,
@@ -124,6 +127,7 @@ ON_MAIN = (
     | {"bulkWrite"}
     | {"createIndexes", "dropIndexes", "create"}  # children must not see these appear
     | {"argon", "listCollections", "listDatabases", "aggregate"}
+    | {"collMod"}  # of a view: children must keep the definition they have
 )
 
 
@@ -271,6 +275,8 @@ class Engine:
                     return dropped
             if name == "renameCollection":
                 self._guard_main(name)
+            if name == "collMod" and isinstance(cmd.get(name), str):
+                await self._coll_mod_on_main(db, cmd[name])
             if name == "aggregate":
                 await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
                 cmd = namespaces.without_internal_changes(cmd)
@@ -296,6 +302,15 @@ class Engine:
             + (" while it has child branches" if branch.name == MAIN else "")
             + ": it changes Argon's branch catalog. Run it before the transaction.",
         )
+
+    async def _coll_mod_on_main(self, db: str, name: str) -> None:
+        """Refuse changing a view of main while branches exist: they read main's
+        definition of it, which must stay as it was when they forked."""
+        if not self.catalog.children(MAIN):
+            return
+        listed = await self.db.find_cursor(db, {"listCollections": 1, "filter": {"name": name}})
+        if listed and listed[0].get("type") == "view":
+            self._guard_main(f"collMod of view {db}.{name}")
 
     def _guard_main(self, name: str) -> None:
         others = sorted(b for b in self.catalog.branches if b != MAIN)
@@ -323,6 +338,7 @@ class Engine:
             and joined is None
             and "hint" not in cmd
             and snapshot_concern(cmd) is None
+            and not await self.reader.is_view(branch, db, cmd["find"])
         ):
             view = await self.reader.view(branch, db, cmd["find"])
             if not view.passthrough:
@@ -342,6 +358,8 @@ class Engine:
         if name in ("createIndexes", "dropIndexes"):
             if branch.read_only:
                 raise _read_only(branch, name)
+            if await self.reader.is_view(branch, db, cmd.get(name)):
+                raise not_on_a_view(db, str(cmd[name]), name)
             change = indexes.create_indexes if name == "createIndexes" else indexes.drop_indexes
             return await change(self, branch, db, cmd)
         if name == "listIndexes":
@@ -462,6 +480,8 @@ class Engine:
         if branch.read_only:
             raise _read_only(branch, "create")
         coll = cmd["create"]
+        if "viewOn" in cmd:
+            return await self._create_view(db, branch, cmd)
         options = {k: v for k, v in cmd.items() if k not in ("create", "$db", *generic(cmd))}
         refused = sorted(set(options) - BRANCH_CREATE_OPTIONS)
         if refused:
@@ -486,6 +506,25 @@ class Engine:
         if not quiet:
             described = {"idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}, **options}
             await mark(self.db, branch, "create", db, coll, described)
+        return {"ok": 1.0}
+
+    async def _create_view(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+        """A view created on ``branch``: its definition kept in the branch's catalog
+        (``branch_views.py``), read over the branch's view of its source."""
+        name, view_on, pipeline = cmd["create"], cmd.get("viewOn"), cmd.get("pipeline", [])
+        extra = set(cmd) - {"create", "viewOn", "pipeline", "collation", *generic(cmd)}
+        if not isinstance(view_on, str) or not view_on or not isinstance(pipeline, list):
+            raise ArgonError(BAD_VALUE, "create: 'viewOn' must be a name and 'pipeline' a list")
+        if extra:
+            raise ArgonError(INVALID_OPTIONS, f"create of a view does not take {sorted(extra)}")
+        if await self._listed(branch, db, name) is not None:
+            raise ArgonError(NAMESPACE_EXISTS, f"Collection {db}.{name} already exists.")
+        definition = ViewDef(view_on, tuple(pipeline), cmd.get("collation")).to_options()
+        await self.catalog.child_overlays(branch, db, name)  # keep it off the children
+        ov = await self.catalog.ensure_overlay(branch, db, name)
+        await self.catalog.set_view(ov, definition)
+        await self.catalog.set_flags(ov, cut=True, present=True)
+        await mark(self.db, branch, "create", db, name, definition)
         return {"ok": 1.0}
 
     async def _coll_mod(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -619,6 +658,8 @@ class Engine:
         for bumped in await self.catalog.bump(self.db, [ov]):
             bumped.version += 1
         ov.ids, ov.tombstones = {}, set()
+        if ov.view is not None:
+            await self.catalog.set_view(ov, None)
         await self.catalog.set_flags(ov, cut=True, present=False, dropped=True, moved=moved)
         await indexes.store(self, ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
@@ -667,6 +708,8 @@ class Engine:
         coll = cmd[name]
         if not isinstance(coll, str) or is_internal(coll):
             raise ArgonError(73, f"Invalid namespace specified '{db}.{coll}'")
+        if await self.reader.is_view(branch, db, coll):
+            raise not_on_a_view(db, coll, name)
         ctx = WriteContext(
             branch, db, coll, ClientIdentity(req.app_name, None, req.connection_id), req.joined
         )

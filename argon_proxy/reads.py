@@ -26,6 +26,7 @@ from typing import Any
 
 import bson
 
+from .branch_views import Views
 from .catalog import Archive, Branch, Catalog
 from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
@@ -37,6 +38,8 @@ from .pending import Pending
 from .txn import Runner
 from .view import View, build_view, conjoin, indexable
 from .writes import find_all
+
+OPTION_NOT_SUPPORTED_ON_VIEW = 167
 
 # Fields of a command that are about the session or the server, not the query.
 GENERIC_FIELDS = frozenset(
@@ -131,6 +134,7 @@ class Reader:
         self.db = db
         self.catalog = catalog
         self.pending = pending or Pending()  # what open client transactions wrote
+        self.views = Views(db, catalog)  # which names are views on a branch
 
     async def view(self, branch: Branch, db: str, coll: str, joined: Runner | None = None) -> View:
         """``db.coll`` on ``branch``, as the client's transaction ``joined`` sees it."""
@@ -146,6 +150,8 @@ class Reader:
         In a client's transaction (``joined``) the aggregate is forwarded with the
         client's session fields, so it reads what the transaction wrote."""
         coll = cmd["find"]
+        if await self.is_view(branch, db, coll):
+            return await self.aggregate(branch, db, find_as_aggregate(cmd), joined)
         view = await self.view(branch, db, coll, joined)
         if view.passthrough:
             flt = cmd.get("filter")
@@ -196,6 +202,9 @@ class Reader:
         pipeline = list(cmd.get("pipeline") or [])
         if not isinstance(coll, str):
             return await self._database_aggregate(branch, db, cmd, pipeline, joined)
+        if await self.is_view(branch, db, coll):
+            on_source = await self._on_source(branch, db, cmd)
+            return await self.aggregate(branch, db, on_source, joined) or on_source
         rewritten = await self._rewrite_stages(branch, db, pipeline, joined)
         view = await self.view(branch, db, coll, joined)
         if view.passthrough:
@@ -213,6 +222,79 @@ class Reader:
         if pipeline and "$match" in pipeline[0] and not _has_text(pipeline[0]["$match"]):
             first_match = pipeline.pop(0)["$match"]
         return {**cmd, "pipeline": view.pipeline(first_match, cmd.get("let")) + pipeline}
+
+    # -- views -------------------------------------------------------------------
+
+    async def is_view(self, branch: Branch, db: str, name: Any) -> bool:
+        """Whether ``name`` is a view on ``branch`` (main's views are mongod's own)."""
+        if branch.name == MAIN or not isinstance(name, str):
+            return False
+        return await self.views.of(branch, db, name) is not None
+
+    async def _on_source(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        """An aggregate of a view as the aggregate of its source collection, the
+        view's pipeline first, with the view's collation."""
+        resolved = await self.views.resolve(branch, db, cmd["aggregate"])
+        assert resolved is not None
+        source, pipeline, collation = resolved
+        out = {**cmd, "aggregate": source, "pipeline": [*pipeline, *(cmd.get("pipeline") or [])]}
+        if collation is not None:
+            asked = cmd.get("collation")
+            if asked is not None and asked != collation:
+                raise ArgonError(
+                    OPTION_NOT_SUPPORTED_ON_VIEW,
+                    f"Cannot override a view's default collation (view {db}.{cmd['aggregate']} "
+                    f"on branch {branch.name!r})",
+                )
+            out["collation"] = collation
+        return out
+
+    async def _run_on_view(
+        self,
+        branch: Branch,
+        db: str,
+        cmd: dict[str, Any],
+        name: str,
+        stages: list[Any],
+        joined: Runner | None,
+    ) -> list[dict[str, Any]]:
+        """Run ``stages`` on the view ``cmd`` (a ``count`` or ``distinct``) names, as
+        mongod runs those commands on a view: as an aggregate."""
+        agg: dict[str, Any] = {"aggregate": cmd[name], "pipeline": stages, "cursor": {}}
+        agg.update({k: cmd[k] for k in ("collation", "hint", "maxTimeMS") if k in cmd})
+        agg.update(generic(cmd))
+        rewritten = await self.aggregate(branch, db, agg, joined)
+        runner: Runner = joined if joined is not None else self.db
+        command = {k: v for k, v in (rewritten or agg).items() if k != "$db"}
+        return await find_all(runner, db, command)
+
+    async def _cross_view(
+        self,
+        branch: Branch,
+        db: str,
+        name: str,
+        spec: dict[str, Any],
+        other: str,
+        joined: Runner | None,
+    ) -> tuple[dict[str, Any], str]:
+        """A ``$lookup``/``$unionWith`` of view ``other`` as one of its source, the
+        view's pipeline first (and ``$lookup``'s equality after it, as mongod
+        applies it to the view's documents)."""
+        if name == "$graphLookup":
+            raise unsupported(f"$graphLookup of view {other!r}", branch.name)
+        resolved = await self.views.resolve(branch, db, other)
+        assert resolved is not None
+        source, pipeline, _ = resolved
+        stages = await self._rewrite_stages(branch, db, pipeline, joined)
+        new = dict(spec)
+        if name == "$lookup" and "localField" in spec and "foreignField" in spec:
+            new.pop("localField")
+            new.pop("foreignField")
+            new["let"] = {**(spec.get("let") or {}), _LOCAL: f"${spec['localField']}"}
+            stages.append({"$match": {"$expr": _lookup_equality(f"${spec['foreignField']}")}})
+        new["from" if "from" in spec else "coll"] = source
+        new["pipeline"] = stages + list(spec.get("pipeline") or [])
+        return new, source
 
     async def _bounded(
         self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]
@@ -340,6 +422,9 @@ class Reader:
             new["pipeline"] = await self._rewrite_stages(branch, db, list(sub), joined)
         if not isinstance(other, str):
             return new
+        if await self.is_view(branch, db, other):
+            new, other = await self._cross_view(branch, db, name, new, other, joined)
+            spec = new
         view = await self.view(branch, db, other, joined)
         if view.passthrough:
             return new
@@ -365,6 +450,13 @@ class Reader:
         self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
     ) -> dict[str, Any] | None:
         """Count each layer (in the client's transaction ``joined``, if any)."""
+        if await self.is_view(branch, db, cmd["count"]):
+            stages: list[Any] = [{"$match": cmd.get("query") or {}}]
+            stages += [{"$skip": int(cmd["skip"])}] if cmd.get("skip") else []
+            stages += [{"$limit": abs(int(cmd["limit"]))}] if cmd.get("limit") else []
+            stages.append({"$count": "n"})
+            found = await self._run_on_view(branch, db, cmd, "count", stages, joined)
+            return {"n": int(found[0]["n"]) if found else 0, "ok": 1.0}
         view = await self.view(branch, db, cmd["count"], joined)
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
@@ -386,6 +478,15 @@ class Reader:
         self, branch: Branch, db: str, cmd: dict[str, Any], joined: Runner | None = None
     ) -> dict[str, Any] | None:
         """Each layer's distinct values, merged (in the client's transaction ``joined``)."""
+        if await self.is_view(branch, db, cmd["distinct"]):
+            path = f"${cmd['key']}"
+            stages = [
+                {"$match": cmd.get("query") or {}},
+                {"$unwind": {"path": path, "preserveNullAndEmptyArrays": True}},
+                {"$group": {"_id": None, "values": {"$addToSet": path}}},
+            ]
+            found = await self._run_on_view(branch, db, cmd, "distinct", stages, joined)
+            return {"values": found[0]["values"] if found else [], "ok": 1.0}
         view = await self.view(branch, db, cmd["distinct"], joined)
         if view.passthrough and _as_sent(cmd.get("query")):
             return None
@@ -458,7 +559,8 @@ class Reader:
             elif name in archived:
                 kept.append({"name": name, "type": "collection"})
             elif name not in base:
-                extra.append({"name": name, "type": "collection"})
+                kind = "view" if await self.views.of(branch, db, name) else "collection"
+                extra.append({"name": name, "type": kind})
         if not name_only:
             await self._describe(branch, db, extra)
             await self._describe_archived(db, kept, archived)
@@ -481,6 +583,9 @@ class Reader:
         for entry in entries:
             for b in self.catalog.chain(branch):
                 ov = self.catalog.overlay(b, db, entry["name"])
+                if ov is not None and ov.present and ov.view is not None:
+                    entry.update(type="view", options=dict(ov.view), info={"readOnly": True})
+                    break
                 if ov is not None and ov.present:
                     holders[ov.name] = entry["name"]
                     break
@@ -490,6 +595,8 @@ class Reader:
             for c in await self.db.find_cursor(db, query):
                 found[holders[c["name"]]] = c
         for entry in entries:
+            if entry["type"] == "view":
+                continue
             upstream = found.get(entry["name"], {})
             entry["options"] = upstream.get("options", {})
             entry["info"] = {**upstream.get("info", {}), "readOnly": False}
@@ -536,6 +643,31 @@ class Reader:
             raise ArgonError(1, "listCollections: Argon's branch records are missing")
         matched: list[dict[str, Any]] = result["matched"]
         return matched
+
+
+def find_as_aggregate(cmd: dict[str, Any]) -> dict[str, Any]:
+    """A ``find`` as the aggregate of the same collection mongod would run for it on
+    a view: its filter, sort, skip, limit and projection as stages."""
+    pipeline: list[Any] = [{"$match": cmd.get("filter") or {}}]
+    if cmd.get("sort"):
+        pipeline.append({"$sort": cmd["sort"]})
+    if cmd.get("skip"):
+        pipeline.append({"$skip": int(cmd["skip"])})
+    limit = abs(int(cmd.get("limit") or 0))
+    if limit:
+        pipeline.append({"$limit": limit})
+    if cmd.get("projection"):
+        pipeline.append({"$project": cmd["projection"]})
+    cursor: dict[str, Any] = {}
+    batch = cmd.get("batchSize")
+    if cmd.get("singleBatch") or int(cmd.get("limit") or 0) < 0:
+        batch = limit or 101
+    if batch is not None:
+        cursor["batchSize"] = batch
+    out = {"aggregate": cmd["find"], "pipeline": pipeline, "cursor": cursor}
+    out.update({k: cmd[k] for k in _FIND_TO_AGG if k in cmd})
+    out.update(generic(cmd))
+    return out
 
 
 def _as_sent(flt: Any) -> bool:
