@@ -13,20 +13,29 @@ forked later, and main itself, see main's collection of that name, if main
 creates it again, and main's writes to it freeze into those later branches
 only.
 
+A rename on main works the same way without any copy: the collection takes
+its new name on main at once, and the branches forked before read it under
+its old name as their base (a *live* record: main's writes under the new name
+freeze into their overlays of the old one, as main's writes under the old
+name did). If main later drops or renames it again, the record follows it
+(``_repoint``). Renames into another database are refused while branches read
+the collection: an overlay and its base must share a database.
+
 The record is written first, marked ``pending``, then the rename runs, then
 the mark goes: a crash in between leaves a pending record that the next
-start settles by whether the archive exists (``settle``). Renaming a
-collection of main while branches exist is still refused; views cannot be
-moved aside, so dropping one (or a database holding one) is refused too.
+start settles by whether the renamed collection exists (``settle``). Views
+cannot be moved aside, so dropping one (or a database holding one) is
+refused while branches exist.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Archive, Catalog
 from .dbclient import DbClient
-from .errors import COMMAND_NOT_SUPPORTED, ArgonError
+from .errors import COMMAND_NOT_SUPPORTED, NAMESPACE_EXISTS, ArgonError
 from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN, is_internal
 
 if TYPE_CHECKING:
@@ -40,7 +49,8 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
     main has no such collection), so mongod's own drop answers."""
     catalog = engine.catalog
     readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
-    if not readers:
+    fed = catalog.fed_by(db, coll)
+    if not readers and not fed:
         return None
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found:
@@ -61,8 +71,54 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
         await engine.db.command("admin", {"renameCollection": ns, "to": to})
         await _settled(engine.db, archive)
         catalog.archives.setdefault((db, coll), []).append(archive)
+        for older in {r.key: r for r, _ in fed}.values():  # renamed earlier: now still
+            still = replace(older, physical=archive.physical, live=False, frozen=until)
+            await _repoint(catalog, still)
         await catalog.changed()
     return {"ns": ns, "nIndexesWas": len(indexes), "ok": 1.0}
+
+
+async def rename(
+    engine: Engine, source: tuple[str, str], target: tuple[str, str], drop_target: bool
+) -> dict[str, Any] | None:
+    """Rename main's collection while branches read it: None when none does (or
+    there is no such collection), so mongod's own rename answers."""
+    catalog = engine.catalog
+    (db, coll), (to_db, to) = source, target
+    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
+    fed = catalog.fed_by(db, coll)
+    if not readers and not fed:
+        return None
+    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
+    if not found or found[0].get("type") != "collection":
+        return None  # mongod says what is wrong with it
+    if to_db != db:
+        raise _refused(
+            f"renameCollection of {db}.{coll} to database {to_db}",
+            "they read it from its own database",
+        )
+    if await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": to}}):
+        if not drop_target:
+            raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
+        if await drop(engine, db, to) is None:
+            await engine.db.command(db, {"drop": to})
+    main = catalog.branches[MAIN]
+    locks = (engine.writer.lock(f"{db}.{coll}"), engine.writer.lock(f"{db}.{to}"))
+    async with catalog.forks.writing(), locks[0], locks[1]:
+        await catalog.child_overlays(main, db, coll)  # never passthrough
+        await catalog.child_overlays(main, db, to)  # the new name stays off them
+        until = await catalog.allocate_lsns(engine.db, 1)
+        record = Archive(db, coll, to, until, live=True, path=((to, until),))
+        stored = {**record.to_doc(), "pending": True}
+        await engine.db.command(INTERNAL_DB, {"insert": "archives", "documents": [stored]})
+        await engine.db.command("admin", {"renameCollection": f"{db}.{coll}", "to": f"{db}.{to}"})
+        await _settled(engine.db, record)
+        catalog.archives.setdefault((db, coll), []).append(record)
+        for older in {r.key: r for r, _ in fed}.values():  # renamed before: follow it
+            moved = replace(older, physical=to, path=(*older.path, (to, until)))
+            await _repoint(catalog, moved)
+        await catalog.changed()
+    return {"ok": 1.0}
 
 
 async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
@@ -84,7 +140,7 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
 async def settle(catalog: Catalog) -> None:
     """Finish or forget the drops a crash interrupted (records still ``pending``)."""
     for doc in await catalog.db.find(INTERNAL_DB, "archives", {"pending": True}):
-        archive = Archive(doc["db"], doc["coll"], doc["physical"], int(doc["until"]))
+        archive = Archive.from_doc(doc)
         if await catalog.upstream_has(archive.db, archive.physical):
             await _settled(catalog.db, archive)
         else:  # the rename never ran: main still has the collection
@@ -92,8 +148,18 @@ async def settle(catalog: Catalog) -> None:
             await catalog.db.command(INTERNAL_DB, {"delete": "archives", "deletes": [gone]})
 
 
+async def _repoint(catalog: Catalog, record: Archive) -> None:
+    """Store a record's new state (the collection it follows moved or was dropped)."""
+    await catalog.db.command(
+        INTERNAL_DB,
+        {"update": "archives", "updates": [{"q": {"_id": record.key}, "u": record.to_doc()}]},
+    )
+    found = catalog.archives[(record.db, record.coll)]
+    found[:] = [record if r.key == record.key else r for r in found]
+
+
 async def _settled(db: DbClient, archive: Archive) -> None:
-    key = archive.to_doc()["_id"]
+    key = archive.key
     await db.command(
         INTERNAL_DB,
         {"update": "archives", "updates": [{"q": {"_id": key}, "u": {"$unset": {"pending": ""}}}]},

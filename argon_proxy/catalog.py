@@ -218,23 +218,59 @@ _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("argon_in_write
 
 @dataclass(frozen=True, slots=True)
 class Archive:
-    """Main's ``db.coll`` as it was when main dropped it at LSN ``until``, kept
-    under the name ``physical`` for the branches forked before."""
+    """Main's ``db.coll`` as it was when main dropped or renamed it at LSN
+    ``until``, which the branches forked before read under the name ``physical``.
+
+    After a drop it is an archive nobody writes. After a rename it is main's
+    collection under its new name (``live``): main's writes to it freeze into
+    those branches' overlays of ``coll``. ``path`` lists the names it has had
+    since, each with the LSN from which it held it; ``frozen`` is the LSN at
+    which main dropped it and it stopped being live."""
 
     db: str
     coll: str
     physical: str
     until: int
+    live: bool = False
+    path: tuple[tuple[str, int], ...] = ()
+    frozen: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.db}.{self.coll}@{self.until}"
 
     def to_doc(self) -> dict[str, Any]:
-        key = f"{self.db}.{self.coll}@{self.until}"
         return {
-            "_id": key,
+            "_id": self.key,
             "db": self.db,
             "coll": self.coll,
             "physical": self.physical,
             "until": bson.Int64(self.until),
+            "live": self.live,
+            "path": [[name, bson.Int64(since)] for name, since in self.path],
+            "frozen": None if self.frozen is None else bson.Int64(self.frozen),
         }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Archive:
+        frozen = doc.get("frozen")
+        return cls(
+            doc["db"],
+            doc["coll"],
+            doc["physical"],
+            int(doc["until"]),
+            bool(doc.get("live", False)),
+            tuple((str(n), int(s)) for n, s in doc.get("path") or ()),
+            None if frozen is None else int(frozen),
+        )
+
+    def named(self, name: str, lsn: int) -> bool:
+        """Whether main's collection ``name`` was this one at ``lsn`` (after ``until``)."""
+        for i, (held, since) in enumerate(self.path):
+            end = self.path[i + 1][1] if i + 1 < len(self.path) else self.frozen
+            if held == name and since < lsn and (end is None or lsn <= end):
+                return True
+        return False
 
 
 class ForkGate:
@@ -425,7 +461,7 @@ class Catalog:
         for doc in await self.db.find(INTERNAL_DB, "archives", {}, sort={"until": 1}):
             if doc.get("pending"):
                 continue  # a drop that has not happened (yet, or ever: see archives.py)
-            found = Archive(doc["db"], doc["coll"], doc["physical"], int(doc["until"]))
+            found = Archive.from_doc(doc)
             archives.setdefault((found.db, found.coll), []).append(found)
         self.archives = archives
         setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
@@ -478,6 +514,32 @@ class Catalog:
             return True
         return await self.upstream_has(db, coll)
 
+    def fed_by(self, db: str, physical: str) -> list[tuple[Archive, Branch]]:
+        """The branches that read main's live collection ``db.physical`` under an
+        older name (a rename's), each with the record saying so."""
+        out: list[tuple[Archive, Branch]] = []
+        for (adb, coll), found in self.archives.items():
+            for record in found:
+                if adb != db or not record.live or record.physical != physical:
+                    continue
+                out += [
+                    (record, k)
+                    for k in self.children(MAIN)
+                    if self.archive_of(k, db, coll) == record
+                ]
+        return out
+
+    def renamed_from(self, branch: Branch, db: str, name: str, lsn: int) -> str | None:
+        """The name under which ``branch`` reads what main's ``db.name`` was at ``lsn``,
+        if that was a collection main renamed after the branch's line left it."""
+        for adb, coll in self.archives:
+            if adb != db:
+                continue
+            record = self.archive_of(branch, db, coll)
+            if record is not None and record.named(name, lsn):
+                return coll
+        return None
+
     def dropped_between(self, db: str, coll: str, after: int, upto: int | None) -> Archive | None:
         """An archive of ``db.coll`` made by a drop on main in ``(after, upto]``."""
         for found in self.archives.get((db, coll), ()):
@@ -516,13 +578,17 @@ class Catalog:
         the parent creating it later must not make it appear on the child.
         """
         kids = self.children(parent.name)
-        if parent.name == MAIN:  # children reading an archive of it are not fed by it
+        fed: list[Overlay] = []
+        if parent.name == MAIN:  # children reading an archive of it are not fed by it,
             kids = [k for k in kids if self.archive_of(k, db, coll) is None]
+            for record, kid in self.fed_by(db, coll):  # but those reading it renamed are
+                fed.append(await self.ensure_overlay(kid, db, record.coll, scope=scope))
         if not scope and all(self.overlay(k, db, coll) is not None for k in kids):
-            return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None]
+            return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None] + fed
         in_base = await self.base_exists(parent, db, coll)
         absent = not self.shows(parent, db, coll, in_base=in_base)
-        return [await self.ensure_overlay(k, db, coll, absent=absent, scope=scope) for k in kids]
+        own = [await self.ensure_overlay(k, db, coll, absent=absent, scope=scope) for k in kids]
+        return own + fed
 
     # -- sharing the upstream with other proxies ---------------------------------
 

@@ -274,7 +274,14 @@ class Engine:
                 if dropped is not None:
                     return dropped
             if name == "renameCollection":
-                self._guard_main(name)
+                renamed = await archives.rename(
+                    self,
+                    _namespace(cmd.get(name)),
+                    _namespace(cmd.get("to")),
+                    bool(cmd.get("dropTarget")),
+                )
+                if renamed is not None:
+                    return renamed
             if name == "collMod" and isinstance(cmd.get(name), str):
                 await self._coll_mod_on_main(db, cmd[name])
             if name == "aggregate":

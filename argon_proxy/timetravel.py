@@ -170,6 +170,8 @@ async def build_at(
 async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> None:
     """Give ``branch`` the first pre-image of every document ``source`` changed after ``lsn``."""
     catalog = engine.catalog
+    if source.name == MAIN:
+        await _hide_later_names(catalog, branch, lsn)
     firsts: dict[tuple[str, Any], dict[str, Any]] = {}
     cursor = {
         "find": "wal",
@@ -177,9 +179,14 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
         "sort": {"_id": 1},
     }
     async for entry in engine.db.cursor(INTERNAL_DB, cursor):
-        key = (entry["ns"], hashable_id(entry["doc_id"]))
-        if source.name == MAIN and _after_archive(catalog, branch, entry):
-            continue  # a later collection of that name: not the one the branch reads
+        ns = str(entry["ns"])
+        if source.name == MAIN:
+            if _after_archive(catalog, branch, entry):
+                continue  # a later collection of that name: not the one the branch reads
+            db, coll = ns.split(".", 1)
+            renamed = catalog.renamed_from(branch, db, coll, int(entry["_id"]))
+            ns = f"{db}.{renamed}" if renamed is not None else ns  # under its name then
+        key = (ns, hashable_id(entry["doc_id"]))
         if key not in firsts:
             pre = wal.image(entry, "pre")
             firsts[key] = pre if pre is not None else {"_id": entry["doc_id"], TOMBSTONE: True}
@@ -200,6 +207,18 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
             for bumped in await catalog.bump(engine.db, [ov]):
                 bumped.version += 1
             ov.ids = None  # reload from what is now stored
+
+
+async def _hide_later_names(catalog: Catalog, branch: Branch, lsn: int) -> None:
+    """Register absent, on a snapshot of main at ``lsn``, the names main's
+    collections took by renames after it: at ``lsn`` they did not exist."""
+    for found in catalog.archives.values():
+        for record in found:
+            if record.until <= lsn:
+                continue
+            for name, _ in record.path:
+                if catalog.archive_of(branch, record.db, name) is None:
+                    await catalog.ensure_overlay(branch, record.db, name, absent=True)
 
 
 def _after_archive(catalog: Catalog, branch: Branch, entry: dict[str, Any]) -> bool:

@@ -617,6 +617,16 @@ class BranchModel(RuleBasedStateMachine):
         self.argon[DB][name].drop()
         self.direct[self.copies["main"]][name].drop()
 
+    @rule(source=st.sampled_from([COLL, *EXTRA]), to=st.sampled_from([COLL, *EXTRA]))
+    def rename_on_main(self, source: str, to: str) -> None:
+        """Main renames a collection (over another) while branches live: main's takes
+        the new name, every branch keeps its own under the old one."""
+        copy = self.direct[self.copies["main"]]
+        if source == to or source not in copy.list_collection_names():
+            return
+        for db in (self.argon[DB], copy):
+            db[source].rename(to, dropTarget=True)
+
     @rule()
     def reload_catalog(self) -> None:
         """Anything that reloads the catalog (``argon branch list``) changes no answer."""
