@@ -238,11 +238,17 @@ async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
     """The LSN of ``branch``'s newest own write at or before ``lsn`` (or its base).
 
     The branch reads the same at every LSN from its write up to the next one, so
-    all those points share one snapshot.
+    all those points share one snapshot. On main a drop or rename of a collection
+    while branches existed (``archives.py``) changes it too, without WAL entries.
     """
     floor = branch.base_lsn if branch.parent is not None else -1
     find = history.wal_finder(engine.db)
     found = await history.newest(find, branch.id, above=floor, upto=lsn)
+    if branch.name == MAIN:
+        moved = [r.until for rs in engine.catalog.archives.values() for r in rs if r.until <= lsn]
+        if found is None:
+            return lsn
+        return max(int(found["_id"]), *moved)
     if found is not None:
         return int(found["_id"])
     return max(floor, 0) if branch.parent is not None else lsn

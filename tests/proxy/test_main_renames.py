@@ -87,3 +87,16 @@ def test_renames_that_cannot_keep_branches_isolated_are_refused(proxy: Client) -
     proxy.mr3.a.rename("b", dropTarget=True)
     assert _ids(proxy.mr3.b) == [1]
     assert _ids(proxy["mr3@mr3-b"].a) == [1] and _ids(proxy["mr3@mr3-b"].b) == [2]
+
+
+def test_points_on_either_side_of_a_rename_are_different_states(proxy: Client) -> None:
+    main = proxy.mr4
+    main.a.insert_many([{"_id": 1}, {"_id": 2}])
+    argon(proxy, "createBranch", name="mr4-keep")
+    before = argon(proxy, "log", branch="main", limit=1)["entries"][0]["lsn"]
+    assert _ids(proxy[f"mr4@main@lsn-{before}"].a) == [1, 2]  # its snapshot is kept
+    main.a.rename("b")
+    after = argon(proxy, "status")["lsn"]  # no WAL entry since: only the rename
+    past = proxy[f"mr4@main@lsn-{after}"]
+    assert past.list_collection_names() == ["b"]
+    assert _ids(past.b) == [1, 2] and _ids(past.a) == []
