@@ -248,7 +248,7 @@ async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
         moved = [r.until for rs in engine.catalog.archives.values() for r in rs if r.until <= lsn]
         if found is None:
             return lsn
-        return max(int(found["_id"]), *moved)
+        return max([int(found["_id"]), *moved])
     if found is not None:
         return int(found["_id"])
     return max(floor, 0) if branch.parent is not None else lsn
