@@ -1,8 +1,11 @@
-"""Dropping main's collections while branches exist: the collection moves aside.
+"""Dropping and renaming main's collections: the collection moves aside.
 
 Theory of operation: main is the real data, so a drop on main must take the
 collection away from main, yet a branch forked before the drop still shows it
-as it was then (its own changes on top). Copying it into every such branch
+as it was then (its own changes on top), and so does time travel to a point
+before it (a snapshot is a branch forked at that point). So every drop and
+rename on main is recorded, branches or not; ``gc`` removes archives no
+branch reads once time travel no longer reaches before them. Copying it into every such branch
 would cost its size; instead the upstream renames it, in one step whatever
 its size, to an internal name in the same database (an *archive*), and the
 catalog records the drop's LSN (``Catalog.archives``). A branch forked before
@@ -45,17 +48,18 @@ _MAX_NS = 255  # bytes of a namespace, as mongod counts them
 
 
 async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
-    """Drop main's ``db.coll`` while branches read it: None when no branch does (or
-    main has no such collection), so mongod's own drop answers."""
+    """Drop main's ``db.coll``, moving it aside: None when main has no such
+    collection, or it is a view no branch reads, so mongod's own drop answers."""
     catalog = engine.catalog
-    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
     fed = catalog.fed_by(db, coll)
-    if not readers and not fed:
-        return None
+    if coll.startswith("system."):
+        return None  # the server's own: not in the WAL, not kept
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found:
         return None
     if found[0].get("type") != "collection":
+        if not catalog.children(MAIN):
+            return None
         raise _refused(f"drop of view {db}.{coll}", "a view cannot be kept for them")
     ns = f"{db}.{coll}"
     async with catalog.forks.writing(), engine.writer.lock(ns):
@@ -81,21 +85,20 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
 async def rename(
     engine: Engine, source: tuple[str, str], target: tuple[str, str], drop_target: bool
 ) -> dict[str, Any] | None:
-    """Rename main's collection while branches read it: None when none does (or
-    there is no such collection), so mongod's own rename answers."""
+    """Rename main's collection, recording it: None when there is no such
+    collection, so mongod's own rename answers."""
     catalog = engine.catalog
     (db, coll), (to_db, to) = source, target
-    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
     fed = catalog.fed_by(db, coll)
-    if not readers and not fed:
-        return None
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection":
         return None  # mongod says what is wrong with it
     if to_db != db:
-        raise _refused(
-            f"renameCollection of {db}.{coll} to database {to_db}",
-            "they read it from its own database",
+        raise ArgonError(
+            COMMAND_NOT_SUPPORTED,
+            f"renameCollection of {db}.{coll} to database {to_db} on branch 'main' is not "
+            "supported: branches and time travel read a collection's earlier states from "
+            "its own database. Copy it with $out, then drop it.",
         )
     if await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": to}}):
         if not drop_target:
@@ -121,20 +124,45 @@ async def rename(
     return {"ok": 1.0}
 
 
-async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
-    """Drop main's database ``db`` while branches exist, collection by collection
-    (moved aside where branches read them); None when no branch exists."""
-    if not engine.catalog.children(MAIN):
-        return None
+async def drop_database(engine: Engine, db: str) -> dict[str, Any]:
+    """Drop main's database ``db`` collection by collection, each moved aside, and
+    its views; Argon's own collections in it (overlays, archives) stay."""
     listed = await engine.db.find_cursor(db, {"listCollections": 1})
     mine = [c for c in listed if not is_internal(c["name"])]
-    if any(c.get("type") == "view" for c in mine):
+    if engine.catalog.children(MAIN) and any(c.get("type") == "view" for c in mine):
         raise _refused(f"dropDatabase of {db}", "it holds views, which cannot be kept for them")
     for entry in mine:
         name = entry["name"]
         if await drop(engine, db, name) is None:
             await engine.db.command(db, {"drop": name})
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
+
+
+async def collect(engine: Engine, floor: int, dry: bool) -> list[str]:
+    """Remove the records (and archives) of drops and renames at or below ``floor``
+    (time travel reaches no point before it) that no branch reads; returns them."""
+    catalog = engine.catalog
+    gone: list[str] = []
+    for found in list(catalog.archives.values()):
+        for record in list(found):
+            readers = [
+                b
+                for b in catalog.branches.values()
+                if b.name != MAIN and catalog.archive_of(b, record.db, record.coll) == record
+            ]
+            if record.until > floor or readers:
+                continue
+            gone.append(record.key)
+            if dry:
+                continue
+            if not record.live:
+                await engine.db.command(record.db, {"drop": record.physical})
+            done = {"q": {"_id": record.key}, "limit": 1}
+            await engine.db.command(INTERNAL_DB, {"delete": "archives", "deletes": [done]})
+            found.remove(record)
+    if gone and not dry:
+        await catalog.changed()
+    return gone
 
 
 async def settle(catalog: Catalog) -> None:

@@ -270,9 +270,7 @@ class Engine:
                 if dropped is not None:
                     return dropped
             if name == "dropDatabase":
-                dropped = await archives.drop_database(self, db)
-                if dropped is not None:
-                    return dropped
+                return await archives.drop_database(self, db)
             if name == "renameCollection":
                 renamed = await archives.rename(
                     self,

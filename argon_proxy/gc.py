@@ -9,6 +9,8 @@ can still need is removed.
   cost a copy-on-write freeze on every write to their branch; those not read
   for ``snapshotSeconds`` are dropped and rebuilt from the WAL if read again
   (the proxy also keeps only the most recently read ones: ``Snapshots``).
+* Collections main dropped or renamed are kept aside (``archives.py``) while
+  a branch reads them or time travel reaches a point before the change.
 * WAL entries older than ``retainSeconds`` are removed only where nothing
   reads them: a branch's changes since a child forked, since a tag's point,
   and since the source point of a merge are kept, and so is every entry of a
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import bson
 
+from . import archives
 from .catalog import now
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB, MAIN
@@ -99,9 +102,11 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 INTERNAL_DB, {"delete": "wal", "deletes": [{"q": flt, "limit": 0}]}
             )
             removed += int(reply.get("n", 0))
+    moved = await archives.collect(engine, floor, dry)
     return {
         "gc": {
             "dry_run": dry,
+            "archives_removed": moved,
             "expired_branches": expired,
             "expired_kept_for_children": kept,
             "snapshots_removed": snapshots,

@@ -132,3 +132,28 @@ def test_what_cannot_be_moved_aside_is_refused(clients: tuple[Client, Client]) -
             attempt()
         assert info.value.code == 115
     assert sorted(proxy.md5.list_collection_names()) == ["items", "shown"]
+
+
+def test_time_travel_reads_what_main_dropped_without_branches() -> None:
+    """No branch needs the collection, yet a point before the drop still shows it;
+    gc removes it once time travel no longer reaches that point."""
+    pair: tuple[Process, Process]
+    with own_stack() as pair:
+        direct: Client = MongoClient(pair[0].uri)
+        proxy: Client = MongoClient(pair[1].uri)
+        main = proxy.md6.items
+        main.insert_many([{"_id": 1}, {"_id": 2}])
+        before = argon(proxy, "log", branch="main", limit=1)["entries"][0]["lsn"]
+        main.update_one({"_id": 1}, {"$set": {"x": 1}})
+        proxy.drop_database("md6")
+        main.insert_one({"_id": 5})  # a later collection of the name
+        past = proxy[f"md6@main@lsn-{before}"].items
+        assert list(past.find().sort("_id", 1)) == [{"_id": 1}, {"_id": 2}]
+        assert [d["_id"] for d in main.find()] == [5]
+        kept = [n for n in direct.md6.list_collection_names() if n.startswith("__argon.main")]
+        assert len(kept) == 1
+        report = argon(proxy, "gc", retainSeconds=0, snapshotSeconds=0)["gc"]
+        assert [key.split("@")[0] for key in report["archives_removed"]] == ["md6.items"]
+        assert not [n for n in direct.md6.list_collection_names() if n.startswith("__argon")]
+        direct.close()
+        proxy.close()
