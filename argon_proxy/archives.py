@@ -2,10 +2,11 @@
 
 Theory of operation: main is the real data, so a drop on main must take the
 collection away from main, yet a branch forked before the drop still shows it
-as it was then (its own changes on top), and so does time travel to a point
-before it (a snapshot is a branch forked at that point). So every drop and
-rename on main is recorded, branches or not; ``gc`` removes archives no
-branch reads once time travel no longer reaches before them. Copying it into every such branch
+as it was then (its own changes on top). Without such branches mongod's own
+drop or rename runs, so main's change streams report it as mongod does, and
+time travel no longer reaches a point before it (``HORIZON``: the documents
+nobody changed since are in no WAL entry); ``gc`` removes archives no branch
+reads once time travel no longer reaches before them. Copying it into every such branch
 would cost its size; instead the upstream renames it, in one step whatever
 its size, to an internal name in the same database (an *archive*), and the
 catalog records the drop's LSN (``Catalog.archives``). A branch forked before
@@ -48,12 +49,14 @@ _MAX_NS = 255  # bytes of a namespace, as mongod counts them
 
 
 async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
-    """Drop main's ``db.coll``, moving it aside: None when main has no such
-    collection, or it is a view no branch reads, so mongod's own drop answers."""
+    """Drop main's ``db.coll`` while branches read it, moving it aside: None when
+    none does, or main has no such collection, so mongod's own drop answers."""
     catalog = engine.catalog
+    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
     fed = catalog.fed_by(db, coll)
-    if coll.startswith("system."):
-        return None  # the server's own: not in the WAL, not kept
+    if coll.startswith("system.") or not (readers or fed):
+        await set_horizon(engine)  # no branch keeps it: time travel stops here
+        return None
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found:
         return None
@@ -85,20 +88,22 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
 async def rename(
     engine: Engine, source: tuple[str, str], target: tuple[str, str], drop_target: bool
 ) -> dict[str, Any] | None:
-    """Rename main's collection, recording it: None when there is no such
-    collection, so mongod's own rename answers."""
+    """Rename main's collection while branches read it, recording it: None when
+    none does, or there is no such collection, so mongod's own rename answers."""
     catalog = engine.catalog
     (db, coll), (to_db, to) = source, target
+    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
     fed = catalog.fed_by(db, coll)
+    if not (readers or fed):
+        await set_horizon(engine)
+        return None
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection":
         return None  # mongod says what is wrong with it
     if to_db != db:
-        raise ArgonError(
-            COMMAND_NOT_SUPPORTED,
-            f"renameCollection of {db}.{coll} to database {to_db} on branch 'main' is not "
-            "supported: branches and time travel read a collection's earlier states from "
-            "its own database. Copy it with $out, then drop it.",
+        raise _refused(
+            f"renameCollection of {db}.{coll} to database {to_db}",
+            "they read it from its own database",
         )
     if await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": to}}):
         if not drop_target:
@@ -124,9 +129,13 @@ async def rename(
     return {"ok": 1.0}
 
 
-async def drop_database(engine: Engine, db: str) -> dict[str, Any]:
-    """Drop main's database ``db`` collection by collection, each moved aside, and
-    its views; Argon's own collections in it (overlays, archives) stay."""
+async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
+    """Drop main's database ``db`` while branches exist, collection by collection
+    (moved aside where branches read them), and its views; Argon's own collections
+    in it (overlays, archives) stay. None without branches: mongod's own drop."""
+    if not engine.catalog.children(MAIN):
+        await set_horizon(engine)
+        return None
     listed = await engine.db.find_cursor(db, {"listCollections": 1})
     mine = [c for c in listed if not is_internal(c["name"])]
     if engine.catalog.children(MAIN) and any(c.get("type") == "view" for c in mine):
@@ -136,6 +145,28 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any]:
         if await drop(engine, db, name) is None:
             await engine.db.command(db, {"drop": name})
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
+
+
+HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
+
+
+async def set_horizon(engine: Engine) -> None:
+    """Time travel on main reaches no point before now: a drop or rename is about to
+    change main without WAL entries and no branch keeps what it changes."""
+    lsn = await engine.catalog.allocate_lsns(engine.db, 1)
+    await engine.db.command(
+        INTERNAL_DB,
+        {
+            "update": "counters",
+            "updates": [{"q": {"_id": HORIZON}, "u": {"$max": {"lsn": lsn}}, "upsert": True}],
+        },
+    )
+
+
+async def horizon(engine: Engine) -> int:
+    """The LSN before which time travel on main cannot read (0: none)."""
+    found = await engine.db.find(INTERNAL_DB, "counters", {"_id": HORIZON})
+    return int(found[0].get("lsn", 0)) if found else 0
 
 
 async def collect(engine: Engine, floor: int, dry: bool) -> list[str]:

@@ -270,7 +270,9 @@ class Engine:
                 if dropped is not None:
                     return dropped
             if name == "dropDatabase":
-                return await archives.drop_database(self, db)
+                dropped = await archives.drop_database(self, db)
+                if dropped is not None:
+                    return dropped
             if name == "renameCollection":
                 renamed = await archives.rename(
                     self,

@@ -80,6 +80,12 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
         first = await history.oldest(find, branch.id, above=-1, upto=current)
         earliest = int(first["_id"]) - 1 if first else current
         earliest_time = first["ts"] if first else None
+        # A drop or rename no branch kept changed main without WAL entries.
+        from .archives import horizon  # archives builds on the catalog, as this does
+
+        floor = await horizon(engine)
+        if floor > earliest:
+            earliest, earliest_time = floor, None
     else:
         earliest, earliest_time = branch.base_lsn, branch.created
     last = await history.newest(find, branch.id, above=earliest, upto=current)

@@ -248,6 +248,7 @@ class BranchModel(RuleBasedStateMachine):
         self.parents: dict[str, str] = {}
         self.turn = itertools.count()
         self.restarts = 0
+        self.horizon = -1  # main's LSN at its last drop or rename no branch kept
 
     @property
     def argon(self) -> Client:
@@ -587,6 +588,11 @@ class BranchModel(RuleBasedStateMachine):
         if branch not in self.copies:
             return
         name = f"{DB}@{branch.replace('/', '~')}@lsn-{lsn}"
+        if branch == "main" and lsn < self.horizon:
+            with pytest.raises(OperationFailure) as info:
+                self.argon[name][COLL].find_one()
+            assert info.value.code == 2005, lsn
+            return
         past = list(self.argon[name][COLL].find({}, sort=[("_id", 1)]))
         assert past == docs, (branch, lsn)
         matching = list(self.argon[name][COLL].find(flt, sort=[("_id", 1)]))
@@ -610,12 +616,19 @@ class BranchModel(RuleBasedStateMachine):
     def drop_on_main(self, name: str) -> None:
         """Main drops a collection (or its whole database) while branches live: main
         loses it, every branch keeps its own, and main may create it again."""
+        self.keep_horizon()
         if name == "the database":
             self.argon.drop_database(DB)
             self.direct.drop_database(self.copies["main"])
             return
         self.argon[DB][name].drop()
         self.direct[self.copies["main"]][name].drop()
+
+    def keep_horizon(self) -> None:
+        """With no branch to keep what main drops or renames, time travel on main
+        stops there: points before it are refused, never answered in part."""
+        if len(self.copies) == 1:
+            self.horizon = int(self.argon.admin.command({"argon": "status"})["lsn"])
 
     @rule(source=st.sampled_from([COLL, *EXTRA]), to=st.sampled_from([COLL, *EXTRA]))
     def rename_on_main(self, source: str, to: str) -> None:
@@ -624,6 +637,7 @@ class BranchModel(RuleBasedStateMachine):
         copy = self.direct[self.copies["main"]]
         if source == to or source not in copy.list_collection_names():
             return
+        self.keep_horizon()
         for db in (self.argon[DB], copy):
             db[source].rename(to, dropTarget=True)
 

@@ -134,9 +134,10 @@ def test_what_cannot_be_moved_aside_is_refused(clients: tuple[Client, Client]) -
     assert sorted(proxy.md5.list_collection_names()) == ["items", "shown"]
 
 
-def test_time_travel_reads_what_main_dropped_without_branches() -> None:
-    """No branch needs the collection, yet a point before the drop still shows it;
-    gc removes it once time travel no longer reaches that point."""
+def test_without_branches_a_drop_ends_time_travel_and_gc_frees_archives() -> None:
+    """With no branch to keep it, mongod drops the collection itself, and time travel
+    refuses points before the drop rather than show part of it; an archive kept for
+    a branch is removed by gc once the branch is gone and no point reaches it."""
     pair: tuple[Process, Process]
     with own_stack() as pair:
         direct: Client = MongoClient(pair[0].uri)
@@ -146,12 +147,16 @@ def test_time_travel_reads_what_main_dropped_without_branches() -> None:
         before = argon(proxy, "log", branch="main", limit=1)["entries"][0]["lsn"]
         main.update_one({"_id": 1}, {"$set": {"x": 1}})
         proxy.drop_database("md6")
-        main.insert_one({"_id": 5})  # a later collection of the name
-        past = proxy[f"md6@main@lsn-{before}"].items
-        assert list(past.find().sort("_id", 1)) == [{"_id": 1}, {"_id": 2}]
-        assert [d["_id"] for d in main.find()] == [5]
+        main.insert_one({"_id": 5})
+        with pytest.raises(OperationFailure) as info:
+            proxy[f"md6@main@lsn-{before}"].items.find_one()
+        assert info.value.code == 2005
+        argon(proxy, "createBranch", name="md6-b")
+        main.drop()  # a branch reads it: moved aside
         kept = [n for n in direct.md6.list_collection_names() if n.startswith("__argon.main")]
         assert len(kept) == 1
+        argon(proxy, "deleteBranch", name="md6-b")
+        main.insert_one({"_id": 6})  # a write after the drop: gc's retention reaches past it
         report = argon(proxy, "gc", retainSeconds=0, snapshotSeconds=0)["gc"]
         assert [key.split("@")[0] for key in report["archives_removed"]] == ["md6.items"]
         assert not [n for n in direct.md6.list_collection_names() if n.startswith("__argon")]
