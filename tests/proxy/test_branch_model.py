@@ -625,9 +625,11 @@ class BranchModel(RuleBasedStateMachine):
         self.direct[self.copies["main"]][name].drop()
 
     def keep_horizon(self) -> None:
-        """With no branch to keep what main drops or renames, time travel on main
-        stops there: points before it are refused, never answered in part."""
-        if len(self.copies) == 1:
+        """With no branch (nor time-travel snapshot) to keep what main drops or
+        renames, time travel on main stops there: points before it are refused,
+        never answered in part."""
+        listed = self.argon.admin.command({"argon": "listBranches"})["branches"]
+        if [b["name"] for b in listed] == ["main"]:  # no branch, no snapshot keeps it
             self.horizon = int(self.argon.admin.command({"argon": "status"})["lsn"])
 
     @rule(source=st.sampled_from([COLL, *EXTRA]), to=st.sampled_from([COLL, *EXTRA]))
