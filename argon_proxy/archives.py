@@ -100,6 +100,12 @@ async def rename(
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection":
         return None  # mongod says what is wrong with it
+    if not RENAMES_WITH_BRANCHES:
+        raise _refused(
+            f"renameCollection of {db}.{coll}",
+            "branches would read it under its old name, which two proxies sharing the "
+            "upstream do not yet agree on",
+        )
     if to_db != db:
         raise _refused(
             f"renameCollection of {db}.{coll} to database {to_db}",
@@ -147,6 +153,9 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
 
 
+# Renames on main while branches read the collection: off until proxies sharing an
+# upstream agree on the record at once (the two-proxy branch model found a window).
+RENAMES_WITH_BRANCHES = False
 HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
 
 
