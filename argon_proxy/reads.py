@@ -296,6 +296,17 @@ class Reader:
         new["pipeline"] = stages + list(spec.get("pipeline") or [])
         return new, source
 
+    async def _hinted(self, branch: Branch, db: str, coll: str, hint: Any) -> dict[str, Any]:
+        """The branch's index a ``hint`` names, or mongod's error for a hint of none."""
+        spec = _index_named(await list_specs(self.catalog, branch, db, coll), hint)
+        if spec is None:
+            raise ArgonError(
+                BAD_VALUE,
+                "error processing query: planner returned error :: caused by :: hint provided "
+                f"does not correspond to an existing index (branch {branch.name!r})",
+            )
+        return spec
+
     async def _bounded(
         self, branch: Branch, db: str, coll: str, cmd: dict[str, Any]
     ) -> dict[str, Any]:
@@ -307,13 +318,7 @@ class Reader:
                 HINT_REQUIRED,
                 "When using min()/max() a hint of which index to use must be provided",
             )
-        spec = _index_named(await list_specs(self.catalog, branch, db, coll), hint)
-        if spec is None:
-            raise ArgonError(
-                BAD_VALUE,
-                "error processing query: planner returned error :: caused by :: hint provided "
-                f"does not correspond to an existing index (branch {branch.name!r})",
-            )
+        spec = await self._hinted(branch, db, coll, hint)
         key = dict(spec["key"])
         if not ordered_key(key):
             raise unsupported("find with min or max on a special index", branch.name)
@@ -335,13 +340,7 @@ class Reader:
         hint = cmd.get("hint")
         if hint is None or (isinstance(hint, Mapping) and "$natural" in hint):
             return cmd
-        spec = _index_named(await list_specs(self.catalog, branch, db, coll), hint)
-        if spec is None:
-            raise ArgonError(
-                BAD_VALUE,
-                f"error processing query: planner returned error :: caused by :: hint provided "
-                f"does not correspond to an existing index (branch {branch.name!r})",
-            )
+        spec = await self._hinted(branch, db, coll, hint)
         try:
             listed = {"listIndexes": self.catalog.base_name(branch, db, coll)}
             base = await self.db.find_cursor(db, listed)
