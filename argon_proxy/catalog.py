@@ -193,6 +193,23 @@ class Overlay:
     tombstones: set[Any] = field(default_factory=set)
     version: int = 0  # the stored version the id cache reflects (see ``Catalog.sync``)
 
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Overlay:
+        """The overlay a stored entry describes, its id cache not loaded."""
+        return cls(
+            doc["branch_id"],
+            doc["db"],
+            doc["coll"],
+            bool(doc.get("cut")),
+            bool(doc.get("present", True)),
+            # Only ``set_flags`` ever stored a drop, always with the field: an entry
+            # without it was registered absent (forked before the collection
+            # existed), never dropped.
+            bool(doc.get("dropped", False)),
+            indexes=doc.get("indexes"),
+            view=doc.get("view"),
+        )
+
     @property
     def name(self) -> str:
         return overlay_name(self.branch_id, self.coll)
@@ -340,6 +357,8 @@ class Catalog:
         self.archives: dict[tuple[str, str], list[Archive]] = {}
         self.default_branch = MAIN
         self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
+        self.loads = 0  # reloads finished: a change that overlapped one may be lost in it
+        self._reloading = trio.Lock()
 
     async def load(self) -> None:
         """Create the metadata collections if needed and read them."""
@@ -427,45 +446,42 @@ class Catalog:
         )
 
     async def reload(self) -> None:
-        """Read all metadata again (the id caches of unchanged overlays are kept)."""
-        # The epoch is read first: a change made while the rest is read shows next time.
-        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
-        self.epoch = int(counter[0].get("epoch", 0)) if counter else 0
-        branches = await self.db.find(INTERNAL_DB, "branches")
-        self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
-        for name, branch in self.pending.items():
-            self.branches.setdefault(name, branch)
-        overlays = await self.db.find(INTERNAL_DB, "overlays")
-        fresh: dict[str, Overlay] = {}
-        for doc in overlays:
-            ov = Overlay(
-                doc["branch_id"],
-                doc["db"],
-                doc["coll"],
-                bool(doc.get("cut")),
-                bool(doc.get("present", True)),
-                # Only ``set_flags`` ever stored a drop, always with the field: an
-                # entry without it was registered absent (forked before the
-                # collection existed), never dropped.
-                bool(doc.get("dropped", False)),
-            )
-            ov.indexes = doc.get("indexes")
-            ov.view = doc.get("view")
-            old = self.overlays.get(ov.key)
-            if old is not None:  # keep the loaded id cache; ``sync`` checks its version
-                ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
-            fresh[ov.key] = ov
-        self.overlays = fresh
-        self.projects = {p["_id"]: p for p in await self.db.find(INTERNAL_DB, "projects")}
-        archives: dict[tuple[str, str], list[Archive]] = {}
-        for doc in await self.db.find(INTERNAL_DB, "archives", {}, sort={"until": 1}):
-            if doc.get("pending"):
-                continue  # a drop that has not happened (yet, or ever: see archives.py)
-            found = Archive.from_doc(doc)
-            archives.setdefault((found.db, found.coll), []).append(found)
-        self.archives = archives
-        setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
-        self.default_branch = setting[0]["value"] if setting else MAIN
+        """Read all metadata again (the id caches of unchanged overlays are kept).
+
+        Everything is read first and put in place at once, so no request sees half
+        of it; one reload runs at a time. The epoch is read first: a change made
+        while the rest is read shows next time (``changed`` does not count a
+        change a reload overlapped as known here)."""
+        async with self._reloading:
+            counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+            epoch = int(counter[0].get("epoch", 0)) if counter else 0
+            branches = await self.db.find(INTERNAL_DB, "branches")
+            overlays = await self.db.find(INTERNAL_DB, "overlays")
+            projects = await self.db.find(INTERNAL_DB, "projects")
+            stored = await self.db.find(INTERNAL_DB, "archives", {}, sort={"until": 1})
+            setting = await self.db.find(INTERNAL_DB, "settings", {"_id": "default_branch"})
+            fresh: dict[str, Overlay] = {}
+            for doc in overlays:
+                ov = Overlay.from_doc(doc)
+                old = self.overlays.get(ov.key)
+                if old is not None:  # keep the loaded id cache; ``sync`` checks its version
+                    ov.ids, ov.tombstones, ov.version = old.ids, old.tombstones, old.version
+                fresh[ov.key] = ov
+            archives: dict[tuple[str, str], list[Archive]] = {}
+            for doc in stored:
+                if doc.get("pending"):
+                    continue  # a drop that has not happened (yet, or ever: see archives.py)
+                found = Archive.from_doc(doc)
+                archives.setdefault((found.db, found.coll), []).append(found)
+            self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
+            for name, branch in self.pending.items():
+                self.branches.setdefault(name, branch)
+            self.overlays = fresh
+            self.projects = {p["_id"]: p for p in projects}
+            self.archives = archives
+            self.default_branch = setting[0]["value"] if setting else MAIN
+            self.epoch = epoch
+            self.loads += 1
 
     def visible(self, name: str) -> Branch | None:
         """The branch called ``name`` as known here, unless it is still being built."""
@@ -592,13 +608,19 @@ class Catalog:
 
     # -- sharing the upstream with other proxies ---------------------------------
 
-    async def changed(self, runner: Runner | None = None, *, counted: bool = True) -> int:
+    async def changed(
+        self, runner: Runner | None = None, *, counted: bool = True, since: int | None = None
+    ) -> int:
         """Tell other proxies that the metadata changed (they reload it on ``sync``).
 
         Returns the LSN head at that moment. Run inside the transaction of the
         change, writers that did not see it conflict on the counter and retry.
-        ``counted=False``: a client's transaction announces a change only it sees
-        yet, so this proxy too reloads once it is committed.
+        ``since``: ``loads`` when the change began; if no reload finished or ran
+        since, and nobody else changed anything, the caller's own update of the
+        in-memory metadata (made right after, with no await between) keeps it
+        current. Otherwise (no ``since``, or ``counted=False``: a client's
+        transaction announces a change only it sees yet) this proxy reloads
+        on its next ``sync``.
         """
         command = {
             "findAndModify": "counters",
@@ -609,7 +631,8 @@ class Catalog:
         }
         reply = await (runner or self.db).run(INTERNAL_DB, command)
         counter = reply["value"]
-        if counted and int(counter.get("epoch", 0)) == self.epoch + 1:
+        unseen = since == self.loads and not self._reloading.locked()
+        if counted and unseen and int(counter.get("epoch", 0)) == self.epoch + 1:
             self.epoch += 1  # nobody else changed anything: what we hold is current
         return int(counter.get("value", 0))
 
@@ -782,8 +805,10 @@ class Catalog:
         the counter, starts again and finds the branch.
         """
 
+        since = self.loads
+
         async def unit(txn: Runner) -> None:
-            head = await self.changed(txn)
+            head = await self.changed(txn, since=since)
             if fork_now:
                 branch.base_lsn = head
             await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]})
@@ -829,6 +854,10 @@ class Catalog:
                 BRANCH_HAS_CHILDREN,
                 f"branch {name!r} has child branches {kids}; delete or merge them first",
             )
+        since = self.loads
+        # what is stored, which may hold overlays another proxy registered
+        stored = await self.db.find(INTERNAL_DB, "overlays", {"branch_id": branch.id})
+        gone = [Overlay.from_doc(doc) for doc in stored]
         # by id too: never delete another proxy's new branch of the same name
         await self.db.command(
             INTERNAL_DB,
@@ -838,17 +867,17 @@ class Catalog:
             INTERNAL_DB,
             {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
         )
-        await self.changed()
-        del self.branches[name]
-        gone = [ov for ov in self.overlays.values() if ov.branch_id == branch.id]
+        await self.changed(since=since)
+        self.branches.pop(name, None)
         for ov in gone:
-            del self.overlays[ov.key]
+            self.overlays.pop(ov.key, None)
         if self.default_branch == name:
             await self.set_default(MAIN)
         return gone
 
     async def update(self, branch: Branch, **changes: Any) -> None:
         """Change metadata fields of a branch (archived, read_only, expires, ...)."""
+        since = self.loads
         for key, value in changes.items():
             setattr(branch, key, value)
         await self.db.command(
@@ -858,10 +887,11 @@ class Catalog:
                 "updates": [{"q": {"_id": branch.name, "id": branch.id}, "u": {"$set": changes}}],
             },
         )
-        await self.changed()
+        await self.changed(since=since)
 
     async def set_default(self, name: str) -> None:
         await self.get(name)
+        since = self.loads
         await self.db.command(
             INTERNAL_DB,
             {
@@ -871,7 +901,7 @@ class Catalog:
                 ],
             },
         )
-        await self.changed()
+        await self.changed(since=since)
         self.default_branch = name
 
     # -- overlays --------------------------------------------------------------
@@ -903,37 +933,29 @@ class Catalog:
         base = self.base_name(branch, db, coll)
         if scope is not None:
             await self._copy_indexes(db, base, ov.name, scope.runner)
+        since = self.loads
+        fields = {"branch_id": ov.branch_id, "db": db, "coll": coll}
+        flags = {"cut": ov.cut, "present": ov.present, "dropped": ov.dropped}
         reply = await (scope.runner if scope is not None else self.db).run(
             INTERNAL_DB,
             {
-                "update": "overlays",
-                "updates": [
-                    {
-                        "q": {"_id": ov.key},
-                        "u": {
-                            "$setOnInsert": {
-                                "branch_id": ov.branch_id,
-                                "db": db,
-                                "coll": coll,
-                                "cut": ov.cut,
-                                "present": ov.present,
-                                "dropped": ov.dropped,
-                            }
-                        },
-                        "upsert": True,
-                    }
-                ],
+                "findAndModify": "overlays",
+                "query": {"_id": ov.key},
+                "update": {"$setOnInsert": {**fields, **flags}},
+                "upsert": True,
+                "new": True,
             },
         )
-        if scope is not None and reply.get("upserted"):
+        upserted = not reply.get("lastErrorObject", {}).get("updatedExisting", False)
+        if scope is not None and upserted:
             await scope.announce()
             return ov
         if scope is None:
             await self._copy_indexes(db, base, ov.name)
-        if reply.get("upserted"):
-            await self.changed()
-        else:  # another proxy registered it: its contents are not known here
-            ov.ids = None
+        if upserted:
+            await self.changed(since=since)
+        else:  # another proxy registered it, maybe otherwise: what it stored holds
+            ov = Overlay.from_doc(reply["value"])
         self.overlays[ov.key] = ov
         return ov
 
@@ -952,12 +974,13 @@ class Catalog:
         (in ``runner``'s transaction, told by ``announce``, if given); ``moved``: dropped
         by a rename (which the branch's change streams report as such)."""
         dropped = ov.dropped if dropped is None else dropped
+        since = self.loads
         flags = {"cut": cut, "present": present, "dropped": dropped, "moved": moved}
         await (runner or self.db).run(
             INTERNAL_DB,
             {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": {"$set": flags}}]},
         )
-        await (announce() if announce is not None else self.changed())
+        await (announce() if announce is not None else self.changed(since=since))
         ov.cut, ov.present, ov.dropped = cut, present, dropped
 
     async def set_view(self, ov: Overlay, view: dict[str, Any] | None) -> None:

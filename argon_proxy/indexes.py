@@ -123,6 +123,7 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None) -> None:
     """Record the branch's own index list (None: inherit again)."""
+    since = engine.catalog.loads
     await engine.db.command(
         INTERNAL_DB,
         {
@@ -130,7 +131,7 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
             "updates": [{"q": {"_id": ov.key}, "u": {"$set": {"indexes": specs}}}],
         },
     )
-    await engine.catalog.changed()
+    await engine.catalog.changed(since=since)
     ov.indexes = specs
 
 

@@ -108,8 +108,9 @@ async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "created": now(),
     }
     exists = ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
+    since = engine.catalog.loads
     await engine.db.insert_new(INTERNAL_DB, "projects", doc, exists)
-    await engine.catalog.changed()
+    await engine.catalog.changed(since=since)
     engine.catalog.projects[name] = doc
     return {"project": _describe(engine, name, doc)}
 
@@ -135,9 +136,10 @@ async def delete_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             PROJECT_IN_USE,
             f"project {name!r} still has branches {members[:5]}; delete or merge them first",
         )
+    since = engine.catalog.loads
     await engine.db.command(
         INTERNAL_DB, {"delete": "projects", "deletes": [{"q": {"_id": name}, "limit": 1}]}
     )
-    await engine.catalog.changed()
+    await engine.catalog.changed(since=since)
     engine.catalog.projects.pop(name, None)
     return {"deleted": name}
