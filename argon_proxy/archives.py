@@ -66,6 +66,7 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
         raise _refused(f"drop of view {db}.{coll}", "a view cannot be kept for them")
     ns = f"{db}.{coll}"
     async with catalog.forks.writing(), engine.writer.lock(ns):
+        since = catalog.loads
         await catalog.child_overlays(catalog.branches[MAIN], db, coll)  # never passthrough
         indexes = await engine.db.find_cursor(db, {"listIndexes": coll})
         until = await catalog.allocate_lsns(engine.db, 1)
@@ -81,7 +82,7 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
         for older in {r.key: r for r, _ in fed}.values():  # renamed earlier: now still
             still = replace(older, physical=archive.physical, live=False, frozen=until)
             await _repoint(catalog, still)
-        await catalog.changed()
+        await catalog.changed(since=since)
     return {"ns": ns, "nIndexesWas": len(indexes), "ok": 1.0}
 
 
@@ -100,12 +101,6 @@ async def rename(
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection":
         return None  # mongod says what is wrong with it
-    if not RENAMES_WITH_BRANCHES:
-        raise _refused(
-            f"renameCollection of {db}.{coll}",
-            "branches would read it under its old name, which two proxies sharing the "
-            "upstream do not yet agree on",
-        )
     if to_db != db:
         raise _refused(
             f"renameCollection of {db}.{coll} to database {to_db}",
@@ -119,6 +114,7 @@ async def rename(
     main = catalog.branches[MAIN]
     locks = (engine.writer.lock(f"{db}.{coll}"), engine.writer.lock(f"{db}.{to}"))
     async with catalog.forks.writing(), locks[0], locks[1]:
+        since = catalog.loads
         await catalog.child_overlays(main, db, coll)  # never passthrough
         await catalog.child_overlays(main, db, to)  # the new name stays off them
         until = await catalog.allocate_lsns(engine.db, 1)
@@ -131,7 +127,7 @@ async def rename(
         for older in {r.key: r for r, _ in fed}.values():  # renamed before: follow it
             moved = replace(older, physical=to, path=(*older.path, (to, until)))
             await _repoint(catalog, moved)
-        await catalog.changed()
+        await catalog.changed(since=since)
     return {"ok": 1.0}
 
 
@@ -153,9 +149,6 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
 
 
-# Renames on main while branches read the collection: off until proxies sharing an
-# upstream agree on the record at once (the two-proxy branch model found a window).
-RENAMES_WITH_BRANCHES = False
 HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
 
 

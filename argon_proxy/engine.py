@@ -36,7 +36,7 @@ from . import (
 )
 from .branch_streams import BranchStreams, is_change_stream
 from .branch_views import ViewDef, not_on_a_view
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog
+from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, StaleCatalog
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
 from .errors import (
@@ -102,6 +102,10 @@ CATALOG_CHANGES = (
     frozenset({"create", "createIndexes", "drop", "dropIndexes", "dropDatabase", "collMod"})
     | MAIN_GUARDED
 )
+# Times a drop or rename on main is decided again when another proxy changes the
+# catalog meanwhile (each time after reloading it), before answering WriteConflict.
+_STALE_RETRIES = 5
+
 # Options of create and collMod a branch's collection takes: they leave Argon free to
 # write tombstones and frozen copies into the overlay (bypassing its validator). Not a
 # default collation: the branch's reads run on the base collection too, which has its own.
@@ -265,23 +269,10 @@ class Engine:
         if name == "listCollections":
             return await self.reader.list_collections(branch, db, cmd)
         if branch.name == MAIN:
-            if name == "drop" and isinstance(cmd.get(name), str):
-                dropped = await archives.drop(self, db, cmd[name])
-                if dropped is not None:
-                    return dropped
-            if name == "dropDatabase":
-                dropped = await archives.drop_database(self, db)
-                if dropped is not None:
-                    return dropped
-            if name == "renameCollection":
-                renamed = await archives.rename(
-                    self,
-                    _namespace(cmd.get(name)),
-                    _namespace(cmd.get("to")),
-                    bool(cmd.get("dropTarget")),
-                )
-                if renamed is not None:
-                    return renamed
+            if name in ("drop", "dropDatabase", "renameCollection"):
+                moved = await self._move_on_main(name, db, cmd)
+                if moved is not None:
+                    return moved
             if name == "collMod" and isinstance(cmd.get(name), str):
                 await self._coll_mod_on_main(db, cmd[name])
             if name == "aggregate":
@@ -296,6 +287,32 @@ class Engine:
                 await self.catalog.child_overlays(branch, db, cmd[name])
             return Forward({**cmd, "$db": db})
         return await self._branch_command(name, db, branch, cmd, req.joined)
+
+    async def _move_on_main(self, name: str, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """A drop or rename on main, which branches (of this proxy or another one)
+        may read: decided on the stored catalog, and again if it changes meanwhile.
+        None: no branch reads it, mongod's own command answers."""
+        for _ in range(_STALE_RETRIES):
+            await self.catalog.refresh()
+            try:
+                target = cmd.get(name)
+                if name == "drop":
+                    return (
+                        None
+                        if not isinstance(target, str)
+                        else await archives.drop(self, db, target)
+                    )
+                if name == "dropDatabase":
+                    return await archives.drop_database(self, db)
+                return await archives.rename(
+                    self,
+                    _namespace(target),
+                    _namespace(cmd.get("to")),
+                    bool(cmd.get("dropTarget")),
+                )
+            except StaleCatalog:
+                continue  # another proxy changed the catalog meanwhile: decide again
+        raise ArgonError(WRITE_CONFLICT, f"{name} on main: the catalog kept changing")
 
     def _refuse_in_transaction(self, name: str, branch: Branch) -> None:
         """Refuse, inside a client transaction, a command that changes the catalog of
