@@ -70,6 +70,11 @@ def check_settings(settings: Settings) -> None:
     for name in ("max_connections", "pool_size"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.advertise:
+        try:
+            settings.member_address()
+        except ValueError as exc:
+            raise ConfigError(f"advertise {settings.advertise!r}: {exc}") from None
     if settings.upstream:
         _check_upstream_uri(settings.upstream)
     else:

@@ -64,6 +64,13 @@ def serve(
     ] = None,
     max_connections: Annotated[int | None, typer.Option(help="Client connection limit.")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Upstream connection pool size.")] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST[:PORT] clients reach Argon at: present it as a one-member replica set "
+            "there (default: as a router, mongos-like)."
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
     config: Annotated[
@@ -79,6 +86,7 @@ def serve(
         "metrics_port": metrics_port,
         "max_connections": max_connections,
         "pool_size": pool_size,
+        "advertise": advertise,
         "log_level": log_level,
         "log_format": log_format,
     }

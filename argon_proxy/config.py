@@ -51,6 +51,9 @@ class Settings:
     upstream_timeout: float = 60.0  # an upstream reply must come within this (+ maxTimeMS)
     drain_timeout: float = 10.0
     compressors: tuple[str, ...] = ("zstd", "zlib", "snappy")
+    # HOST[:PORT] clients reach Argon at; set, Argon answers ``hello`` as the primary
+    # of a one-member replica set at that address instead of as a router
+    advertise: str = ""
     snapshots_kept: int = 64  # time-travel snapshots kept (least recently read go first)
     snapshot_grace: float = 30.0  # seconds a read snapshot is never removed
     log_level: str = "INFO"
@@ -58,6 +61,19 @@ class Settings:
 
     def upstream_display(self) -> str:
         return self.upstream or "embedded"
+
+    def member_address(self) -> str:
+        """``advertise`` as a replica-set member's address (``host:port``, the listening
+        port if it names none); empty when Argon presents itself as a router.
+        Raises ``ValueError`` on an address drivers could not use."""
+        if not self.advertise:
+            return ""
+        from pymongo.uri_parser import parse_host  # drivers' own reading of HOST[:PORT]
+
+        host, port = parse_host(self.advertise, self.port)
+        if not host or port is None or not 0 < port <= 65535:
+            raise ValueError("not a HOST[:PORT] address drivers can connect to")
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 _ENV_PREFIX = "ARGON_"

@@ -12,6 +12,12 @@ size, session timeout, wire versions, capped by what Argon itself
 understands). It sends no ``topologyVersion``: drivers would then expect
 awaitable ``hello`` (held until the topology changes), and a router whose
 topology never changes has nothing to stream.
+
+Some applications (and drivers' tests) insist on a replica set: with
+``advertise`` set, Argon answers as the primary of a one-member replica set
+(``REPLICA_SET_NAME``) whose only member is the address clients reach it at.
+Drivers discover that member and connect to it, so the address must be Argon's
+as clients see it, never the upstream's; nothing else changes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from . import __version__
 # MongoDB 8.0. Argon relays newer servers' commands but speaks no newer wire features.
 ARGON_MAX_WIRE_VERSION = 25
 HELLO_COMMANDS = frozenset({"hello", "isMaster", "ismaster"})
+REPLICA_SET_NAME = "argon"  # the set Argon presents with ``advertise`` (one member: itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +77,27 @@ def hello_reply(
     facts: UpstreamFacts,
     connection_id: int,
     compressors: list[str],
+    member: str = "",
 ) -> dict[str, Any]:
-    """Argon's answer to ``hello`` / ``isMaster`` / ``ismaster``."""
+    """Argon's answer to ``hello`` / ``isMaster`` / ``ismaster``: a router's, or with
+    ``member`` (its advertised ``host:port``) a one-member replica set's primary's."""
     legacy = next(iter(command), "hello") != "hello"
     reply: dict[str, Any] = {"isWritablePrimary": True}
     if legacy:
         reply = {"ismaster": True}
     if command.get("helloOk"):
         reply["helloOk"] = True
-    reply["msg"] = "isdbgrid"  # a router: see the module's docstring
+    if member:
+        reply.update(
+            setName=REPLICA_SET_NAME,
+            setVersion=1,
+            hosts=[member],
+            primary=member,
+            me=member,
+            secondary=False,
+        )
+    else:
+        reply["msg"] = "isdbgrid"  # a router: see the module's docstring
     reply.update(
         maxBsonObjectSize=facts.max_bson_object_size,
         maxMessageSizeBytes=facts.max_message_size_bytes,

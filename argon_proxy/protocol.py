@@ -92,6 +92,7 @@ class ClientProtocol:
         self._pool = pool
         self._engine = engine
         self._settings = settings
+        self._member = settings.member_address()  # checked at start-up: never raises here
         self.connection_id = connection_id
         self.client = ClientInfo()
         self._pinned: UpstreamConnection | None = None
@@ -348,6 +349,7 @@ class ClientProtocol:
             facts=self._pool.facts,
             connection_id=self.connection_id,
             compressors=compressors,
+            member=self._member,
         )
         if legacy:
             await self._reply_legacy(reply, request_id)

@@ -118,7 +118,9 @@ def serve(target: str, logs: Path) -> Iterator[Serving]:
         if target == "direct":
             yield serving
             return
-        proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}")
+        # Presented as the upstream is (a replica set), so the same tests run on both
+        # sides; as a router, the tests that need a replica set or a mongod skip.
+        proxy = start_proxy(f"mongodb://127.0.0.1:{upstream.port}", "--advertise", "127.0.0.1")
         serving.processes["argon"] = proxy
         serving.port = proxy.port
         try:

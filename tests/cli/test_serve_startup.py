@@ -88,6 +88,8 @@ def test_metrics_port_in_use_names_the_metrics_port(tmp_path: Path, taken_port: 
         (["--port", "70000"], ["port", "70000"]),
         (["--pool-size", "0"], ["pool_size"]),
         (["--config", "missing.toml"], ["missing.toml", "does not exist"]),
+        (["--advertise", "argon.example:port"], ["advertise", "argon.example:port"]),
+        (["--advertise", "argon.example:0"], ["advertise", "argon.example:0"]),
     ],
 )
 def test_bad_settings_exit_3(tmp_path: Path, args: list[str], words: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -281,3 +282,32 @@ def test_retried_update_is_not_applied_twice(client: Client, db: str) -> None:
     finally:
         if "@" in db:
             client.admin.command({"argon": "deleteBranch", "name": "retry-branch"})
+
+
+def test_advertised_argon_is_a_one_member_replica_set(
+    proxy_factory: Callable[..., Process],
+) -> None:
+    """With ``--advertise``, drivers see the primary of a one-member replica set at
+    that address (Argon's own), discover it from another name of the same host,
+    and use sessions, transactions and change streams through it."""
+    proxy = proxy_factory("--advertise", "127.0.0.1")
+    member = f"127.0.0.1:{proxy.port}"
+    client: Client = MongoClient(f"mongodb://localhost:{proxy.port}/?replicaSet=argon")
+    try:
+        reply = client.admin.command("hello")
+        assert reply["setName"] == "argon" and reply["hosts"] == [member]
+        assert reply["primary"] == reply["me"] == member and "msg" not in reply
+        assert client.topology_description.topology_type_name == "ReplicaSetWithPrimary"
+        assert list(client.topology_description.server_descriptions()) == [
+            ("127.0.0.1", proxy.port)
+        ]
+        coll = client.rs_db.items
+        coll.drop()
+        with coll.watch() as stream:
+            with client.start_session() as session, session.start_transaction():
+                coll.insert_one({"_id": 1}, session=session)
+                coll.insert_one({"_id": 2}, session=session)
+            seen = [stream.next()["documentKey"] for _ in range(2)]
+        assert seen == [{"_id": 1}, {"_id": 2}] and coll.count_documents({}) == 2
+    finally:
+        client.close()
