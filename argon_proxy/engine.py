@@ -102,6 +102,12 @@ CATALOG_CHANGES = (
     frozenset({"create", "createIndexes", "drop", "dropIndexes", "dropDatabase", "collMod"})
     | MAIN_GUARDED
 )
+# Catalog changes whose reply Argon may build itself: they carry the client's
+# writeConcern to the upstream through ``Engine._acknowledge``.
+ACKNOWLEDGED = frozenset(
+    {"create", "createIndexes", "dropIndexes", "drop", "dropDatabase", "collMod"}
+    | {"renameCollection"}
+)
 # Times a drop or rename on main is decided again when another proxy changes the
 # catalog meanwhile (each time after reloading it), before answering WriteConflict.
 _STALE_RETRIES = 5
@@ -214,7 +220,10 @@ class Engine:
         joined = req.joined if isinstance(req.joined, JoinedTransaction) else None
         async with hold(self.pool, joined.conn if joined is not None else None):
             if joined is None:
-                return await self._route(req)
+                result = await self._route(req)
+                if isinstance(result, dict) and next(iter(req.command)) in ACKNOWLEDGED:
+                    return await self._acknowledge(req.command, result)
+                return result
             try:
                 result = await self._route(req)
             except (ArgonError, CommandError):
@@ -223,6 +232,23 @@ class Engine:
             if isinstance(result, dict) and result.get("writeErrors"):
                 await joined.abort()
             return result
+
+    async def _acknowledge(self, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+        """The reply to a catalog change Argon made itself (on a branch, or on main
+        while branches read the collection), acknowledged as the client's
+        ``writeConcern`` asks: mongod waits for it after Argon's last write, and
+        what it could not satisfy comes back as the command's ``writeConcernError``."""
+        concern = cmd.get("writeConcern")
+        if not isinstance(concern, dict) or not reply.get("ok"):
+            return reply
+        # A small write of Argon's own carries the concern: mongod applies it to
+        # everything this connection wrote before, Argon's change included.
+        ack = {"q": {"_id": "acknowledged"}, "u": {"$inc": {"n": 1}}, "upsert": True}
+        probe = {"update": "counters", "updates": [ack], "writeConcern": concern}
+        answer = await self.db.reply(INTERNAL_DB, probe)
+        if "writeConcernError" in answer:
+            return {**reply, "writeConcernError": answer["writeConcernError"]}
+        return reply
 
     async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command

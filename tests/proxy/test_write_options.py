@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteConcernError, WriteError
+from pymongo.write_concern import WriteConcern
 
 from ..stacks import Client, argon, own_stack
 
@@ -154,3 +155,28 @@ def test_duplicate_key_errors_say_which_key_clashed(
         coll.find_one_and_update({"_id": 3}, {"$set": {"email": "a@x"}})
     assert by_modify.value.details is not None
     assert by_modify.value.details["keyValue"] == {"email": "a@x"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_catalog_changes_are_acknowledged_as_the_write_concern_asks(
+    clients: dict[str, Client], target: str
+) -> None:
+    """The upstream has one member: ``w: 2`` cannot be satisfied. mongod makes the
+    change and says so in ``writeConcernError``; so must Argon, where it makes the
+    change itself (on a branch, or on main while a branch reads the collection)."""
+    db = clients[target].get_database("wc_db", write_concern=WriteConcern(w=2))
+    name = f"wc_{target}"
+    with pytest.raises(WriteConcernError):
+        db.create_collection(name)
+    coll = db[name]
+    with pytest.raises(WriteConcernError):
+        coll.create_index("x")
+    assert "x_1" in clients[target].wc_db[name].index_information()
+    with pytest.raises(WriteConcernError):
+        coll.drop_index("x_1")
+    with pytest.raises(WriteConcernError):
+        coll.rename(f"{name}_moved")
+    assert f"{name}_moved" in clients[target].wc_db.list_collection_names()
+    with pytest.raises(WriteConcernError):
+        db[f"{name}_moved"].drop()
+    assert clients[target].wc_db.list_collection_names() == []
