@@ -63,6 +63,20 @@ _ALLOWED_STAGES = frozenset(
         "$changeStreamSplitLargeEvent",
     }
 )
+# Other stages mongod knows (a change stream refuses them with IllegalOperation);
+# a name it does not know is refused first, while the pipeline is parsed.
+_OTHER_STAGES = frozenset(
+    {
+        "$bucket", "$bucketAuto", "$changeStream", "$collStats", "$count", "$currentOp",
+        "$densify", "$documents", "$facet", "$fill", "$geoNear", "$graphLookup", "$group",
+        "$indexStats", "$limit", "$listLocalSessions", "$listSampledQueries",
+        "$listSearchIndexes", "$listSessions", "$lookup", "$merge", "$out",
+        "$planCacheStats", "$querySettings", "$queryStats", "$sample", "$search",
+        "$searchMeta", "$setWindowFields", "$shardedDataDistribution", "$skip", "$sort",
+        "$sortByCount", "$unionWith", "$unwind", "$vectorSearch",
+    }
+)  # fmt: skip
+UNRECOGNIZED_STAGE = 40324  # mongod: "Unrecognized pipeline stage name"
 # mongod's order of an event's fields.
 _FIELD_ORDER = (
     "_id",
@@ -265,6 +279,8 @@ class BranchStreams:
                 )
         for stage in stages:
             name = next(iter(stage), "") if isinstance(stage, Mapping) else ""
+            if name not in _ALLOWED_STAGES | _OTHER_STAGES:
+                raise ArgonError(UNRECOGNIZED_STAGE, f"Unrecognized pipeline stage name: '{name}'")
             if name not in _ALLOWED_STAGES:
                 raise ArgonError(
                     ILLEGAL_OPERATION,

@@ -79,7 +79,16 @@ _NAMES = {
     73: "InvalidNamespace",
     112: "WriteConflict",
     NOT_IN_TRANSACTION: "OperationNotSupportedInTransaction",
+    1: "InternalError",
+    43: "CursorNotFound",
+    47: "NoMatchingDocument",
+    149: "ViewDepthLimitExceeded",
+    166: "CommandNotSupportedOnView",
+    167: "OptionNotSupportedOnView",
+    260: "InvalidResumeToken",
+    280: "ChangeStreamFatalError",
 }
+_LOCATION_CODES = 10_000  # mongod names its numbered assertions Location<code>, from here up
 
 
 class ArgonError(Exception):
@@ -105,7 +114,9 @@ class ArgonError(Exception):
 
     @property
     def code_name(self) -> str:
-        return _NAMES.get(self.code, "UnknownError")
+        if self.code in _NAMES:
+            return _NAMES[self.code]
+        return f"Location{self.code}" if self.code >= _LOCATION_CODES else "UnknownError"
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -191,9 +191,14 @@ def test_the_clients_stages_run_on_the_reshaped_events(client: Client) -> None:
         with pytest.raises(OperationFailure) as info:
             _drain(broken, 1)
     assert info.value.code == 280
+    assert info.value.details is not None
+    assert info.value.details["codeName"] == "ChangeStreamFatalError"
     with pytest.raises(OperationFailure) as refused:
         items.watch([{"$lookup": {"from": "x", "as": "y", "pipeline": []}}])
     assert refused.value.code == 20
+    with pytest.raises(OperationFailure) as unknown:  # parsed before it is judged
+        items.watch([{"$unsupported": "foo"}])
+    assert unknown.value.code == 40324
 
 
 def test_a_stream_cannot_open_in_a_transaction(client: Client) -> None:
