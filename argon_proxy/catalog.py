@@ -980,18 +980,30 @@ class Catalog:
             INTERNAL_DB,
             {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": {"$set": flags}}]},
         )
-        await (announce() if announce is not None else self.changed(since=since))
-        ov.cut, ov.present, ov.dropped = cut, present, dropped
+        if announce is not None:  # a client's transaction: only its own copy learns it
+            await announce()
+            ov.cut, ov.present, ov.dropped = cut, present, dropped
+            return
+        await self.changed(since=since)
+        self.note_flags(ov, cut=cut, present=present, dropped=dropped)
 
     async def set_view(self, ov: Overlay, view: dict[str, Any] | None) -> None:
         """Record that the name is a view the branch created (``view``: its viewOn,
         pipeline and collation) or no longer one (None)."""
         change = {"$set": {"view": view}} if view is not None else {"$unset": {"view": ""}}
+        since = self.loads
         await self.db.command(
             INTERNAL_DB, {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": change}]}
         )
-        await self.changed()
-        ov.view = view
+        await self.changed(since=since)
+        self.note_flags(ov, view=view)
+
+    def note_flags(self, ov: Overlay, **fields: Any) -> None:
+        """Set ``fields`` on ``ov`` and on the overlay of its key held now, which a
+        reload since the caller took ``ov`` may have put in its place."""
+        for held in {id(o): o for o in (ov, self.overlays.get(ov.key)) if o is not None}.values():
+            for name, value in fields.items():
+                setattr(held, name, value)
 
     async def _copy_indexes(
         self, db: str, coll: str, target: str, runner: Runner | None = None

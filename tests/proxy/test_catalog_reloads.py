@@ -110,3 +110,16 @@ async def test_another_proxy_registering_an_overlay_first_decides_its_flags(
         await other.ensure_overlay(branch, "shop", "items", absent=True)
         ov = await catalog.ensure_overlay(branch, "shop", "items")  # without reloading
         assert ov.cut and not ov.present
+
+
+async def test_flags_set_on_an_overlay_taken_before_a_reload_reach_the_catalog(
+    own_upstream: Process,
+) -> None:
+    async with _catalog(own_upstream) as (catalog, _db):
+        branch = await catalog.create_branch("exp", MAIN)
+        ov = await catalog.ensure_overlay(branch, "shop", "items")
+        await catalog.reload()  # the timer's, between a request taking ``ov`` and using it
+        await catalog.set_flags(ov, cut=True, present=False, dropped=True)
+        branch = await catalog.sync(branch, "shop")
+        now = catalog.overlay(branch, "shop", "items")
+        assert now is not None and now.cut and not now.present
