@@ -103,7 +103,7 @@ CATALOG_CHANGES = (
     | MAIN_GUARDED
 )
 # Catalog changes whose reply Argon may build itself: they carry the client's
-# writeConcern to the upstream through ``Engine._acknowledge``.
+# writeConcern to the upstream through ``Engine._concern_error``.
 ACKNOWLEDGED = frozenset(
     {"create", "createIndexes", "dropIndexes", "drop", "dropDatabase", "collMod"}
     | {"renameCollection"}
@@ -220,9 +220,19 @@ class Engine:
         joined = req.joined if isinstance(req.joined, JoinedTransaction) else None
         async with hold(self.pool, joined.conn if joined is not None else None):
             if joined is None:
-                result = await self._route(req)
-                if isinstance(result, dict) and next(iter(req.command)) in ACKNOWLEDGED:
-                    return await self._acknowledge(req.command, result)
+                if next(iter(req.command)) not in ACKNOWLEDGED:
+                    return await self._route(req)
+                try:
+                    result = await self._route(req)
+                except ArgonError as exc:  # mongod acknowledges a failed one too
+                    concern_error = await self._concern_error(req.command)
+                    if concern_error is not None:
+                        exc.details["writeConcernError"] = concern_error
+                    raise
+                if isinstance(result, dict) and result.get("ok"):
+                    concern_error = await self._concern_error(req.command)
+                    if concern_error is not None:
+                        return {**result, "writeConcernError": concern_error}
                 return result
             try:
                 result = await self._route(req)
@@ -233,22 +243,21 @@ class Engine:
                 await joined.abort()
             return result
 
-    async def _acknowledge(self, cmd: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
-        """The reply to a catalog change Argon made itself (on a branch, or on main
-        while branches read the collection), acknowledged as the client's
-        ``writeConcern`` asks: mongod waits for it after Argon's last write, and
-        what it could not satisfy comes back as the command's ``writeConcernError``."""
+    async def _concern_error(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """For a catalog change Argon made (or refused) itself, on a branch or on main
+        while branches read the collection: the client's ``writeConcern`` applied
+        as mongod applies it, after Argon's last write; what the upstream could
+        not satisfy (its ``writeConcernError``), if anything."""
         concern = cmd.get("writeConcern")
-        if not isinstance(concern, dict) or not reply.get("ok"):
-            return reply
+        if not isinstance(concern, dict):
+            return None
         # A small write of Argon's own carries the concern: mongod applies it to
         # everything this connection wrote before, Argon's change included.
         ack = {"q": {"_id": "acknowledged"}, "u": {"$inc": {"n": 1}}, "upsert": True}
         probe = {"update": "counters", "updates": [ack], "writeConcern": concern}
         answer = await self.db.reply(INTERNAL_DB, probe)
-        if "writeConcernError" in answer:
-            return {**reply, "writeConcernError": answer["writeConcernError"]}
-        return reply
+        error = answer.get("writeConcernError")
+        return error if isinstance(error, dict) else None
 
     async def _route(self, req: Request) -> dict[str, Any] | Forward:
         cmd = req.command

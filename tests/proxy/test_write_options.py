@@ -180,3 +180,5 @@ def test_catalog_changes_are_acknowledged_as_the_write_concern_asks(
     with pytest.raises(WriteConcernError):
         db[f"{name}_moved"].drop()
     assert clients[target].wc_db.list_collection_names() == []
+    with pytest.raises(WriteConcernError):  # acknowledged even with nothing to drop
+        db[f"{name}_never"].drop()
