@@ -15,6 +15,7 @@ commands that would write documents without WAL entries are refused.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ from .errors import (
     NOT_IN_TRANSACTION,
     WRITE_CONFLICT,
     ArgonError,
+    UpstreamIOError,
 )
 from .incarnation import Incarnation
 from .merge_find import find_merged
@@ -220,20 +222,9 @@ class Engine:
         joined = req.joined if isinstance(req.joined, JoinedTransaction) else None
         async with hold(self.pool, joined.conn if joined is not None else None):
             if joined is None:
-                if next(iter(req.command)) not in ACKNOWLEDGED:
-                    return await self._route(req)
-                try:
-                    result = await self._route(req)
-                except ArgonError as exc:  # mongod acknowledges a failed one too
-                    concern_error = await self._concern_error(req.command)
-                    if concern_error is not None:
-                        exc.details["writeConcernError"] = concern_error
-                    raise
-                if isinstance(result, dict) and result.get("ok"):
-                    concern_error = await self._concern_error(req.command)
-                    if concern_error is not None:
-                        return {**result, "writeConcernError": concern_error}
-                return result
+                if next(iter(req.command)) in ACKNOWLEDGED:
+                    return await self._acknowledged(req)
+                return await self._route(req)
             try:
                 result = await self._route(req)
             except (ArgonError, CommandError):
@@ -242,6 +233,30 @@ class Engine:
             if isinstance(result, dict) and result.get("writeErrors"):
                 await joined.abort()
             return result
+
+    async def _acknowledged(self, req: Request) -> dict[str, Any] | Forward:
+        """``_route`` of a catalog change, whose reply (or refusal) Argon may build
+        itself: then it carries what the client's write concern met, as mongod's
+        does, failures included."""
+        if isinstance(req.command.get("writeConcern"), dict):
+            # A concern the upstream cannot parse fails the command before any
+            # change, as on mongod (what it cannot satisfy is reported after).
+            await self._concern_error(req.command)
+        try:
+            result = await self._route(req)
+        except ArgonError as exc:
+            # The refusal stands whatever the concern meets (an upstream that is away
+            # answers neither).
+            with contextlib.suppress(ArgonError, CommandError, UpstreamIOError):
+                concern_error = await self._concern_error(req.command)
+                if concern_error is not None:
+                    exc.details["writeConcernError"] = concern_error
+            raise
+        if isinstance(result, dict) and result.get("ok"):
+            concern_error = await self._concern_error(req.command)
+            if concern_error is not None:
+                return {**result, "writeConcernError": concern_error}
+        return result
 
     async def _concern_error(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
         """For a catalog change Argon made (or refused) itself, on a branch or on main

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 from pymongo import MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteConcernError, WriteError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    OperationFailure,
+    WriteConcernError,
+    WriteError,
+)
 from pymongo.write_concern import WriteConcern
 
 from ..stacks import Client, argon, own_stack
@@ -182,3 +188,14 @@ def test_catalog_changes_are_acknowledged_as_the_write_concern_asks(
     assert clients[target].wc_db.list_collection_names() == []
     with pytest.raises(WriteConcernError):  # acknowledged even with nothing to drop
         db[f"{name}_never"].drop()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_write_concern_that_cannot_be_parsed_fails_before_any_change(
+    clients: dict[str, Client], target: str
+) -> None:
+    create = {"create": f"unparsed_wc_{target}", "writeConcern": {"w": -3}}
+    with pytest.raises(OperationFailure) as failed:
+        clients[target].wc_db.command(create)
+    assert failed.value.code == 9
+    assert f"unparsed_wc_{target}" not in clients[target].wc_db.list_collection_names()
