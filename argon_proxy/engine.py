@@ -796,8 +796,8 @@ class Engine:
         try:
             return await self._write_statements(name, ctx, req)
         except CommandError as exc:
-            if req.joined is None and is_transient(exc):
-                raise _still_conflicting(name, ctx) from None
+            if is_transient(exc):
+                raise (_transient(exc) if req.joined else _still_conflicting(name, ctx)) from None
             raise
 
     async def _write_statements(self, name: str, ctx: WriteContext, req: Request) -> dict[str, Any]:
@@ -848,9 +848,13 @@ class Engine:
                     if (
                         isinstance(exc, CommandError)
                         and is_transient(exc)
-                        and ctx.retry is not None
+                        and (ctx.retry is not None or ctx.joined is not None)
                     ):
-                        raise  # the driver may retry the whole command: say so at the top
+                        # The driver may retry the whole command (or, in a client's
+                        # transaction, the transaction): say so at the top.
+                        if ctx.joined is not None:
+                            raise _transient(exc) from None
+                        raise
                     errors.append(exc.write_error(index))
                     if ordered:
                         break
@@ -891,6 +895,12 @@ def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> 
     if error:
         reply["writeConcernError"] = error
     return reply
+
+
+def _transient(exc: CommandError) -> ArgonError:
+    """A conflict inside a client's transaction, as mongod fails such a statement:
+    the whole command, labelled so that the transaction is started again."""
+    return ArgonError(exc.code, exc.errmsg, labels=("TransientTransactionError",))
 
 
 def _still_conflicting(name: str, ctx: WriteContext) -> ArgonError:

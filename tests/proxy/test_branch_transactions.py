@@ -214,3 +214,44 @@ def test_catalog_changes_inside_a_transaction_are_refused_not_hung(
     assert "x_1" in branch.items.index_information()
     argon(proxy, "deleteBranch", name="txg-b")
     direct.drop_database("txg")  # main's data, now that no branch reads it
+
+
+def test_a_write_conflict_in_a_transaction_fails_the_command_as_transient(
+    clients: tuple[Client, Client],
+) -> None:
+    """Two client transactions writing at once conflict (both move the LSN counter):
+    the second one's statement fails as mongod fails a conflicting statement in a
+    transaction, the whole command with TransientTransactionError, so drivers (and
+    ``with_transaction``) start the transaction again; never a per-document write
+    error, which they take for the application's own."""
+    _direct, proxy = clients
+    _seed(proxy, "txw", "txw-b")
+    branch = proxy["txw@txw-b"]
+    with proxy.start_session() as first, proxy.start_session() as second:
+        first.start_transaction()
+        branch.items.insert_one({"_id": 10}, session=first)
+        second.start_transaction()
+        with pytest.raises(OperationFailure) as conflict:
+            branch.items.insert_one({"_id": 11}, session=second)
+        assert conflict.value.has_error_label("TransientTransactionError")
+        assert conflict.value.code == 112
+        second.abort_transaction()
+        first.commit_transaction()
+    assert [d["_id"] for d in branch.items.find({"_id": {"$gte": 10}})] == [10]
+
+
+def test_a_conflicting_find_and_modify_in_a_transaction_is_transient(
+    clients: tuple[Client, Client],
+) -> None:
+    _direct, proxy = clients
+    _seed(proxy, "txm", "txm-b")
+    branch = proxy["txm@txm-b"]
+    with proxy.start_session() as first, proxy.start_session() as second:
+        first.start_transaction()
+        branch.items.insert_one({"_id": 10}, session=first)
+        second.start_transaction()
+        with pytest.raises(OperationFailure) as conflict:
+            branch.items.find_one_and_update({"_id": 1}, {"$set": {"y": 1}}, session=second)
+        assert conflict.value.has_error_label("TransientTransactionError")
+        second.abort_transaction()
+        first.commit_transaction()
