@@ -4,7 +4,7 @@ commits, and gone without a trace if it aborts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -216,6 +216,23 @@ def test_catalog_changes_inside_a_transaction_are_refused_not_hung(
     direct.drop_database("txg")  # main's data, now that no branch reads it
 
 
+def _conflicting(proxy: Client, db: str, second_op: Callable[[Any, Any], object]) -> Any:
+    """Run ``second_op(collection, session)`` in a client transaction on branch
+    ``<db>-b`` while another one has written there; returns what it raised."""
+    _seed(proxy, db, f"{db}-b")
+    branch = proxy[f"{db}@{db}-b"]
+    with proxy.start_session() as first, proxy.start_session() as second:
+        first.start_transaction()
+        branch.items.insert_one({"_id": 10}, session=first)
+        second.start_transaction()
+        with pytest.raises(OperationFailure) as conflict:
+            second_op(branch.items, second)
+        second.abort_transaction()
+        first.commit_transaction()
+    assert [d["_id"] for d in branch.items.find({"_id": {"$gte": 10}})] == [10]
+    return conflict.value
+
+
 def test_a_write_conflict_in_a_transaction_fails_the_command_as_transient(
     clients: tuple[Client, Client],
 ) -> None:
@@ -225,33 +242,17 @@ def test_a_write_conflict_in_a_transaction_fails_the_command_as_transient(
     ``with_transaction``) start the transaction again; never a per-document write
     error, which they take for the application's own."""
     _direct, proxy = clients
-    _seed(proxy, "txw", "txw-b")
-    branch = proxy["txw@txw-b"]
-    with proxy.start_session() as first, proxy.start_session() as second:
-        first.start_transaction()
-        branch.items.insert_one({"_id": 10}, session=first)
-        second.start_transaction()
-        with pytest.raises(OperationFailure) as conflict:
-            branch.items.insert_one({"_id": 11}, session=second)
-        assert conflict.value.has_error_label("TransientTransactionError")
-        assert conflict.value.code == 112
-        second.abort_transaction()
-        first.commit_transaction()
-    assert [d["_id"] for d in branch.items.find({"_id": {"$gte": 10}})] == [10]
+    error = _conflicting(proxy, "txw", lambda c, s: c.insert_one({"_id": 11}, session=s))
+    assert error.has_error_label("TransientTransactionError")
+    assert error.code == 112
 
 
 def test_a_conflicting_find_and_modify_in_a_transaction_is_transient(
     clients: tuple[Client, Client],
 ) -> None:
     _direct, proxy = clients
-    _seed(proxy, "txm", "txm-b")
-    branch = proxy["txm@txm-b"]
-    with proxy.start_session() as first, proxy.start_session() as second:
-        first.start_transaction()
-        branch.items.insert_one({"_id": 10}, session=first)
-        second.start_transaction()
-        with pytest.raises(OperationFailure) as conflict:
-            branch.items.find_one_and_update({"_id": 1}, {"$set": {"y": 1}}, session=second)
-        assert conflict.value.has_error_label("TransientTransactionError")
-        second.abort_transaction()
-        first.commit_transaction()
+    update = {"$set": {"y": 1}}
+    error = _conflicting(
+        proxy, "txm", lambda c, s: c.find_one_and_update({"_id": 1}, update, session=s)
+    )
+    assert error.has_error_label("TransientTransactionError")
