@@ -985,7 +985,7 @@ class Catalog:
             ov.cut, ov.present, ov.dropped = cut, present, dropped
             return
         await self.changed(since=since)
-        self.note_flags(ov, cut=cut, present=present, dropped=dropped)
+        self.note_overlay(ov, cut=cut, present=present, dropped=dropped)
 
     async def set_view(self, ov: Overlay, view: dict[str, Any] | None) -> None:
         """Record that the name is a view the branch created (``view``: its viewOn,
@@ -996,9 +996,9 @@ class Catalog:
             INTERNAL_DB, {"update": "overlays", "updates": [{"q": {"_id": ov.key}, "u": change}]}
         )
         await self.changed(since=since)
-        self.note_flags(ov, view=view)
+        self.note_overlay(ov, view=view)
 
-    def note_flags(self, ov: Overlay, **fields: Any) -> None:
+    def note_overlay(self, ov: Overlay, **fields: Any) -> None:
         """Set ``fields`` on ``ov`` and on the overlay of its key held now, which a
         reload since the caller took ``ov`` may have put in its place."""
         for held in {id(o): o for o in (ov, self.overlays.get(ov.key)) if o is not None}.values():

@@ -238,9 +238,10 @@ class Engine:
         """``_route`` of a catalog change, whose reply (or refusal) Argon may build
         itself: then it carries what the client's write concern met, as mongod's
         does, failures included."""
-        if isinstance(req.command.get("writeConcern"), dict):
+        if isinstance(req.command.get("writeConcern"), dict) and len(self.catalog.branches) > 1:
             # A concern the upstream cannot parse fails the command before any
             # change, as on mongod (what it cannot satisfy is reported after).
+            # Without branches every such change is mongod's own, which checks it.
             await self._concern_error(req.command)
         try:
             result = await self._route(req)
@@ -269,7 +270,9 @@ class Engine:
         # A small write of Argon's own carries the concern: mongod applies it to
         # everything this connection wrote before, Argon's change included.
         ack = {"q": {"_id": "acknowledged"}, "u": {"$inc": {"n": 1}}, "upsert": True}
-        probe = {"update": "counters", "updates": [ack], "writeConcern": concern}
+        # Its own collection: never contended with the LSN counter client
+        # transactions hold.
+        probe = {"update": "acknowledgements", "updates": [ack], "writeConcern": concern}
         answer = await self.db.reply(INTERNAL_DB, probe)
         error = answer.get("writeConcernError")
         return error if isinstance(error, dict) else None

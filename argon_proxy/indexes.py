@@ -132,7 +132,7 @@ async def store(engine: Engine, ov: Overlay, specs: list[dict[str, Any]] | None)
         },
     )
     await engine.catalog.changed(since=since)
-    engine.catalog.note_flags(ov, indexes=specs)
+    engine.catalog.note_overlay(ov, indexes=specs)
 
 
 async def freeze_children(engine: Engine, branch: Branch, db: str, coll: str) -> None:
