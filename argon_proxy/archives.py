@@ -101,6 +101,11 @@ async def rename(
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection":
         return None  # mongod says what is wrong with it
+    if not RENAMES_WITH_BRANCHES:
+        raise _refused(
+            f"renameCollection of {db}.{coll}",
+            "a branch writing the new name later can still see main's renamed documents",
+        )
     if to_db != db:
         raise _refused(
             f"renameCollection of {db}.{coll} to database {to_db}",
@@ -149,6 +154,10 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
 
 
+# Renames on main while branches read the collection: off until a branch that
+# writes the new name after the rename no longer sees main's renamed documents
+# (the branch state machine found it).
+RENAMES_WITH_BRANCHES = False
 HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
 
 
