@@ -2,10 +2,13 @@
 
 Theory of operation: main is the real data, so a drop on main must take the
 collection away from main, yet a branch forked before the drop still shows it
-as it was then (its own changes on top). Without such branches mongod's own
+as it was then (its own changes on top). Without any branch mongod's own
 drop or rename runs, so main's change streams report it as mongod does, and
 time travel no longer reaches a point before it (``HORIZON``: the documents
-nobody changed since are in no WAL entry); ``gc`` removes archives no branch
+nobody changed since are in no WAL entry). While branches exist, every drop
+and rename is kept as below, even of a collection none of them reads (one
+forked before an earlier drop of the name reads that one's archive), so time
+travel on main still reaches across it; ``gc`` removes archives no branch
 reads once time travel no longer reaches before them. Copying it into every such branch
 would cost its size; instead the upstream renames it, in one step whatever
 its size, to an internal name in the same database (an *archive*), and the
@@ -22,8 +25,9 @@ its new name on main at once, and the branches forked before read it under
 its old name as their base (a *live* record: main's writes under the new name
 freeze into their overlays of the old one, as main's writes under the old
 name did). If main later drops or renames it again, the record follows it
-(``_repoint``). Renames into another database are refused while branches read
-the collection: an overlay and its base must share a database.
+(``_repoint``). A ``dropTarget`` drops the target as a drop does. Renames into
+another database are refused while branches read the collection (an overlay
+and its base must share a database), and otherwise are mongod's own.
 
 The record is written first, marked ``pending``, then the rename runs, then
 the mark goes: a crash in between leaves a pending record that the next
@@ -49,16 +53,14 @@ _MAX_NS = 255  # bytes of a namespace, as mongod counts them
 
 
 async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
-    """Drop main's ``db.coll`` while branches read it, moving it aside: None when
-    none does, or main has no such collection, so mongod's own drop answers."""
+    """Drop main's ``db.coll`` while branches exist, moving it aside: None without
+    branches, or when main has no such collection, so mongod's own drop answers."""
     catalog = engine.catalog
-    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
-    fed = catalog.fed_by(db, coll)
-    if coll.startswith("system.") or not (readers or fed):
-        await set_horizon(engine)  # no branch keeps it: time travel stops here
-        return None
     found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found:
+        return None  # nothing changes: time travel still reaches as far
+    if coll.startswith("system.") or not catalog.children(MAIN):
+        await set_horizon(engine)  # no branch keeps it: time travel stops here
         return None
     if found[0].get("type") != "collection":
         if not catalog.children(MAIN):
@@ -79,7 +81,7 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
         await engine.db.command("admin", {"renameCollection": ns, "to": to})
         await _settled(engine.db, archive)
         catalog.archives.setdefault((db, coll), []).append(archive)
-        for older in {r.key: r for r, _ in fed}.values():  # renamed earlier: now still
+        for older in catalog.live_records(db, coll):  # renamed earlier: now still
             still = replace(older, physical=archive.physical, live=False, frozen=until)
             await _repoint(catalog, still)
         await catalog.changed(since=since)
@@ -89,33 +91,35 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
 async def rename(
     engine: Engine, source: tuple[str, str], target: tuple[str, str], drop_target: bool
 ) -> dict[str, Any] | None:
-    """Rename main's collection while branches read it, recording it: None when
-    none does, or there is no such collection, so mongod's own rename answers."""
+    """Rename main's collection while branches exist, recording it: None without
+    branches, or when there is no such collection, so mongod's own rename answers."""
     catalog = engine.catalog
     (db, coll), (to_db, to) = source, target
-    readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
-    fed = catalog.fed_by(db, coll)
-    if not (readers or fed):
+    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
+    if not found or found[0].get("type") != "collection" or source == target:
+        return None  # mongod says what is wrong with it; nothing changes
+    if to_db != db:  # a record cannot follow it: kept only if no branch reads it
+        readers = [k for k in catalog.children(MAIN) if catalog.archive_of(k, db, coll) is None]
+        if readers or catalog.fed_by(db, coll):
+            raise _refused(
+                f"renameCollection of {db}.{coll} to database {to_db}",
+                "they read it from its own database",
+            )
+    # Kept while branches exist, even if none reads it: time travel then can.
+    kept = to_db == db and bool(catalog.children(MAIN))
+    listed = {"listCollections": 1, "filter": {"name": to}}
+    if await engine.db.find_cursor(to_db, listed):
+        if not drop_target:
+            if not kept:
+                return None  # mongod's own answer
+            raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
+        # Branches may read the target too, whether or not they read the source:
+        # mongod's dropTarget would take it from them.
+        if await drop(engine, to_db, to) is None and kept:
+            await engine.db.command(to_db, {"drop": to})
+    if not kept:
         await set_horizon(engine)
         return None
-    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
-    if not found or found[0].get("type") != "collection":
-        return None  # mongod says what is wrong with it
-    if not RENAMES_WITH_BRANCHES:
-        raise _refused(
-            f"renameCollection of {db}.{coll}",
-            "a branch writing the new name later can still see main's renamed documents",
-        )
-    if to_db != db:
-        raise _refused(
-            f"renameCollection of {db}.{coll} to database {to_db}",
-            "they read it from its own database",
-        )
-    if await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": to}}):
-        if not drop_target:
-            raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
-        if await drop(engine, db, to) is None:
-            await engine.db.command(db, {"drop": to})
     main = catalog.branches[MAIN]
     locks = (engine.writer.lock(f"{db}.{coll}"), engine.writer.lock(f"{db}.{to}"))
     async with catalog.forks.writing(), locks[0], locks[1]:
@@ -129,7 +133,7 @@ async def rename(
         await engine.db.command("admin", {"renameCollection": f"{db}.{coll}", "to": f"{db}.{to}"})
         await _settled(engine.db, record)
         catalog.archives.setdefault((db, coll), []).append(record)
-        for older in {r.key: r for r, _ in fed}.values():  # renamed before: follow it
+        for older in catalog.live_records(db, coll):  # renamed before: follow it
             moved = replace(older, physical=to, path=(*older.path, (to, until)))
             await _repoint(catalog, moved)
         await catalog.changed(since=since)
@@ -138,14 +142,15 @@ async def rename(
 
 async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
     """Drop main's database ``db`` while branches exist, collection by collection
-    (moved aside where branches read them), and its views; Argon's own collections
+    (each moved aside), and its views; Argon's own collections
     in it (overlays, archives) stay. None without branches: mongod's own drop."""
-    if not engine.catalog.children(MAIN):
-        await set_horizon(engine)
-        return None
     listed = await engine.db.find_cursor(db, {"listCollections": 1})
     mine = [c for c in listed if not is_internal(c["name"])]
-    if engine.catalog.children(MAIN) and any(c.get("type") == "view" for c in mine):
+    if not engine.catalog.children(MAIN):
+        if mine:  # dropping nothing changes nothing
+            await set_horizon(engine)
+        return None
+    if any(c.get("type") == "view" for c in mine):
         raise _refused(f"dropDatabase of {db}", "it holds views, which cannot be kept for them")
     for entry in mine:
         name = entry["name"]
@@ -154,10 +159,6 @@ async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
 
 
-# Renames on main while branches read the collection: off until a branch that
-# writes the new name after the rename no longer sees main's renamed documents
-# (the branch state machine found it).
-RENAMES_WITH_BRANCHES = False
 HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
 
 

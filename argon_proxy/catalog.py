@@ -530,20 +530,25 @@ class Catalog:
             return True
         return await self.upstream_has(db, coll)
 
+    def live_records(self, db: str, physical: str) -> list[Archive]:
+        """The records of renames that made main's ``db.physical`` what it is now
+        (its older names), read by branches or not."""
+        return [
+            record
+            for (adb, _), found in self.archives.items()
+            for record in found
+            if adb == db and record.live and record.physical == physical
+        ]
+
     def fed_by(self, db: str, physical: str) -> list[tuple[Archive, Branch]]:
         """The branches that read main's live collection ``db.physical`` under an
         older name (a rename's), each with the record saying so."""
-        out: list[tuple[Archive, Branch]] = []
-        for (adb, coll), found in self.archives.items():
-            for record in found:
-                if adb != db or not record.live or record.physical != physical:
-                    continue
-                out += [
-                    (record, k)
-                    for k in self.children(MAIN)
-                    if self.archive_of(k, db, coll) == record
-                ]
-        return out
+        return [
+            (record, k)
+            for record in self.live_records(db, physical)
+            for k in self.children(MAIN)
+            if self.archive_of(k, db, record.coll) == record
+        ]
 
     def renamed_from(self, branch: Branch, db: str, name: str, lsn: int) -> str | None:
         """The name under which ``branch`` reads what main's ``db.name`` was at ``lsn``,

@@ -530,6 +530,12 @@ class Writer:
         ``careful`` freeze upserts instead, writing only where nothing is yet.
         """
         for ov in kids:
+            if ov.cut:
+                # The child hides this layer for good (it dropped the collection, or
+                # had none when it forked): an image frozen there would become one
+                # of its own documents. Main's renamed collection under a name the
+                # child never had is such a case: its pre-images are real documents.
+                continue
             assert ov.ids is not None
             images: list[dict[str, Any]] = []
             ids: list[Any] = []

@@ -101,6 +101,29 @@ def test_time_travel_before_a_drop_reads_the_collection_main_had(
     assert _ids(main) == [7]
 
 
+def test_time_travel_reaches_across_drops_no_branch_reads(
+    clients: tuple[Client, Client],
+) -> None:
+    """While branches exist, main's drops keep what they drop even when no branch
+    reads it (the branch read an earlier archive of the name), and a drop of nothing
+    changes nothing: time travel on main still reaches every point before them."""
+    _, proxy = clients
+    main = proxy.md7.items
+    main.insert_many([{"_id": 1}, {"_id": 2}])
+    argon(proxy, "createBranch", name="md7-keep")
+    first = argon(proxy, "log", branch="main", limit=1)["entries"][0]["lsn"]
+    main.drop()  # kept for the branch
+    main.insert_one({"_id": 3})  # a later collection, which the branch never reads
+    second = argon(proxy, "log", branch="main", limit=1)["entries"][0]["lsn"]
+    main.drop()
+    main.drop()  # nothing left to drop
+    proxy.md7.nothing.drop()
+    assert _ids(proxy[f"md7@main@lsn-{first}"].items) == [1, 2]
+    assert _ids(proxy[f"md7@main@lsn-{second}"].items) == [3]
+    assert _ids(proxy["md7@md7-keep"].items) == [1, 2]
+    assert proxy.md7.list_collection_names() == []
+
+
 def test_merges_and_diffs_across_a_drop_on_main_are_refused(
     clients: tuple[Client, Client],
 ) -> None:

@@ -197,19 +197,19 @@ def test_a_transaction_on_main_right_after_another_proxy_changed_a_child(
     assert kid == [{"_id": 1}, {"_id": 2, "kid": 1}]
 
 
-def test_drops_on_main_keep_a_branch_another_proxy_just_made(
+def test_drops_and_renames_on_main_keep_a_branch_another_proxy_just_made(
     clients: tuple[Client, Client, Client],
 ) -> None:
-    """Proxy A drops main's collections right after proxy B created a branch, before
-    A's timer would have seen it: the branch keeps them."""
+    """Proxy A drops and renames main's collections right after proxy B created a
+    branch, before A's timer would have seen it: the branch keeps both."""
     _direct, a, b = clients
     a.t2d.items.insert_many([{"_id": 1}, {"_id": 2}])
     a.t2d.other.insert_one({"_id": 3})
     argon(b, "createBranch", name="t2d-b")
     a.t2d.items.drop()
-    a.t2d.drop_collection("other")
+    a.t2d.other.rename("moved")
     branch = b["t2d@t2d-b"]
     assert sorted(branch.list_collection_names()) == ["items", "other"]
     assert [d["_id"] for d in branch.items.find(sort=[("_id", 1)])] == [1, 2]
     assert [d["_id"] for d in branch.other.find()] == [3]
-    assert a.t2d.list_collection_names() == []
+    assert a.t2d.list_collection_names() == ["moved"]
