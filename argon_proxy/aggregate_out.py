@@ -89,7 +89,7 @@ async def run(
     target_db, target = _target(db, modes[0] if modes else spec)
     if is_internal(target) or target_db == INTERNAL_DB or not target:
         raise ArgonError(73, f"Invalid {stage} namespace '{target_db}.{target}'")
-    projects.check(engine, branch, target_db)
+    projects.check(engine.catalog, branch, target_db)
     read_concern = cmd.get("readConcern")
     if (
         isinstance(read_concern, dict) and read_concern.get("level") == "linearizable"
@@ -194,4 +194,4 @@ async def _create(engine: Engine, branch: Branch, db: str, coll: str) -> None:
     listed = await engine.reader.list_collections(branch, db, {"filter": {"name": coll}})
     if listed["cursor"]["firstBatch"]:
         return
-    await engine.route_create(branch, db, coll)
+    await engine.collections.create_on(branch, db, coll)

@@ -109,6 +109,16 @@ class BranchError(ArgonError):
         return self._names.get(self.code) or super().code_name
 
 
+def read_only(branch: Branch, what: str) -> BranchError:
+    """The refusal of ``what`` on a read-only snapshot."""
+    return BranchError(
+        READ_ONLY_BRANCH,
+        f"{what} refused: branch {branch.name!r} is a read-only snapshot"
+        f"{' of ' + branch.point if branch.point else ''}. "
+        "Create a branch from it to make changes.",
+    )
+
+
 def branch_not_found(name: str) -> BranchError:
     return BranchError(
         BRANCH_NOT_FOUND,

@@ -6,8 +6,14 @@ in ``$db``, else ``argon:<branch>`` in the connection's appName, else the
 proxy's default branch) and returns either a reply document Argon made, or a
 command to forward upstream in place of the client's (``Forward``), whose
 reply then travels back as raw bytes. Writes on every branch, main included,
-go through ``Writer`` and the WAL. A command Argon cannot yet answer exactly
-on a branch is refused with a MongoDB-style error naming it and the branch.
+go through ``Writer`` and the WAL. ``Engine.routes`` is the table of every
+command Argon answers other than by forwarding it: its handler on main and on
+any other branch (``calls.Route``), each given one resolved ``Call``. The
+handlers live with the services they use: write commands in
+``write_commands.py``, collections of branches in ``branch_collections.py``,
+indexes in ``indexes.py``, reads in ``reads.py``. A command Argon cannot yet
+answer exactly on a branch is refused with a MongoDB-style error naming it
+and the branch.
 Before anything runs, every namespace the command names is checked
 (``namespaces.check``): Argon's own data is invisible from every branch, and
 commands that would write documents without WAL entries are refused.
@@ -17,66 +23,54 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import bson
-from bson import ObjectId
 
 from . import (
     admin,
     aggregate_out,
     archives,
-    bulk_write,
-    indexes,
     metrics,
     namespaces,
     projects,
     refs,
     timetravel,
 )
+from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
-from .branch_views import ViewDef, not_on_a_view
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, StaleCatalog
+from .branch_views import not_on_a_view
+from .calls import UPSTREAM, Call, Forward, Reply, Request, Route
+from .catalog import Branch, Catalog, StaleCatalog, read_only
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
 from .errors import (
-    BAD_VALUE,
     COMMAND_NOT_SUPPORTED,
     DUPLICATE_FIELD,
-    ILLEGAL_OPERATION,
     INVALID_NAMESPACE,
-    INVALID_OPTIONS,
-    NAMESPACE_EXISTS,
-    NAMESPACE_NOT_FOUND,
     NOT_IN_TRANSACTION,
     WRITE_CONFLICT,
     ArgonError,
     UpstreamIOError,
 )
 from .incarnation import Incarnation
+from .indexes import Indexes
 from .merge_find import find_merged
 from .naming import (
     INTERNAL_DB,
     MAIN,
     branch_from_app_name,
-    is_internal,
+    namespace,
     parse_db,
     selects_branch,
 )
 from .pending import Pending
-from .reads import GENERIC_FIELDS, Reader, generic, snapshot_concern, unsupported
-from .stream_marks import MOVED, mark
-from .txn import JoinedTransaction, Runner, is_transient
+from .reads import Reader, snapshot_concern, unsupported
+from .txn import JoinedTransaction
 from .upstream import UpstreamPool
-from .wal import ClientIdentity
+from .write_commands import WriteCommands
 from .writes import (
-    NeedsStatements,
-    StatementError,
-    WriteContext,
     Writer,
-    chunks,
-    write_options,
 )
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
@@ -114,23 +108,6 @@ ACKNOWLEDGED = frozenset(
 # catalog meanwhile (each time after reloading it), before answering WriteConflict.
 _STALE_RETRIES = 5
 
-# Options of create and collMod a branch's collection takes: they leave Argon free to
-# write tombstones and frozen copies into the overlay (bypassing its validator). Not a
-# default collation: the branch's reads run on the base collection too, which has its own.
-BRANCH_CREATE_OPTIONS = frozenset(
-    {
-        "validator",
-        "validationLevel",
-        "validationAction",
-        "changeStreamPreAndPostImages",
-        "storageEngine",
-        "indexOptionDefaults",
-        "idIndex",
-    }
-)
-BRANCH_COLL_MOD_OPTIONS = frozenset(
-    {"validator", "validationLevel", "validationAction", "changeStreamPreAndPostImages"}
-)
 # Commands the engine must see even on main (everything else on main is forwarded).
 ON_MAIN = (
     WRITE_COMMANDS
@@ -141,24 +118,6 @@ ON_MAIN = (
     | {"argon", "listCollections", "listDatabases", "aggregate"}
     | {"collMod"}  # of a view: children must keep the definition they have
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """Forward this command upstream instead of the client's."""
-
-    command: dict[str, Any]
-
-
-@dataclass
-class Request:
-    """A command and what the connection knows about its sender."""
-
-    command: dict[str, Any]
-    app_name: str | None
-    connection_id: int
-    joined: Runner | None = None  # the client's own transaction, if it is in one
-    branch: str = MAIN  # set by the engine once resolved, for metrics
 
 
 class Engine:
@@ -175,6 +134,12 @@ class Engine:
         self.incarnation = Incarnation(self.db)
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
         self.snapshots = snapshots or timetravel.Snapshots()
+        self.indexes = Indexes(self.db, self.catalog, self.reader, self.writer)
+        self.collections = BranchCollections(
+            self.db, self.catalog, self.reader, self.writer, self.indexes
+        )
+        self.writes = WriteCommands(self.catalog, self.reader, self.writer)
+        self.routes = self._routes()
 
     async def start(self) -> None:
         """Load the catalog, record this proxy, end what killed ones left open."""
@@ -277,7 +242,7 @@ class Engine:
         error = answer.get("writeConcernError")
         return error if isinstance(error, dict) else None
 
-    async def _route(self, req: Request) -> dict[str, Any] | Forward:
+    async def _route(self, req: Request) -> Reply:
         cmd = req.command
         name = next(iter(cmd))
         if name in ("getMore", "killCursors") and (self.cursors or self.streams):
@@ -287,8 +252,18 @@ class Engine:
         if name == "argon":
             await self.catalog.refresh()
             return await admin.handle(self, cmd)
-        if name == "renameCollection":
-            cmd = _addressed_rename(cmd)
+        call = await self._resolved(name, req)
+        route = self.routes.get(name, UPSTREAM)
+        handler = route.main if call.branch.name == MAIN else route.branch
+        if handler is not None:
+            return await handler(call)
+        if call.branch.name == MAIN or name in NAMESPACE_FREE:
+            return call.forward()
+        raise unsupported(name, call.branch.name)
+
+    async def _resolved(self, name: str, req: Request) -> Call:
+        """The command's branch and database, after the checks every command passes."""
+        cmd = _addressed_rename(req.command) if name == "renameCollection" else req.command
         db_field = cmd.get("$db")
         if not isinstance(db_field, str):  # e.g. a document sequence named $db
             raise ArgonError(73, f"{name} needs a database name (a string) in $db")
@@ -302,44 +277,76 @@ class Engine:
         if req.joined is not None and name in CATALOG_CHANGES:
             self._refuse_in_transaction(name, branch)
         if name not in NAMESPACE_FREE:
-            projects.check(self, branch, db)
-        if name == "aggregate" and branch.name != MAIN and is_change_stream(cmd):
-            return await self.streams.open(branch, db, cmd, req.joined is not None)
-        if name == "aggregate" and aggregate_out.ends_in_write(cmd):
-            if req.joined is not None:
-                raise unsupported("aggregate with $out or $merge in a transaction", branch.name)
-            client = ClientIdentity(req.app_name, None, req.connection_id)
-            return await aggregate_out.run(self, branch, db, cmd, client)
-        if name == "renameCollection" and branch.name != MAIN:
-            client = ClientIdentity(req.app_name, None, req.connection_id)
-            return await self._rename(branch, cmd, client)
-        if name in WRITE_COMMANDS:
-            return await self._write(name, db, branch, req)
-        if name == "bulkWrite":
-            return await self._bulk_write(branch, req)
-        if name == "listDatabases":
-            return await self._list_databases(branch, cmd)
-        if name == "listCollections":
-            return await self.reader.list_collections(branch, db, cmd)
-        if branch.name == MAIN:
-            if name in ("drop", "dropDatabase", "renameCollection"):
-                moved = await self._move_on_main(name, db, cmd)
-                if moved is not None:
-                    return moved
-            if name == "collMod" and isinstance(cmd.get(name), str):
-                await self._coll_mod_on_main(db, cmd[name])
-            if name == "aggregate":
-                await self.reader.aggregate(branch, db, cmd)  # refuses $out/$merge
-                cmd = namespaces.without_internal_changes(cmd)
-            # In a client transaction main has no children here (else refused above):
-            # the upstream alone judges the index change.
-            indexed = name in ("createIndexes", "dropIndexes") and isinstance(cmd.get(name), str)
-            if indexed and req.joined is None:
-                return await indexes.change_on_main(self, db, cmd)
-            if name == "create" and isinstance(cmd.get(name), str):
-                await self.catalog.child_overlays(branch, db, cmd[name])
-            return Forward({**cmd, "$db": db})
-        return await self._branch_command(name, db, branch, cmd, req.joined)
+            projects.check(self.catalog, branch, db)
+        return Call(name, db, branch, cmd, req)
+
+    def _routes(self) -> dict[str, Route]:
+        """Every command Argon answers other than by forwarding it as sent: what
+        answers it on main, and on any other branch."""
+        cols, ix = self.collections, self.indexes
+        write = Route(self.writes.write, self.writes.write)
+        read = Route(None, self._read)
+        stats = Route(None, self._stats)
+        indexed = Route(self._indexes_on_main, self._indexes)
+        return {
+            **dict.fromkeys(WRITE_COMMANDS, write),
+            "bulkWrite": Route(self.writes.bulk_write, self.writes.bulk_write),
+            "listDatabases": Route(self._list_databases, self._list_databases),
+            "listCollections": Route(self._list_collections, self._list_collections),
+            "aggregate": Route(self._aggregate_on_main, self._aggregate),
+            **dict.fromkeys(("find", "count", "distinct"), read),
+            "explain": Route(None, self._explain),
+            **dict.fromkeys(("collStats", "dbStats", "validate"), stats),
+            "createIndexes": indexed,
+            "dropIndexes": indexed,
+            "listIndexes": Route(None, lambda c: ix.list_indexes(c.branch, c.db, c.cmd)),
+            "create": Route(self._create_on_main, lambda c: cols.create(c.db, c.branch, c.cmd)),
+            "collMod": Route(self._coll_mod_on_main, self._coll_mod),
+            "drop": Route(self._moved_on_main, lambda c: cols.drop(c.db, c.branch, c.cmd)),
+            "dropDatabase": Route(
+                self._moved_on_main, lambda c: cols.drop_database(c.db, c.branch)
+            ),
+            "renameCollection": Route(
+                self._moved_on_main, lambda c: cols.rename(c.branch, c.cmd, c.client)
+            ),
+        }
+
+    # -- handlers on main --------------------------------------------------------
+
+    async def _moved_on_main(self, call: Call) -> Reply:
+        moved = await self._move_on_main(call.name, call.db, call.cmd)
+        return moved if moved is not None else call.forward()
+
+    async def _coll_mod_on_main(self, call: Call) -> Reply:
+        """Refuse changing a view of main while branches exist: they read main's
+        definition of it, which must stay as it was when they forked."""
+        name = call.cmd.get("collMod")
+        if isinstance(name, str) and self.catalog.children(MAIN):
+            listed = await self.db.find_cursor(
+                call.db, {"listCollections": 1, "filter": {"name": name}}
+            )
+            if listed and listed[0].get("type") == "view":
+                self._guard_main(f"collMod of view {call.db}.{name}")
+        return call.forward()
+
+    async def _aggregate_on_main(self, call: Call) -> Reply:
+        if aggregate_out.ends_in_write(call.cmd):
+            return await self._aggregate_out(call)
+        await self.reader.aggregate(call.branch, call.db, call.cmd)  # checks its stages
+        return Forward({**namespaces.without_internal_changes(call.cmd), "$db": call.db})
+
+    async def _indexes_on_main(self, call: Call) -> Reply:
+        # In a client transaction main has no children here (else refused before):
+        # the upstream alone judges the index change.
+        if isinstance(call.cmd.get(call.name), str) and call.joined is None:
+            return await self.indexes.change_on_main(call.db, call.cmd)
+        return call.forward()
+
+    async def _create_on_main(self, call: Call) -> Reply:
+        name = call.cmd.get("create")
+        if isinstance(name, str):  # keep it off the children
+            await self.catalog.child_overlays(call.branch, call.db, name)
+        return call.forward()
 
     async def _move_on_main(self, name: str, db: str, cmd: dict[str, Any]) -> dict[str, Any] | None:
         """A drop or rename on main, which branches (of this proxy or another one)
@@ -359,8 +366,8 @@ class Engine:
                     return await archives.drop_database(self, db)
                 return await archives.rename(
                     self,
-                    _namespace(target),
-                    _namespace(cmd.get("to")),
+                    namespace(target),
+                    namespace(cmd.get("to")),
                     bool(cmd.get("dropTarget")),
                 )
             except StaleCatalog:
@@ -380,15 +387,6 @@ class Engine:
             + ": it changes Argon's branch catalog. Run it before the transaction.",
         )
 
-    async def _coll_mod_on_main(self, db: str, name: str) -> None:
-        """Refuse changing a view of main while branches exist: they read main's
-        definition of it, which must stay as it was when they forked."""
-        if not self.catalog.children(MAIN):
-            return
-        listed = await self.db.find_cursor(db, {"listCollections": 1, "filter": {"name": name}})
-        if listed and listed[0].get("type") == "view":
-            self._guard_main(f"collMod of view {db}.{name}")
-
     def _guard_main(self, name: str) -> None:
         others = sorted(b for b in self.catalog.branches if b != MAIN)
         if others:
@@ -399,20 +397,31 @@ class Engine:
                 "not be kept isolated from it. Delete or merge them first.",
             )
 
-    async def _branch_command(
-        self, name: str, db: str, branch: Branch, cmd: dict[str, Any], joined: Runner | None
-    ) -> dict[str, Any] | Forward:
-        handlers = {
-            "find": self.reader.find,
-            "aggregate": self.reader.aggregate,
-            "count": self.reader.count,
-            "distinct": self.reader.distinct,
-        }
+    # -- handlers on other branches ----------------------------------------------
+
+    async def _aggregate(self, call: Call) -> Reply:
+        if is_change_stream(call.cmd):
+            return await self.streams.open(call.branch, call.db, call.cmd, call.joined is not None)
+        if aggregate_out.ends_in_write(call.cmd):
+            return await self._aggregate_out(call)
+        return await self._read(call)
+
+    async def _aggregate_out(self, call: Call) -> Reply:
+        """An aggregate ending in ``$out`` or ``$merge``: its writes go through the
+        write path (``aggregate_out.py``), on every branch."""
+        if call.joined is not None:
+            raise unsupported("aggregate with $out or $merge in a transaction", call.branch.name)
+        return await aggregate_out.run(self, call.branch, call.db, call.cmd, call.client)
+
+    async def _read(self, call: Call) -> Reply:
+        """find, aggregate, count or distinct on a branch: merged here, rewritten
+        to run upstream over the branch's layers, or forwarded as it is."""
+        name, db, branch, cmd = call.name, call.db, call.branch, call.cmd
         # A held cursor reads outside transactions and snapshots, and without the plan
         # a hint names: the upstream's own cursor does all three.
         if (
             name == "find"
-            and joined is None
+            and call.joined is None
             and "hint" not in cmd
             and snapshot_concern(cmd) is None
             and not await self.reader.is_view(branch, db, cmd["find"])
@@ -424,70 +433,55 @@ class Engine:
                 if merged is not None:
                     metrics.BRANCH_READS.labels("merged").inc()
                     return merged
-        if name in handlers:
-            result = await handlers[name](branch, db, cmd, joined)
-            metrics.BRANCH_READS.labels("passthrough" if result is None else "pushdown").inc()
-            if result is None:
-                return Forward({**cmd, "$db": db})
-            return Forward({**result, "$db": db}) if name in ("find", "aggregate") else result
-        if name in NAMESPACE_FREE:
-            return Forward({**cmd, "$db": db})
-        if name in ("createIndexes", "dropIndexes"):
-            if branch.read_only:
-                raise _read_only(branch, name)
-            if await self.reader.is_view(branch, db, cmd.get(name)):
-                raise not_on_a_view(db, str(cmd[name]), name)
-            change = indexes.create_indexes if name == "createIndexes" else indexes.drop_indexes
-            return await change(self, branch, db, cmd)
-        if name == "listIndexes":
-            return await indexes.list_indexes(self, branch, db, cmd)
-        if name == "create":
-            return await self._create(db, branch, cmd)
-        if name == "collMod" and isinstance(cmd.get(name), str):
-            return await self._coll_mod(db, branch, cmd)
-        if name == "drop":
-            return await self._drop(db, branch, cmd)
-        if name == "dropDatabase":
-            return await self._drop_database(db, branch)
-        if name == "explain":
-            return await self._explain(db, branch, cmd, joined)
-        if name in ("collStats", "dbStats", "validate"):
-            coll = cmd.get(name) if isinstance(cmd.get(name), str) else None
-            if coll and (await self.reader.view(branch, db, coll)).passthrough:
-                return Forward({**cmd, "$db": db})
-            if coll and name == "validate":
-                return await self._validate(db, branch, coll, cmd)
-        raise unsupported(name, branch.name)
+        readers = {
+            "find": self.reader.find,
+            "aggregate": self.reader.aggregate,
+            "count": self.reader.count,
+            "distinct": self.reader.distinct,
+        }
+        result = await readers[name](branch, db, cmd, call.joined)
+        metrics.BRANCH_READS.labels("passthrough" if result is None else "pushdown").inc()
+        if result is None:
+            return call.forward()
+        return Forward({**result, "$db": db}) if name in ("find", "aggregate") else result
 
-    async def _validate(
-        self, db: str, branch: Branch, coll: str, cmd: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Validate every collection that holds the branch's view of ``db.coll`` (main's
-        and the overlays), with the client's options; valid if all of them are."""
-        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
-        if not listed["cursor"]["firstBatch"]:
-            raise ArgonError(26, f"Collection '{db}.{coll}' does not exist to validate.")
-        options = {k: v for k, v in cmd.items() if k not in ("validate", "$db", *GENERIC_FIELDS)}
-        out: dict[str, Any] = {"ns": f"{db}.{coll}", "valid": True, "errors": [], "warnings": []}
-        for layer in (await self.reader.view(branch, db, coll)).layers:
-            try:
-                reply = await self.db.command(db, {"validate": layer.coll, **options})
-            except ArgonError as exc:
-                if exc.code == 26:  # an overlay nothing was written to yet
-                    continue
-                raise
-            out["valid"] = out["valid"] and bool(reply.get("valid"))
-            out["errors"] += list(reply.get("errors") or [])
-            out["warnings"] += list(reply.get("warnings") or [])
-        return {**out, "ok": 1.0}
+    async def _list_collections(self, call: Call) -> Reply:
+        return await self.reader.list_collections(call.branch, call.db, call.cmd)
 
-    async def _explain(
-        self, db: str, branch: Branch, cmd: dict[str, Any], joined: Runner | None
-    ) -> Forward:
+    async def _indexes(self, call: Call) -> Reply:
+        name, db, branch, cmd = call.name, call.db, call.branch, call.cmd
+        if branch.read_only:
+            raise read_only(branch, name)
+        if await self.reader.is_view(branch, db, cmd.get(name)):
+            raise not_on_a_view(db, str(cmd[name]), name)
+        if name == "createIndexes":
+            return await self.indexes.create_indexes(branch, db, cmd)
+        return await self.indexes.drop_indexes(branch, db, cmd)
+
+    async def _coll_mod(self, call: Call) -> Reply:
+        if not isinstance(call.cmd.get("collMod"), str):
+            raise unsupported("collMod", call.branch.name)
+        return await self.collections.coll_mod(call.db, call.branch, call.cmd)
+
+    async def _stats(self, call: Call) -> Reply:
+        """collStats, dbStats and validate: the upstream's own where the branch has
+        not changed the collection; validate checks every layer otherwise."""
+        coll = call.cmd.get(call.name)
+        if (
+            isinstance(coll, str)
+            and (await self.reader.view(call.branch, call.db, coll)).passthrough
+        ):
+            return call.forward()
+        if isinstance(coll, str) and call.name == "validate":
+            return await self.collections.validate(call.db, call.branch, coll, call.cmd)
+        raise unsupported(call.name, call.branch.name)
+
+    async def _explain(self, call: Call) -> Reply:
         """Explain what Argon really runs for a branch's find or aggregate: the
         command itself where the branch has not changed the collection, else the
         aggregate over the branch's layers. Others run as several commands, which
         no one plan describes."""
+        db, branch, cmd = call.db, call.branch, call.cmd
         inner = cmd.get("explain")
         kind = next(iter(inner), "") if isinstance(inner, dict) else ""
         if kind not in ("find", "aggregate"):
@@ -498,7 +492,7 @@ class Engine:
             )
         assert isinstance(inner, dict)
         read = self.reader.find if kind == "find" else self.reader.aggregate
-        rewritten = await read(branch, db, {**inner, "$db": db}, joined)
+        rewritten = await read(branch, db, {**inner, "$db": db}, call.joined)
         plan = {k: v for k, v in (rewritten or inner).items() if k != "$db"}
         return Forward({**cmd, "explain": plan, "$db": db})
 
@@ -526,400 +520,17 @@ class Engine:
         reply = {"cursorsKilled": killed, "cursorsNotFound": [], "cursorsAlive": []}
         return {**reply, "cursorsUnknown": [], "ok": 1.0}
 
-    async def _list_databases(self, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def _list_databases(self, call: Call) -> Reply:
+        branch, cmd = call.branch, call.cmd
         reply = await self.db.command("admin", {k: v for k, v in cmd.items() if k != "$db"})
         reply["databases"] = [
             d
             for d in reply.get("databases", [])
-            if d["name"] != INTERNAL_DB and projects.covers(self, branch, d["name"])
+            if d["name"] != INTERNAL_DB and projects.covers(self.catalog, branch, d["name"])
         ]
         reply.pop("$clusterTime", None)
         reply.pop("operationTime", None)
         return reply
-
-    # -- collections on branches ---------------------------------------------
-
-    async def route_create(self, branch: Branch, db: str, coll: str) -> None:
-        """Create ``db.coll`` on ``branch`` (main included), keeping children isolated."""
-        if branch.name != MAIN:
-            await self._create(db, branch, {"create": coll})
-            return
-        await self.catalog.child_overlays(branch, db, coll)
-        await self.db.command(db, {"create": coll})
-
-    async def _create(
-        self, db: str, branch: Branch, cmd: dict[str, Any], *, quiet: bool = False
-    ) -> dict[str, Any]:
-        """Create ``db.coll`` on ``branch``: its overlay becomes the whole collection,
-        created with the client's options, so mongod applies them (validation,
-        collation, pre- and post-images) and lists them. ``quiet``: no ``create``
-        event for the branch's change streams (a rename's target)."""
-        if branch.read_only:
-            raise _read_only(branch, "create")
-        coll = cmd["create"]
-        if "viewOn" in cmd:
-            return await self._create_view(db, branch, cmd)
-        options = {k: v for k, v in cmd.items() if k not in ("create", "$db", *generic(cmd))}
-        refused = sorted(set(options) - BRANCH_CREATE_OPTIONS)
-        if refused:
-            raise unsupported(
-                f"create with {', '.join(refused)}",
-                branch.name,
-                "a branch's collection is an overlay that Argon writes tombstones and "
-                "copies into and reads together with its base, which capped, time series, "
-                "clustered collections, views and a default collation do not allow",
-            )
-        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
-        if listed["cursor"]["firstBatch"]:
-            raise ArgonError(48, f"Collection {db}.{coll} already exists.")
-        await self.catalog.child_overlays(branch, db, coll)  # keep it off the children
-        ov = await self.catalog.ensure_overlay(branch, db, coll)
-        await self.catalog.set_flags(ov, cut=ov.cut, present=True)
-        exists = await self.catalog.upstream_has(db, ov.name)
-        if exists and options:  # it holds nothing the branch shows: start it anew
-            await self.db.command(db, {"drop": ov.name})
-        if options or not exists:
-            await self.db.command(db, {"create": ov.name, **options})
-        if not quiet:
-            described = {"idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"}, **options}
-            await mark(self.db, branch, "create", db, coll, described)
-        return {"ok": 1.0}
-
-    async def _create_view(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
-        """A view created on ``branch``: its definition kept in the branch's catalog
-        (``branch_views.py``), read over the branch's view of its source."""
-        name, view_on, pipeline = cmd["create"], cmd.get("viewOn"), cmd.get("pipeline", [])
-        extra = set(cmd) - {"create", "viewOn", "pipeline", "collation", *generic(cmd)}
-        if not isinstance(view_on, str) or not view_on or not isinstance(pipeline, list):
-            raise ArgonError(BAD_VALUE, "create: 'viewOn' must be a name and 'pipeline' a list")
-        if extra:
-            raise ArgonError(INVALID_OPTIONS, f"create of a view does not take {sorted(extra)}")
-        if await self._listed(branch, db, name) is not None:
-            raise ArgonError(NAMESPACE_EXISTS, f"Collection {db}.{name} already exists.")
-        definition = ViewDef(view_on, tuple(pipeline), cmd.get("collation")).to_options()
-        await self.catalog.child_overlays(branch, db, name)  # keep it off the children
-        ov = await self.catalog.ensure_overlay(branch, db, name)
-        await self.catalog.set_view(ov, definition)
-        await self.catalog.set_flags(ov, cut=True, present=True)
-        await mark(self.db, branch, "create", db, name, definition)
-        return {"ok": 1.0}
-
-    async def _coll_mod(self, db: str, branch: Branch, cmd: dict[str, Any]) -> dict[str, Any]:
-        """``collMod`` of a collection the branch alone holds (created on it, or
-        dropped and created again): its overlay is the whole collection."""
-        if branch.read_only:
-            raise _read_only(branch, "collMod")
-        coll = cmd["collMod"]
-        options = {k: v for k, v in cmd.items() if k not in ("collMod", "$db", *generic(cmd))}
-        refused = sorted(set(options) - BRANCH_COLL_MOD_OPTIONS)
-        own = self.catalog.overlay(branch, db, coll)
-        alone = own is not None and own.present and await self._holds_alone(branch, db, coll)
-        if refused or not alone or self.catalog.children(branch.name):
-            why = (
-                f"Argon does not apply {', '.join(refused)} to a branch's collection"
-                if refused
-                else "it has child branches"
-                if self.catalog.children(branch.name)
-                else "the collection also reads its parent's data, whose options it shares"
-            )
-            raise unsupported("collMod", branch.name, why)
-        assert own is not None
-        reply = await self.db.command(db, {**cmd, "collMod": own.name})
-        await mark(self.db, branch, "modify", db, coll, options)
-        return {k: v for k, v in reply.items() if k not in ("$clusterTime", "operationTime")}
-
-    async def _rename(
-        self, branch: Branch, cmd: dict[str, Any], client: ClientIdentity
-    ) -> dict[str, Any]:
-        """``renameCollection`` on a branch: the target created with the source's
-        options and indexes, the source's documents put into it (one transaction
-        and WAL entry each, as ``$out`` does), then the source dropped."""
-        if branch.read_only:
-            raise _read_only(branch, "renameCollection")
-        if self.catalog.children(branch.name):
-            raise unsupported("renameCollection", branch.name, "it has child branches")
-        (src_db, src), (dst_db, dst) = (_namespace(cmd.get(k)) for k in ("renameCollection", "to"))
-        if (src_db, src) == (dst_db, dst):
-            raise ArgonError(ILLEGAL_OPERATION, "Can't rename a collection to itself")
-        source = await self._listed(branch, src_db, src)
-        if source is None:
-            missing = f"Source collection {src_db}.{src} does not exist"
-            raise ArgonError(NAMESPACE_NOT_FOUND, missing)
-        options = dict(source.get("options") or {})
-        if set(options) - BRANCH_CREATE_OPTIONS or source.get("type") != "collection":
-            raise unsupported(
-                f"renameCollection of {src_db}.{src}",
-                branch.name,
-                "its options (capped, a view, ...) cannot be created on a branch",
-            )
-        everything = await self._everything(branch, src_db, src)
-        docs = [d async for d in self.db.cursor(src_db, everything)]
-        if len(docs) > aggregate_out.MAX_DOCUMENTS:
-            raise unsupported(
-                f"renameCollection of {len(docs)} documents",
-                branch.name,
-                f"Argon moves them in one transaction, up to {aggregate_out.MAX_DOCUMENTS}",
-            )
-        described: dict[str, Any] = {"to": {"db": dst_db, "coll": dst}}
-        target = await self._listed(branch, dst_db, dst)
-        if target is not None:
-            if not cmd.get("dropTarget"):
-                raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
-            await self._drop(dst_db, branch, {"drop": dst})
-            if target.get("info", {}).get("uuid") is not None:
-                described["dropTarget"] = target["info"]["uuid"]
-        specs = await indexes.list_specs(self.catalog, branch, src_db, src)
-        # The steps are the rename's, not changes of their own: its streams see it alone.
-        await self._create(dst_db, branch, {"create": dst, **options}, quiet=True)
-        made = [{k: v for k, v in s.items() if k not in ("v", "ns")} for s in specs]
-        made = [s for s in made if s.get("name") != "_id_"]
-        if made:
-            create = {"createIndexes": dst, "indexes": made}
-            await indexes.create_indexes(self, branch, dst_db, create, quiet=True)
-        ctx = WriteContext(branch, dst_db, dst, client, extra={MOVED: f"{src_db}.{src}"})
-        await self.writer.put_many(ctx, [(d["_id"], d) for d in docs])
-        await self._drop(src_db, branch, {"drop": src}, moved=True)
-        uuid = source.get("info", {}).get("uuid")
-        await mark(self.db, branch, "rename", src_db, src, described, uuid)
-        return {"ok": 1.0}
-
-    async def _listed(self, branch: Branch, db: str, coll: str) -> dict[str, Any] | None:
-        """The branch's listCollections entry of ``db.coll``, if it has the collection."""
-        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
-        found: list[dict[str, Any]] = listed["cursor"]["firstBatch"]
-        return found[0] if found else None
-
-    async def _everything(self, branch: Branch, db: str, coll: str) -> dict[str, Any]:
-        """An aggregate reading every document of the branch's ``db.coll``."""
-        read: dict[str, Any] = {"aggregate": coll, "pipeline": [], "cursor": {}}
-        return await self.reader.aggregate(branch, db, read) or read
-
-    async def _holds_alone(self, branch: Branch, db: str, coll: str) -> bool:
-        """Whether no layer below the branch's own overlay holds ``db.coll``."""
-        for b in self.catalog.chain(branch):
-            ov = self.catalog.overlay(b, db, coll)
-            if b.name == branch.name:
-                if ov is not None and ov.cut:
-                    return True
-                continue
-            if b.name == MAIN:
-                return not await self.catalog.base_exists(branch, db, coll)
-            if ov is not None and ov.present:
-                return False
-            if ov is not None and ov.cut:
-                return True
-        return True
-
-    async def _drop(
-        self, db: str, branch: Branch, cmd: dict[str, Any], *, moved: bool = False
-    ) -> dict[str, Any]:
-        """Drop ``db.coll`` on ``branch`` (``moved``: by a rename, whose own event the
-        branch's change streams report instead of a drop)."""
-        if branch.read_only:
-            raise _read_only(branch, "drop")
-        coll = cmd["drop"]
-        if self.catalog.children(branch.name):
-            raise unsupported("drop", branch.name, "it has child branches")
-        listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
-        if not listed["cursor"]["firstBatch"]:
-            raise ArgonError(26, "ns not found")
-        ov = await self.catalog.ensure_overlay(branch, db, coll)
-        # The overlay collection goes whole, its indexes and options (a validator) with
-        # it: a collection created again under the name starts without them, as on
-        # mongod. Whatever it held was the branch's alone, now dropped.
-        try:
-            await self.db.command(db, {"drop": ov.name})
-        except CommandError as exc:
-            if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection yet
-                raise
-        for bumped in await self.catalog.bump(self.db, [ov]):
-            bumped.version += 1
-        ov.ids, ov.tombstones = {}, set()
-        if ov.view is not None:
-            await self.catalog.set_view(ov, None)
-        await self.catalog.set_flags(ov, cut=True, present=False, dropped=True, moved=moved)
-        await indexes.store(self, ov, None)
-        return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
-
-    async def _drop_database(self, db: str, branch: Branch) -> dict[str, Any]:
-        """Drop every collection the branch shows in ``db``, each as ``drop`` does.
-
-        Like mongod, dropping a database that has no collections succeeds
-        without ``dropped``; main and the branch's parents keep theirs."""
-        if branch.read_only:
-            raise _read_only(branch, "dropDatabase")
-        if self.catalog.children(branch.name):
-            raise unsupported("dropDatabase", branch.name, "it has child branches")
-        listed = await self.reader.list_collections(branch, db, {"nameOnly": True})
-        names = [c["name"] for c in listed["cursor"]["firstBatch"]]
-        for coll in names:
-            if not coll.startswith("system."):
-                await self._drop(db, branch, {"drop": coll})
-        if names:
-            await mark(self.db, branch, "dropDatabase", db)
-        return {"dropped": db, "ok": 1.0} if names else {"ok": 1.0}
-
-    # -- writes ------------------------------------------------------------------
-
-    async def _bulk_write(self, branch: Branch, req: Request) -> dict[str, Any]:
-        """Client-level bulkWrite, one write-path statement per op (see bulk_write.py)."""
-        cmd = req.command
-        if branch.read_only:
-            raise _read_only(branch, "bulkWrite")
-        bulk_write.validate(cmd, branch)
-        for entry in cmd["nsInfo"]:
-            projects.check(self, branch, str(entry["ns"]).partition(".")[0])
-        ctx = WriteContext(
-            branch, "", "", ClientIdentity(req.app_name, None, req.connection_id), req.joined
-        )
-        if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
-            ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
-        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
-            ctx.write_concern = cmd["writeConcern"]
-        return await bulk_write.run(self.writer, ctx, cmd)
-
-    async def _write(self, name: str, db: str, branch: Branch, req: Request) -> dict[str, Any]:
-        cmd = req.command
-        if branch.read_only:
-            raise _read_only(branch, name)
-        coll = cmd[name]
-        if not isinstance(coll, str) or is_internal(coll):
-            raise ArgonError(73, f"Invalid namespace specified '{db}.{coll}'")
-        if await self.reader.is_view(branch, db, coll):
-            raise not_on_a_view(db, coll, name)
-        ctx = WriteContext(
-            branch, db, coll, ClientIdentity(req.app_name, None, req.connection_id), req.joined
-        )
-        if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
-            ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
-        if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
-            ctx.write_concern = cmd["writeConcern"]
-        if name != "findAndModify":  # findAndModify's fields are its one statement's
-            ctx.options = write_options(name, cmd)
-        try:
-            return await self._write_statements(name, ctx, req)
-        except CommandError as exc:
-            if is_transient(exc):
-                raise (_transient(exc) if req.joined else _still_conflicting(name, ctx)) from None
-            raise
-
-    async def _write_statements(self, name: str, ctx: WriteContext, req: Request) -> dict[str, Any]:
-        cmd = req.command
-        if name == "findAndModify":
-            outcome = await self.writer.find_and_modify(ctx, cmd)
-            return _with_concern_error(
-                {**outcome.reply_value, "ok": 1.0}, outcome.write_concern_error
-            )
-        key = {"insert": "documents", "update": "updates", "delete": "deletes"}[name]
-        statements = list(cmd.get(key) or [])
-        ordered = cmd.get("ordered", True)
-        reply: dict[str, Any] = {"n": 0}
-        if name == "update":
-            reply["nModified"] = 0
-        upserted, errors = [], []
-        if name == "insert":
-            statements = [d if "_id" in d else {"_id": ObjectId(), **d} for d in statements]
-        concern_error = None
-        start = 0
-        for part in self._parts(name, statements, req):
-            skip = 0
-            if len(part) > 1:
-                # The retry record of a part is keyed by where it starts in the command.
-                ctx.statement = "all" if start == 0 else f"all-{start}"
-                try:
-                    out = await self.writer.insert_batch(ctx, part)
-                except NeedsStatements as exc:
-                    # Some document fails: the rest statement by statement, as mongod
-                    # reports it, after those already applied.
-                    reply["n"] += exc.done
-                    skip = exc.done
-                else:
-                    reply["n"] += out.matched
-                    concern_error = out.write_concern_error or concern_error
-                    start += len(part)
-                    continue
-            for index, stmt in enumerate(part[skip:], start + skip):
-                ctx.statement = index
-                try:
-                    if name == "insert":
-                        out = await self.writer.insert(ctx, stmt)
-                    elif name == "update":
-                        out = await self.writer.update(ctx, stmt)
-                    else:
-                        out = await self.writer.delete(ctx, stmt)
-                except (StatementError, CommandError) as exc:
-                    if (
-                        isinstance(exc, CommandError)
-                        and is_transient(exc)
-                        and (ctx.retry is not None or ctx.joined is not None)
-                    ):
-                        # The driver may retry the whole command (or, in a client's
-                        # transaction, the transaction): say so at the top.
-                        if ctx.joined is not None:
-                            raise _transient(exc) from None
-                        raise
-                    errors.append(exc.write_error(index))
-                    if ordered:
-                        break
-                    continue
-                concern_error = out.write_concern_error or concern_error
-                reply["n"] += out.matched
-                if name == "update":
-                    reply["nModified"] += out.modified
-                    if out.did_upsert:
-                        reply["n"] += 1
-                        upserted.append({"index": index, "_id": out.upserted})
-            if errors and ordered:
-                break
-            start += len(part)
-        if upserted:
-            reply["upserted"] = upserted
-        if errors:
-            reply["writeErrors"] = errors
-        reply["ok"] = 1.0
-        return _with_concern_error(reply, concern_error)
-
-    @staticmethod
-    def _parts(name: str, statements: list[Any], req: Request) -> list[list[Any]]:
-        """The statements cut into the parts that run as one transaction each.
-
-        Inserts outside a client transaction run in bounded parts (``chunks``:
-        one insert command's worth), so no transaction grows with the batch;
-        a part that cannot run whole falls back to its statements one by one.
-        Everything else runs statement by statement.
-        """
-        if name != "insert" or req.joined is not None or len(statements) < 2:
-            return [[s] for s in statements]
-        return chunks(statements)
-
-
-def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:
-    """``reply`` with the commit's ``writeConcernError``, where mongod puts it."""
-    if error:
-        reply["writeConcernError"] = error
-    return reply
-
-
-def _transient(exc: CommandError) -> ArgonError:
-    """A conflict inside a client's transaction, as mongod fails such a statement:
-    the whole command, labelled so that the transaction is started again."""
-    return ArgonError(exc.code, exc.errmsg, labels=("TransientTransactionError",))
-
-
-def _still_conflicting(name: str, ctx: WriteContext) -> ArgonError:
-    """A write that kept conflicting past Argon's retries, labelled for drivers.
-
-    Outside a client transaction mongod never returns a write conflict (it
-    retries), so ``TransientTransactionError`` would be wrong here; a
-    retryable write gets the label that makes a driver retry it.
-    """
-    labels = ("RetryableWriteError",) if ctx.retry is not None else ()
-    return ArgonError(
-        WRITE_CONFLICT,
-        f"{name} on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
-        "writers; the statement that conflicted was not applied: retry it.",
-        labels=labels,
-    )
 
 
 def _refuse_bypass(name: str, branch: str, cmd: Mapping[str, Any]) -> None:
@@ -963,25 +574,8 @@ def _addressed_rename(cmd: dict[str, Any]) -> dict[str, Any]:
     return {**cmd, "renameCollection": plain[0], "to": plain[1], "$db": f"{target.db}@{branch}"}
 
 
-def _namespace(value: Any) -> tuple[str, str]:
-    """``db`` and ``coll`` of a full collection name."""
-    if not isinstance(value, str) or "." not in value:
-        raise ArgonError(INVALID_NAMESPACE, f"Invalid namespace specified '{value}'")
-    db, coll = value.split(".", 1)
-    return db, coll
-
-
 def _inline(out: Any) -> bool:
     return isinstance(out, Mapping) and set(out) == {"inline"}
-
-
-def _read_only(branch: Branch, what: str) -> BranchError:
-    return BranchError(
-        READ_ONLY_BRANCH,
-        f"{what} refused: branch {branch.name!r} is a read-only snapshot"
-        f"{' of ' + branch.point if branch.point else ''}. "
-        "Create a branch from it to make changes.",
-    )
 
 
 def decode_command(body: bytes, sequences: Iterable[tuple[str, list[bytes]]]) -> dict[str, Any]:

@@ -103,8 +103,8 @@ async def _apply(engine: Engine, target: Branch, change: IndexChange) -> IndexCh
 
 async def _run(engine: Engine, target: Branch, db: str, cmd: dict[str, Any]) -> None:
     if target.name == MAIN:
-        await indexes.change_on_main(engine, db, cmd)
+        await engine.indexes.change_on_main(db, cmd)
     elif "createIndexes" in cmd:
-        await indexes.create_indexes(engine, target, db, cmd)
+        await engine.indexes.create_indexes(target, db, cmd)
     else:
-        await indexes.drop_indexes(engine, target, db, cmd)
+        await engine.indexes.drop_indexes(target, db, cmd)

@@ -150,3 +150,11 @@ def is_internal(collection: str) -> bool:
 
 def valid_db_name(db: str) -> bool:
     return bool(db) and not _RESERVED_DB_CHARS.search(db) and "\x00" not in db
+
+
+def namespace(value: object) -> tuple[str, str]:
+    """``db`` and ``coll`` of a full collection name (``db.coll``)."""
+    if not isinstance(value, str) or "." not in value:
+        raise ArgonError(INVALID_NAMESPACE, f"Invalid namespace specified '{value}'")
+    db, coll = value.split(".", 1)
+    return db, coll

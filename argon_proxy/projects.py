@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Branch, now
+from .catalog import Branch, Catalog, now
 from .errors import (
     BAD_VALUE,
     NOT_IN_PROJECT,
@@ -51,11 +51,11 @@ def belongs(engine: Engine, branch: Branch, project: Any) -> bool:
     return branch.name == MAIN or branch.project == wanted
 
 
-def check(engine: Engine, branch: Branch, db: str) -> None:
+def check(catalog: Catalog, branch: Branch, db: str) -> None:
     """Refuse ``db`` through ``branch`` when the branch's project does not cover it."""
     if branch.project is None or db in _SYSTEM_DBS or not db:
         return
-    databases = engine.catalog.projects.get(branch.project, {}).get("databases")
+    databases = catalog.projects.get(branch.project, {}).get("databases")
     if databases is not None and db not in databases:
         raise ArgonError(
             NOT_IN_PROJECT,
@@ -65,9 +65,9 @@ def check(engine: Engine, branch: Branch, db: str) -> None:
         )
 
 
-def covers(engine: Engine, branch: Branch, db: str) -> bool:
+def covers(catalog: Catalog, branch: Branch, db: str) -> bool:
     try:
-        check(engine, branch, db)
+        check(catalog, branch, db)
     except ArgonError:
         return False
     return True

@@ -43,9 +43,10 @@ from wire.compression import compress_message, must_not_compress
 from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME, sections_follow_body
 
 from . import metrics
+from .calls import Forward, Request
 from .clustertime import CLOCK
 from .config import Settings
-from .engine import Engine, Forward, Request, decode_command
+from .engine import Engine, decode_command
 from .errors import (
     DUPLICATE_FIELD,
     UNSUPPORTED_OP_QUERY_COMMAND,
