@@ -9,8 +9,8 @@ the target is then made to hold exactly those documents with
 document that changes, frozen into children like every write. ``$merge``
 works the same way on the documents its results match by ``_id``
 (``whenMatched`` replace, keepExisting, merge or fail; ``whenNotMatched``
-insert, discard or fail); other ``on`` fields and pipeline ``whenMatched``
-are refused. Readers see
+insert, discard or fail), and on other ``on`` fields (``merge_on_fields.py``);
+a pipeline ``whenMatched`` is refused. Readers see
 the old target or the new one, never a mix. Replacements larger than one
 transaction should hold are refused rather than done in parts.
 """
@@ -24,6 +24,7 @@ import bson
 from . import projects
 from .catalog import Branch, hashable_id
 from .errors import BAD_VALUE, INVALID_OPTIONS, ArgonError
+from .merge_on_fields import on_fields, planned_writes
 from .naming import INTERNAL_DB, is_internal
 from .reads import unsupported
 from .view import fetch
@@ -60,21 +61,20 @@ def _target(db: str, spec: Any) -> tuple[str, str]:
 _MERGE_KEYS = {"into", "on", "whenMatched", "whenNotMatched", "let"}
 
 
-def _merge_spec(spec: Any, branch: Branch) -> tuple[Any, str, str]:
-    """``into``, ``whenMatched`` and ``whenNotMatched`` of a ``$merge`` Argon can run."""
+def _merge_spec(spec: Any, branch: Branch) -> tuple[Any, str, str, tuple[str, ...]]:
+    """``into``, ``whenMatched``, ``whenNotMatched`` and ``on`` of a ``$merge`` Argon
+    can run."""
     if isinstance(spec, str):
-        return spec, "merge", "insert"
+        return spec, "merge", "insert", ("_id",)
     if not isinstance(spec, dict) or set(spec) - _MERGE_KEYS or "into" not in spec:
         raise ArgonError(BAD_VALUE, "$merge takes into, on, whenMatched, whenNotMatched, let")
-    on = spec.get("on", "_id")
-    if on not in ("_id", ["_id"]):
-        raise unsupported("$merge on fields other than _id", branch.name)
+    on = on_fields(spec)
     matched, not_matched = spec.get("whenMatched", "merge"), spec.get("whenNotMatched", "insert")
     if matched not in ("replace", "keepExisting", "merge", "fail"):
         raise unsupported(f"$merge with whenMatched {matched!r}", branch.name)
     if not_matched not in ("insert", "discard", "fail"):
         raise ArgonError(BAD_VALUE, f"$merge: unknown whenNotMatched {not_matched!r}")
-    return spec["into"], matched, not_matched
+    return spec["into"], matched, not_matched, on
 
 
 async def run(
@@ -112,7 +112,14 @@ async def run(
     ns = f"{db}.{cmd['aggregate']}" if isinstance(cmd.get("aggregate"), str) else f"{db}.$cmd"
     reply = {"cursor": {"id": bson.Int64(0), "ns": ns, "firstBatch": []}, "ok": 1.0}
     if modes is not None:
-        return _with_concern_error(reply, await _merge(engine, ctx, results, modes[1], modes[2]))
+        if modes[3] != ("_id",) and "collation" in cmd:
+            raise unsupported(
+                "$merge on fields other than _id with a collation",
+                branch.name,
+                "Argon pairs results with the target's documents by exact BSON equality",
+            )
+        merged = await _merge(engine, ctx, results, modes[1:])
+        return _with_concern_error(reply, merged)
     before = await _ids(engine, branch, target_db, target)
     if len(before) + len(results) > MAX_DOCUMENTS:
         raise unsupported(
@@ -146,16 +153,20 @@ async def _merge(
     engine: Engine,
     ctx: WriteContext,
     results: list[dict[str, Any]],
-    when_matched: str,
-    when_not_matched: str,
+    modes: tuple[str, str, tuple[str, ...]],
 ) -> Outcome | None:
-    """Write ``results`` into the target as ``$merge`` does, matching by ``_id``."""
+    """Write ``results`` into the target as ``$merge`` does; ``modes``: its
+    ``whenMatched``, ``whenNotMatched`` and ``on`` fields."""
+    when_matched, when_not_matched, on = modes
     if len(results) > MAX_DOCUMENTS:
         raise unsupported(
             f"aggregate with $merge of {len(results)} documents",
             ctx.branch.name,
             f"Argon writes them in one transaction, up to {MAX_DOCUMENTS} documents",
         )
+    if on != ("_id",):
+        planned = await planned_writes(engine, ctx, results, on, (when_matched, when_not_matched))
+        return await engine.writer.put_many(ctx, list(planned.values())) if planned else None
     results = [d if "_id" in d else {"_id": bson.ObjectId(), **d} for d in results]
     current = await fetch(
         engine.db, engine.catalog, ctx.branch, ctx.db, ctx.coll, [d["_id"] for d in results]

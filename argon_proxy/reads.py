@@ -508,7 +508,7 @@ class Reader:
                 # Every layer reads the point the first one chose, as one read would.
                 snapshot = {**snapshot, "atClusterTime": reply["atClusterTime"]}
             for value in reply["values"]:
-                seen.setdefault(_distinct_key(value), value)
+                seen.setdefault(equality_key(value), value)
         values = list(seen.values())
         if collation and len(view.layers) > 1:
             values = await _collated(runner, db, values, collation)
@@ -679,7 +679,7 @@ def _has_text(match: Any) -> bool:
     return isinstance(match, dict) and "$text" in match
 
 
-def _distinct_key(value: Any) -> Any:
+def equality_key(value: Any) -> Any:
     """A key equal for two values exactly when BSON comparison finds them equal (the
     equality ``distinct`` uses without a collation): numbers by exact value across
     int, long, double and decimal; booleans apart from numbers; documents and
@@ -689,9 +689,9 @@ def _distinct_key(value: Any) -> Any:
     if isinstance(value, int | float | bson.Decimal128):
         return ("number", _number_key(value))
     if isinstance(value, Mapping):
-        return ("doc", tuple((str(k), _distinct_key(v)) for k, v in value.items()))
+        return ("doc", tuple((str(k), equality_key(v)) for k, v in value.items()))
     if isinstance(value, list):
-        return ("array", tuple(_distinct_key(v) for v in value))
+        return ("array", tuple(equality_key(v) for v in value))
     try:
         hash(value)
     except TypeError:

@@ -76,8 +76,8 @@ def test_out_refusals(c: Client) -> None:
         c.o3.src.aggregate([{"$project": {"_id": "$k"}}, {"$out": "dst"}])
     assert dup.value.code == 11000
     assert docs(c.o3.dst) == [{"_id": "keep"}]  # nothing replaced
-    with pytest.raises(OperationFailure) as merge:
-        c.o3.src.aggregate([{"$merge": {"into": "dst", "on": "k"}}])
+    with pytest.raises(OperationFailure) as merge:  # a pipeline whenMatched
+        c.o3.src.aggregate([{"$merge": {"into": "dst", "whenMatched": [{"$set": {"x": 1}}]}}])
     assert merge.value.code == 115 and "$merge" in str(merge.value)
     linear = c.o3.get_collection("src", read_concern=ReadConcern("linearizable"))
     with pytest.raises(OperationFailure) as concern:  # as mongod refuses it
@@ -110,3 +110,63 @@ def test_merge_into_a_branch(c: Client) -> None:
     assert fail.value.code == 11000
     branch.src.aggregate([{"$merge": {"into": "dst", "whenMatched": "keepExisting"}}])
     assert docs(branch.dst)[0] == {"_id": 1, "v": 0}
+
+
+@pytest.mark.parametrize("where", ["main", "branch"])
+def test_merge_on_other_fields(c: Client, where: str) -> None:
+    """``$merge`` matching on a uniquely indexed field: the matched document keeps
+    its ``_id``, others are inserted, as on mongod; main's data stays apart from
+    the branch's."""
+    base = c[f"o5{where}"]
+    base.src.insert_many([{"_id": 1, "sku": "a", "n": 1}, {"_id": 2, "sku": "b", "n": 2}])
+    base.dst.insert_many([{"_id": 10, "sku": "a", "n": 0, "keep": 1}, {"_id": 11, "sku": "z"}])
+    base.dst.create_index("sku", unique=True)
+    if where == "branch":
+        argon(c, "createBranch", name="merge-on")
+    db = c["o5branch@merge-on"] if where == "branch" else base
+    unset = {"$project": {"_id": 0}}
+    db.src.aggregate([unset, {"$merge": {"into": "dst", "on": "sku"}}])
+    got = docs(db.dst)
+    assert got[:2] == [{"_id": 10, "sku": "a", "n": 1, "keep": 1}, {"_id": 11, "sku": "z"}]
+    assert [(d["sku"], d["n"]) for d in got[2:]] == [("b", 2)]  # a fresh _id
+    db.src.aggregate(
+        [
+            unset,
+            {"$set": {"n": 7}},
+            {
+                "$merge": {
+                    "into": "dst",
+                    "on": ["sku"],
+                    "whenMatched": "replace",
+                    "whenNotMatched": "discard",
+                }
+            },
+        ]
+    )
+    assert docs(db.dst)[:2] == [{"_id": 10, "sku": "a", "n": 7}, {"_id": 11, "sku": "z"}]
+    failures = {
+        66: [{"$merge": {"into": "dst", "on": "sku"}}],  # the result's _id is not the match's
+        11000: [unset, {"$merge": {"into": "dst", "on": "sku", "whenMatched": "fail"}}],
+        13113: [
+            unset,
+            {"$set": {"sku": "new"}},
+            {"$merge": {"into": "dst", "on": "sku", "whenNotMatched": "fail"}},
+        ],
+        51183: [unset, {"$merge": {"into": "dst", "on": "n"}}],  # no unique index on n
+        51132: [{"$project": {"_id": 0, "n": 1}}, {"$merge": {"into": "dst", "on": "sku"}}],
+        51185: [unset, {"$set": {"sku": ["a"]}}, {"$merge": {"into": "dst", "on": "sku"}}],
+        51186: [{"$merge": {"into": "dst", "on": 3}}],
+        51187: [{"$merge": {"into": "dst", "on": []}}],
+        51134: [{"$merge": {"into": "dst", "on": ["sku", 1]}}],
+    }
+    before = docs(db.dst)
+    for code, pipeline in failures.items():
+        with pytest.raises(OperationFailure) as info:
+            db.src.aggregate(pipeline)
+        assert info.value.code == code, pipeline
+    assert docs(db.dst) == before  # a failed $merge writes nothing
+    if where == "branch":
+        assert docs(base.dst) == [
+            {"_id": 10, "sku": "a", "n": 0, "keep": 1},
+            {"_id": 11, "sku": "z"},
+        ]
