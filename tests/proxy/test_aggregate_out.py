@@ -144,7 +144,7 @@ def test_merge_on_other_fields(c: Client, where: str) -> None:
         ]
     )
     assert docs(db.dst)[:2] == [{"_id": 10, "sku": "a", "n": 7}, {"_id": 11, "sku": "z"}]
-    failures = {
+    failures: dict[int, list[dict[str, Any]]] = {
         66: [{"$merge": {"into": "dst", "on": "sku"}}],  # the result's _id is not the match's
         11000: [unset, {"$merge": {"into": "dst", "on": "sku", "whenMatched": "fail"}}],
         13113: [
