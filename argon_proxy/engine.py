@@ -31,6 +31,7 @@ from . import (
     admin,
     aggregate_out,
     archives,
+    graph_lookup,
     metrics,
     namespaces,
     projects,
@@ -404,6 +405,14 @@ class Engine:
             return await self.streams.open(call.branch, call.db, call.cmd, call.joined is not None)
         if aggregate_out.ends_in_write(call.cmd):
             return await self._aggregate_out(call)
+        pipeline = call.cmd.get("pipeline")
+        sources = await graph_lookup.changed_sources(
+            self.reader, call.branch, call.db, pipeline, call.joined
+        )
+        if sources and call.joined is None:
+            return await graph_lookup.run(
+                self.db, self.reader, self.cursors, call.branch, call.db, call.cmd, sources
+            )
         return await self._read(call)
 
     async def _aggregate_out(self, call: Call) -> Reply:

@@ -16,7 +16,6 @@ first builds it on a scratch copy of the view, so mongod judges the data.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,9 @@ import bson
 
 from .catalog import Branch, Catalog, Overlay
 from .errors import ArgonError
-from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN
+from .naming import INTERNAL_DB, MAIN
 from .stream_marks import mark
-from .view import build_view
+from .view import build_view, scratch_copy
 
 if TYPE_CHECKING:
     from .dbclient import DbClient
@@ -215,16 +214,7 @@ class Indexes:
         """Build ``spec`` on a scratch copy of the view, so mongod itself says whether the
         branch's documents are unique under it (and rejects the spec if it is invalid)."""
         view = await build_view(self.catalog, branch, db, coll)
-        scratch = f"{INTERNAL_PREFIX}scratch.{uuid.uuid4().hex}"
-        try:
-            await self.db.command(
-                db,
-                {
-                    "aggregate": view.coll,
-                    "pipeline": [*view.pipeline(), {"$out": scratch}],
-                    "cursor": {},
-                },
-            )
+        async with scratch_copy(self.db, view) as scratch:
             if not await self.catalog.upstream_has(db, scratch):
                 await self.db.command(db, {"create": scratch})
             try:
@@ -232,9 +222,6 @@ class Indexes:
             except ArgonError as exc:
                 shown = exc.errmsg.replace(f"{db}.{scratch}", f"{db}.{coll}")
                 raise ArgonError(exc.code, shown) from None
-        finally:
-            with contextlib.suppress(ArgonError):
-                await self.db.command(db, {"drop": scratch})
 
     async def drop_indexes(self, branch: Branch, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
         coll = cmd["dropIndexes"]

@@ -428,11 +428,12 @@ class Reader:
         if view.passthrough:
             return new
         if name == "$graphLookup":
+            # At the top of a pipeline outside transactions, graph_lookup.py answers.
             raise unsupported(
-                f"$graphLookup of collection {other!r}",
+                f"$graphLookup of collection {other!r} nested in another stage or in a transaction",
                 branch.name,
                 "that collection has changes on the branch; $graphLookup takes no pipeline "
-                "Argon could rewrite",
+                "Argon could rewrite, and a copy of it cannot be made there",
             )
         stages = view.pipeline()
         if name == "$lookup" and "localField" in spec and "foreignField" in spec:

@@ -11,16 +11,20 @@ filter; Argon only adds the ``_id`` exclusions and the tombstone test.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+import trio
 
 from .catalog import Branch, Catalog, Overlay, hashable_id, overlay_key
 from .dbclient import DbClient
-from .naming import MAIN, TOMBSTONE
+from .errors import ArgonError
+from .naming import INTERNAL_PREFIX, MAIN, TOMBSTONE
 
 # An empty $in matches nothing and is answered from the _id index.
 MATCH_NOTHING: dict[str, Any] = {"_id": {"$in": []}}
@@ -221,6 +225,21 @@ class View:
                 }
             )
         return stages
+
+
+@contextlib.asynccontextmanager
+async def scratch_copy(db: DbClient, view: View) -> AsyncIterator[str]:
+    """The name of a scratch collection holding the view's documents, for commands
+    that take no pipeline Argon could rewrite; dropped on exit."""
+    scratch = f"{INTERNAL_PREFIX}scratch.{uuid.uuid4().hex}"
+    try:
+        out = {"aggregate": view.coll, "pipeline": [*view.pipeline(), {"$out": scratch}]}
+        await db.command(view.db, {**out, "cursor": {}})
+        yield scratch
+    finally:
+        # Dropped even when the caller is cancelled, within a bound.
+        with trio.move_on_after(30, shield=True), contextlib.suppress(ArgonError):
+            await db.command(view.db, {"drop": scratch})
 
 
 async def build_view(

@@ -473,6 +473,27 @@ class BranchModel(RuleBasedStateMachine):
         got, want = self.both(branch, "aggregate", pipeline)
         assert list(got) == list(want)
 
+    @rule(branch=branches, depth=st.integers(0, 3))
+    def graph_lookup(self, branch: str, depth: int) -> None:
+        """A traversal over the branch's documents (``a`` names another's ``_id``),
+        crossing its layers at every step."""
+        stage = {
+            "$graphLookup": {
+                "from": COLL,
+                "startWith": "$a",
+                "connectFromField": "a",
+                "connectToField": "_id",
+                "as": "g",
+                "maxDepth": depth,
+            }
+        }
+
+        def reached(coll: Any) -> list[tuple[Any, list[Any]]]:
+            rows = coll.aggregate([stage, {"$sort": {"_id": 1}}], batchSize=2)
+            return [(r["_id"], sorted(str(d["_id"]) for d in r["g"])) for r in rows]
+
+        assert reached(self.coll_on(branch)) == reached(self.copy_of(branch))
+
     @rule(branch=branches, flt=filters, a=a_values)
     @_same_errors
     def aggregate_merge(self, branch: str, flt: dict[str, Any], a: int) -> None:
