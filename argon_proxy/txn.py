@@ -48,6 +48,7 @@ T = TypeVar("T")
 RETRY_FOR = 30.0
 _FIRST_PAUSE = 0.002
 _MAX_PAUSE = 0.25
+_ABORT_WITHIN = 10.0  # seconds an abort may take, even when its caller is cancelled
 JOURNAL_DOC = "journal"  # the __argon.counters document the journal barrier writes
 
 
@@ -135,24 +136,28 @@ class Transaction:
             command["writeConcern"] = dict(write_concern)
         return await run_on(self.conn, "admin", command)
 
-    async def abort(self) -> None:
-        if not self.started or self.conn.broken:
+    async def abort(self, pool: UpstreamPool | None = None) -> None:
+        """Abort it upstream, even when cancelled. On a broken connection (a reply
+        that never came) it goes over a fresh one from ``pool``: the transaction
+        belongs to the session, not the connection, and left open it would hold
+        its locks (stalling other writers and DDL) until the upstream reaps it."""
+        if not self.started:
             return
+        command = {
+            "abortTransaction": 1,
+            "lsid": self.lsid,
+            "txnNumber": self.txn_number,
+            "autocommit": False,
+        }
         with (
-            trio.CancelScope(shield=True),
+            trio.move_on_after(_ABORT_WITHIN, shield=True),
             contextlib.suppress(CommandError, UpstreamIOError),
         ):
-            # The server aborts it anyway; a broken connection is closed by the pool.
-            await run_on(
-                self.conn,
-                "admin",
-                {
-                    "abortTransaction": 1,
-                    "lsid": self.lsid,
-                    "txnNumber": self.txn_number,
-                    "autocommit": False,
-                },
-            )
+            if not self.conn.broken:
+                await run_on(self.conn, "admin", command)
+            elif pool is not None:
+                async with pool.checkout() as fresh:
+                    await run_on(fresh, "admin", command)
 
 
 class JoinedTransaction:
@@ -260,7 +265,7 @@ async def _attempt(
             result = await unit(txn)
             reply = await txn.commit(commit_concern(write_concern))
         except BaseException:
-            await txn.abort()
+            await txn.abort(pool)
             raise
         if receipt is not None:
             receipt.write_concern_error = reply.get("writeConcernError")

@@ -7,11 +7,14 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from argon_proxy.dbclient import run_on
+from argon_proxy.dbclient import CommandError, run_on
 from argon_proxy.errors import UpstreamIOError, UpstreamUnavailable
+from argon_proxy.txn import Transaction
 from argon_proxy.upstream import HEALTH_CHECK_IDLE, Address, UpstreamPool
 
 from ..processes import Process, start_upstream
+
+NO_SUCH_TRANSACTION = 251
 
 
 @pytest.fixture
@@ -81,4 +84,39 @@ async def test_a_connection_the_upstream_closed_is_not_handed_out(own_upstream: 
         async with pool.checkout() as conn:
             assert conn is not first
             assert (await run_on(conn, "admin", {"ping": 1}))["ok"] == 1.0
+    await pool.aclose()
+
+
+async def test_a_transaction_on_a_lost_connection_is_aborted_over_another(
+    own_upstream: Process,
+) -> None:
+    """A transaction belongs to its session, not its connection: when the reply of
+    one of its statements never comes, the abort goes over a fresh connection, so
+    the transaction does not hold its locks until the upstream reaps it."""
+    pool = UpstreamPool(
+        Address("127.0.0.1", own_upstream.port), connect_timeout=1.0, reply_timeout=0.5
+    )
+    async with pool.checkout() as conn:
+        txn = Transaction(conn)
+        await txn.run("abort_db", {"insert": "c", "documents": [{"_id": 1}]})
+        own_upstream.freeze()
+        try:
+            with pytest.raises(UpstreamIOError):
+                await txn.run("abort_db", {"insert": "c", "documents": [{"_id": 2}]})
+            assert conn.broken
+        finally:
+            own_upstream.thaw()
+        await txn.abort(pool)
+    async with pool.checkout() as fresh:
+        commit = {
+            "commitTransaction": 1,
+            "lsid": txn.lsid,
+            "txnNumber": txn.txn_number,
+            "autocommit": False,
+        }
+        with pytest.raises(CommandError) as info:  # aborted: nothing left to commit
+            await run_on(fresh, "admin", commit)
+        assert info.value.code == NO_SUCH_TRANSACTION
+        found = await run_on(fresh, "abort_db", {"find": "c", "filter": {}})
+        assert found["cursor"]["firstBatch"] == []
     await pool.aclose()
