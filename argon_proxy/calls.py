@@ -21,9 +21,11 @@ from .wal import ClientIdentity
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """Forward this command upstream instead of the client's."""
+    """Forward this command upstream instead of the client's; ``after`` runs once
+    its reply has come back (whatever it says)."""
 
     command: dict[str, Any]
+    after: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass

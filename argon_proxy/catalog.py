@@ -57,8 +57,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import bson
 import trio
 
-from .dbclient import CommandError, DbClient
-from .errors import ArgonError
+from .dbclient import CommandError, DbClient, run_checked
+from .errors import EXCEEDED_TIME_LIMIT, ArgonError, UpstreamIOError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
 from .txn import Runner, run_in_transaction
 
@@ -74,6 +74,21 @@ _ENTRIES_OWNED = "entries_have_branch_ids"
 
 
 LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
+# How long a lease of LSNs stays in flight unless released: beyond the lifetime
+# the upstream gives a transaction (60 s on mongod), so its transaction has ended,
+# with room for the clocks of proxies on different hosts to differ.
+LEASE = dt.timedelta(seconds=120)
+_FIRST_SETTLE_PAUSE = 0.001
+_OWN_LEASE_WAIT_MS = 250
+# What a lease of Argon's own transaction meets when the counter stays held.
+_COUNTER_HELD = {
+    "ok": 0.0,
+    "code": 112,
+    "codeName": "WriteConflict",
+    "errmsg": "the LSN counter is held by a transaction that changed the catalog",
+    "errorLabels": ["TransientTransactionError"],
+}
+_MAX_SETTLE_PAUSE = 0.05
 # Tells other proxies of a catalog change in place of ``Catalog.changed``.
 Announce = Callable[[], Awaitable[Any]]
 
@@ -85,6 +100,11 @@ def overlay_key(branch_id: str, db: str, coll: str) -> str:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """A stored date (read back without its zone: UTC) comparable with ``now()``."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def version_key(overlay_key: str) -> str:
@@ -368,6 +388,8 @@ class Catalog:
         self.default_branch = MAIN
         self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
         self.loads = 0  # reloads finished: a change that overlapped one may be lost in it
+        self.forked = 0  # branches this proxy began to create (see ``create_branch``)
+        self.owner: str | None = None  # this proxy's incarnation, named by its leases
         self._reloading = trio.Lock()
 
     async def load(self) -> None:
@@ -740,28 +762,139 @@ class Catalog:
             raise StaleCatalog
 
     # -- LSN -------------------------------------------------------------------
+    #
+    # LSN order must be commit order: a reader that takes the head as its point
+    # must never see an entry at or below it commit later. An allocation made
+    # inside the transaction that commits it would give that for free, but the
+    # counter document would then be held until the commit, and every other
+    # writer (a client's transaction lasts as long as the client likes) would
+    # wait for it. So a transaction leases its LSNs instead: one atomic update
+    # outside it moves the counter and records the range as in flight (with an
+    # expiry on the upstream's clock), the transaction commits, and the lease is
+    # released. Readers wait until no lease at or below the head they read is
+    # live (``current_lsn``). A lease is taken after the transaction has read or
+    # written what it changes, so two writers of one document, which mongod
+    # never lets overlap, lease in the order they commit.
 
     async def allocate_lsns(self, runner: Runner, count: int, announced: int = 0) -> int:
-        """Reserve ``count`` consecutive LSNs in ``runner``'s transaction; returns the
-        first. Inside the transaction that writes their entries, they become visible
-        with them, so LSN order is commit order (a concurrent allocation conflicts and
-        is retried). ``announced``: catalog changes the transaction made itself."""
-        reply = await runner.run(
-            INTERNAL_DB,
-            {
-                "findAndModify": "counters",
-                "query": {"_id": LSN_COUNTER},
-                "update": {"$inc": {"value": bson.Int64(count)}},
-                "upsert": True,
-                "new": True,
-            },
-        )
-        self.check_epoch(reply["value"], announced)
-        return int(reply["value"]["value"]) - count + 1
+        """``count`` consecutive LSNs for entries ``runner`` writes; returns the first.
+
+        In one of Argon's own transactions (a runner with ``at_end``) they are
+        leased and released when it ends. Outside any transaction they are
+        simply taken. A transaction that ``announced`` catalog changes already
+        holds the counter document: it takes them inside itself, as nobody can
+        move the counter before it commits.
+        """
+        if announced:
+            reply = await runner.run(
+                INTERNAL_DB,
+                {
+                    "findAndModify": "counters",
+                    "query": {"_id": LSN_COUNTER},
+                    "update": {"$inc": {"value": bson.Int64(count)}},
+                    "upsert": True,
+                    "new": True,
+                },
+            )
+            self.check_epoch(reply["value"], announced)
+            return int(reply["value"]["value"]) - count + 1
+        at_end = getattr(runner, "at_end", None)
+        if at_end is None:
+            return await self.lease_lsns(count, leased=False)
+        first = await self.lease_lsns(count, owned=True)
+        at_end(lambda: self.release_lsns(first))
+        return first
+
+    async def lease_lsns(
+        self, count: int, *, epoch: int | None = None, leased: bool = True, owned: bool = False
+    ) -> int:
+        """Move the counter by ``count`` outside any transaction; returns the first
+        LSN. ``leased``: record the range as in flight until ``release_lsns``.
+        Raises ``StaleCatalog`` unless the catalog epoch is ``epoch`` (default:
+        this proxy's).
+
+        ``owned``: for one of this proxy's own transactions, which must not wait
+        for the counter (a client's transaction that changed the catalog holds
+        it, and may need this proxy's writers' lock to go on): a short wait, then
+        a transient conflict, which its retry loop answers by letting go of the
+        lock for a while. The lease names this incarnation, so a proxy that
+        ends it after a crash also ends its leases (``incarnation.py``).
+        """
+        bump: dict[str, Any] = {"$add": [{"$ifNull": ["$value", 0]}, count]}
+        stages: list[dict[str, Any]] = [{"$set": {"value": {"$toLong": bump}}}]
+        if leased:
+            moment = now()
+            live = {
+                "$filter": {
+                    "input": {"$ifNull": ["$inflight", []]},
+                    "cond": {"$gt": ["$$this.until", moment]},
+                }
+            }
+            lease: dict[str, Any] = {
+                "first": {"$subtract": ["$value", count - 1]},
+                "until": moment + LEASE,
+            }
+            if owned and self.owner is not None:
+                lease["by"] = {"$literal": self.owner}
+            stages.append({"$set": {"inflight": {"$concatArrays": [live, [lease]]}}})
+        command: dict[str, Any] = {
+            "findAndModify": "counters",
+            "query": {"_id": LSN_COUNTER},
+            "update": stages,
+            "upsert": True,
+            "new": True,
+        }
+        if owned:
+            command["maxTimeMS"] = _OWN_LEASE_WAIT_MS
+        try:
+            reply = await self.db.command(INTERNAL_DB, command)
+        except CommandError as exc:
+            if owned and exc.code == EXCEEDED_TIME_LIMIT:
+                raise CommandError(_COUNTER_HELD) from None
+            raise
+        counter = reply["value"]
+        first = int(counter["value"]) - count + 1
+        if int(counter.get("epoch", 0)) != (self.epoch if epoch is None else epoch):
+            if leased:
+                await self.release_lsns(first)
+            raise StaleCatalog
+        return first
+
+    async def release_lsns(self, first: int) -> None:
+        """End the lease of the range starting at ``first``: its transaction has
+        committed or aborted. Over a fresh connection if the request's is lost."""
+        pull = {"$pull": {"inflight": {"first": first}}}
+        command = {"update": "counters", "updates": [{"q": {"_id": LSN_COUNTER}, "u": pull}]}
+        try:
+            await self.db.command(INTERNAL_DB, command)
+        except UpstreamIOError:
+            async with self.db.pool.checkout() as conn:
+                await run_checked(conn, INTERNAL_DB, command)
 
     async def current_lsn(self) -> int:
-        found = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
-        return int(found[0].get("value", 0)) if found else 0
+        """The LSN head, once final: every LSN up to it has committed or never will.
+
+        Leases at or below the head are waited for; they end when their
+        transactions do, or when they expire (a proxy that died holding one)."""
+        return await self.settle_lsns()
+
+    async def settle_lsns(self, head: int | None = None) -> int:
+        """Wait until no live lease starts at or below ``head`` (default: the
+        current head); returns ``head``."""
+        pause = _FIRST_SETTLE_PAUSE
+        while True:
+            found = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
+            counter = found[0] if found else {}
+            if head is None:
+                head = int(counter.get("value", 0))
+            moment = now()
+            if not any(
+                int(e["first"]) <= head and _aware(e["until"]) > moment
+                for e in counter.get("inflight") or ()
+            ):
+                return head
+            await trio.sleep(pause)
+            pause = min(pause * 2, _MAX_SETTLE_PAUSE)
 
     # -- branches --------------------------------------------------------------
 
@@ -794,6 +927,7 @@ class Catalog:
         async with self.forks.forking():
             if name in self.branches:
                 raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
+            self.forked += 1
             lsn = await self.current_lsn() if base_lsn is None else base_lsn
             branch = Branch(
                 name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
@@ -804,6 +938,10 @@ class Catalog:
                 return branch
             await self._store(branch, fork_now=base_lsn is None)
             self.branches[name] = branch
+        if base_lsn is None:
+            # Writes that leased LSNs up to the base before the fork commit as
+            # part of it: the branch is ready once they have.
+            await self.settle_lsns(branch.base_lsn)
         return branch
 
     async def publish(self, branch: Branch) -> None:

@@ -68,6 +68,7 @@ from .naming import (
 from .pending import Pending
 from .reads import Reader, snapshot_concern, unsupported
 from .txn import JoinedTransaction
+from .txn_ends import TransactionEnds
 from .upstream import UpstreamPool
 from .write_commands import WriteCommands
 from .writes import (
@@ -118,6 +119,7 @@ ON_MAIN = (
     | {"createIndexes", "dropIndexes", "create"}  # children must not see these appear
     | {"argon", "listCollections", "listDatabases", "aggregate"}
     | {"collMod"}  # of a view: children must keep the definition they have
+    | {"commitTransaction", "abortTransaction"}  # a client transaction's WAL entries
 )
 
 
@@ -133,6 +135,7 @@ class Engine:
         self.cursors = HeldCursors()  # the rest of merged branch reads, for getMore
         self.streams = BranchStreams(self.db, self.reader)  # change streams on branches
         self.incarnation = Incarnation(self.db)
+        self.catalog.owner = str(self.incarnation.id)
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
         self.snapshots = snapshots or timetravel.Snapshots()
         self.indexes = Indexes(self.db, self.catalog, self.reader, self.writer)
@@ -140,6 +143,7 @@ class Engine:
             self.db, self.catalog, self.reader, self.writer, self.indexes
         )
         self.writes = WriteCommands(self.catalog, self.reader, self.writer)
+        self.txn_ends = TransactionEnds(self.catalog, self.writer, self.pending)
         self.routes = self._routes()
 
     async def start(self) -> None:
@@ -292,6 +296,8 @@ class Engine:
         return {
             **dict.fromkeys(WRITE_COMMANDS, write),
             "bulkWrite": Route(self.writes.bulk_write, self.writes.bulk_write),
+            "commitTransaction": Route(self.txn_ends.commit, self.txn_ends.commit),
+            "abortTransaction": Route(self.txn_ends.abort, self.txn_ends.abort),
             "listDatabases": Route(self._list_databases, self._list_databases),
             "listCollections": Route(self._list_collections, self._list_collections),
             "aggregate": Route(self._aggregate_on_main, self._aggregate),

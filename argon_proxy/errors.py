@@ -41,6 +41,7 @@ PROJECT_EXISTS = 2017
 NOT_IN_PROJECT = 2018
 PROJECT_IN_USE = 2019
 NOT_IN_TRANSACTION = 263
+NO_SUCH_TRANSACTION = 251
 INVALID_OPTIONS = 72
 
 _NAMES = {
@@ -72,6 +73,7 @@ _NAMES = {
     27: "IndexNotFound",
     48: "NamespaceExists",
     INVALID_OPTIONS: "InvalidOptions",
+    NO_SUCH_TRANSACTION: "NoSuchTransaction",
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",

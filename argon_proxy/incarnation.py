@@ -3,14 +3,15 @@ of what killed incarnations left behind.
 
 Theory of operation: a proxy killed mid-write (``kill -9``, a crash, a lost
 host) leaves its upstream transaction open, holding the documents it wrote
-(and the LSN counter) until the upstream's transaction lifetime runs out;
-every write to them meanwhile conflicts. Argon's own transactions use
+until the upstream's transaction lifetime runs out (every write to them
+meanwhile conflicts), and the LSNs it leased (``Catalog.allocate_lsns``) in
+flight, which readers of the LSN head wait for. Argon's own transactions use
 sessions whose ids derive from the incarnation id (``txn.SessionPool``), and
 each incarnation records here how many it used, with its host, pid and a
 heartbeat. An incarnation is dead when it ran on this host and its pid is
 gone (or is ours: a container restarted), or when its heartbeat is older than
 ``LEASE``; its sessions are then ended with ``killSessions``, which aborts
-their transactions, and its record is deleted. A live proxy sharing the
+their transactions, its leases are ended, and its record is deleted. A live proxy sharing the
 upstream keeps its heartbeat fresh, so its sessions are never touched.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import trio
 
+from .catalog import LSN_COUNTER
 from .dbclient import CommandError, DbClient
 from .naming import INTERNAL_DB
 from .txn import SessionPool
@@ -106,6 +108,19 @@ class Incarnation:
             except CommandError as exc:
                 log.warning("could not end the sessions of proxy %s: %s", incarnation, exc.errmsg)
                 return  # keep the record: a later pass tries again
+        # Its transactions are over: the LSNs they leased will never commit.
+        await self.db.command(
+            INTERNAL_DB,
+            {
+                "update": "counters",
+                "updates": [
+                    {
+                        "q": {"_id": LSN_COUNTER},
+                        "u": {"$pull": {"inflight": {"by": record["_id"]}}},
+                    }
+                ],
+            },
+        )
         await self.db.command(
             INTERNAL_DB,
             {"delete": COLLECTION, "deletes": [{"q": {"_id": record["_id"]}, "limit": 1}]},

@@ -39,6 +39,12 @@ class TxnState:
     moved: Counter[str] = field(default_factory=Counter)  # overlay versions bumped
     overlays: dict[str, Overlay] = field(default_factory=dict)  # by Overlay.key
     epochs: int = 0  # catalog changes announced inside it
+    # WAL entries of its statements, without LSNs: they take them at its commit
+    # (``Writer.log_commit``), so the LSN counter is not held while it is open.
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    basis: tuple[int, int] | None = None  # (catalog epoch, forks) its statements saw
+    lease: int | None = None  # the first LSN it leased, until released after its commit
+    failed: bool = False  # its entries could not be written: it must not commit
 
     def own(self, ov: Overlay) -> Overlay:
         """The transaction's copy of ``ov`` (whose id cache must be loaded)."""

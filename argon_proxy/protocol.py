@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+import trio
 
 import wire
 from wire import Frame, OpCode
@@ -206,6 +207,8 @@ class ClientProtocol:
                     expects_reply,
                     exhaust=bool(flags & EXHAUST_ALLOWED),
                 )
+                if result.after is not None:
+                    await self._after_forward(name, result.after)
                 return
             reply = result
         except ArgonError as exc:
@@ -224,6 +227,15 @@ class ClientProtocol:
             reply = ArgonError(1, f"Argon internal error in {name!r}: {exc!r}").to_document()
         if expects_reply:
             await self._reply_msg(reply, request_id, compressor_id)
+
+    async def _after_forward(self, name: str, after: Callable[[], Awaitable[None]]) -> None:
+        """What must follow a forwarded command's reply; its failure is logged (the
+        client has its answer already), and it runs even when cancelled."""
+        with trio.CancelScope(shield=True):
+            try:
+                await after()
+            except Exception:
+                log.exception("after %s", name, extra={"conn": self.connection_id})
 
     async def _drop_broken_pin(self) -> None:
         """Give back a client transaction's connection once it is broken."""

@@ -113,6 +113,20 @@ class Transaction:
         self.lsid = session.lsid
         self.txn_number = bson.Int64(session.txn_number)
         self.started = False
+        self._at_end: list[Callable[[], Awaitable[None]]] = []
+
+    def at_end(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback`` once the transaction has ended (committed, or aborted
+        for sure), e.g. to release the LSNs it leased."""
+        self._at_end.append(callback)
+
+    async def ended(self) -> None:
+        """Run the ``at_end`` callbacks, even when cancelled."""
+        callbacks, self._at_end = self._at_end, []
+        with trio.move_on_after(_ABORT_WITHIN, shield=True):
+            for callback in callbacks:
+                with contextlib.suppress(CommandError, UpstreamIOError):
+                    await callback()
 
     async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
         full = {**command, "lsid": self.lsid, "txnNumber": self.txn_number, "autocommit": False}
@@ -136,28 +150,35 @@ class Transaction:
             command["writeConcern"] = dict(write_concern)
         return await run_on(self.conn, "admin", command)
 
-    async def abort(self, pool: UpstreamPool | None = None) -> None:
-        """Abort it upstream, even when cancelled. On a broken connection (a reply
+    async def abort(self, pool: UpstreamPool | None = None) -> bool:
+        """Abort it upstream, even when cancelled; returns whether it has surely
+        ended (aborted, or committed before). On a broken connection (a reply
         that never came) it goes over a fresh one from ``pool``: the transaction
         belongs to the session, not the connection, and left open it would hold
         its locks (stalling other writers and DDL) until the upstream reaps it."""
         if not self.started:
-            return
+            return True
         command = {
             "abortTransaction": 1,
             "lsid": self.lsid,
             "txnNumber": self.txn_number,
             "autocommit": False,
         }
-        with (
-            trio.move_on_after(_ABORT_WITHIN, shield=True),
-            contextlib.suppress(CommandError, UpstreamIOError),
-        ):
-            if not self.conn.broken:
-                await run_on(self.conn, "admin", command)
-            elif pool is not None:
-                async with pool.checkout() as fresh:
-                    await run_on(fresh, "admin", command)
+        with trio.move_on_after(_ABORT_WITHIN, shield=True):
+            try:
+                if not self.conn.broken:
+                    await run_on(self.conn, "admin", command)
+                elif pool is None:
+                    return False
+                else:
+                    async with pool.checkout() as fresh:
+                        await run_on(fresh, "admin", command)
+                return True
+            except CommandError:
+                return True  # no such transaction: it ended already
+            except UpstreamIOError:
+                return False
+        return False
 
 
 class JoinedTransaction:
@@ -264,9 +285,13 @@ async def _attempt(
         try:
             result = await unit(txn)
             reply = await txn.commit(commit_concern(write_concern))
-        except BaseException:
-            await txn.abort(pool)
+        except BaseException as exc:
+            # A commit whose reply never came may yet commit: only an abort that
+            # went through says the transaction is over.
+            if await txn.abort(pool) or isinstance(exc, CommandError):
+                await txn.ended()
             raise
+        await txn.ended()
         if receipt is not None:
             receipt.write_concern_error = reply.get("writeConcernError")
         if txn.started and wants_journal(write_concern):

@@ -568,9 +568,54 @@ class Writer:
     ) -> list[int]:
         if not changes:
             return []
+        state = self.pending.peek(runner) if isinstance(runner, JoinedTransaction) else None
+        if state is not None and not announced:
+            # A client's transaction: its entries take their LSNs at its commit.
+            basis = (self.catalog.epoch, self.catalog.forked)
+            if state.basis is not None and state.basis != basis:
+                raise StaleCatalog  # the catalog changed since its first statement
+            state.basis = basis
+            state.entries.extend(self._entries(0, ctx, changes))
+            return []
+        if state is not None and state.entries:
+            await self.log_commit(runner, state)  # in order, before entries of its own
         first = await self.catalog.allocate_lsns(runner, len(changes), announced)
+        for part in chunks(self._entries(first, ctx, changes)):
+            await runner.run("__argon", {"insert": "wal", "documents": part})
+        return [first, first + len(changes) - 1]
+
+    async def log_commit(self, joined: Runner, state: TxnState) -> int | None:
+        """Before a client's transaction commits: give the WAL entries its statements
+        left (``_log``) their LSNs and write them inside it. Returns the first LSN
+        if they are leased (to release once the commit has answered)."""
+        entries, state.entries = state.entries, []
+        if not entries:
+            return None
+        if state.epochs:  # it holds the counter already (it announced catalog changes)
+            first = await self.catalog.allocate_lsns(joined, len(entries), state.epochs)
+            lease = None
+        else:
+            assert state.basis is not None
+            if state.basis[1] != self.catalog.forked:
+                raise StaleCatalog
+            first = lease = await self.catalog.lease_lsns(len(entries), epoch=state.basis[0])
         ts = now()
-        entries = [
+        for i, doc in enumerate(entries):
+            doc["_id"], doc["ts"] = bson.Int64(first + i), ts
+        try:
+            for part in chunks(entries):
+                await joined.run("__argon", {"insert": "wal", "documents": part})
+        except BaseException:
+            if lease is not None:
+                await self.catalog.release_lsns(lease)
+            raise
+        return lease
+
+    @staticmethod
+    def _entries(first: int, ctx: WriteContext, changes: list[Change]) -> list[dict[str, Any]]:
+        """The WAL documents of ``changes``, numbered from ``first``."""
+        ts = now()
+        return [
             wal.entry(
                 first + i,
                 branch=ctx.branch.name,
@@ -588,9 +633,6 @@ class Writer:
             )
             for i, ch in enumerate(changes)
         ]
-        for part in chunks(entries):
-            await runner.run("__argon", {"insert": "wal", "documents": part})
-        return [first, first + len(changes) - 1]
 
     async def _put_own(
         self,
