@@ -58,9 +58,9 @@ import bson
 import trio
 
 from .dbclient import CommandError, DbClient, run_checked
-from .errors import EXCEEDED_TIME_LIMIT, ArgonError, UpstreamIOError
+from .errors import EXCEEDED_TIME_LIMIT, NAMESPACE_EXISTS, ArgonError, UpstreamIOError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
-from .txn import Runner, run_in_transaction
+from .txn import Runner, SessionPool, is_transient, run_in_transaction
 
 if TYPE_CHECKING:
     from .txn import Runner
@@ -69,17 +69,36 @@ BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
 BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
+# Argon's metadata collections in ``INTERNAL_DB``.
+_METADATA = (
+    "branches",
+    "overlays",
+    "counters",
+    "wal",
+    "index_log",
+    "archives",
+    "projects",
+    "settings",
+    "tags",
+    "retries",
+    "proxies",
+    "acknowledgements",
+)
 # The settings entry recording that every WAL entry names its branch by id.
 _ENTRIES_OWNED = "entries_have_branch_ids"
 
 
 LSN_COUNTER = "lsn"  # the counters document holding the LSN and the catalog epoch
+# The counters document client transactions announce their catalog changes on:
+# not the LSN counter, which they would then hold until they commit.
+ANNOUNCED = "announced"
 # How long a lease of LSNs stays in flight unless released: beyond the lifetime
 # the upstream gives a transaction (60 s on mongod), so its transaction has ended,
 # with room for the clocks of proxies on different hosts to differ.
 LEASE = dt.timedelta(seconds=120)
 _FIRST_SETTLE_PAUSE = 0.001
 _OWN_LEASE_WAIT_MS = 250
+_LEASE_ATTEMPTS = 5
 # What a lease of Argon's own transaction meets when the counter stays held.
 _COUNTER_HELD = {
     "ok": 0.0,
@@ -114,6 +133,11 @@ def version_key(overlay_key: str) -> str:
 
 class StaleCatalog(Exception):
     """Another proxy changed what this proxy's caches hold: sync, then start again."""
+
+
+class CatalogBusy(Exception):
+    """A catalog document a write needs is held by an open transaction (a client's,
+    registering the same overlay): the writer lets go of its lock, then tries again."""
 
 
 class BranchError(ArgonError):
@@ -387,9 +411,10 @@ class Catalog:
         self.archives: dict[tuple[str, str], list[Archive]] = {}
         self.default_branch = MAIN
         self.epoch = 0  # the stored catalog epoch the in-memory metadata reflects
+        self.announced = 0  # and the epoch of client transactions' changes (``ANNOUNCED``)
         self.loads = 0  # reloads finished: a change that overlapped one may be lost in it
-        self.forked = 0  # branches this proxy began to create (see ``create_branch``)
         self.owner: str | None = None  # this proxy's incarnation, named by its leases
+        self.sessions: SessionPool | None = None  # this proxy's own sessions
         self._reloading = trio.Lock()
 
     async def load(self) -> None:
@@ -415,6 +440,15 @@ class Catalog:
         )
 
     async def _ensure_indexes(self) -> None:
+        # Every metadata collection exists before any transaction writes it: one
+        # created inside a client's transaction would stay taken, for every other
+        # writer, until that transaction ends.
+        for name in _METADATA:
+            try:
+                await self.db.command(INTERNAL_DB, {"create": name})
+            except CommandError as exc:
+                if exc.code != NAMESPACE_EXISTS:
+                    raise
         await self.db.command(
             INTERNAL_DB,
             {
@@ -485,8 +519,7 @@ class Catalog:
         while the rest is read shows next time (``changed`` does not count a
         change a reload overlapped as known here)."""
         async with self._reloading:
-            counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
-            epoch = int(counter[0].get("epoch", 0)) if counter else 0
+            epoch, announced = await self._epochs()
             branches = await self.db.find(INTERNAL_DB, "branches")
             overlays = await self.db.find(INTERNAL_DB, "overlays")
             projects = await self.db.find(INTERNAL_DB, "projects")
@@ -512,7 +545,7 @@ class Catalog:
             self.projects = {p["_id"]: p for p in projects}
             self.archives = archives
             self.default_branch = setting[0]["value"] if setting else MAIN
-            self.epoch = epoch
+            self.epoch, self.announced = epoch, announced
             self.loads += 1
 
     def visible(self, name: str) -> Branch | None:
@@ -645,9 +678,7 @@ class Catalog:
 
     # -- sharing the upstream with other proxies ---------------------------------
 
-    async def changed(
-        self, runner: Runner | None = None, *, counted: bool = True, since: int | None = None
-    ) -> int:
+    async def changed(self, runner: Runner | None = None, *, since: int | None = None) -> int:
         """Tell other proxies that the metadata changed (they reload it on ``sync``).
 
         Returns the LSN head at that moment. Run inside the transaction of the
@@ -655,9 +686,8 @@ class Catalog:
         ``since``: ``loads`` when the change began; if no reload finished or ran
         since, and nobody else changed anything, the caller's own update of the
         in-memory metadata (made right after, with no await between) keeps it
-        current. Otherwise (no ``since``, or ``counted=False``: a client's
-        transaction announces a change only it sees yet) this proxy reloads
-        on its next ``sync``.
+        current. Otherwise this proxy reloads on its next ``sync``. (A client's
+        transaction announces its changes with ``announce_in`` instead.)
         """
         command = {
             "findAndModify": "counters",
@@ -669,7 +699,7 @@ class Catalog:
         reply = await (runner or self.db).run(INTERNAL_DB, command)
         counter = reply["value"]
         unseen = since == self.loads and not self._reloading.locked()
-        if counted and unseen and int(counter.get("epoch", 0)) == self.epoch + 1:
+        if unseen and int(counter.get("epoch", 0)) == self.epoch + 1:
             self.epoch += 1  # nobody else changed anything: what we hold is current
         return int(counter.get("value", 0))
 
@@ -690,11 +720,11 @@ class Catalog:
         keys = {ov.key for ov in also}
         for _ in range(2):
             keys.update(ov.key for ov in self._chain_overlays(branch, db))
-            wanted = [LSN_COUNTER, *(version_key(key) for key in keys)]
+            wanted = [LSN_COUNTER, ANNOUNCED, *(version_key(key) for key in keys)]
             docs = await self.db.find(INTERNAL_DB, "counters", {"_id": {"$in": wanted}})
             stored = {d["_id"]: d for d in docs}
-            epoch = int(stored.get(LSN_COUNTER, {}).get("epoch", 0))
-            if epoch != self.epoch:
+            epochs = [int(stored.get(k, {}).get("epoch", 0)) for k in (LSN_COUNTER, ANNOUNCED)]
+            if epochs != [self.epoch, self.announced]:
                 await self.reload()
                 branch = await self.get(branch.name)
                 continue
@@ -751,15 +781,23 @@ class Catalog:
 
     async def refresh(self) -> None:
         """Reload the metadata if another proxy changed it (one small query)."""
-        counter = await self.db.find(INTERNAL_DB, "counters", {"_id": LSN_COUNTER})
-        if (int(counter[0].get("epoch", 0)) if counter else 0) != self.epoch:
+        if await self._epochs() != (self.epoch, self.announced):
             await self.reload()
 
-    def check_epoch(self, counter: dict[str, Any], announced: int = 0) -> None:
-        """Raise ``StaleCatalog`` if the LSN counter document shows a newer catalog
-        than this proxy's and the ``announced`` changes of the transaction reading it."""
-        if int(counter.get("epoch", 0)) != self.epoch + announced:
-            raise StaleCatalog
+    async def _epochs(self) -> tuple[int, int]:
+        """The stored catalog epoch and the epoch of client transactions' changes."""
+        docs = await self.db.find(
+            INTERNAL_DB, "counters", {"_id": {"$in": [LSN_COUNTER, ANNOUNCED]}}
+        )
+        stored = {d["_id"]: int(d.get("epoch", 0)) for d in docs}
+        return stored.get(LSN_COUNTER, 0), stored.get(ANNOUNCED, 0)
+
+    @staticmethod
+    async def announce_in(runner: Runner) -> None:
+        """Inside a client's transaction: tell every proxy, once it commits, that
+        it changed the catalog (they reload it on ``sync``)."""
+        bump = {"q": {"_id": ANNOUNCED}, "u": {"$inc": {"epoch": 1}}, "upsert": True}
+        await runner.run(INTERNAL_DB, {"update": "counters", "updates": [bump]})
 
     # -- LSN -------------------------------------------------------------------
     #
@@ -776,28 +814,13 @@ class Catalog:
     # written what it changes, so two writers of one document, which mongod
     # never lets overlap, lease in the order they commit.
 
-    async def allocate_lsns(self, runner: Runner, count: int, announced: int = 0) -> int:
+    async def allocate_lsns(self, runner: Runner, count: int) -> int:
         """``count`` consecutive LSNs for entries ``runner`` writes; returns the first.
 
         In one of Argon's own transactions (a runner with ``at_end``) they are
         leased and released when it ends. Outside any transaction they are
-        simply taken. A transaction that ``announced`` catalog changes already
-        holds the counter document: it takes them inside itself, as nobody can
-        move the counter before it commits.
+        simply taken.
         """
-        if announced:
-            reply = await runner.run(
-                INTERNAL_DB,
-                {
-                    "findAndModify": "counters",
-                    "query": {"_id": LSN_COUNTER},
-                    "update": {"$inc": {"value": bson.Int64(count)}},
-                    "upsert": True,
-                    "new": True,
-                },
-            )
-            self.check_epoch(reply["value"], announced)
-            return int(reply["value"]["value"]) - count + 1
         at_end = getattr(runner, "at_end", None)
         if at_end is None:
             return await self.lease_lsns(count, leased=False)
@@ -833,6 +856,7 @@ class Catalog:
             lease: dict[str, Any] = {
                 "first": {"$subtract": ["$value", count - 1]},
                 "until": moment + LEASE,
+                "tok": secrets.token_hex(8),  # to end it even if the reply is lost
             }
             if owned and self.owner is not None:
                 lease["by"] = {"$literal": self.owner}
@@ -846,13 +870,22 @@ class Catalog:
         }
         if owned:
             command["maxTimeMS"] = _OWN_LEASE_WAIT_MS
-        try:
-            reply = await self.db.command(INTERNAL_DB, command)
-        except CommandError as exc:
-            if owned and exc.code == EXCEEDED_TIME_LIMIT:
-                raise CommandError(_COUNTER_HELD) from None
-            raise
-        counter = reply["value"]
+        for _ in range(_LEASE_ATTEMPTS):
+            try:
+                reply = await self.db.command(INTERNAL_DB, command)
+            except CommandError as exc:
+                if owned and exc.code == EXCEEDED_TIME_LIMIT:
+                    raise CommandError(_COUNTER_HELD) from None
+                raise
+            counter = reply.get("value")
+            if counter is not None:
+                break
+            # An upstream that answered without the document (seen under concurrent
+            # updates of it): whatever it did, end the lease it may have recorded.
+            if leased:
+                await self._pull_lease({"tok": lease["tok"]})
+        else:
+            raise CommandError(_COUNTER_HELD)
         first = int(counter["value"]) - count + 1
         if int(counter.get("epoch", 0)) != (self.epoch if epoch is None else epoch):
             if leased:
@@ -863,7 +896,10 @@ class Catalog:
     async def release_lsns(self, first: int) -> None:
         """End the lease of the range starting at ``first``: its transaction has
         committed or aborted. Over a fresh connection if the request's is lost."""
-        pull = {"$pull": {"inflight": {"first": first}}}
+        await self._pull_lease({"first": first})
+
+    async def _pull_lease(self, which: dict[str, Any]) -> None:
+        pull = {"$pull": {"inflight": which}}
         command = {"update": "counters", "updates": [{"q": {"_id": LSN_COUNTER}, "u": pull}]}
         try:
             await self.db.command(INTERNAL_DB, command)
@@ -927,7 +963,6 @@ class Catalog:
         async with self.forks.forking():
             if name in self.branches:
                 raise BranchError(BRANCH_EXISTS, f"branch {name!r} already exists")
-            self.forked += 1
             lsn = await self.current_lsn() if base_lsn is None else base_lsn
             branch = Branch(
                 name, "b" + secrets.token_hex(5), parent, lsn, now(), read_only, point, **details
@@ -1089,16 +1124,19 @@ class Catalog:
         since = self.loads
         fields = {"branch_id": ov.branch_id, "db": db, "coll": coll}
         flags = {"cut": ov.cut, "present": ov.present, "dropped": ov.dropped}
-        reply = await (scope.runner if scope is not None else self.db).run(
-            INTERNAL_DB,
-            {
-                "findAndModify": "overlays",
-                "query": {"_id": ov.key},
-                "update": {"$setOnInsert": {**fields, **flags}},
-                "upsert": True,
-                "new": True,
-            },
-        )
+        command: dict[str, Any] = {
+            "findAndModify": "overlays",
+            "query": {"_id": ov.key},
+            "update": {"$setOnInsert": {**fields, **flags}},
+            "upsert": True,
+            "new": True,
+        }
+        if scope is not None:
+            reply = await scope.runner.run(INTERNAL_DB, command)
+        elif _IN_WRITE.get():
+            reply = await self._register_in_write(command)
+        else:
+            reply = await self.db.run(INTERNAL_DB, command)
         upserted = not reply.get("lastErrorObject", {}).get("updatedExisting", False)
         if scope is not None and upserted:
             await scope.announce()
@@ -1111,6 +1149,24 @@ class Catalog:
             ov = Overlay.from_doc(reply["value"])
         self.overlays[ov.key] = ov
         return ov
+
+    async def _register_in_write(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Run an overlay registration of a writer, which holds its proxy's lock: in
+        a transaction of its own, so that a client's transaction registering the
+        same overlay (whose next statement may need that lock) makes it fail at
+        once (``CatalogBusy``) instead of waiting, as a plain write would."""
+
+        async def unit(txn: Runner) -> dict[str, Any]:
+            return await txn.run(INTERNAL_DB, command)
+
+        try:
+            return await run_in_transaction(
+                self.db.pool, unit, sessions=self.sessions, retry_for=0.0
+            )
+        except CommandError as exc:
+            if is_transient(exc):
+                raise CatalogBusy from None
+            raise
 
     async def set_flags(
         self,

@@ -136,6 +136,7 @@ class Engine:
         self.streams = BranchStreams(self.db, self.reader)  # change streams on branches
         self.incarnation = Incarnation(self.db)
         self.catalog.owner = str(self.incarnation.id)
+        self.catalog.sessions = self.incarnation.sessions
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
         self.snapshots = snapshots or timetravel.Snapshots()
         self.indexes = Indexes(self.db, self.catalog, self.reader, self.writer)

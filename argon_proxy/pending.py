@@ -11,9 +11,9 @@ the transaction commits, through the overlay versions it bumped (see
 ``Catalog.sync``); if it aborts, the copies are simply forgotten.
 
 Catalog changes a transaction makes (an overlay registered or made present)
-are announced inside it, so other proxies hear of them only if it commits;
-``epochs`` counts those announcements, which the transaction's own LSN
-allocations must expect to see.
+are announced inside it (``Catalog.announce_in``), so other proxies hear of
+them only if it commits. Its WAL entries wait here for their LSNs, which they
+take at its commit (``txn_ends.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 
 import bson
 
-from .catalog import Catalog, Overlay
+from .catalog import Catalog, Overlay, overlay_key
+from .naming import MAIN
 from .txn import Runner
 
 KEPT = 1024  # transactions remembered at once (one per live session at most)
@@ -38,11 +39,11 @@ class TxnState:
 
     moved: Counter[str] = field(default_factory=Counter)  # overlay versions bumped
     overlays: dict[str, Overlay] = field(default_factory=dict)  # by Overlay.key
-    epochs: int = 0  # catalog changes announced inside it
     # WAL entries of its statements, without LSNs: they take them at its commit
     # (``Writer.log_commit``), so the LSN counter is not held while it is open.
     entries: list[dict[str, Any]] = field(default_factory=list)
-    basis: tuple[int, int] | None = None  # (catalog epoch, forks) its statements saw
+    # (branch, db, coll) it wrote -> what a write there froze into then (``freeze_targets``)
+    basis: dict[tuple[str, str, str], tuple[Any, ...]] = field(default_factory=dict)
     lease: int | None = None  # the first LSN it leased, until released after its commit
     failed: bool = False  # its entries could not be written: it must not commit
 
@@ -59,6 +60,22 @@ class TxnState:
         """Record a statement's writes (overlay, ids, tombstones?) in the copies."""
         for ov, ids, tombstone in written:
             Catalog.note_written(self.own(ov), ids, tombstone=tombstone)
+
+
+def freeze_targets(catalog: Catalog, branch: str, db: str, coll: str) -> tuple[Any, ...]:
+    """What a write of ``branch``'s ``db.coll`` freezes pre-images into, as the
+    committed catalog says now: each child (with whether its overlay there hides
+    the parent's collection for good) and, on main, each branch reading the
+    collection under an older name. A client's transaction may commit only if
+    this has not changed for what it wrote (``txn_ends.py``)."""
+    targets: list[tuple[Any, ...]] = []
+    for kid in catalog.children(branch):
+        ov = catalog.overlays.get(overlay_key(kid.id, db, coll))
+        archived = branch == MAIN and catalog.archive_of(kid, db, coll) is not None
+        targets.append((kid.id, None if ov is None else ov.cut, archived))
+    if branch == MAIN:
+        targets += [(kid.id, record.physical) for record, kid in catalog.fed_by(db, coll)]
+    return tuple(sorted(targets, key=repr))
 
 
 def transaction_key(runner: Runner) -> tuple[bytes, int]:

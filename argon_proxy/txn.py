@@ -250,13 +250,15 @@ async def run_in_transaction(
     sessions: SessionPool | None = None,
     receipt: Receipt | None = None,
     lock: Pausable | None = None,
+    retry_for: float = RETRY_FOR,
 ) -> T:
-    """Run ``unit`` in a fresh transaction, retrying it on transient conflicts.
+    """Run ``unit`` in a fresh transaction, retrying it on transient conflicts for
+    ``retry_for`` seconds.
 
     ``lock`` (held by the caller) is let go of between attempts, so the
     writer that holds what conflicted can finish.
     """
-    deadline = trio.current_time() + RETRY_FOR
+    deadline = trio.current_time() + retry_for
     pause = _FIRST_PAUSE
     while True:
         try:

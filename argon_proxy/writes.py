@@ -46,6 +46,7 @@ from . import unique, update_description, wal
 from .catalog import (
     Branch,
     Catalog,
+    CatalogBusy,
     Overlay,
     StaleCatalog,
     TxnScope,
@@ -57,8 +58,8 @@ from .dbclient import ERROR_DETAILS, CommandError
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
-from .pending import Pending, TxnState, transaction_key
-from .txn import JoinedTransaction, Receipt, Runner, SessionPool, run_in_transaction
+from .pending import Pending, TxnState, freeze_targets, transaction_key
+from .txn import RETRY_FOR, JoinedTransaction, Receipt, Runner, SessionPool, run_in_transaction
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
@@ -471,8 +472,7 @@ class Writer:
         assert joined is not None
 
         async def announce() -> None:
-            await self.catalog.changed(joined, counted=False)
-            state.epochs += 1
+            await self.catalog.announce_in(joined)
 
         return TxnScope(joined, announce, state.overlays)
 
@@ -563,42 +563,27 @@ class Writer:
                 outcome.cache.append((ov, ids, False))
                 outcome.cache.append((ov, tombs, True))
 
-    async def _log(
-        self, runner: Runner, ctx: WriteContext, changes: list[Change], announced: int = 0
-    ) -> list[int]:
+    async def _log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
         if not changes:
             return []
         state = self.pending.peek(runner) if isinstance(runner, JoinedTransaction) else None
-        if state is not None and not announced:
-            # A client's transaction: its entries take their LSNs at its commit.
-            basis = (self.catalog.epoch, self.catalog.forked)
-            if state.basis is not None and state.basis != basis:
-                raise StaleCatalog  # the catalog changed since its first statement
-            state.basis = basis
+        if state is not None:  # a client's: its entries take their LSNs at its commit
             state.entries.extend(self._entries(0, ctx, changes))
             return []
-        if state is not None and state.entries:
-            await self.log_commit(runner, state)  # in order, before entries of its own
-        first = await self.catalog.allocate_lsns(runner, len(changes), announced)
+        first = await self.catalog.allocate_lsns(runner, len(changes))
         for part in chunks(self._entries(first, ctx, changes)):
             await runner.run("__argon", {"insert": "wal", "documents": part})
         return [first, first + len(changes) - 1]
 
     async def log_commit(self, joined: Runner, state: TxnState) -> int | None:
-        """Before a client's transaction commits: give the WAL entries its statements
-        left (``_log``) their LSNs and write them inside it. Returns the first LSN
-        if they are leased (to release once the commit has answered)."""
+        """Before a client's transaction commits: lease LSNs for the WAL entries its
+        statements left (``_log``) and write them inside it. Returns the first LSN
+        of the lease, to release once the commit has answered (None: no entries)."""
         entries, state.entries = state.entries, []
         if not entries:
             return None
-        if state.epochs:  # it holds the counter already (it announced catalog changes)
-            first = await self.catalog.allocate_lsns(joined, len(entries), state.epochs)
-            lease = None
-        else:
-            assert state.basis is not None
-            if state.basis[1] != self.catalog.forked:
-                raise StaleCatalog
-            first = lease = await self.catalog.lease_lsns(len(entries), epoch=state.basis[0])
+        lease = await self._lease_unchanged(state, len(entries))
+        first = lease
         ts = now()
         for i, doc in enumerate(entries):
             doc["_id"], doc["ts"] = bson.Int64(first + i), ts
@@ -606,10 +591,34 @@ class Writer:
             for part in chunks(entries):
                 await joined.run("__argon", {"insert": "wal", "documents": part})
         except BaseException:
-            if lease is not None:
-                await self.catalog.release_lsns(lease)
+            await self.catalog.release_lsns(lease)
             raise
         return lease
+
+    async def _lease_unchanged(self, state: TxnState, count: int) -> int:
+        """Lease ``count`` LSNs at a catalog epoch under which everything the
+        transaction wrote freezes into what it froze into (else ``StaleCatalog``):
+        a branch forked after the lease forks from after its commit."""
+        for _ in range(_STALE_ATTEMPTS):
+            await self.catalog.refresh()
+            for (branch, db, coll), then in state.basis.items():
+                if freeze_targets(self.catalog, branch, db, coll) != then:
+                    raise StaleCatalog
+            try:
+                return await self.catalog.lease_lsns(count, epoch=self.catalog.epoch)
+            except StaleCatalog:
+                continue  # the catalog moved meanwhile: look again
+        raise StaleCatalog
+
+    def _note_basis(self, ctx: WriteContext, before: tuple[Any, ...]) -> None:
+        """After a statement of a client's transaction: what it froze into must be
+        what its earlier statements of the same collection froze into."""
+        state = self._state(ctx)
+        assert state is not None
+        key = (ctx.branch.name, ctx.db, ctx.coll)
+        now_ = freeze_targets(self.catalog, *key)
+        if now_ != before or state.basis.setdefault(key, before) != before:
+            raise _stale_in_transaction(ctx)
 
     @staticmethod
     def _entries(first: int, ctx: WriteContext, changes: list[Change]) -> list[dict[str, Any]]:
@@ -692,11 +701,27 @@ class Writer:
                     if (ov := self.catalog.overlay(kid, ctx.db, ctx.coll)) is not None
                 ]
                 ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=kids)
-            for _ in range(_STALE_ATTEMPTS):
+                before = freeze_targets(self.catalog, ctx.branch.name, ctx.db, ctx.coll)
+                try:
+                    outcome = await self._run_once(ctx, body, _Watched())
+                except StaleCatalog:
+                    raise _stale_in_transaction(ctx) from None
+                self._note_basis(ctx, before)
+                return outcome
+            stale_left, deadline, pause = _STALE_ATTEMPTS, trio.current_time() + RETRY_FOR, 0.002
+            while stale_left:
                 stale = _Watched()
                 try:
                     return await self._run_once(ctx, body, stale)
+                except CatalogBusy:
+                    if ctx.joined is not None or trio.current_time() > deadline:
+                        raise _busy(ctx) from None
+                    async with self._lock.paused():
+                        await trio.sleep(pause)
+                    pause = min(pause * 2, 0.25)
+                    continue
                 except StaleCatalog:
+                    stale_left -= 1
                     if ctx.joined is not None:  # the client's transaction must start again
                         raise _stale_in_transaction(ctx) from None
                     ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
@@ -724,8 +749,7 @@ class Writer:
                     raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await self._freeze(runner, ctx, kids, outcome.changes, outcome, careful=careful)
             outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
-            announced = state.epochs if state is not None else 0
-            outcome.lsns = await self._log(runner, ctx, outcome.changes, announced)
+            outcome.lsns = await self._log(runner, ctx, outcome.changes)
             if ctx.retry is not None:
                 # An earlier attempt that committed makes this fail (and roll back).
                 await _remember(runner, ctx, outcome)
@@ -1367,6 +1391,16 @@ def _positional(update: Any) -> bool:
         isinstance(fields, Mapping)
         and any(k == "$" or k.endswith(".$") or ".$." in k for k in fields)
         for fields in update.values()
+    )
+
+
+def _busy(ctx: WriteContext) -> ArgonError:
+    """A write whose branch collection another transaction keeps registering."""
+    return ArgonError(
+        WRITE_CONFLICT,
+        f"write on {ctx.ns} (branch {ctx.branch.name!r}) waited too long for a transaction "
+        "registering the same branch collection; retry it",
+        labels=("TransientTransactionError" if ctx.joined else "RetryableWriteError",),
     )
 
 

@@ -5,6 +5,7 @@ gains it later."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -145,3 +146,63 @@ def test_a_commit_of_a_transaction_a_statement_failed_in_is_refused(
             session.commit_transaction()
         assert info.value.code == 251
     assert _ids(first.tl5.c) == [1]
+
+
+@pytest.mark.parametrize("target", ["other", "same"])
+def test_a_transaction_that_changed_the_catalog_does_not_lock_up_writers(
+    pair: tuple[Client, Client], target: str
+) -> None:
+    """A client's transaction that registers a branch's collection announces it
+    inside itself; a write on main meanwhile (of another collection, or of the
+    same one, whose overlay on the branch the transaction registered) neither
+    waits for the transaction nor blocks its next statement."""
+    first, second = pair
+    db = f"tl7{target}"
+    first[db].c.insert_one({"_id": 0})
+    first[db].other.insert_one({"_id": 0})
+    argon(first, "createBranch", name=f"{db}-b")
+    branch = first[f"{db}@{db}-b"]
+    failures: list[BaseException] = []
+
+    def write_on_main() -> None:
+        try:
+            coll = second[db].c if target == "same" else second[db].other
+            coll.update_one({"_id": 0}, {"$set": {"v": 1}})
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    with first.start_session() as session:
+        session.start_transaction()
+        branch.c.insert_one({"_id": 1}, session=session)  # the branch's first write there
+        writer = threading.Thread(target=write_on_main)
+        writer.start()
+        writer.join(2)  # it may finish now, or wait for the transaction's documents
+        branch.c.insert_one({"_id": 2}, session=session)
+        session.commit_transaction()
+    writer.join(120)
+    assert not writer.is_alive() and not failures, failures
+    assert _ids(branch.c) == [0, 1, 2]
+    changed = second[db].c if target == "same" else second[db].other
+    assert changed.find_one({"_id": 0}) == {"_id": 0, "v": 1}
+    assert branch.c.find_one({"_id": 0}) == {"_id": 0}
+    assert branch.other.find_one({"_id": 0}) == {"_id": 0}
+
+
+def test_catalog_changes_elsewhere_do_not_fail_a_commit(pair: tuple[Client, Client]) -> None:
+    """Only what the transaction's writes froze into matters at its commit: changes
+    of other collections and other branches' catalog let it commit."""
+    first, second = pair
+    first.tl8.c.insert_one({"_id": 0})
+    second.tl8_other.c.insert_one({"_id": 0})
+    second.tl8.d.insert_one({"_id": 0})
+    argon(first, "createBranch", name="tl8-b")
+    with first.start_session() as session:
+        session.start_transaction()
+        first.tl8.c.update_one({"_id": 0}, {"$set": {"v": 1}}, session=session)
+        second.tl8.d.update_one({"_id": 0}, {"$set": {"v": 1}})  # registers tl8-b's overlay of d
+        second["tl8@tl8-b"].e.insert_one({"_id": 0})  # a collection created on the branch
+        second.drop_database("tl8_other")  # kept for the branch, which read it
+        session.commit_transaction()
+    assert first.tl8.c.find_one() == {"_id": 0, "v": 1}
+    assert second["tl8@tl8-b"].c.find_one() == {"_id": 0}
+    assert second["tl8_other@tl8-b"].c.find_one() == {"_id": 0}
