@@ -38,6 +38,7 @@ from . import (
     refs,
     timetravel,
 )
+from .aggregate_out import AggregateOut
 from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
 from .branch_views import not_on_a_view
@@ -145,6 +146,9 @@ class Engine:
         )
         self.writes = WriteCommands(self.catalog, self.reader, self.writer)
         self.txn_ends = TransactionEnds(self.catalog, self.writer, self.pending)
+        self.aggregate_out = AggregateOut(
+            self.db, self.catalog, self.reader, self.writer, self.collections
+        )
         self.routes = self._routes()
 
     async def start(self) -> None:
@@ -427,7 +431,7 @@ class Engine:
         write path (``aggregate_out.py``), on every branch."""
         if call.joined is not None:
             raise unsupported("aggregate with $out or $merge in a transaction", call.branch.name)
-        return await aggregate_out.run(self, call.branch, call.db, call.cmd, call.client)
+        return await self.aggregate_out.run(call.branch, call.db, call.cmd, call.client)
 
     async def _read(self, call: Call) -> Reply:
         """find, aggregate, count or distinct on a branch: merged here, rewritten
