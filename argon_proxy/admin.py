@@ -14,7 +14,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
-from .catalog import Branch, Overlay, now
+from .catalog import Branch, Catalog, now
+from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
@@ -64,7 +65,7 @@ async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> di
         "project": branch.project or projects.DEFAULT,
         "expires": branch.expires,
         "default": engine.catalog.default_branch == branch.name,
-        "tags": await refs.tags_of(engine, branch.name),
+        "tags": await refs.tags_of(engine.db, branch.name),
     }
     if stats:
         info["stats"] = await _stats(engine, branch)
@@ -112,9 +113,9 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     """A new branch from ``from`` (a branch, tag or branch@point; default main), as it
     is now or at ``lsn`` / ``time``."""
     name = validate_branch_name(_arg(cmd, "name", required=True))
-    if await refs.find_tag(engine, name) is not None:
+    if await refs.find_tag(engine.db, name) is not None:
         raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; branch names and tags differ")
-    start = await refs.point(engine, _arg(cmd, "from", MAIN))
+    start = await refs.point(engine.db, engine.catalog, _arg(cmd, "from", MAIN))
     parent, lsn = start.branch, start.lsn
     project = (
         projects.project_of(engine, cmd.get("project")) if "project" in cmd else parent.project
@@ -129,7 +130,7 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         if lsn is not None:
             raise ArgonError(BAD_VALUE, "createBranch: 'from' names a point already")
         point = _point_arg(cmd)
-        lsn = await timetravel.resolve_point(engine, parent, point)
+        lsn = await timetravel.resolve_point(engine.db, engine.catalog, parent, point)
     description = cmd.get("description")
     if lsn is None:
         branch = await engine.catalog.create_branch(
@@ -139,7 +140,15 @@ async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         # stored once complete: nobody reads it half-built, and a concurrent
         # creator of the same name wins or loses as a whole
         branch = await timetravel.build_at(
-            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}", store_last=True
+            engine.db,
+            engine.catalog,
+            engine.writer,
+            parent,
+            lsn,
+            name,
+            read_only=False,
+            point=f"lsn-{lsn}",
+            store_last=True,
         )
         await engine.catalog.update(branch, description=description, project=project)
     if cmd.get("ttl") is not None or cmd.get("expires") is not None:
@@ -172,7 +181,7 @@ async def _expiry(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 async def _snapshot(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     """An immutable, named branch: ``branch`` as it is now. O(1) like any branch."""
     name = validate_branch_name(_arg(cmd, "name", required=True))
-    if await refs.find_tag(engine, name) is not None:
+    if await refs.find_tag(engine.db, name) is not None:
         raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; snapshot names and tags differ")
     source = await engine.catalog.get(_arg(cmd, "branch", MAIN))
     lsn = await history.head(engine.catalog, source)
@@ -210,7 +219,7 @@ async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, An
                 raise ArgonError(BAD_VALUE, f"branch {branch.name!r} is not in project {project!r}")
             continue
         if "@" not in branch.name:
-            infos.append(await timetravel.reachable(engine, branch))
+            infos.append(await timetravel.reachable(engine.db, engine.catalog, branch))
     return {"branches": infos}
 
 
@@ -231,33 +240,40 @@ async def _get(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _delete(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    return await delete_branch(engine, _arg(cmd, "name", required=True))
+    return await delete_branch(engine.db, engine.catalog, _arg(cmd, "name", required=True))
 
 
-async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
+async def delete_branch(db: DbClient, catalog: Catalog, name: str) -> dict[str, Any]:
     """Delete a branch, its time-travel snapshots, overlays and tags."""
-    await engine.catalog.get(name)
-    for snapshot in engine.catalog.children(name):
+    await catalog.get(name)
+    for snapshot in catalog.children(name):
         if "@" in snapshot.name:  # snapshots made for time-travel addresses go with it
-            await delete_branch(engine, snapshot.name)
-    gone = await engine.catalog.delete_branch(name)
-    tags = await refs.tags_of(engine, name)
-    await engine.db.command(
+            await delete_branch(db, catalog, snapshot.name)
+    gone = await catalog.delete_branch(name)
+    tags = await refs.tags_of(db, name)
+    await db.command(
         INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"branch": name}, "limit": 0}]}
     )
-    await drop_overlays(engine, gone)
+    await catalog.drop_overlays(gone)
     return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
-
-
-async def drop_overlays(engine: Engine, gone: list[Overlay]) -> None:
-    """Drop the collections of overlays the catalog no longer lists."""
-    await engine.catalog.drop_overlays(gone)
 
 
 async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     name = _arg(cmd, "name", required=True)
     await engine.catalog.set_default(name)
     return {"default_branch": name}
+
+
+async def _create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    return await refs.create_tag(engine.db, engine.catalog, cmd)
+
+
+async def _list_tags(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    return await refs.list_tags(engine.db, engine.catalog, cmd)
+
+
+async def _delete_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+    return await refs.delete_tag(engine.db, cmd)
 
 
 _ACTIONS = {
@@ -273,9 +289,9 @@ _ACTIONS = {
     "timeTravelInfo": _time_travel_info,
     "archiveBranch": _archive,
     "createSnapshot": _snapshot,
-    "createTag": refs.create_tag,
-    "listTags": refs.list_tags,
-    "deleteTag": refs.delete_tag,
+    "createTag": _create_tag,
+    "listTags": _list_tags,
+    "deleteTag": _delete_tag,
     "merge": merge.merge_action,
     "applyMerge": merge.apply_action,
     "mergeConflicts": merge.conflicts_action,

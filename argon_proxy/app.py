@@ -34,7 +34,7 @@ from .engine import Engine
 from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
-from .timetravel import Snapshots
+from .timetravel import SnapshotLimits
 from .upstream import UpstreamPool, parse_upstream_uri
 
 log = logging.getLogger("argon.app")
@@ -248,7 +248,7 @@ async def _start_and_run(
         health = Health(upstream=str(pool.address))
         http = _open_metrics(settings, health)
         try:
-            engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
+            engine = Engine(pool, SnapshotLimits(settings.snapshots_kept, settings.snapshot_grace))
             try:
                 await _start_engine(engine)
             except BaseException:

@@ -40,8 +40,8 @@ async def diff_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     limit = int(cmd.get("limit", 100))
     if limit < 0:
         raise ArgonError(BAD_VALUE, "diff: 'limit' must be >= 0")
-    left = await refs.resolve(engine, cmd.get("from"))
-    right = await refs.resolve(engine, cmd.get("to"))
+    left = await refs.resolve(engine.db, engine.catalog, engine.snapshots, cmd.get("from"))
+    right = await refs.resolve(engine.db, engine.catalog, engine.snapshots, cmd.get("to"))
     both = history.sides(engine.catalog, left, right)
     where = history.ns_filter(cmd.get("db"), cmd.get("collection"))
     ids = await changed_ids(engine, both.left, where)

@@ -127,7 +127,9 @@ ON_MAIN = (
 class Engine:
     """Routes commands to the branch engine."""
 
-    def __init__(self, pool: UpstreamPool, snapshots: timetravel.Snapshots | None = None) -> None:
+    def __init__(
+        self, pool: UpstreamPool, snapshot_limits: timetravel.SnapshotLimits | None = None
+    ) -> None:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
@@ -139,7 +141,9 @@ class Engine:
         self.catalog.owner = str(self.incarnation.id)
         self.catalog.sessions = self.incarnation.sessions
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
-        self.snapshots = snapshots or timetravel.Snapshots()
+        self.snapshots = timetravel.Snapshots(
+            self.db, self.catalog, self.writer, snapshot_limits or timetravel.SnapshotLimits()
+        )
         self.indexes = Indexes(self.db, self.catalog, self.reader, self.writer)
         self.collections = BranchCollections(
             self.db, self.catalog, self.reader, self.writer, self.indexes
@@ -180,12 +184,9 @@ class Engine:
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
         branch = self.catalog.visible(name)
         if branch is None or address.at:  # a tag, a point in time, or not loaded yet
-            branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
+            ref = f"{name}@{address.at}" if address.at else name
+            branch = await refs.resolve(self.db, self.catalog, self.snapshots, ref)
         return address.db, branch
-
-    async def snapshot(self, branch: Branch, point: str) -> Branch:
-        """The read-only snapshot of ``branch`` at ``point``, built once and reused."""
-        return await self.snapshots.get(self, branch, point)
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
         """Answer ``req`` or say what to forward, on one upstream connection.
@@ -372,12 +373,13 @@ class Engine:
                     return (
                         None
                         if not isinstance(target, str)
-                        else await archives.drop(self, db, target)
+                        else await archives.drop(self.catalog, self.writer, db, target)
                     )
                 if name == "dropDatabase":
-                    return await archives.drop_database(self, db)
+                    return await archives.drop_database(self.catalog, self.writer, db)
                 return await archives.rename(
-                    self,
+                    self.catalog,
+                    self.writer,
                     namespace(target),
                     namespace(cmd.get("to")),
                     bool(cmd.get("dropTarget")),

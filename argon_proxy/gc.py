@@ -74,7 +74,7 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             continue
         expired.append(b.name)
         if not dry:
-            await delete_branch(engine, b.name)
+            await delete_branch(engine.db, engine.catalog, b.name)
     snapshots = []
     for b in list(engine.catalog.branches.values()):
         if b.time_travel and last_read(b) < moment - dt.timedelta(seconds=idle):
@@ -82,9 +82,9 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 continue
             snapshots.append(b.name)
             if not dry:
-                await delete_branch(engine, b.name)
+                await delete_branch(engine.db, engine.catalog, b.name)
     cutoff_time = moment - dt.timedelta(seconds=retain)
-    floor = await main_floor(engine, await lsn_at(engine, cutoff_time))
+    floor = await main_floor(engine, await lsn_at(engine.db, cutoff_time))
     live = sorted(b.id for b in engine.catalog.branches.values())
     doomed = [
         {"branch_id": MAIN, "_id": {"$lte": bson.Int64(floor)}},
@@ -102,7 +102,7 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 INTERNAL_DB, {"delete": "wal", "deletes": [{"q": flt, "limit": 0}]}
             )
             removed += int(reply.get("n", 0))
-    moved = await archives.collect(engine, floor, dry)
+    moved = await archives.collect(engine.catalog, floor, dry)
     return {
         "gc": {
             "dry_run": dry,

@@ -45,18 +45,20 @@ def _writable(branch: Branch, what: str) -> None:
 
 async def _target_lsn(engine: Engine, branch: Branch, cmd: dict[str, Any]) -> int:
     if cmd.get("tag") is not None:
-        tag = await refs.find_tag(engine, str(cmd["tag"]))
+        tag = await refs.find_tag(engine.db, str(cmd["tag"]))
         if tag is None or tag["branch"] != branch.name:
             raise ArgonError(
                 BAD_VALUE, f"tag {cmd['tag']!r} is not a tag of branch {branch.name!r}"
             )
         return int(tag["lsn"])
     if cmd.get("lsn") is not None:
-        return await timetravel.resolve_point(engine, branch, f"lsn-{int(cmd['lsn'])}")
+        return await timetravel.resolve_point(
+            engine.db, engine.catalog, branch, f"lsn-{int(cmd['lsn'])}"
+        )
     if cmd.get("time") is not None:
         when = cmd["time"]
         text = when.isoformat() if hasattr(when, "isoformat") else str(when)
-        return await timetravel.resolve_point(engine, branch, text)
+        return await timetravel.resolve_point(engine.db, engine.catalog, branch, text)
     raise ArgonError(BAD_VALUE, "resetBranch needs one of 'lsn', 'time' or 'tag'")
 
 
