@@ -28,7 +28,6 @@ from typing import Any
 import bson
 
 from . import (
-    admin,
     aggregate_out,
     archives,
     graph_lookup,
@@ -38,6 +37,7 @@ from . import (
     refs,
     timetravel,
 )
+from .admin import Admin
 from .aggregate_out import AggregateOut
 from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
@@ -153,6 +153,9 @@ class Engine:
         self.aggregate_out = AggregateOut(
             self.db, self.catalog, self.reader, self.writer, self.collections
         )
+        self.admin = Admin(
+            self.db, self.catalog, self.writer, self.indexes, self.snapshots, pool.address
+        )
         self.routes = self._routes()
 
     async def start(self) -> None:
@@ -262,7 +265,7 @@ class Engine:
                 return held
         if name == "argon":
             await self.catalog.refresh()
-            return await admin.handle(self, cmd)
+            return await self.admin.handle(cmd)
         call = await self._resolved(name, req)
         route = self.routes.get(name, UPSTREAM)
         handler = route.main if call.branch.name == MAIN else route.branch
