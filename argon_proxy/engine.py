@@ -11,7 +11,9 @@ command Argon answers other than by forwarding it: its handler on main and on
 any other branch (``calls.Route``), each given one resolved ``Call``. The
 handlers live with the services they use: write commands in
 ``write_commands.py``, collections of branches in ``branch_collections.py``,
-indexes in ``indexes.py``, reads in ``reads.py``. A command Argon cannot yet
+indexes in ``indexes.py``, reads in ``reads.py``, aggregates ending in
+``$out`` or ``$merge`` in ``aggregate_out.py``, the ``argon`` admin actions in
+``admin.py``. A command Argon cannot yet
 answer exactly on a branch is refused with a MongoDB-style error naming it
 and the branch.
 Before anything runs, every namespace the command names is checked
