@@ -11,28 +11,17 @@ The actions and their arguments are listed in ``docs/admin-commands.md``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
-from .catalog import Branch, Overlay, now
+from .catalog import Branch, Catalog, now
+from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
+from .indexes import Indexes
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
-
-if TYPE_CHECKING:
-    from .engine import Engine
-
-
-async def handle(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    action = cmd.get("argon")
-    handler = _ACTIONS.get(str(action))
-    if handler is None:
-        raise ArgonError(
-            COMMAND_NOT_FOUND,
-            f"unknown argon action {action!r}; one of: {', '.join(sorted(_ACTIONS))}",
-        )
-    reply = await handler(engine, cmd)
-    reply["ok"] = 1.0
-    return reply
+from .upstream import Address
+from .writes import Writer
 
 
 def _arg(cmd: dict[str, Any], key: str, default: Any = None, *, required: bool = False) -> Any:
@@ -40,111 +29,6 @@ def _arg(cmd: dict[str, Any], key: str, default: Any = None, *, required: bool =
     if required and value is None:
         raise ArgonError(BAD_VALUE, f"argon {cmd.get('argon')}: the {key!r} argument is required")
     return value
-
-
-async def describe(engine: Engine, branch: Branch, *, stats: bool = False) -> dict[str, Any]:
-    """A branch as the CLI and SDK show it."""
-    head = await history.newest(
-        history.wal_finder(engine.db, {"_id": 1, "ts": 1}),
-        branch.id,
-        above=branch.base_lsn,
-        upto=await engine.catalog.current_lsn(),
-    )
-    info: dict[str, Any] = {
-        "name": branch.name,
-        "parent": branch.parent,
-        "base_lsn": branch.base_lsn,
-        "head_lsn": int(head["_id"]) if head else branch.base_lsn,
-        "created": branch.created,
-        "last_activity": head["ts"] if head else branch.created,
-        "read_only": branch.read_only,
-        "archived": branch.archived,
-        "snapshot": branch.snapshot,
-        "description": branch.description,
-        "project": branch.project or projects.DEFAULT,
-        "expires": branch.expires,
-        "default": engine.catalog.default_branch == branch.name,
-        "tags": await refs.tags_of(engine, branch.name),
-    }
-    if stats:
-        info["stats"] = await _stats(engine, branch)
-    return info
-
-
-async def _stats(engine: Engine, branch: Branch) -> dict[str, Any]:
-    changed = await engine.db.command(
-        INTERNAL_DB, {"count": "wal", "query": {"branch_id": branch.id}}
-    )
-    collections, docs, size = [], 0, 0
-    for ov in engine.catalog.overlays.values():
-        if ov.branch_id != branch.id:
-            continue
-        try:
-            st = await engine.db.command(ov.db, {"collStats": ov.name})
-        except ArgonError:
-            continue
-        docs += int(st.get("count", 0))
-        size += int(st.get("size", 0))
-        collections.append(f"{ov.db}.{ov.coll}")
-    return {
-        "changes": int(changed["n"]),
-        "overlay_documents": docs,
-        "overlay_bytes": size,
-        "collections": sorted(collections),
-    }
-
-
-async def _status(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "default_branch": engine.catalog.default_branch,
-        # the hidden snapshots behind time-travel addresses are not branches of anyone's
-        "branches": sum(
-            not b.time_travel and b.name not in engine.catalog.pending
-            for b in engine.catalog.branches.values()
-        ),
-        "lsn": await engine.catalog.current_lsn(),
-        "upstream": str(engine.pool.address),
-    }
-
-
-async def _create(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """A new branch from ``from`` (a branch, tag or branch@point; default main), as it
-    is now or at ``lsn`` / ``time``."""
-    name = validate_branch_name(_arg(cmd, "name", required=True))
-    if await refs.find_tag(engine, name) is not None:
-        raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; branch names and tags differ")
-    start = await refs.point(engine, _arg(cmd, "from", MAIN))
-    parent, lsn = start.branch, start.lsn
-    project = (
-        projects.project_of(engine, cmd.get("project")) if "project" in cmd else parent.project
-    )
-    if parent.project is not None and project != parent.project:
-        raise ArgonError(
-            BAD_VALUE,
-            f"createBranch: {parent.name!r} is in project {parent.project!r}; its branches "
-            "stay in it",
-        )
-    if cmd.get("lsn") is not None or cmd.get("time") is not None:
-        if lsn is not None:
-            raise ArgonError(BAD_VALUE, "createBranch: 'from' names a point already")
-        point = _point_arg(cmd)
-        lsn = await timetravel.resolve_point(engine, parent, point)
-    description = cmd.get("description")
-    if lsn is None:
-        branch = await engine.catalog.create_branch(
-            name, parent.name, description=description, project=project
-        )
-    else:
-        # stored once complete: nobody reads it half-built, and a concurrent
-        # creator of the same name wins or loses as a whole
-        branch = await timetravel.build_at(
-            engine, parent, lsn, name, read_only=False, point=f"lsn-{lsn}", store_last=True
-        )
-        await engine.catalog.update(branch, description=description, project=project)
-    if cmd.get("ttl") is not None or cmd.get("expires") is not None:
-        await _expiry(engine, {"name": name, "ttl": cmd.get("ttl"), "expires": cmd.get("expires")})
-    return {"branch": await describe(engine, branch)}
 
 
 def _point_arg(cmd: dict[str, Any]) -> str:
@@ -155,137 +39,272 @@ def _point_arg(cmd: dict[str, Any]) -> str:
     return str(when.isoformat() if hasattr(when, "isoformat") else when)
 
 
-async def _expiry(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Set (``expires``: a time, or ``ttl``: seconds from now) or clear a branch's expiry."""
-    branch = await engine.catalog.get(_arg(cmd, "name", required=True))
-    if branch.name == MAIN:
-        raise ArgonError(BAD_VALUE, "the main branch cannot expire")
-    expires = cmd.get("expires")
-    if cmd.get("ttl") is not None:
-        expires = now() + dt.timedelta(seconds=float(cmd["ttl"]))
-    if expires is not None and not isinstance(expires, dt.datetime):
-        raise ArgonError(BAD_VALUE, "setBranchExpiry: 'expires' is a date, 'ttl' seconds")
-    await engine.catalog.update(branch, expires=expires)
-    return {"branch": await describe(engine, branch)}
+Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-async def _snapshot(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """An immutable, named branch: ``branch`` as it is now. O(1) like any branch."""
-    name = validate_branch_name(_arg(cmd, "name", required=True))
-    if await refs.find_tag(engine, name) is not None:
-        raise ArgonError(TAG_EXISTS, f"a tag named {name!r} exists; snapshot names and tags differ")
-    source = await engine.catalog.get(_arg(cmd, "branch", MAIN))
-    lsn = await history.head(engine.catalog, source)
-    branch = await engine.catalog.create_branch(
-        name,
-        source.name,
-        read_only=True,
-        point=f"lsn-{lsn}",
-        snapshot=True,
-        description=cmd.get("description"),
-    )
-    return {"branch": await describe(engine, branch)}
+class Admin:
+    """The admin actions, with the services they use."""
+
+    def __init__(
+        self,
+        db: DbClient,
+        catalog: Catalog,
+        writer: Writer,
+        indexes: Indexes,
+        snapshots: timetravel.Snapshots,
+        upstream: Address,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.writer = writer
+        self.upstream = upstream
+        self.actions: dict[str, Action] = {
+            "status": self._status,
+            "createBranch": self._create,
+            "createProject": lambda cmd: projects.create_action(db, catalog, cmd),
+            "listProjects": lambda cmd: projects.list_action(catalog, cmd),
+            "deleteProject": lambda cmd: projects.delete_action(db, catalog, cmd),
+            "listBranches": self._list,
+            "getBranch": self._get,
+            "deleteBranch": self._delete,
+            "switchBranch": self._switch,
+            "timeTravelInfo": self._time_travel_info,
+            "archiveBranch": self._archive,
+            "createSnapshot": self._snapshot,
+            "createTag": lambda cmd: refs.create_tag(db, catalog, cmd),
+            "listTags": lambda cmd: refs.list_tags(db, catalog, cmd),
+            "deleteTag": lambda cmd: refs.delete_tag(db, cmd),
+            "merge": lambda cmd: merge.merge_action(db, catalog, writer, indexes, cmd),
+            "applyMerge": lambda cmd: merge.apply_action(db, catalog, writer, cmd),
+            "mergeConflicts": lambda cmd: merge.conflicts_action(db, cmd),
+            "resolveConflict": lambda cmd: merge.resolve_action(db, cmd),
+            "setMergeGranularity": lambda cmd: merge.granularity_action(db, cmd),
+            "diff": lambda cmd: diff.diff_action(db, catalog, snapshots, cmd),
+            "log": lambda cmd: audit.log_action(db, catalog, cmd),
+            "blame": lambda cmd: audit.blame_action(db, catalog, cmd),
+            "resetBranch": lambda cmd: reset.reset_action(db, catalog, writer, cmd),
+            "undo": lambda cmd: reset.undo_action(db, catalog, writer, cmd),
+            "gc": lambda cmd: gc.gc_action(db, catalog, cmd),
+            "setBranchExpiry": self._expiry,
+        }
+
+    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        action = cmd.get("argon")
+        handler = self.actions.get(str(action))
+        if handler is None:
+            raise ArgonError(
+                COMMAND_NOT_FOUND,
+                f"unknown argon action {action!r}; one of: {', '.join(sorted(self.actions))}",
+            )
+        reply = await handler(cmd)
+        reply["ok"] = 1.0
+        return reply
+
+    async def describe(self, branch: Branch, *, stats: bool = False) -> dict[str, Any]:
+        """A branch as the CLI and SDK show it."""
+        head = await history.newest(
+            history.wal_finder(self.db, {"_id": 1, "ts": 1}),
+            branch.id,
+            above=branch.base_lsn,
+            upto=await self.catalog.current_lsn(),
+        )
+        info: dict[str, Any] = {
+            "name": branch.name,
+            "parent": branch.parent,
+            "base_lsn": branch.base_lsn,
+            "head_lsn": int(head["_id"]) if head else branch.base_lsn,
+            "created": branch.created,
+            "last_activity": head["ts"] if head else branch.created,
+            "read_only": branch.read_only,
+            "archived": branch.archived,
+            "snapshot": branch.snapshot,
+            "description": branch.description,
+            "project": branch.project or projects.DEFAULT,
+            "expires": branch.expires,
+            "default": self.catalog.default_branch == branch.name,
+            "tags": await refs.tags_of(self.db, branch.name),
+        }
+        if stats:
+            info["stats"] = await self._stats(branch)
+        return info
+
+    async def _stats(self, branch: Branch) -> dict[str, Any]:
+        changed = await self.db.command(
+            INTERNAL_DB, {"count": "wal", "query": {"branch_id": branch.id}}
+        )
+        collections, docs, size = [], 0, 0
+        for ov in self.catalog.overlays.values():
+            if ov.branch_id != branch.id:
+                continue
+            try:
+                st = await self.db.command(ov.db, {"collStats": ov.name})
+            except ArgonError:
+                continue
+            docs += int(st.get("count", 0))
+            size += int(st.get("size", 0))
+            collections.append(f"{ov.db}.{ov.coll}")
+        return {
+            "changes": int(changed["n"]),
+            "overlay_documents": docs,
+            "overlay_bytes": size,
+            "collections": sorted(collections),
+        }
+
+    async def _status(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "default_branch": self.catalog.default_branch,
+            # the hidden snapshots behind time-travel addresses are not branches of anyone's
+            "branches": sum(
+                not b.time_travel and b.name not in self.catalog.pending
+                for b in self.catalog.branches.values()
+            ),
+            "lsn": await self.catalog.current_lsn(),
+            "upstream": str(self.upstream),
+        }
+
+    async def _create(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """A new branch from ``from`` (a branch, tag or branch@point; default main), as it
+        is now or at ``lsn`` / ``time``."""
+        name = validate_branch_name(_arg(cmd, "name", required=True))
+        if await refs.find_tag(self.db, name) is not None:
+            raise ArgonError(
+                TAG_EXISTS, f"a tag named {name!r} exists; branch names and tags differ"
+            )
+        start = await refs.point(self.db, self.catalog, _arg(cmd, "from", MAIN))
+        parent, lsn = start.branch, start.lsn
+        project = (
+            projects.project_of(self.catalog, cmd.get("project"))
+            if "project" in cmd
+            else parent.project
+        )
+        if parent.project is not None and project != parent.project:
+            raise ArgonError(
+                BAD_VALUE,
+                f"createBranch: {parent.name!r} is in project {parent.project!r}; its branches "
+                "stay in it",
+            )
+        if cmd.get("lsn") is not None or cmd.get("time") is not None:
+            if lsn is not None:
+                raise ArgonError(BAD_VALUE, "createBranch: 'from' names a point already")
+            point = _point_arg(cmd)
+            lsn = await timetravel.resolve_point(self.db, self.catalog, parent, point)
+        description = cmd.get("description")
+        if lsn is None:
+            branch = await self.catalog.create_branch(
+                name, parent.name, description=description, project=project
+            )
+        else:
+            # stored once complete: nobody reads it half-built, and a concurrent
+            # creator of the same name wins or loses as a whole
+            branch = await timetravel.build_at(
+                self.db,
+                self.catalog,
+                self.writer,
+                parent,
+                lsn,
+                name,
+                read_only=False,
+                point=f"lsn-{lsn}",
+                store_last=True,
+            )
+            await self.catalog.update(branch, description=description, project=project)
+        if cmd.get("ttl") is not None or cmd.get("expires") is not None:
+            await self._expiry({"name": name, "ttl": cmd.get("ttl"), "expires": cmd.get("expires")})
+        return {"branch": await self.describe(branch)}
+
+    async def _expiry(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Set (``expires``: a time, or ``ttl``: seconds from now) or clear a branch's expiry."""
+        branch = await self.catalog.get(_arg(cmd, "name", required=True))
+        if branch.name == MAIN:
+            raise ArgonError(BAD_VALUE, "the main branch cannot expire")
+        expires = cmd.get("expires")
+        if cmd.get("ttl") is not None:
+            expires = now() + dt.timedelta(seconds=float(cmd["ttl"]))
+        if expires is not None and not isinstance(expires, dt.datetime):
+            raise ArgonError(BAD_VALUE, "setBranchExpiry: 'expires' is a date, 'ttl' seconds")
+        await self.catalog.update(branch, expires=expires)
+        return {"branch": await self.describe(branch)}
+
+    async def _snapshot(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """An immutable, named branch: ``branch`` as it is now. O(1) like any branch."""
+        name = validate_branch_name(_arg(cmd, "name", required=True))
+        if await refs.find_tag(self.db, name) is not None:
+            raise ArgonError(
+                TAG_EXISTS, f"a tag named {name!r} exists; snapshot names and tags differ"
+            )
+        source = await self.catalog.get(_arg(cmd, "branch", MAIN))
+        lsn = await history.head(self.catalog, source)
+        branch = await self.catalog.create_branch(
+            name,
+            source.name,
+            read_only=True,
+            point=f"lsn-{lsn}",
+            snapshot=True,
+            description=cmd.get("description"),
+        )
+        return {"branch": await self.describe(branch)}
+
+    async def _archive(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Keep a branch readable but frozen, and out of the default listing."""
+        branch = await self.catalog.get(_arg(cmd, "name", required=True))
+        if branch.name == MAIN:
+            raise ArgonError(BAD_VALUE, "the main branch cannot be archived")
+        await self.catalog.update(branch, archived=True, read_only=True)
+        if self.catalog.default_branch == branch.name:
+            await self.catalog.set_default(MAIN)
+        return {"branch": await self.describe(branch)}
+
+    async def _time_travel_info(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Earliest and latest reachable LSN and time of a branch (all branches if no name)."""
+        names = [cmd["name"]] if cmd.get("name") else sorted(self.catalog.branches)
+        project = cmd.get("project")
+        infos = []
+        for name in names:
+            branch = await self.catalog.get(name)
+            if project is not None and not projects.belongs(self.catalog, branch, project):
+                if cmd.get("name"):
+                    raise ArgonError(
+                        BAD_VALUE, f"branch {branch.name!r} is not in project {project!r}"
+                    )
+                continue
+            if "@" not in branch.name:
+                infos.append(await timetravel.reachable(self.db, self.catalog, branch))
+        return {"branches": infos}
+
+    async def _list(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        await self.catalog.reload()
+        stored = [b for b in self.catalog.branches.values() if b.name not in self.catalog.pending]
+        branches = sorted(stored, key=lambda b: (b.name != MAIN, b.name))
+        if not cmd.get("all"):
+            branches = [b for b in branches if "@" not in b.name and not b.archived]
+        if cmd.get("project") is not None:
+            branches = [b for b in branches if projects.belongs(self.catalog, b, cmd["project"])]
+        return {"branches": [await self.describe(b) for b in branches]}
+
+    async def _get(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        branch = await self.catalog.get(_arg(cmd, "name", required=True))
+        return {"branch": await self.describe(branch, stats=True)}
+
+    async def _delete(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        return await delete_branch(self.db, self.catalog, _arg(cmd, "name", required=True))
+
+    async def _switch(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        name = _arg(cmd, "name", required=True)
+        await self.catalog.set_default(name)
+        return {"default_branch": name}
 
 
-async def _archive(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Keep a branch readable but frozen, and out of the default listing."""
-    branch = await engine.catalog.get(_arg(cmd, "name", required=True))
-    if branch.name == MAIN:
-        raise ArgonError(BAD_VALUE, "the main branch cannot be archived")
-    await engine.catalog.update(branch, archived=True, read_only=True)
-    if engine.catalog.default_branch == branch.name:
-        await engine.catalog.set_default(MAIN)
-    return {"branch": await describe(engine, branch)}
-
-
-async def _time_travel_info(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Earliest and latest reachable LSN and time of a branch (all branches if no name)."""
-    names = [cmd["name"]] if cmd.get("name") else sorted(engine.catalog.branches)
-    project = cmd.get("project")
-    infos = []
-    for name in names:
-        branch = await engine.catalog.get(name)
-        if project is not None and not projects.belongs(engine, branch, project):
-            if cmd.get("name"):
-                raise ArgonError(BAD_VALUE, f"branch {branch.name!r} is not in project {project!r}")
-            continue
-        if "@" not in branch.name:
-            infos.append(await timetravel.reachable(engine, branch))
-    return {"branches": infos}
-
-
-async def _list(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    await engine.catalog.reload()
-    stored = [b for b in engine.catalog.branches.values() if b.name not in engine.catalog.pending]
-    branches = sorted(stored, key=lambda b: (b.name != MAIN, b.name))
-    if not cmd.get("all"):
-        branches = [b for b in branches if "@" not in b.name and not b.archived]
-    if cmd.get("project") is not None:
-        branches = [b for b in branches if projects.belongs(engine, b, cmd["project"])]
-    return {"branches": [await describe(engine, b) for b in branches]}
-
-
-async def _get(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    branch = await engine.catalog.get(_arg(cmd, "name", required=True))
-    return {"branch": await describe(engine, branch, stats=True)}
-
-
-async def _delete(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    return await delete_branch(engine, _arg(cmd, "name", required=True))
-
-
-async def delete_branch(engine: Engine, name: str) -> dict[str, Any]:
+async def delete_branch(db: DbClient, catalog: Catalog, name: str) -> dict[str, Any]:
     """Delete a branch, its time-travel snapshots, overlays and tags."""
-    await engine.catalog.get(name)
-    for snapshot in engine.catalog.children(name):
+    await catalog.get(name)
+    for snapshot in catalog.children(name):
         if "@" in snapshot.name:  # snapshots made for time-travel addresses go with it
-            await delete_branch(engine, snapshot.name)
-    gone = await engine.catalog.delete_branch(name)
-    tags = await refs.tags_of(engine, name)
-    await engine.db.command(
+            await delete_branch(db, catalog, snapshot.name)
+    gone = await catalog.delete_branch(name)
+    tags = await refs.tags_of(db, name)
+    await db.command(
         INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"branch": name}, "limit": 0}]}
     )
-    await drop_overlays(engine, gone)
+    await catalog.drop_overlays(gone)
     return {"deleted": name, "overlays_dropped": len(gone), "tags_deleted": tags}
-
-
-async def drop_overlays(engine: Engine, gone: list[Overlay]) -> None:
-    """Drop the collections of overlays the catalog no longer lists."""
-    await engine.catalog.drop_overlays(gone)
-
-
-async def _switch(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    name = _arg(cmd, "name", required=True)
-    await engine.catalog.set_default(name)
-    return {"default_branch": name}
-
-
-_ACTIONS = {
-    "status": _status,
-    "createBranch": _create,
-    "createProject": projects.create_action,
-    "listProjects": projects.list_action,
-    "deleteProject": projects.delete_action,
-    "listBranches": _list,
-    "getBranch": _get,
-    "deleteBranch": _delete,
-    "switchBranch": _switch,
-    "timeTravelInfo": _time_travel_info,
-    "archiveBranch": _archive,
-    "createSnapshot": _snapshot,
-    "createTag": refs.create_tag,
-    "listTags": refs.list_tags,
-    "deleteTag": refs.delete_tag,
-    "merge": merge.merge_action,
-    "applyMerge": merge.apply_action,
-    "mergeConflicts": merge.conflicts_action,
-    "resolveConflict": merge.resolve_action,
-    "setMergeGranularity": merge.granularity_action,
-    "diff": diff.diff_action,
-    "log": audit.log_action,
-    "blame": audit.blame_action,
-    "resetBranch": reset.reset_action,
-    "undo": reset.undo_action,
-    "gc": gc.gc_action,
-    "setBranchExpiry": _expiry,
-}

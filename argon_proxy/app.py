@@ -28,13 +28,14 @@ from typing import Any
 
 import trio
 
+from .catalog import Catalog
 from .config import ConfigError, Settings
 from .embedded import EmbeddedError, embedded_upstream, prepare_data_dir
 from .engine import Engine
 from .errors import UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
-from .timetravel import Snapshots
+from .timetravel import SnapshotLimits
 from .upstream import UpstreamPool, parse_upstream_uri
 
 log = logging.getLogger("argon.app")
@@ -158,13 +159,13 @@ async def _watch_health(pool: UpstreamPool, health: Health) -> None:
         await trio.sleep(_HEALTH_INTERVAL)
 
 
-async def _follow_catalog(engine: Engine) -> None:
+async def _follow_catalog(catalog: Catalog) -> None:
     """Pick up other proxies' metadata changes (the default branch above all, which
     decides the fast path) within ``_CATALOG_INTERVAL`` even while only main is read."""
     while True:
         await trio.sleep(_CATALOG_INTERVAL)
         try:
-            await engine.catalog.refresh()
+            await catalog.refresh()
         except Exception as exc:  # the upstream is away (the health check reports it)
             log.debug("catalog refresh failed: %r", exc)
 
@@ -248,7 +249,7 @@ async def _start_and_run(
         health = Health(upstream=str(pool.address))
         http = _open_metrics(settings, health)
         try:
-            engine = Engine(pool, Snapshots(settings.snapshots_kept, settings.snapshot_grace))
+            engine = Engine(pool, SnapshotLimits(settings.snapshots_kept, settings.snapshot_grace))
             try:
                 await _start_engine(engine)
             except BaseException:
@@ -286,7 +287,7 @@ async def _run(
     stopper.server = server
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_health, pool, health)
-        nursery.start_soon(_follow_catalog, engine)
+        nursery.start_soon(_follow_catalog, engine.catalog)
         nursery.start_soon(engine.incarnation.keep_alive)
         await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
         log.info(

@@ -39,47 +39,44 @@ refused while branches exist.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .catalog import Archive, Catalog
 from .dbclient import DbClient
 from .errors import COMMAND_NOT_SUPPORTED, NAMESPACE_EXISTS, ArgonError
 from .naming import INTERNAL_DB, INTERNAL_PREFIX, MAIN, is_internal
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .writes import Writer
 
 _MAX_NS = 255  # bytes of a namespace, as mongod counts them
 
 
-async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
+async def drop(catalog: Catalog, writer: Writer, db: str, coll: str) -> dict[str, Any] | None:
     """Drop main's ``db.coll`` while branches exist, moving it aside: None without
     branches, or when main has no such collection, so mongod's own drop answers."""
-    catalog = engine.catalog
-    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
+    found = await catalog.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found:
         return None  # nothing changes: time travel still reaches as far
     if coll.startswith("system.") or not catalog.children(MAIN):
-        await set_horizon(engine)  # no branch keeps it: time travel stops here
+        await set_horizon(catalog)  # no branch keeps it: time travel stops here
         return None
     if found[0].get("type") != "collection":
         if not catalog.children(MAIN):
             return None
         raise _refused(f"drop of view {db}.{coll}", "a view cannot be kept for them")
     ns = f"{db}.{coll}"
-    async with catalog.forks.writing(), engine.writer.lock(ns):
+    async with catalog.forks.writing(), writer.lock(ns):
         since = catalog.loads
         await catalog.child_overlays(catalog.branches[MAIN], db, coll)  # never passthrough
-        indexes = await engine.db.find_cursor(db, {"listIndexes": coll})
-        until = await catalog.allocate_lsns(engine.db, 1)
+        indexes = await catalog.db.find_cursor(db, {"listIndexes": coll})
+        until = await catalog.allocate_lsns(catalog.db, 1)
         archive = Archive(db, coll, f"{INTERNAL_PREFIX}main{until}.{coll}", until)
         if len(f"{db}.{archive.physical}".encode()) > _MAX_NS:
             raise _refused(f"drop of {ns}", "its name is too long to keep it under another")
         record = {**archive.to_doc(), "pending": True}
-        await engine.db.command(INTERNAL_DB, {"insert": "archives", "documents": [record]})
+        await catalog.db.command(INTERNAL_DB, {"insert": "archives", "documents": [record]})
         to = f"{db}.{archive.physical}"
-        await engine.db.command("admin", {"renameCollection": ns, "to": to})
-        await _settled(engine.db, archive)
+        await catalog.db.command("admin", {"renameCollection": ns, "to": to})
+        await _settled(catalog.db, archive)
         catalog.archives.setdefault((db, coll), []).append(archive)
         for older in catalog.live_records(db, coll):  # renamed earlier: now still
             still = replace(older, physical=archive.physical, live=False, frozen=until)
@@ -89,13 +86,16 @@ async def drop(engine: Engine, db: str, coll: str) -> dict[str, Any] | None:
 
 
 async def rename(
-    engine: Engine, source: tuple[str, str], target: tuple[str, str], drop_target: bool
+    catalog: Catalog,
+    writer: Writer,
+    source: tuple[str, str],
+    target: tuple[str, str],
+    drop_target: bool,
 ) -> dict[str, Any] | None:
     """Rename main's collection while branches exist, recording it: None without
     branches, or when there is no such collection, so mongod's own rename answers."""
-    catalog = engine.catalog
     (db, coll), (to_db, to) = source, target
-    found = await engine.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
+    found = await catalog.db.find_cursor(db, {"listCollections": 1, "filter": {"name": coll}})
     if not found or found[0].get("type") != "collection" or source == target:
         return None  # mongod says what is wrong with it; nothing changes
     if to_db != db:  # a record cannot follow it: kept only if no branch reads it
@@ -108,30 +108,30 @@ async def rename(
     # Kept while branches exist, even if none reads it: time travel then can.
     kept = to_db == db and bool(catalog.children(MAIN))
     listed = {"listCollections": 1, "filter": {"name": to}}
-    if await engine.db.find_cursor(to_db, listed):
+    if await catalog.db.find_cursor(to_db, listed):
         if not drop_target:
             if not kept:
                 return None  # mongod's own answer
             raise ArgonError(NAMESPACE_EXISTS, "target namespace exists")
         # Branches may read the target too, whether or not they read the source:
         # mongod's dropTarget would take it from them.
-        if await drop(engine, to_db, to) is None and kept:
-            await engine.db.command(to_db, {"drop": to})
+        if await drop(catalog, writer, to_db, to) is None and kept:
+            await catalog.db.command(to_db, {"drop": to})
     if not kept:
-        await set_horizon(engine)
+        await set_horizon(catalog)
         return None
     main = catalog.branches[MAIN]
-    locks = (engine.writer.lock(f"{db}.{coll}"), engine.writer.lock(f"{db}.{to}"))
+    locks = (writer.lock(f"{db}.{coll}"), writer.lock(f"{db}.{to}"))
     async with catalog.forks.writing(), locks[0], locks[1]:
         since = catalog.loads
         await catalog.child_overlays(main, db, coll)  # never passthrough
         await catalog.child_overlays(main, db, to)  # the new name stays off them
-        until = await catalog.allocate_lsns(engine.db, 1)
+        until = await catalog.allocate_lsns(catalog.db, 1)
         record = Archive(db, coll, to, until, live=True, path=((to, until),))
         stored = {**record.to_doc(), "pending": True}
-        await engine.db.command(INTERNAL_DB, {"insert": "archives", "documents": [stored]})
-        await engine.db.command("admin", {"renameCollection": f"{db}.{coll}", "to": f"{db}.{to}"})
-        await _settled(engine.db, record)
+        await catalog.db.command(INTERNAL_DB, {"insert": "archives", "documents": [stored]})
+        await catalog.db.command("admin", {"renameCollection": f"{db}.{coll}", "to": f"{db}.{to}"})
+        await _settled(catalog.db, record)
         catalog.archives.setdefault((db, coll), []).append(record)
         for older in catalog.live_records(db, coll):  # renamed before: follow it
             moved = replace(older, physical=to, path=(*older.path, (to, until)))
@@ -140,33 +140,33 @@ async def rename(
     return {"ok": 1.0}
 
 
-async def drop_database(engine: Engine, db: str) -> dict[str, Any] | None:
+async def drop_database(catalog: Catalog, writer: Writer, db: str) -> dict[str, Any] | None:
     """Drop main's database ``db`` while branches exist, collection by collection
     (each moved aside), and its views; Argon's own collections
     in it (overlays, archives) stay. None without branches: mongod's own drop."""
-    listed = await engine.db.find_cursor(db, {"listCollections": 1})
+    listed = await catalog.db.find_cursor(db, {"listCollections": 1})
     mine = [c for c in listed if not is_internal(c["name"])]
-    if not engine.catalog.children(MAIN):
+    if not catalog.children(MAIN):
         if mine:  # dropping nothing changes nothing
-            await set_horizon(engine)
+            await set_horizon(catalog)
         return None
     if any(c.get("type") == "view" for c in mine):
         raise _refused(f"dropDatabase of {db}", "it holds views, which cannot be kept for them")
     for entry in mine:
         name = entry["name"]
-        if await drop(engine, db, name) is None:
-            await engine.db.command(db, {"drop": name})
+        if await drop(catalog, writer, db, name) is None:
+            await catalog.db.command(db, {"drop": name})
     return {"dropped": db, "ok": 1.0} if mine else {"ok": 1.0}
 
 
 HORIZON = "time_travel_horizon"  # __argon.counters: main's earliest readable point
 
 
-async def set_horizon(engine: Engine) -> None:
+async def set_horizon(catalog: Catalog) -> None:
     """Time travel on main reaches no point before now: a drop or rename is about to
     change main without WAL entries and no branch keeps what it changes."""
-    lsn = await engine.catalog.allocate_lsns(engine.db, 1)
-    await engine.db.command(
+    lsn = await catalog.allocate_lsns(catalog.db, 1)
+    await catalog.db.command(
         INTERNAL_DB,
         {
             "update": "counters",
@@ -175,16 +175,15 @@ async def set_horizon(engine: Engine) -> None:
     )
 
 
-async def horizon(engine: Engine) -> int:
+async def horizon(db: DbClient) -> int:
     """The LSN before which time travel on main cannot read (0: none)."""
-    found = await engine.db.find(INTERNAL_DB, "counters", {"_id": HORIZON})
+    found = await db.find(INTERNAL_DB, "counters", {"_id": HORIZON})
     return int(found[0].get("lsn", 0)) if found else 0
 
 
-async def collect(engine: Engine, floor: int, dry: bool) -> list[str]:
+async def collect(catalog: Catalog, floor: int, dry: bool) -> list[str]:
     """Remove the records (and archives) of drops and renames at or below ``floor``
     (time travel reaches no point before it) that no branch reads; returns them."""
-    catalog = engine.catalog
     gone: list[str] = []
     for found in list(catalog.archives.values()):
         for record in list(found):
@@ -199,9 +198,9 @@ async def collect(engine: Engine, floor: int, dry: bool) -> list[str]:
             if dry:
                 continue
             if not record.live:
-                await engine.db.command(record.db, {"drop": record.physical})
+                await catalog.db.command(record.db, {"drop": record.physical})
             done = {"q": {"_id": record.key}, "limit": 1}
-            await engine.db.command(INTERNAL_DB, {"delete": "archives", "deletes": [done]})
+            await catalog.db.command(INTERNAL_DB, {"delete": "archives", "deletes": [done]})
             found.remove(record)
     if gone and not dry:
         await catalog.changed()

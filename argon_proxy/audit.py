@@ -10,18 +10,17 @@ field path, the last entry that changed it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 
 from . import history, wal
+from .catalog import Catalog
+from .dbclient import DbClient
 from .docdiff import MISSING, Path, dotted, field_changes, leaf_paths
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB
 from .view import fetch
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 _SUMMARY = {"pre": 0, "post": 0, "pre_z": 0, "post_z": 0}
 
@@ -44,11 +43,11 @@ def show(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 async def document_entries(
-    engine: Engine, branch_name: str, ns: str, doc_id: Any, *, images: bool
+    db: DbClient, catalog: Catalog, branch_name: str, ns: str, doc_id: Any, *, images: bool
 ) -> list[dict[str, Any]]:
     """The entries that shaped one document on a branch, oldest first."""
-    branch = await engine.catalog.get(branch_name)
-    windows = history.lineage(engine.catalog, branch)
+    branch = await catalog.get(branch_name)
+    windows = history.lineage(catalog, branch)
     cmd: dict[str, Any] = {
         "find": "wal",
         "filter": {"ns": ns, "doc_id": doc_id},
@@ -57,7 +56,7 @@ async def document_entries(
     if not images:
         cmd["projection"] = _SUMMARY
     out = []
-    async for entry in engine.db.cursor(INTERNAL_DB, cmd):
+    async for entry in db.cursor(INTERNAL_DB, cmd):
         if any(w.holds(entry) for w in windows):
             out.append(entry)
     return out
@@ -70,16 +69,16 @@ def _ns(cmd: dict[str, Any]) -> str | None:
     return None
 
 
-async def log_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``log``: a branch's WAL entries, or one document's, newest first."""
-    name = str(cmd.get("branch") or engine.catalog.default_branch)
-    branch = await engine.catalog.get(name)
+    name = str(cmd.get("branch") or catalog.default_branch)
+    branch = await catalog.get(name)
     limit = int(cmd.get("limit", 100))
     if "docId" in cmd:
         ns = _ns(cmd)
         if ns is None:
             raise ArgonError(BAD_VALUE, "log of a document needs 'db' and 'collection'")
-        entries = await document_entries(engine, branch.name, ns, cmd["docId"], images=False)
+        entries = await document_entries(db, catalog, branch.name, ns, cmd["docId"], images=False)
         entries.reverse()
         return {"entries": [show(e) for e in entries[:limit]]}
     flt: dict[str, Any] = {
@@ -93,19 +92,19 @@ async def log_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         lsn["$lte"] = bson.Int64(int(cmd["untilLsn"]))
     if lsn:
         flt["_id"] = lsn
-    found = await engine.db.find(
+    found = await db.find(
         INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, projection=_SUMMARY
     )
     return {"entries": [show(e) for e in found]}
 
 
-async def blame_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def blame_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``blame``: for each field of one document, the write that last changed it."""
     ns = _ns(cmd)
     if ns is None or "docId" not in cmd:
         raise ArgonError(BAD_VALUE, "blame needs 'db', 'collection' and 'docId'")
-    name = str(cmd.get("branch") or engine.catalog.default_branch)
-    entries = await document_entries(engine, name, ns, cmd["docId"], images=True)
+    name = str(cmd.get("branch") or catalog.default_branch)
+    entries = await document_entries(db, catalog, name, ns, cmd["docId"], images=True)
     last: dict[Path, dict[str, Any]] = {}
     for entry in entries:
         pre, post = wal.image(entry, "pre"), wal.image(entry, "post")
@@ -118,9 +117,9 @@ async def blame_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
                 last = {p: e for p, e in last.items() if p[: len(change.path)] != change.path}
                 if change.after is not MISSING:
                     last[change.path] = entry
-    branch = await engine.catalog.get(name)
-    db, coll = ns.split(".", 1)
-    found = await fetch(engine.db, engine.catalog, branch, db, coll, [cmd["docId"]])
+    branch = await catalog.get(name)
+    dbname, coll = ns.split(".", 1)
+    found = await fetch(db, catalog, branch, dbname, coll, [cmd["docId"]])
     current = next(iter(found.values()), None)
     fields = []
     for path in leaf_paths(current or {}):

@@ -11,50 +11,49 @@ or removed; present on both and not equal, modified, with its field changes
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import history, refs
-from .catalog import hashable_id
+from .catalog import Catalog, hashable_id
+from .dbclient import DbClient
 from .docdiff import field_changes
 from .errors import BAD_VALUE, ArgonError
+from .timetravel import Snapshots
 from .view import fetch
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 async def changed_ids(
-    engine: Engine, windows: tuple[history.Window, ...], where: dict[str, Any]
+    db: DbClient, windows: tuple[history.Window, ...], where: dict[str, Any]
 ) -> dict[str, dict[Any, Any]]:
     """``ns -> {hashable id: raw id}`` of every document the windows changed."""
     out: dict[str, dict[Any, Any]] = defaultdict(dict)
-    async for entry in history.scan(
-        engine.db, windows, where=where, projection={"ns": 1, "doc_id": 1}
-    ):
+    async for entry in history.scan(db, windows, where=where, projection={"ns": 1, "doc_id": 1}):
         out[entry["ns"]].setdefault(hashable_id(entry["doc_id"]), entry["doc_id"])
     return out
 
 
-async def diff_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def diff_action(
+    db: DbClient, catalog: Catalog, snapshots: Snapshots, cmd: dict[str, Any]
+) -> dict[str, Any]:
     """``diff``: what changes from ``from`` to ``to``."""
     limit = int(cmd.get("limit", 100))
     if limit < 0:
         raise ArgonError(BAD_VALUE, "diff: 'limit' must be >= 0")
-    left = await refs.resolve(engine, cmd.get("from"))
-    right = await refs.resolve(engine, cmd.get("to"))
-    both = history.sides(engine.catalog, left, right)
+    left = await refs.resolve(db, catalog, snapshots, cmd.get("from"))
+    right = await refs.resolve(db, catalog, snapshots, cmd.get("to"))
+    both = history.sides(catalog, left, right)
     where = history.ns_filter(cmd.get("db"), cmd.get("collection"))
-    ids = await changed_ids(engine, both.left, where)
-    for ns, more in (await changed_ids(engine, both.right, where)).items():
+    ids = await changed_ids(db, both.left, where)
+    for ns, more in (await changed_ids(db, both.right, where)).items():
         ids[ns].update(more)
     summary = {"added": 0, "removed": 0, "modified": 0}
     collections = []
     for ns in sorted(ids):
-        history.refuse_main_drops(engine.catalog, (*both.left, *both.right), ns, "diff")
-        db, coll = ns.split(".", 1)
+        history.refuse_main_drops(catalog, (*both.left, *both.right), ns, "diff")
+        dbname, coll = ns.split(".", 1)
         raw = list(ids[ns].values())
-        before = await fetch(engine.db, engine.catalog, left, db, coll, raw)
-        after = await fetch(engine.db, engine.catalog, right, db, coll, raw)
+        before = await fetch(db, catalog, left, dbname, coll, raw)
+        after = await fetch(db, catalog, right, dbname, coll, raw)
         entry = _compare(ns, ids[ns], before, after, limit)
         if entry["added"] or entry["removed"] or entry["modified"]:
             collections.append(entry)

@@ -11,7 +11,9 @@ command Argon answers other than by forwarding it: its handler on main and on
 any other branch (``calls.Route``), each given one resolved ``Call``. The
 handlers live with the services they use: write commands in
 ``write_commands.py``, collections of branches in ``branch_collections.py``,
-indexes in ``indexes.py``, reads in ``reads.py``. A command Argon cannot yet
+indexes in ``indexes.py``, reads in ``reads.py``, aggregates ending in
+``$out`` or ``$merge`` in ``aggregate_out.py``, the ``argon`` admin actions in
+``admin.py``. A command Argon cannot yet
 answer exactly on a branch is refused with a MongoDB-style error naming it
 and the branch.
 Before anything runs, every namespace the command names is checked
@@ -28,7 +30,6 @@ from typing import Any
 import bson
 
 from . import (
-    admin,
     aggregate_out,
     archives,
     graph_lookup,
@@ -38,6 +39,8 @@ from . import (
     refs,
     timetravel,
 )
+from .admin import Admin
+from .aggregate_out import AggregateOut
 from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
 from .branch_views import not_on_a_view
@@ -126,7 +129,9 @@ ON_MAIN = (
 class Engine:
     """Routes commands to the branch engine."""
 
-    def __init__(self, pool: UpstreamPool, snapshots: timetravel.Snapshots | None = None) -> None:
+    def __init__(
+        self, pool: UpstreamPool, snapshot_limits: timetravel.SnapshotLimits | None = None
+    ) -> None:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
@@ -138,13 +143,21 @@ class Engine:
         self.catalog.owner = str(self.incarnation.id)
         self.catalog.sessions = self.incarnation.sessions
         self.writer = Writer(pool, self.catalog, self.incarnation.sessions, self.pending)
-        self.snapshots = snapshots or timetravel.Snapshots()
+        self.snapshots = timetravel.Snapshots(
+            self.db, self.catalog, self.writer, snapshot_limits or timetravel.SnapshotLimits()
+        )
         self.indexes = Indexes(self.db, self.catalog, self.reader, self.writer)
         self.collections = BranchCollections(
             self.db, self.catalog, self.reader, self.writer, self.indexes
         )
         self.writes = WriteCommands(self.catalog, self.reader, self.writer)
         self.txn_ends = TransactionEnds(self.catalog, self.writer, self.pending)
+        self.aggregate_out = AggregateOut(
+            self.db, self.catalog, self.reader, self.writer, self.collections
+        )
+        self.admin = Admin(
+            self.db, self.catalog, self.writer, self.indexes, self.snapshots, pool.address
+        )
         self.routes = self._routes()
 
     async def start(self) -> None:
@@ -176,12 +189,9 @@ class Engine:
         name = address.branch or branch_from_app_name(app_name) or self.catalog.default_branch
         branch = self.catalog.visible(name)
         if branch is None or address.at:  # a tag, a point in time, or not loaded yet
-            branch = await refs.resolve(self, f"{name}@{address.at}" if address.at else name)
+            ref = f"{name}@{address.at}" if address.at else name
+            branch = await refs.resolve(self.db, self.catalog, self.snapshots, ref)
         return address.db, branch
-
-    async def snapshot(self, branch: Branch, point: str) -> Branch:
-        """The read-only snapshot of ``branch`` at ``point``, built once and reused."""
-        return await self.snapshots.get(self, branch, point)
 
     async def route(self, req: Request) -> dict[str, Any] | Forward:
         """Answer ``req`` or say what to forward, on one upstream connection.
@@ -257,7 +267,7 @@ class Engine:
                 return held
         if name == "argon":
             await self.catalog.refresh()
-            return await admin.handle(self, cmd)
+            return await self.admin.handle(cmd)
         call = await self._resolved(name, req)
         route = self.routes.get(name, UPSTREAM)
         handler = route.main if call.branch.name == MAIN else route.branch
@@ -368,12 +378,13 @@ class Engine:
                     return (
                         None
                         if not isinstance(target, str)
-                        else await archives.drop(self, db, target)
+                        else await archives.drop(self.catalog, self.writer, db, target)
                     )
                 if name == "dropDatabase":
-                    return await archives.drop_database(self, db)
+                    return await archives.drop_database(self.catalog, self.writer, db)
                 return await archives.rename(
-                    self,
+                    self.catalog,
+                    self.writer,
                     namespace(target),
                     namespace(cmd.get("to")),
                     bool(cmd.get("dropTarget")),
@@ -427,7 +438,7 @@ class Engine:
         write path (``aggregate_out.py``), on every branch."""
         if call.joined is not None:
             raise unsupported("aggregate with $out or $merge in a transaction", call.branch.name)
-        return await aggregate_out.run(self, call.branch, call.db, call.cmd, call.client)
+        return await self.aggregate_out.run(call.branch, call.db, call.cmd, call.client)
 
     async def _read(self, call: Call) -> Reply:
         """find, aggregate, count or distinct on a branch: merged here, rewritten

@@ -21,18 +21,16 @@ can still need is removed.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 
 from . import archives
-from .catalog import now
+from .catalog import Catalog, now
+from .dbclient import DbClient
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB, MAIN
 from .timetravel import last_read, lsn_at
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 DEFAULT_RETAIN = 7 * 24 * 3600
 DEFAULT_SNAPSHOT_IDLE = 3600
@@ -45,47 +43,47 @@ def _seconds(cmd: dict[str, Any], key: str, default: int) -> int:
     return int(value)
 
 
-async def main_floor(engine: Engine, cutoff_lsn: int) -> int:
+async def main_floor(db: DbClient, catalog: Catalog, cutoff_lsn: int) -> int:
     """The highest LSN of main's entries that nothing needs any more."""
     needs = [cutoff_lsn]
-    needs += [b.base_lsn for b in engine.catalog.children(MAIN)]
-    for tag in await engine.db.find(INTERNAL_DB, "tags", {"branch": MAIN}):
+    needs += [b.base_lsn for b in catalog.children(MAIN)]
+    for tag in await db.find(INTERNAL_DB, "tags", {"branch": MAIN}):
         needs.append(int(tag["lsn"]))
-    merges = await engine.db.find(INTERNAL_DB, "merges", {"source": MAIN, "status": "applied"})
+    merges = await db.find(INTERNAL_DB, "merges", {"source": MAIN, "status": "applied"})
     needs += [int(m["source_lsn"]) for m in merges]
     return min(needs)
 
 
-async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def gc_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``gc``: remove what has expired; ``dryRun`` reports without removing."""
     from .admin import delete_branch  # the admin module owns branch deletion
 
     retain = _seconds(cmd, "retainSeconds", DEFAULT_RETAIN)
     idle = _seconds(cmd, "snapshotSeconds", DEFAULT_SNAPSHOT_IDLE)
     dry = bool(cmd.get("dryRun"))
-    await engine.catalog.reload()
+    await catalog.reload()
     moment = now()
     expired, kept = [], []
-    for b in list(engine.catalog.branches.values()):
+    for b in list(catalog.branches.values()):
         if b.name == MAIN or b.expires is None or _aware(b.expires) > moment:
             continue
-        if [k for k in engine.catalog.children(b.name) if "@" not in k.name]:
+        if [k for k in catalog.children(b.name) if "@" not in k.name]:
             kept.append(b.name)
             continue
         expired.append(b.name)
         if not dry:
-            await delete_branch(engine, b.name)
+            await delete_branch(db, catalog, b.name)
     snapshots = []
-    for b in list(engine.catalog.branches.values()):
+    for b in list(catalog.branches.values()):
         if b.time_travel and last_read(b) < moment - dt.timedelta(seconds=idle):
-            if engine.catalog.children(b.name):
+            if catalog.children(b.name):
                 continue
             snapshots.append(b.name)
             if not dry:
-                await delete_branch(engine, b.name)
+                await delete_branch(db, catalog, b.name)
     cutoff_time = moment - dt.timedelta(seconds=retain)
-    floor = await main_floor(engine, await lsn_at(engine, cutoff_time))
-    live = sorted(b.id for b in engine.catalog.branches.values())
+    floor = await main_floor(db, catalog, await lsn_at(db, cutoff_time))
+    live = sorted(b.id for b in catalog.branches.values())
     doomed = [
         {"branch_id": MAIN, "_id": {"$lte": bson.Int64(floor)}},
         # also entries no branch owns (a deleted one's, by name or by id)
@@ -94,15 +92,13 @@ async def gc_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     removed = 0
     for flt in doomed:
         if dry:
-            removed += int(
-                (await engine.db.command(INTERNAL_DB, {"count": "wal", "query": flt}))["n"]
-            )
+            removed += int((await db.command(INTERNAL_DB, {"count": "wal", "query": flt}))["n"])
         else:
-            reply = await engine.db.command(
+            reply = await db.command(
                 INTERNAL_DB, {"delete": "wal", "deletes": [{"q": flt, "limit": 0}]}
             )
             removed += int(reply.get("n", 0))
-    moved = await archives.collect(engine, floor, dry)
+    moved = await archives.collect(catalog, floor, dry)
     return {
         "gc": {
             "dry_run": dry,

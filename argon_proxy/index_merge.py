@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 import trio
 
-from . import history, indexes
-from .catalog import Branch
+from . import history
+from .catalog import Branch, Catalog
+from .dbclient import DbClient
 from .errors import ArgonError
+from .indexes import Indexes, comparable, list_specs
 from .naming import INTERNAL_DB, MAIN
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ class IndexChange:
 
 
 async def net_changes(
-    engine: Engine, windows: tuple[history.Window, ...], *, after: int | None = None
+    db: DbClient, windows: tuple[history.Window, ...], *, after: int | None = None
 ) -> dict[tuple[str, str], dict[str, Any] | None]:
     """The last specification of each index changed in ``windows`` (None: dropped)."""
     out: dict[tuple[str, str], dict[str, Any] | None] = {}
@@ -52,7 +51,7 @@ async def net_changes(
         if after is not None:
             flt["_id"] = {**flt["_id"], "$gt": bson.Int64(max(after, w.after))}
         cmd = {"find": "index_log", "filter": flt, "sort": {"_id": 1}}
-        async for entry in engine.db.cursor(INTERNAL_DB, cmd):
+        async for entry in db.cursor(INTERNAL_DB, cmd):
             out[(entry["ns"], entry["name"])] = entry.get("spec")
     return out
 
@@ -63,48 +62,52 @@ def same_spec(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return bson.encode(dict(sorted(a.items()))) == bson.encode(dict(sorted(b.items())))
 
 
-async def apply_all(engine: Engine, target: Branch, changes: list[IndexChange]) -> None:
+async def apply_all(
+    catalog: Catalog, indexes: Indexes, target: Branch, changes: list[IndexChange]
+) -> None:
     """Apply ``changes`` to the target; if one fails, put back those already made."""
     undo: list[IndexChange] = []
     try:
         for change in changes:
-            before = await _apply(engine, target, change)
+            before = await _apply(catalog, indexes, target, change)
             if before is not None:
                 undo.append(before)
     except BaseException:
         with trio.CancelScope(shield=True):
             for change in reversed(undo):
                 with contextlib.suppress(ArgonError):
-                    await _apply(engine, target, change)
+                    await _apply(catalog, indexes, target, change)
         raise
 
 
-async def _apply(engine: Engine, target: Branch, change: IndexChange) -> IndexChange | None:
+async def _apply(
+    catalog: Catalog, indexes: Indexes, target: Branch, change: IndexChange
+) -> IndexChange | None:
     """Make the target's index ``change.name`` be ``change.spec``; returns the change
     that puts it back (None when nothing changed)."""
     db, coll = change.ns.split(".", 1)
-    current = {s["name"]: s for s in await indexes.list_specs(engine.catalog, target, db, coll)}
+    current = {s["name"]: s for s in await list_specs(catalog, target, db, coll)}
     have = current.get(change.name)
-    old = indexes.comparable(have) if have is not None else None
+    old = comparable(have) if have is not None else None
     if same_spec(old, change.spec):
         return None
     if have is not None:
-        await _run(engine, target, db, {"dropIndexes": coll, "index": change.name})
+        await _run(indexes, target, db, {"dropIndexes": coll, "index": change.name})
     back = IndexChange(change.ns, change.name, old)
     if change.spec is not None:
         try:
-            await _run(engine, target, db, {"createIndexes": coll, "indexes": [change.spec]})
+            await _run(indexes, target, db, {"createIndexes": coll, "indexes": [change.spec]})
         except ArgonError:
             if old is not None:
-                await _run(engine, target, db, {"createIndexes": coll, "indexes": [old]})
+                await _run(indexes, target, db, {"createIndexes": coll, "indexes": [old]})
             raise
     return back
 
 
-async def _run(engine: Engine, target: Branch, db: str, cmd: dict[str, Any]) -> None:
+async def _run(indexes: Indexes, target: Branch, db: str, cmd: dict[str, Any]) -> None:
     if target.name == MAIN:
-        await engine.indexes.change_on_main(db, cmd)
+        await indexes.change_on_main(db, cmd)
     elif "createIndexes" in cmd:
-        await engine.indexes.create_indexes(target, db, cmd)
+        await indexes.create_indexes(target, db, cmd)
     else:
-        await engine.indexes.drop_indexes(target, db, cmd)
+        await indexes.drop_indexes(target, db, cmd)

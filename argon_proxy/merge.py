@@ -23,10 +23,11 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from . import history, index_merge, wal
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, hashable_id, now
+from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, hashable_id, now
+from .dbclient import DbClient
 from .docdiff import ConflictKind, Path, dotted, merge_document, same
 from .errors import (
     BAD_VALUE,
@@ -36,13 +37,11 @@ from .errors import (
     STALE_MERGE,
     ArgonError,
 )
+from .indexes import Indexes
 from .naming import INTERNAL_DB
 from .txn import Runner
 from .view import fetch
-from .writes import WriteContext, find_all
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .writes import WriteContext, Writer, find_all
 
 STRATEGIES = ("fail", "manual", "ours", "theirs")
 GRANULARITIES = ("field", "document")
@@ -139,13 +138,13 @@ class Base:
     since: int | None = None  # the LSN of that merge's application
 
 
-async def _base(engine: Engine, source: Branch, target: Branch) -> Base:
+async def _base(db: DbClient, catalog: Catalog, source: Branch, target: Branch) -> Base:
     """The merge base: the latest merge between the two branches (either way) makes
     its source's state at that point the base, as a merge commit does in Git;
     without one, their common ancestor at the fork. Candidates are always the
     source's changes since the fork, so nothing merged earlier is missed."""
-    both = history.sides(engine.catalog, source, target)
-    found = await engine.db.find(
+    both = history.sides(catalog, source, target)
+    found = await db.find(
         INTERNAL_DB,
         "merges",
         {"status": "applied", "$or": _between(source, target)},
@@ -187,17 +186,17 @@ def _between(a: Branch, b: Branch) -> list[dict[str, Any]]:
 
 
 async def _values_at(
-    engine: Engine, branch: Branch, lsn: int, ns: str, ids: list[Any]
+    db: DbClient, catalog: Catalog, branch: Branch, lsn: int, ns: str, ids: list[Any]
 ) -> dict[Any, dict[str, Any] | None]:
     """These documents of ``branch`` as they were at ``lsn`` (``lsn`` >= its base)."""
-    db, coll = ns.split(".", 1)
-    current = await fetch(engine.db, engine.catalog, branch, db, coll, ids)
+    dbname, coll = ns.split(".", 1)
+    current = await fetch(db, catalog, branch, dbname, coll, ids)
     out: dict[Any, dict[str, Any] | None] = {
         hashable_id(i): current.get(hashable_id(i)) for i in ids
     }
     undone: set[Any] = set()
     where = {"ns": ns, "doc_id": {"$in": ids}}
-    async for entry in history.scan(engine.db, history.since(branch, lsn), where=where):
+    async for entry in history.scan(db, history.since(branch, lsn), where=where):
         key = hashable_id(entry["doc_id"])
         if key not in undone:
             undone.add(key)
@@ -205,16 +204,16 @@ async def _values_at(
     return out
 
 
-async def _granularities(engine: Engine) -> dict[str, str]:
-    docs = await engine.db.find(INTERNAL_DB, "merge_settings")
+async def _granularities(db: DbClient) -> dict[str, str]:
+    docs = await db.find(INTERNAL_DB, "merge_settings")
     return {d["_id"]: d.get("granularity", "field") for d in docs}
 
 
-async def _refuse_dropped(engine: Engine, windows: tuple[history.Window, ...]) -> None:
+async def _refuse_dropped(catalog: Catalog, windows: tuple[history.Window, ...]) -> None:
     """A collection dropped on the source side is not in the WAL per document."""
     ids = {w.branch_id for w in windows}
-    for ov in engine.catalog.overlays.values():
-        owner = next((b for b in engine.catalog.branches.values() if b.id == ov.branch_id), None)
+    for ov in catalog.overlays.values():
+        owner = next((b for b in catalog.branches.values() if b.id == ov.branch_id), None)
         if owner is not None and owner.id in ids and ov.dropped:
             raise ArgonError(
                 COMMAND_NOT_SUPPORTED,
@@ -225,7 +224,8 @@ async def _refuse_dropped(engine: Engine, windows: tuple[history.Window, ...]) -
 
 
 async def plan(
-    engine: Engine,
+    db: DbClient,
+    catalog: Catalog,
     merge_id: str,
     source: Branch,
     target: Branch,
@@ -233,15 +233,15 @@ async def plan(
     resolutions: dict[tuple[str, Any], dict[str, Any]] | None = None,
 ) -> Plan:
     """Decide every document of the merge (nothing is written)."""
-    base = await _base(engine, source, target)
-    await _refuse_dropped(engine, base.candidates)
+    base = await _base(db, catalog, source, target)
+    await _refuse_dropped(catalog, base.candidates)
     heads = (
-        await history.head(engine.catalog, source),
-        await history.head(engine.catalog, target),
+        await history.head(catalog, source),
+        await history.head(catalog, target),
     )
     bases: dict[str, dict[Any, tuple[Any, dict[str, Any] | None]]] = defaultdict(dict)
     projection = {"ns": 1, "doc_id": 1, "pre": 1, "pre_z": 1}
-    async for entry in history.scan(engine.db, base.candidates, projection=projection):
+    async for entry in history.scan(db, base.candidates, projection=projection):
         per_ns = bases[entry["ns"]]
         key = hashable_id(entry["doc_id"])
         if key not in per_ns:
@@ -253,23 +253,23 @@ async def plan(
         strategy,
         heads[0],
         heads[1],
-        fast_forward=not await history.any_change(engine.db, base.target_changes),
+        fast_forward=not await history.any_change(db, base.target_changes),
         source_id=source.id,
         target_id=target.id,
     )
-    grains = await _granularities(engine)
+    grains = await _granularities(db)
     prefer: Literal["ours", "theirs"] = "theirs" if strategy == "theirs" else "ours"
     for ns, per_ns in bases.items():
         windows = (*base.candidates, *base.target_changes)
-        history.refuse_main_drops(engine.catalog, windows, ns, f"merge of {source.name!r}")
-        db, coll = ns.split(".", 1)
+        history.refuse_main_drops(catalog, windows, ns, f"merge of {source.name!r}")
+        dbname, coll = ns.split(".", 1)
         ids = [raw for raw, _ in per_ns.values()]
         if base.agreed is not None:
-            agreed = await engine.catalog.get(base.agreed[0])
-            at = await _values_at(engine, agreed, base.agreed[1], ns, ids)
+            agreed = await catalog.get(base.agreed[0])
+            at = await _values_at(db, catalog, agreed, base.agreed[1], ns, ids)
             per_ns = {key: (raw, at[key]) for key, (raw, _) in per_ns.items()}
-        theirs = await fetch(engine.db, engine.catalog, source, db, coll, ids)
-        ours = await fetch(engine.db, engine.catalog, target, db, coll, ids)
+        theirs = await fetch(db, catalog, source, dbname, coll, ids)
+        ours = await fetch(db, catalog, target, dbname, coll, ids)
         grain = grains.get(ns, "field")
         for key, (raw, ancestor) in per_ns.items():
             o, t = ours.get(key), theirs.get(key)
@@ -293,18 +293,18 @@ async def plan(
             if not same(result, o):
                 op = "inserted" if o is None else "deleted" if result is None else "updated"
                 out.actions[ns].append((raw, result, op))
-    await _plan_indexes(engine, out, base, resolutions or {})
+    await _plan_indexes(db, out, base, resolutions or {})
     return out
 
 
 async def _plan_indexes(
-    engine: Engine,
+    db: DbClient,
     out: Plan,
     base: Base,
     resolutions: dict[tuple[str, Any], dict[str, Any]],
 ) -> None:
-    theirs = await index_merge.net_changes(engine, base.candidates, after=base.since)
-    ours = await index_merge.net_changes(engine, base.target_changes)
+    theirs = await index_merge.net_changes(db, base.candidates, after=base.since)
+    ours = await index_merge.net_changes(db, base.target_changes)
     for (ns, name), spec in theirs.items():
         result = spec
         if (ns, name) in ours:
@@ -341,12 +341,12 @@ def _resolved(
 # -- applying ---------------------------------------------------------------------
 
 
-async def _head_in(engine: Engine, runner: Runner, branch: Branch) -> int:
+async def _head_in(catalog: Catalog, runner: Runner, branch: Branch) -> int:
     async def find(flt: dict[str, Any]) -> list[dict[str, Any]]:
         cmd = {"find": "wal", "filter": flt, "projection": {"_id": 1}}
         return await find_all(runner, INTERNAL_DB, cmd)
 
-    return await history.head(engine.catalog, branch, find)
+    return await history.head(catalog, branch, find)
 
 
 def stale(what: str, plan_: Plan) -> ArgonError:
@@ -358,11 +358,13 @@ def stale(what: str, plan_: Plan) -> ArgonError:
     )
 
 
-async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> list[int]:
+async def apply(
+    catalog: Catalog, writer: Writer, out: Plan, source: Branch, target: Branch
+) -> list[int]:
     """Write the plan to the target in one transaction; returns [first, last] LSN."""
 
     async def unit(txn: Runner) -> list[int]:
-        if (await _head_in(engine, txn, source), await _head_in(engine, txn, target)) != (
+        if (await _head_in(catalog, txn, source), await _head_in(catalog, txn, target)) != (
             out.source_lsn,
             out.target_lsn,
         ):
@@ -371,7 +373,7 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         for ns, items in out.actions.items():
             db, coll = ns.split(".", 1)
             ctx = WriteContext(target, db, coll, MERGE_CLIENT, joined=txn, extra={"merge": out.id})
-            done = await engine.writer.put_many(ctx, [(i, d) for i, d, _ in items])
+            done = await writer.put_many(ctx, [(i, d) for i, d, _ in items])
             lsns.extend(done.lsns)
         span = [min(lsns), max(lsns)] if lsns else []
         await txn.run(
@@ -393,8 +395,8 @@ async def apply(engine: Engine, out: Plan, source: Branch, target: Branch) -> li
         )
         return span
 
-    async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await engine.writer.in_transaction(unit, restart_on_stale=True)
+    async with catalog.forks.writing():  # no branch forks half-way through
+        return await writer.in_transaction(unit, restart_on_stale=True)
 
 
 def _record(out: Plan, status: str) -> dict[str, Any]:
@@ -406,34 +408,34 @@ def _record(out: Plan, status: str) -> dict[str, Any]:
     return doc
 
 
-async def _save(engine: Engine, out: Plan, status: str) -> None:
-    await engine.db.command(
+async def _save(db: DbClient, out: Plan, status: str) -> None:
+    await db.command(
         INTERNAL_DB,
         {
             "update": "merges",
             "updates": [{"q": {"_id": out.id}, "u": _record(out, status), "upsert": True}],
         },
     )
-    await engine.db.command(
+    await db.command(
         INTERNAL_DB,
         {"delete": "merge_conflicts", "deletes": [{"q": {"merge": out.id}, "limit": 0}]},
     )
     for start in range(0, len(out.conflicts), 500):
         docs = [{"merge": out.id, **c.to_doc()} for c in out.conflicts[start : start + 500]]
-        await engine.db.command(INTERNAL_DB, {"insert": "merge_conflicts", "documents": docs})
+        await db.command(INTERNAL_DB, {"insert": "merge_conflicts", "documents": docs})
 
 
 # -- admin actions -------------------------------------------------------------------
 
 
-async def _branches(engine: Engine, source_name: Any, into: Any) -> tuple[Branch, Branch]:
+async def _branches(catalog: Catalog, source_name: Any, into: Any) -> tuple[Branch, Branch]:
     if not isinstance(source_name, str):
         raise ArgonError(BAD_VALUE, "argon merge: 'source' must name a branch")
-    source = await engine.catalog.get(source_name)
+    source = await catalog.get(source_name)
     target_name = into if into is not None else source.parent
     if not isinstance(target_name, str):
         raise ArgonError(BAD_VALUE, "argon merge: 'into' must name a branch (main has no parent)")
-    target = await engine.catalog.get(target_name)
+    target = await catalog.get(target_name)
     if source.name == target.name:
         raise ArgonError(BAD_VALUE, f"cannot merge branch {source.name!r} into itself")
     if target.read_only:
@@ -467,34 +469,46 @@ def conflict_error(out: Plan, doc: dict[str, Any]) -> ArgonError:
     )
 
 
-async def merge_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def merge_action(
+    db: DbClient, catalog: Catalog, writer: Writer, indexes: Indexes, cmd: dict[str, Any]
+) -> dict[str, Any]:
     """``merge``: plan, then apply unless it is a dry run or conflicts remain."""
-    source, target = await _branches(engine, cmd.get("source"), cmd.get("into"))
+    source, target = await _branches(catalog, cmd.get("source"), cmd.get("into"))
     strategy = _strategy(cmd)
     for _attempt in range(3):
-        out = await plan(engine, "m" + secrets.token_hex(6), source, target, strategy)
-        return_doc = await _finish(engine, out, source, target, dry_run=bool(cmd.get("dryRun")))
+        out = await plan(db, catalog, "m" + secrets.token_hex(6), source, target, strategy)
+        return_doc = await _finish(
+            db, catalog, writer, indexes, out, source, target, dry_run=bool(cmd.get("dryRun"))
+        )
         if return_doc is not None:
             return {"merge": return_doc}
     raise stale("merge", out)
 
 
 async def _finish(
-    engine: Engine, out: Plan, source: Branch, target: Branch, *, dry_run: bool
+    db: DbClient,
+    catalog: Catalog,
+    writer: Writer,
+    indexes: Indexes,
+    out: Plan,
+    source: Branch,
+    target: Branch,
+    *,
+    dry_run: bool,
 ) -> dict[str, Any] | None:
     """Record and maybe apply ``out``; None when a branch moved while applying."""
     if dry_run:
-        await _save(engine, out, "preview")
+        await _save(db, out, "preview")
         return out.to_doc("preview")
     if out.unresolved:
-        await _save(engine, out, "conflicts")
+        await _save(db, out, "conflicts")
         raise conflict_error(out, out.to_doc("conflicts"))
     if not out.actions and not out.conflicts and not out.index_changes:
         return out.to_doc("up-to-date")
-    await _save(engine, out, "applying")
-    await index_merge.apply_all(engine, target, out.index_changes)
+    await _save(db, out, "applying")
+    await index_merge.apply_all(catalog, indexes, target, out.index_changes)
     try:
-        span = await apply(engine, out, source, target)
+        span = await apply(catalog, writer, out, source, target)
     except ArgonError as exc:
         if exc.code == STALE_MERGE:
             return None
@@ -502,8 +516,8 @@ async def _finish(
     return {**out.to_doc("applied"), "applied_lsns": span}
 
 
-async def _load(engine: Engine, merge_id: Any) -> dict[str, Any]:
-    found = await engine.db.find(INTERNAL_DB, "merges", {"_id": merge_id})
+async def _load(db: DbClient, merge_id: Any) -> dict[str, Any]:
+    found = await db.find(INTERNAL_DB, "merges", {"_id": merge_id})
     if not found:
         raise ArgonError(
             MERGE_NOT_FOUND, f"no merge {merge_id!r}; merge ids are printed by `argon branch merge`"
@@ -511,44 +525,52 @@ async def _load(engine: Engine, merge_id: Any) -> dict[str, Any]:
     return found[0]
 
 
-async def _resolutions(engine: Engine, merge_id: str) -> dict[tuple[str, Any], dict[str, Any]]:
-    docs = await engine.db.find(
+async def _resolutions(db: DbClient, merge_id: str) -> dict[tuple[str, Any], dict[str, Any]]:
+    docs = await db.find(
         INTERNAL_DB, "merge_conflicts", {"merge": merge_id, "resolution": {"$ne": None}}
     )
     return {(d["ns"], hashable_id(d["docId"])): d["resolution"] for d in docs}
 
 
-async def apply_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def apply_action(
+    db: DbClient, catalog: Catalog, writer: Writer, cmd: dict[str, Any]
+) -> dict[str, Any]:
     """``applyMerge``: apply a preview or a merge whose conflicts were resolved."""
-    rec = await _load(engine, cmd.get("id"))
+    rec = await _load(db, cmd.get("id"))
     if rec["status"] == "applied":
         raise ArgonError(BAD_VALUE, f"merge {rec['_id']} was applied already")
-    source = await engine.catalog.get(rec["source"])
-    target = await engine.catalog.get(rec["target"])
+    source = await catalog.get(rec["source"])
+    target = await catalog.get(rec["target"])
     out = await plan(
-        engine, rec["_id"], source, target, rec["strategy"], await _resolutions(engine, rec["_id"])
+        db,
+        catalog,
+        rec["_id"],
+        source,
+        target,
+        rec["strategy"],
+        await _resolutions(db, rec["_id"]),
     )
     if (out.source_lsn, out.target_lsn) != (rec["source_lsn"], rec["target_lsn"]):
         out.source_lsn, out.target_lsn = rec["source_lsn"], rec["target_lsn"]
         raise stale("preview" if rec["status"] == "preview" else "merge", out)
     if out.unresolved:
         raise conflict_error(out, out.to_doc("conflicts"))
-    span = await apply(engine, out, source, target)
+    span = await apply(catalog, writer, out, source, target)
     return {"merge": {**out.to_doc("applied"), "applied_lsns": span}}
 
 
-async def conflicts_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    rec = await _load(engine, cmd.get("id"))
-    docs = await engine.db.find(INTERNAL_DB, "merge_conflicts", {"merge": rec["_id"]})
+async def conflicts_action(db: DbClient, cmd: dict[str, Any]) -> dict[str, Any]:
+    rec = await _load(db, cmd.get("id"))
+    docs = await db.find(INTERNAL_DB, "merge_conflicts", {"merge": rec["_id"]})
     for d in docs:
         d.pop("_id", None)
         d.pop("merge", None)
     return {"id": rec["_id"], "status": rec["status"], "conflicts": docs}
 
 
-async def resolve_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def resolve_action(db: DbClient, cmd: dict[str, Any]) -> dict[str, Any]:
     """``resolveConflict``: choose ours, theirs or a document for one conflict."""
-    rec = await _load(engine, cmd.get("id"))
+    rec = await _load(db, cmd.get("id"))
     take = cmd.get("take")
     if take not in ("ours", "theirs", "document"):
         raise ArgonError(BAD_VALUE, "resolveConflict: 'take' is one of ours, theirs, document")
@@ -558,7 +580,7 @@ async def resolve_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         if doc is not None and not same(doc.get("_id"), cmd.get("docId")):
             raise ArgonError(BAD_VALUE, "resolveConflict: the document's _id must be docId")
         resolution["document"] = doc
-    reply = await engine.db.command(
+    reply = await db.command(
         INTERNAL_DB,
         {
             "update": "merge_conflicts",
@@ -576,39 +598,39 @@ async def resolve_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
             f"merge {rec['_id']} has no conflict on {cmd.get('ns')} {cmd.get('docId')!r}; "
             f"list them with `argon merge conflicts {rec['_id']}`",
         )
-    return {"merge": await stored_merge(engine, rec)}
+    return {"merge": await stored_merge(db, rec)}
 
 
-async def stored_merge(engine: Engine, rec: dict[str, Any]) -> dict[str, Any]:
+async def stored_merge(db: DbClient, rec: dict[str, Any]) -> dict[str, Any]:
     """A stored merge as the ``merge`` document of the replies, with its conflicts."""
-    conflicts = await engine.db.find(
+    conflicts = await db.find(
         INTERNAL_DB, "merge_conflicts", {"merge": rec["_id"]}, limit=SHOWN_CONFLICTS
     )
     for c in conflicts:
         c.pop("_id", None)
         c.pop("merge", None)
     doc = {k: v for k, v in rec.items() if k not in ("_id", "created", "applied_at")}
-    unresolved = await engine.db.command(
+    unresolved = await db.command(
         INTERNAL_DB,
         {"count": "merge_conflicts", "query": {"merge": rec["_id"], "resolution": None}},
     )
     return {"id": rec["_id"], **doc, "conflicts": conflicts, "unresolved": int(unresolved["n"])}
 
 
-async def granularity_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
-    db, coll, grain = cmd.get("db"), cmd.get("collection"), cmd.get("granularity")
-    if not isinstance(db, str) or not isinstance(coll, str) or grain not in GRANULARITIES:
+async def granularity_action(db: DbClient, cmd: dict[str, Any]) -> dict[str, Any]:
+    dbname, coll, grain = cmd.get("db"), cmd.get("collection"), cmd.get("granularity")
+    if not isinstance(dbname, str) or not isinstance(coll, str) or grain not in GRANULARITIES:
         raise ArgonError(
             BAD_VALUE,
             "setMergeGranularity needs 'db', 'collection' and 'granularity' (field or document)",
         )
-    await engine.db.command(
+    await db.command(
         INTERNAL_DB,
         {
             "update": "merge_settings",
             "updates": [
-                {"q": {"_id": f"{db}.{coll}"}, "u": {"granularity": grain}, "upsert": True}
+                {"q": {"_id": f"{dbname}.{coll}"}, "u": {"granularity": grain}, "upsert": True}
             ],
         },
     )
-    return {"db": db, "collection": coll, "granularity": grain}
+    return {"db": dbname, "collection": coll, "granularity": grain}

@@ -18,19 +18,17 @@ refused rather than matched exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 
-from .catalog import hashable_id
+from .catalog import Catalog, hashable_id
+from .dbclient import DbClient
 from .errors import ArgonError
 from .indexes import list_specs
-from .reads import equality_key
+from .reads import Reader, equality_key
 from .view import fetch
 from .writes import WriteContext, duplicate_key
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 ON_NOT_A_LIST = 51186
 ON_EMPTY = 51187
@@ -64,7 +62,9 @@ def on_fields(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 async def planned_writes(
-    engine: Engine,
+    db: DbClient,
+    catalog: Catalog,
+    reader: Reader,
     ctx: WriteContext,
     results: list[dict[str, Any]],
     on: tuple[str, ...],
@@ -72,11 +72,11 @@ async def planned_writes(
 ) -> Writes:
     """The documents ``$merge`` with ``on`` writes into the target, by ``_id``;
     ``when``: its ``whenMatched`` and ``whenNotMatched``."""
-    index = await _unique_index(engine, ctx, on)
+    index = await _unique_index(catalog, ctx, on)
     keyed = [(_key_of(doc, on, strict=True), doc) for doc in results]
-    held = await _matching(engine, ctx, on, [doc for _, doc in keyed])
+    held = await _matching(db, reader, ctx, on, [doc for _, doc in keyed])
     ids = [doc["_id"] for _, doc in keyed if "_id" in doc]
-    taken = await _ids_taken(engine, ctx, on, ids)
+    taken = await _ids_taken(db, catalog, ctx, on, ids)
     writes: Writes = {}
     for key, doc in keyed:
         assert key is not None
@@ -135,10 +135,10 @@ def _inserted(doc: dict[str, Any], when: tuple[str, str]) -> dict[str, Any] | No
 
 
 async def _unique_index(
-    engine: Engine, ctx: WriteContext, on: tuple[str, ...]
+    catalog: Catalog, ctx: WriteContext, on: tuple[str, ...]
 ) -> Mapping[str, Any]:
     """The target's unique index on exactly the ``on`` fields, as the branch has it."""
-    specs = await list_specs(engine.catalog, ctx.branch, ctx.db, ctx.coll)
+    specs = await list_specs(catalog, ctx.branch, ctx.db, ctx.coll)
     for spec in specs:
         keys = set(dict(spec.get("key", {})))
         unique = spec.get("unique") or spec.get("name") == "_id_"
@@ -152,7 +152,11 @@ async def _unique_index(
 
 
 async def _matching(
-    engine: Engine, ctx: WriteContext, on: tuple[str, ...], results: Sequence[dict[str, Any]]
+    db: DbClient,
+    reader: Reader,
+    ctx: WriteContext,
+    on: tuple[str, ...],
+    results: Sequence[dict[str, Any]],
 ) -> dict[Any, dict[str, Any]]:
     """The target's documents the results match, by their ``on`` values."""
     found: dict[Any, dict[str, Any]] = {}
@@ -160,8 +164,8 @@ async def _matching(
         chunk = results[start : start + _CHUNK]
         wanted = [{f: _value(doc, f)[1] for f in on} for doc in chunk]
         read = {"aggregate": ctx.coll, "pipeline": [{"$match": {"$or": wanted}}], "cursor": {}}
-        rewritten = await engine.reader.aggregate(ctx.branch, ctx.db, read)
-        async for doc in engine.db.cursor(ctx.db, rewritten or read):
+        rewritten = await reader.aggregate(ctx.branch, ctx.db, read)
+        async for doc in db.cursor(ctx.db, rewritten or read):
             key = _key_of(doc, on, strict=False)
             if key is not None:  # an array value matched element-wise: not a $merge match
                 found[key] = doc
@@ -169,11 +173,11 @@ async def _matching(
 
 
 async def _ids_taken(
-    engine: Engine, ctx: WriteContext, on: tuple[str, ...], ids: list[Any]
+    db: DbClient, catalog: Catalog, ctx: WriteContext, on: tuple[str, ...], ids: list[Any]
 ) -> dict[Any, Any]:
     """For the results' own ``_id``s, the ``on`` values of the target documents
     already holding them (an insert with such an ``_id`` clashes)."""
-    held = await fetch(engine.db, engine.catalog, ctx.branch, ctx.db, ctx.coll, ids)
+    held = await fetch(db, catalog, ctx.branch, ctx.db, ctx.coll, ids)
     return {k: _key_of(doc, on, strict=False) for k, doc in held.items()}
 
 

@@ -13,9 +13,10 @@ reachable, as drivers talk to them on every connection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .catalog import Branch, Catalog, now
+from .dbclient import DbClient
 from .errors import (
     BAD_VALUE,
     NOT_IN_PROJECT,
@@ -26,18 +27,15 @@ from .errors import (
 )
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
 DEFAULT = "default"
 _SYSTEM_DBS = frozenset({"admin", "config", "local"})
 
 
-def project_of(engine: Engine, name: Any) -> str | None:
+def project_of(catalog: Catalog, name: Any) -> str | None:
     """The stored project ``name`` names (None: the default project), or an error."""
     if name is None or name == DEFAULT:
         return None
-    if not isinstance(name, str) or name not in engine.catalog.projects:
+    if not isinstance(name, str) or name not in catalog.projects:
         raise ArgonError(
             PROJECT_NOT_FOUND,
             f"project {name!r} does not exist; create it with `argon projects create {name}`",
@@ -45,9 +43,9 @@ def project_of(engine: Engine, name: Any) -> str | None:
     return name
 
 
-def belongs(engine: Engine, branch: Branch, project: Any) -> bool:
+def belongs(catalog: Catalog, branch: Branch, project: Any) -> bool:
     """Whether ``branch`` is one of ``project``'s (main, the root, is in every one)."""
-    wanted = project_of(engine, project)
+    wanted = project_of(catalog, project)
     return branch.name == MAIN or branch.project == wanted
 
 
@@ -73,9 +71,9 @@ def covers(catalog: Catalog, branch: Branch, db: str) -> bool:
     return True
 
 
-def _describe(engine: Engine, name: str, doc: dict[str, Any] | None) -> dict[str, Any]:
+def _describe(catalog: Catalog, name: str, doc: dict[str, Any] | None) -> dict[str, Any]:
     owner = None if doc is None else name
-    members = [b.name for b in engine.catalog.branches.values() if b.project == owner]
+    members = [b.name for b in catalog.branches.values() if b.project == owner]
     return {
         "name": name,
         "databases": None if doc is None else doc.get("databases"),
@@ -85,7 +83,7 @@ def _describe(engine: Engine, name: str, doc: dict[str, Any] | None) -> dict[str
     }
 
 
-async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def create_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``createProject``: ``name``, optional ``databases`` (default: every database)."""
     name = cmd.get("name")
     if not isinstance(name, str) or name == DEFAULT:
@@ -98,8 +96,8 @@ async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         ):
             raise ArgonError(BAD_VALUE, "createProject: 'databases' is a list of database names")
         databases = sorted(set(databases))
-    await engine.catalog.reload()
-    if name in engine.catalog.projects:
+    await catalog.reload()
+    if name in catalog.projects:
         raise ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
     doc = {
         "_id": name,
@@ -108,38 +106,38 @@ async def create_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "created": now(),
     }
     exists = ArgonError(PROJECT_EXISTS, f"project {name!r} already exists")
-    since = engine.catalog.loads
-    await engine.db.insert_new(INTERNAL_DB, "projects", doc, exists)
-    await engine.catalog.changed(since=since)
-    engine.catalog.projects[name] = doc
-    return {"project": _describe(engine, name, doc)}
+    since = catalog.loads
+    await db.insert_new(INTERNAL_DB, "projects", doc, exists)
+    await catalog.changed(since=since)
+    catalog.projects[name] = doc
+    return {"project": _describe(catalog, name, doc)}
 
 
-async def list_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def list_action(catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``listProjects``: the default project first, then the others by name."""
-    await engine.catalog.reload()
-    stored = engine.catalog.projects
-    listed = [_describe(engine, DEFAULT, None)]
-    listed += [_describe(engine, n, stored[n]) for n in sorted(stored)]
+    await catalog.reload()
+    stored = catalog.projects
+    listed = [_describe(catalog, DEFAULT, None)]
+    listed += [_describe(catalog, n, stored[n]) for n in sorted(stored)]
     return {"projects": listed}
 
 
-async def delete_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def delete_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     """``deleteProject``: only once no branch belongs to it."""
-    await engine.catalog.reload()
-    name = project_of(engine, cmd.get("name"))
+    await catalog.reload()
+    name = project_of(catalog, cmd.get("name"))
     if name is None:
         raise ArgonError(BAD_VALUE, "deleteProject: the default project cannot be deleted")
-    members = sorted(b.name for b in engine.catalog.branches.values() if b.project == name)
+    members = sorted(b.name for b in catalog.branches.values() if b.project == name)
     if members:
         raise ArgonError(
             PROJECT_IN_USE,
             f"project {name!r} still has branches {members[:5]}; delete or merge them first",
         )
-    since = engine.catalog.loads
-    await engine.db.command(
+    since = catalog.loads
+    await db.command(
         INTERNAL_DB, {"delete": "projects", "deletes": [{"q": {"_id": name}, "limit": 1}]}
     )
-    await engine.catalog.changed(since=since)
-    engine.catalog.projects.pop(name, None)
+    await catalog.changed(since=since)
+    catalog.projects.pop(name, None)
     return {"deleted": name}

@@ -12,15 +12,13 @@ the copy-on-write freeze.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import history, timetravel
-from .catalog import BRANCH_NOT_FOUND, Branch, BranchError, now
+from .catalog import BRANCH_NOT_FOUND, Branch, BranchError, Catalog, now
+from .dbclient import DbClient
 from .errors import BAD_VALUE, TAG_EXISTS, TAG_NOT_FOUND, ArgonError
 from .naming import INTERNAL_DB, validate_branch_name
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,29 +29,29 @@ class Point:
     lsn: int | None
 
 
-async def find_tag(engine: Engine, name: str) -> dict[str, Any] | None:
-    found = await engine.db.find(INTERNAL_DB, "tags", {"_id": name})
+async def find_tag(db: DbClient, name: str) -> dict[str, Any] | None:
+    found = await db.find(INTERNAL_DB, "tags", {"_id": name})
     return found[0] if found else None
 
 
-async def point(engine: Engine, ref: Any) -> Point:
+async def point(db: DbClient, catalog: Catalog, ref: Any) -> Point:
     """What ``ref`` names, without building anything."""
     if not isinstance(ref, str) or not ref:
         raise ArgonError(BAD_VALUE, f"{ref!r} is not a ref: name a branch, a tag or branch@point")
     name, _, at = ref.partition("@")
     try:
-        branch = await engine.catalog.get(name)
+        branch = await catalog.get(name)
     except BranchError as exc:
         if exc.code != BRANCH_NOT_FOUND:
             raise
-        return await _tag_point(engine, name, at)
+        return await _tag_point(db, catalog, name, at)
     if not at:
         return Point(branch, None)
-    return Point(branch, await timetravel.resolve_point(engine, branch, at))
+    return Point(branch, await timetravel.resolve_point(db, catalog, branch, at))
 
 
-async def _tag_point(engine: Engine, name: str, at: str) -> Point:
-    tag = await find_tag(engine, name)
+async def _tag_point(db: DbClient, catalog: Catalog, name: str, at: str) -> Point:
+    tag = await find_tag(db, name)
     if tag is None:
         raise BranchError(
             BRANCH_NOT_FOUND,
@@ -62,36 +60,38 @@ async def _tag_point(engine: Engine, name: str, at: str) -> Point:
         )
     if at:
         raise ArgonError(BAD_VALUE, f"{name}@{at}: a tag is a point already; drop '@{at}'")
-    return Point(await engine.catalog.get(tag["branch"]), int(tag["lsn"]))
+    return Point(await catalog.get(tag["branch"]), int(tag["lsn"]))
 
 
-async def resolve(engine: Engine, ref: Any) -> Branch:
+async def resolve(
+    db: DbClient, catalog: Catalog, snapshots: timetravel.Snapshots, ref: Any
+) -> Branch:
     """The branch to read ``ref`` through (a snapshot for tags and points)."""
     if isinstance(ref, str) and "@" in ref:
         name, _, at = ref.partition("@")
-        if at and name in engine.catalog.branches:
-            # ``Engine.snapshot`` resolves the point itself, and only once per point.
-            return await engine.snapshot(await engine.catalog.get(name), at)
-    p = await point(engine, ref)
+        if at and name in catalog.branches:
+            # ``Snapshots.get`` resolves the point itself, and only once per point.
+            return await snapshots.get(await catalog.get(name), at)
+    p = await point(db, catalog, ref)
     if p.lsn is None:
         return p.branch
-    return await engine.snapshot(p.branch, f"lsn-{p.lsn}")
+    return await snapshots.get(p.branch, f"lsn-{p.lsn}")
 
 
-async def create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def create_tag(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     name = validate_branch_name(cmd.get("name"))  # type: ignore[arg-type]
-    branch = await engine.catalog.get(str(cmd.get("branch") or ""))
-    if name in engine.catalog.branches or await find_tag(engine, name) is not None:
+    branch = await catalog.get(str(cmd.get("branch") or ""))
+    if name in catalog.branches or await find_tag(db, name) is not None:
         raise ArgonError(TAG_EXISTS, f"a branch or tag named {name!r} exists already")
     if cmd.get("lsn") is not None:
-        lsn = await timetravel.resolve_point(engine, branch, f"lsn-{int(cmd['lsn'])}")
+        lsn = await timetravel.resolve_point(db, catalog, branch, f"lsn-{int(cmd['lsn'])}")
     elif cmd.get("time") is not None:
         when = cmd["time"]
         lsn = await timetravel.resolve_point(
-            engine, branch, when.isoformat() if hasattr(when, "isoformat") else str(when)
+            db, catalog, branch, when.isoformat() if hasattr(when, "isoformat") else str(when)
         )
     else:
-        lsn = await history.head(engine.catalog, branch)
+        lsn = await history.head(catalog, branch)
     tag = {
         "_id": name,
         "branch": branch.name,
@@ -100,7 +100,7 @@ async def create_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         "message": cmd.get("message"),
     }
     exists = ArgonError(TAG_EXISTS, f"tag {name!r} exists already")
-    await engine.db.insert_new(INTERNAL_DB, "tags", tag, exists)
+    await db.insert_new(INTERNAL_DB, "tags", tag, exists)
     return {"tag": show(tag)}
 
 
@@ -114,22 +114,22 @@ def show(tag: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def list_tags(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def list_tags(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
     flt = {"branch": cmd["branch"]} if cmd.get("branch") else {}
     if cmd.get("branch"):
-        await engine.catalog.get(cmd["branch"])
-    docs = await engine.db.find(INTERNAL_DB, "tags", flt, sort={"lsn": 1, "_id": 1})
+        await catalog.get(cmd["branch"])
+    docs = await db.find(INTERNAL_DB, "tags", flt, sort={"lsn": 1, "_id": 1})
     return {"tags": [show(t) for t in docs]}
 
 
-async def tags_of(engine: Engine, branch: str) -> list[str]:
-    docs = await engine.db.find(INTERNAL_DB, "tags", {"branch": branch}, sort={"lsn": 1})
+async def tags_of(db: DbClient, branch: str) -> list[str]:
+    docs = await db.find(INTERNAL_DB, "tags", {"branch": branch}, sort={"lsn": 1})
     return [d["_id"] for d in docs]
 
 
-async def delete_tag(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def delete_tag(db: DbClient, cmd: dict[str, Any]) -> dict[str, Any]:
     name = cmd.get("name")
-    reply = await engine.db.command(
+    reply = await db.command(
         INTERNAL_DB, {"delete": "tags", "deletes": [{"q": {"_id": name}, "limit": 1}]}
     )
     if not reply.get("n"):

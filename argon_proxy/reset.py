@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 
 from . import history, refs, timetravel, wal
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, hashable_id
+from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, hashable_id
+from .dbclient import DbClient
 from .docdiff import same
 from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB
 from .txn import Runner
 from .view import fetch
-from .writes import WriteContext
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .writes import WriteContext, Writer
 
 SHOWN = 100
 Restore = dict[str, dict[Any, tuple[Any, dict[str, Any] | None, dict[str, Any] | None]]]
@@ -43,29 +41,29 @@ def _writable(branch: Branch, what: str) -> None:
         raise BranchError(READ_ONLY_BRANCH, f"{what} refused: branch {branch.name!r} is read-only")
 
 
-async def _target_lsn(engine: Engine, branch: Branch, cmd: dict[str, Any]) -> int:
+async def _target_lsn(db: DbClient, catalog: Catalog, branch: Branch, cmd: dict[str, Any]) -> int:
     if cmd.get("tag") is not None:
-        tag = await refs.find_tag(engine, str(cmd["tag"]))
+        tag = await refs.find_tag(db, str(cmd["tag"]))
         if tag is None or tag["branch"] != branch.name:
             raise ArgonError(
                 BAD_VALUE, f"tag {cmd['tag']!r} is not a tag of branch {branch.name!r}"
             )
         return int(tag["lsn"])
     if cmd.get("lsn") is not None:
-        return await timetravel.resolve_point(engine, branch, f"lsn-{int(cmd['lsn'])}")
+        return await timetravel.resolve_point(db, catalog, branch, f"lsn-{int(cmd['lsn'])}")
     if cmd.get("time") is not None:
         when = cmd["time"]
         text = when.isoformat() if hasattr(when, "isoformat") else str(when)
-        return await timetravel.resolve_point(engine, branch, text)
+        return await timetravel.resolve_point(db, catalog, branch, text)
     raise ArgonError(BAD_VALUE, "resetBranch needs one of 'lsn', 'time' or 'tag'")
 
 
 async def _collect(
-    engine: Engine, windows: tuple[history.Window, ...], where: dict[str, Any]
+    db: DbClient, windows: tuple[history.Window, ...], where: dict[str, Any]
 ) -> Restore:
     """Per document: (raw id, first pre-image, last post-image) within the windows."""
     out: Restore = defaultdict(dict)
-    async for entry in history.scan(engine.db, windows, where=where):
+    async for entry in history.scan(db, windows, where=where):
         per_ns = out[entry["ns"]]
         key = hashable_id(entry["doc_id"])
         post = wal.image(entry, "post")
@@ -78,7 +76,8 @@ async def _collect(
 
 
 async def _apply(
-    engine: Engine,
+    catalog: Catalog,
+    writer: Writer,
     branch: Branch,
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]],
     extra: dict[str, Any],
@@ -90,26 +89,28 @@ async def _apply(
         for ns, items in writes.items():
             db, coll = ns.split(".", 1)
             ctx = WriteContext(branch, db, coll, client, joined=txn, extra=extra)
-            lsns.extend((await engine.writer.put_many(ctx, items)).lsns)
+            lsns.extend((await writer.put_many(ctx, items)).lsns)
         return [min(lsns), max(lsns)] if lsns else []
 
-    async with engine.catalog.forks.writing():  # no branch forks half-way through
-        return await engine.writer.in_transaction(unit, restart_on_stale=True)
+    async with catalog.forks.writing():  # no branch forks half-way through
+        return await writer.in_transaction(unit, restart_on_stale=True)
 
 
-async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def reset_action(
+    db: DbClient, catalog: Catalog, writer: Writer, cmd: dict[str, Any]
+) -> dict[str, Any]:
     """``resetBranch``: make a branch what it was at an LSN, time or tag."""
-    branch = await engine.catalog.get(str(cmd.get("name") or ""))
+    branch = await catalog.get(str(cmd.get("name") or ""))
     _writable(branch, "reset")
-    lsn = await _target_lsn(engine, branch, cmd)
-    found = await _collect(engine, history.since(branch, lsn), {})
+    lsn = await _target_lsn(db, catalog, branch, cmd)
+    found = await _collect(db, history.since(branch, lsn), {})
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}
     shown: list[dict[str, Any]] = []
     changes = 0
     for ns, per_ns in found.items():
-        db, coll = ns.split(".", 1)
+        dbname, coll = ns.split(".", 1)
         ids = [raw for raw, _, _ in per_ns.values()]
-        now_docs = await fetch(engine.db, engine.catalog, branch, db, coll, ids)
+        now_docs = await fetch(db, catalog, branch, dbname, coll, ids)
         items = []
         for key, (raw, pre, _) in per_ns.items():
             current = now_docs.get(key)
@@ -133,15 +134,15 @@ async def reset_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"reset": reply}
     reset_id = "r" + secrets.token_hex(6)
     reply["id"] = reset_id
-    reply["applied_lsns"] = await _apply(engine, branch, writes, {"reset": reset_id})
-    await _forget_merges(engine, branch, lsn)
+    reply["applied_lsns"] = await _apply(catalog, writer, branch, writes, {"reset": reset_id})
+    await _forget_merges(db, branch, lsn)
     return {"reset": reply}
 
 
-async def _forget_merges(engine: Engine, branch: Branch, lsn: int) -> None:
+async def _forget_merges(db: DbClient, branch: Branch, lsn: int) -> None:
     """Merges into or out of ``branch`` after ``lsn`` are no longer merge bases."""
     after = bson.Int64(lsn)
-    await engine.db.command(
+    await db.command(
         INTERNAL_DB,
         {
             "update": "merges",
@@ -162,9 +163,11 @@ async def _forget_merges(engine: Engine, branch: Branch, lsn: int) -> None:
     )
 
 
-async def undo_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
+async def undo_action(
+    db: DbClient, catalog: Catalog, writer: Writer, cmd: dict[str, Any]
+) -> dict[str, Any]:
     """``undo``: revert the writes of an LSN range (optionally one client's)."""
-    branch = await engine.catalog.get(str(cmd.get("branch") or ""))
+    branch = await catalog.get(str(cmd.get("branch") or ""))
     _writable(branch, "undo")
     try:
         first, last = int(cmd["fromLsn"]), int(cmd["toLsn"])
@@ -174,13 +177,13 @@ async def undo_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
         raise ArgonError(BAD_VALUE, "undo: 'fromLsn' is after 'toLsn'")
     window = history.Window.of(branch, max(first - 1, branch.base_lsn), last)
     where = {"client.app": cmd["client"]} if cmd.get("client") else {}
-    found = await _collect(engine, (window,), where)
+    found = await _collect(db, (window,), where)
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}
     refused: list[dict[str, Any]] = []
     for ns, per_ns in found.items():
-        db, coll = ns.split(".", 1)
+        dbname, coll = ns.split(".", 1)
         ids = [raw for raw, _, _ in per_ns.values()]
-        now_docs = await fetch(engine.db, engine.catalog, branch, db, coll, ids)
+        now_docs = await fetch(db, catalog, branch, dbname, coll, ids)
         for key, (raw, pre, post) in per_ns.items():
             current = now_docs.get(key)
             if not same(current, post):
@@ -197,5 +200,5 @@ async def undo_action(engine: Engine, cmd: dict[str, Any]) -> dict[str, Any]:
     if not cmd.get("dryRun") and writes:
         undo_id = "u" + secrets.token_hex(6)
         reply["id"] = undo_id
-        reply["applied_lsns"] = await _apply(engine, branch, writes, {"undo": undo_id})
+        reply["applied_lsns"] = await _apply(catalog, writer, branch, writes, {"undo": undo_id})
     return {"undo": reply}

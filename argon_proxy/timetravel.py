@@ -21,18 +21,18 @@ freeze trusts an id cache that misses the images.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import bson
 import trio
 
 from . import history, wal
 from .catalog import BRANCH_EXISTS, Branch, BranchError, Catalog, hashable_id, now
+from .dbclient import DbClient
 from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .writes import Writer
 
 
 def parse_point(text: str) -> int | dt.datetime:
@@ -50,7 +50,7 @@ def parse_point(text: str) -> int | dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-async def lsn_at(engine: Engine, when: dt.datetime) -> int:
+async def lsn_at(db: DbClient, when: dt.datetime) -> int:
     """The last LSN committed at or before ``when`` (0 if none).
 
     Time windows ending at ``when`` grow fourfold until one holds an entry: each
@@ -62,7 +62,7 @@ async def lsn_at(engine: Engine, when: dt.datetime) -> int:
     end = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     while end > oldest:
         start = max(oldest, end - step)
-        found = await engine.db.find(
+        found = await db.find(
             INTERNAL_DB, "wal", {"ts": {"$gt": start, "$lte": end}}, projection={"_id": 1}
         )
         if found:
@@ -71,10 +71,10 @@ async def lsn_at(engine: Engine, when: dt.datetime) -> int:
     return 0
 
 
-async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
+async def reachable(db: DbClient, catalog: Catalog, branch: Branch) -> dict[str, Any]:
     """The earliest and latest LSN (and time) at which ``branch`` can be read."""
-    find = history.wal_finder(engine.db, {"_id": 1, "ts": 1})
-    current = await engine.catalog.current_lsn()
+    find = history.wal_finder(db, {"_id": 1, "ts": 1})
+    current = await catalog.current_lsn()
     if branch.name == MAIN:
         # Before Argon's first logged write on main (or what GC kept) nothing is known.
         first = await history.oldest(find, branch.id, above=-1, upto=current)
@@ -83,7 +83,7 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
         # A drop or rename no branch kept changed main without WAL entries.
         from .archives import horizon  # archives builds on the catalog, as this does
 
-        floor = await horizon(engine)
+        floor = await horizon(db)
         if floor > earliest:
             earliest, earliest_time = floor, None
     else:
@@ -98,7 +98,7 @@ async def reachable(engine: Engine, branch: Branch) -> dict[str, Any]:
     }
 
 
-async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
+async def resolve_point(db: DbClient, catalog: Catalog, branch: Branch, point: str) -> int:
     """The LSN ``point`` names on ``branch``, checked against what is reachable.
 
     A point that is not yet in the past (an LSN above the newest one allocated,
@@ -106,7 +106,7 @@ async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
     branch or snapshot fixed there would miss the changes made until then.
     """
     value = parse_point(point)
-    current = await engine.catalog.current_lsn()
+    current = await catalog.current_lsn()
     if isinstance(value, int):
         lsn = value
         if lsn > current:
@@ -115,8 +115,8 @@ async def resolve_point(engine: Engine, branch: Branch, point: str) -> int:
         moment = now()
         if value > moment:
             raise _future(branch, point, current, f"is in the future (now {moment.isoformat()})")
-        lsn = await lsn_at(engine, value)
-    span = await reachable(engine, branch)
+        lsn = await lsn_at(db, value)
+    span = await reachable(db, catalog, branch)
     if lsn < span["earliest_lsn"]:
         raise BranchError(
             POINT_OUT_OF_RANGE,
@@ -135,7 +135,9 @@ def _future(branch: Branch, point: str, current: int, why: str) -> BranchError:
 
 
 async def build_at(
-    engine: Engine,
+    db: DbClient,
+    catalog: Catalog,
+    writer: Writer,
     source: Branch,
     lsn: int,
     name: str,
@@ -149,7 +151,6 @@ async def build_at(
     ``store_last`` stores the branch only once it is complete (BranchExists, and
     nothing left behind, if another proxy stored one of that name meanwhile).
     """
-    catalog = engine.catalog
     branch = await catalog.create_branch(
         name,
         source.name,
@@ -160,22 +161,21 @@ async def build_at(
         store=not store_last,
     )
     try:
-        await _fill(engine, source, branch, lsn)
+        await _fill(db, catalog, writer, source, branch, lsn)
         if store_last:
             await catalog.publish(branch)
     except BaseException:
         if store_last:
-            from .admin import drop_overlays  # admin builds on this module
-
             with trio.CancelScope(shield=True):
-                await drop_overlays(engine, await catalog.discard(branch))
+                await catalog.drop_overlays(await catalog.discard(branch))
         raise
     return branch
 
 
-async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> None:
+async def _fill(
+    db: DbClient, catalog: Catalog, writer: Writer, source: Branch, branch: Branch, lsn: int
+) -> None:
     """Give ``branch`` the first pre-image of every document ``source`` changed after ``lsn``."""
-    catalog = engine.catalog
     if source.name == MAIN:
         await _hide_later_names(catalog, branch, lsn)
     firsts: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -184,14 +184,14 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
         "filter": {"branch_id": source.id, "_id": {"$gt": bson.Int64(lsn)}},
         "sort": {"_id": 1},
     }
-    async for entry in engine.db.cursor(INTERNAL_DB, cursor):
+    async for entry in db.cursor(INTERNAL_DB, cursor):
         ns = str(entry["ns"])
         if source.name == MAIN:
             if _after_archive(catalog, branch, entry):
                 continue  # a later collection of that name: not the one the branch reads
-            db, coll = ns.split(".", 1)
-            renamed = catalog.renamed_from(branch, db, coll, int(entry["_id"]))
-            ns = f"{db}.{renamed}" if renamed is not None else ns  # under its name then
+            dbname, coll = ns.split(".", 1)
+            renamed = catalog.renamed_from(branch, dbname, coll, int(entry["_id"]))
+            ns = f"{dbname}.{renamed}" if renamed is not None else ns  # under its name then
         key = (ns, hashable_id(entry["doc_id"]))
         if key not in firsts:
             pre = wal.image(entry, "pre")
@@ -200,17 +200,17 @@ async def _fill(engine: Engine, source: Branch, branch: Branch, lsn: int) -> Non
     for (ns, _), doc in firsts.items():
         by_ns.setdefault(ns, []).append(doc)
     for ns, docs in by_ns.items():
-        db, coll = ns.split(".", 1)
+        dbname, coll = ns.split(".", 1)
         # Writers freeze by the id cache; holding their lock keeps it true.
-        async with engine.writer.lock(ns):
-            ov = await catalog.ensure_overlay(branch, db, coll)
+        async with writer.lock(ns):
+            ov = await catalog.ensure_overlay(branch, dbname, coll)
             for start in range(0, len(docs), 1000):
                 chunk = docs[start : start + 1000]
                 updates = [{"q": {"_id": d["_id"]}, "u": d, "upsert": True} for d in chunk]
-                await engine.db.command(db, {"update": ov.name, "updates": updates})
+                await db.command(dbname, {"update": ov.name, "updates": updates})
             # A catalog reload may have copied the cache while it was empty: the new
             # version makes every holder of it read the overlay again.
-            for bumped in await catalog.bump(engine.db, [ov]):
+            for bumped in await catalog.bump(db, [ov]):
                 bumped.version += 1
             ov.ids = None  # reload from what is now stored
 
@@ -240,7 +240,7 @@ def snapshot_name(branch: str, lsn: int) -> str:
     return f"{branch}@lsn-{lsn}"
 
 
-async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
+async def same_state(db: DbClient, catalog: Catalog, branch: Branch, lsn: int) -> int:
     """The LSN of ``branch``'s newest own write at or before ``lsn`` (or its base).
 
     The branch reads the same at every LSN from its write up to the next one, so
@@ -248,10 +248,10 @@ async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
     while branches existed (``archives.py``) changes it too, without WAL entries.
     """
     floor = branch.base_lsn if branch.parent is not None else -1
-    find = history.wal_finder(engine.db)
+    find = history.wal_finder(db)
     found = await history.newest(find, branch.id, above=floor, upto=lsn)
     if branch.name == MAIN:
-        moved = [r.until for rs in engine.catalog.archives.values() for r in rs if r.until <= lsn]
+        moved = [r.until for rs in catalog.archives.values() for r in rs if r.until <= lsn]
         if found is None:
             return lsn
         return max([int(found["_id"]), *moved])
@@ -261,6 +261,15 @@ async def same_state(engine: Engine, branch: Branch, lsn: int) -> int:
 
 
 _KNOWN_POINTS = 4096  # remembered point resolutions, forgotten all at once past this
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotLimits:
+    """How many snapshots ``Snapshots`` keeps, and for how many seconds after a read
+    one is safe from eviction."""
+
+    keep: int = 64
+    grace: float = 30.0
 
 
 class Snapshots:
@@ -274,63 +283,76 @@ class Snapshots:
     ``gc`` removes those idle for longer than its ``snapshotSeconds``.
     """
 
-    def __init__(self, keep: int = 64, grace: float = 30.0) -> None:
-        self.keep = keep
-        self.grace = dt.timedelta(seconds=grace)
+    def __init__(
+        self, db: DbClient, catalog: Catalog, writer: Writer, limits: SnapshotLimits
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.writer = writer
+        self.keep = limits.keep
+        self.grace = dt.timedelta(seconds=limits.grace)
         self._lock = trio.Lock()
         # (branch id, LSN point) -> snapshot name: a point in the past always shows
         # the same state, so a second read skips resolving it against the history.
         self._known: dict[tuple[str, int], str] = {}
 
-    async def get(self, engine: Engine, branch: Branch, point: str) -> Branch:
+    async def get(self, branch: Branch, point: str) -> Branch:
         """The snapshot of ``branch`` at ``point``, built if needed."""
         value = parse_point(point)
         key = (branch.id, value) if isinstance(value, int) else None
-        known = engine.catalog.visible(self._known.get(key, "")) if key else None
+        known = self.catalog.visible(self._known.get(key, "")) if key else None
         if known is not None:
-            await self._touch(engine, known)
+            await self._touch(known)
             return known
-        snap = await self._resolve_and_get(engine, branch, point)
+        snap = await self._resolve_and_get(branch, point)
         if key is not None:
             if len(self._known) >= _KNOWN_POINTS:
                 self._known.clear()
             self._known[key] = snap.name
         return snap
 
-    async def _resolve_and_get(self, engine: Engine, branch: Branch, point: str) -> Branch:
-        lsn = await resolve_point(engine, branch, point)
+    async def _resolve_and_get(self, branch: Branch, point: str) -> Branch:
+        lsn = await resolve_point(self.db, self.catalog, branch, point)
         # A write holding an LSN up to the point may not have committed yet: the
         # state there is known once it has.
-        await engine.catalog.forks.settle()
-        lsn = await same_state(engine, branch, lsn)
+        await self.catalog.forks.settle()
+        lsn = await same_state(self.db, self.catalog, branch, lsn)
         name = snapshot_name(branch.name, lsn)
-        catalog = engine.catalog
+        catalog = self.catalog
         async with self._lock:
             if name not in catalog.branches:
                 await catalog.reload()
             if name not in catalog.branches:
-                await self._build(engine, branch, lsn, name)
+                await self._build(branch, lsn, name)
             snap = catalog.branches[name]
-            await self._touch(engine, snap)
-            await self._evict(engine)
+            await self._touch(snap)
+            await self._evict()
         return snap
 
-    async def _build(self, engine: Engine, branch: Branch, lsn: int, name: str) -> None:
+    async def _build(self, branch: Branch, lsn: int, name: str) -> None:
         try:
             await build_at(
-                engine, branch, lsn, name, read_only=True, point=f"lsn-{lsn}", store_last=True
+                self.db,
+                self.catalog,
+                self.writer,
+                branch,
+                lsn,
+                name,
+                read_only=True,
+                point=f"lsn-{lsn}",
+                store_last=True,
             )
         except BranchError as exc:
             if exc.code != BRANCH_EXISTS:
                 raise
-            await engine.catalog.reload()  # another proxy stored it first, complete
+            await self.catalog.reload()  # another proxy stored it first, complete
 
-    async def _touch(self, engine: Engine, snap: Branch) -> None:
+    async def _touch(self, snap: Branch) -> None:
         moment = now()
         if snap.used is None or moment - _aware(snap.used) > self.grace / 3:
             # Not a metadata change other proxies must reload for: no epoch bump.
             snap.used = moment
-            await engine.db.command(
+            await self.db.command(
                 INTERNAL_DB,
                 {
                     "update": "branches",
@@ -340,8 +362,8 @@ class Snapshots:
                 },
             )
 
-    async def _evict(self, engine: Engine) -> None:
-        catalog = engine.catalog
+    async def _evict(self) -> None:
+        catalog = self.catalog
         snaps = [
             b for b in catalog.branches.values() if b.time_travel and b.name not in catalog.pending
         ]
@@ -355,7 +377,7 @@ class Snapshots:
                 break  # the rest were read more recently still
             from .admin import delete_branch  # admin builds on this module
 
-            await delete_branch(engine, snap.name)
+            await delete_branch(self.db, catalog, snap.name)
 
 
 def last_read(snap: Branch) -> dt.datetime:
