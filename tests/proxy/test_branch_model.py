@@ -643,19 +643,21 @@ class BranchModel(RuleBasedStateMachine):
         """Main drops a collection (or its whole database) while branches live: main
         loses it, every branch keeps its own, and main may create it again."""
         held = self.direct[self.copies["main"]].list_collection_names()
-        if name in held or (name == "the database" and held):
-            self.keep_horizon()  # dropping nothing changes nothing
         if name == "the database":
             self.argon.drop_database(DB)
             self.direct.drop_database(self.copies["main"])
-            return
-        self.argon[DB][name].drop()
-        self.direct[self.copies["main"]][name].drop()
+        else:
+            self.argon[DB][name].drop()
+            self.direct[self.copies["main"]][name].drop()
+        if name in held or (name == "the database" and held):
+            self.keep_horizon()  # dropping nothing changes nothing
 
     def keep_horizon(self) -> None:
-        """With no branch (nor time-travel snapshot) to keep what main drops or
-        renames, time travel on main stops there: points before it are refused,
-        never answered in part."""
+        """Just after a drop or rename on main: with no branch (nor time-travel
+        snapshot) to keep what it changed, time travel on main stops there, at the
+        point the change took (the LSN ``status`` reports now). Points before it,
+        the last one before the change included, are refused, never answered in
+        part."""
         listed = self.argon.admin.command({"argon": "listBranches", "all": True})["branches"]
         if [b["name"] for b in listed] == ["main"]:  # no branch, no snapshot keeps it
             self.horizon = int(self.argon.admin.command({"argon": "status"})["lsn"])
@@ -667,9 +669,9 @@ class BranchModel(RuleBasedStateMachine):
         copy = self.direct[self.copies["main"]]
         if source == to or source not in copy.list_collection_names():
             return
-        self.keep_horizon()
         for db in (self.argon[DB], copy):
             db[source].rename(to, dropTarget=True)
+        self.keep_horizon()
 
     @rule()
     def reload_catalog(self) -> None:
