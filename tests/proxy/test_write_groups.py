@@ -11,7 +11,7 @@ The WAL must still hold every change with its own pre- and post-image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -69,6 +69,7 @@ MIXED = [
 
 def _outcome(coll: Coll, ops: list[Any], ordered: bool) -> tuple[Any, ...]:
     """What mongod says of the bulk write, and the documents after it."""
+    done: Mapping[str, Any]
     try:
         done = coll.bulk_write(ops, ordered=ordered).bulk_api_result
     except BulkWriteError as exc:
