@@ -16,6 +16,16 @@ Theory of operation: each write statement runs as one upstream transaction
    see their parent's later writes;
 5. insert the WAL entries; commit.
 
+Statement groups: outside a client transaction, a run of single-document
+updates or deletes of one command (and an insert's documents) share one such
+transaction per bounded part (``run_group``; ``chunks``). Each statement sees
+what the ones before it wrote, through a group-local copy of the overlay's id
+cache; children get each document's first pre-image once; one LSN lease and
+one WAL insert cover the group, and post-images are read once at its end. A
+statement that fails sends its group back to statement by statement, which
+commits the statements before it and reports the error at its index exactly
+as mongod; retry records are per statement either way.
+
 A multi-document update or delete that matches more than ``SPLIT_AT``
 documents runs as several such transactions over parts of the ``_id``s it
 matched (mongod's multi-writes are not atomic either), so no transaction
