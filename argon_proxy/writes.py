@@ -7,7 +7,8 @@ Theory of operation: each write statement runs as one upstream transaction
    user's own filter evaluated by mongod on every layer (the pre-images);
 2. on a branch, copy each matched document up into the branch's overlay, then
    apply the user's update with mongod's own update engine on that copy
-   (``findAndModify`` with the user's filter, so positional operators work);
+   (an ``update`` with the user's filter pinned to its ``_id``, so positional
+   operators work);
    on main, apply it to the base collection, restricted to those ``_id``s;
    a delete on a branch writes a tombstone instead;
 3. read the post-images;
@@ -241,6 +242,15 @@ class Outcome:
 # What one statement does inside its transaction: given the runner, the branch's
 # view, its overlay (None on main) and the outcome to fill in.
 Body = Callable[[Runner, View, Overlay | None, Outcome], Awaitable[None]]
+
+
+def _on_copy(pre: Mapping[str, Any], stmt: Mapping[str, Any]) -> dict[str, Any]:
+    """Update statement ``stmt`` as it applies to the branch's copy of ``pre``: the
+    user's filter pinned to its ``_id``, without what chose the document (sort,
+    upsert, multi) and without ``hint`` (an overlay need not have the index)."""
+    upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort", "hint")}
+    upd["q"] = pin(pre["_id"], stmt.get("q") or {})
+    return upd
 
 
 def _shared(ov: Overlay, mine: Overlay | None, own: Overlay | None) -> Overlay:
@@ -1201,7 +1211,6 @@ class Writer:
         (``run_group``), which may read its post-image later."""
         flt = stmt.get("q") or {}
         multi = bool(stmt.get("multi"))
-        extra: dict[str, Any] = {k: stmt[k] for k in ("arrayFilters", "collation") if k in stmt}
         # In a group, a single-document update leaves reading its post-image to the
         # group's end (``_settle_posts``): one read for all of them.
         defer = grouped and not multi
@@ -1244,9 +1253,7 @@ class Writer:
                 await self._update_main(runner, ctx, matched, stmt, out)
             else:
                 for pre in matched:
-                    post = await self._modify_own(
-                        runner, ctx, own, pre, flt, {"update": stmt["u"], **extra}, out
-                    )
+                    post = await self._modify_own(runner, ctx, own, pre, stmt, out)
                     self._record_update(pre, post, stmt["u"], out)
 
         return body
@@ -1265,10 +1272,14 @@ class Writer:
         group reads the post-image at its end. mongod's ``nModified`` says whether
         it changed anything; a copy-up that changed nothing is undone."""
         copied = own is not None and await self._copy_up(runner, ctx, own, pre)
-        upd = {k: v for k, v in stmt.items() if k not in ("q", "upsert", "multi", "sort")}
-        upd["q"] = pin(pre["_id"], stmt.get("q") or {})
+        if own is None:
+            upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort")}
+            upd["q"] = pin(pre["_id"], stmt.get("q") or {})
+        else:
+            upd = _on_copy(pre, stmt)
         target = ctx.coll if own is None else own.name
         reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
+        _raise_write_errors(reply)
         if not reply.get("nModified"):
             if own is not None:
                 await self._settle_copy(runner, ctx, own, pre, pre, copied, out)
@@ -1381,32 +1392,24 @@ class Writer:
         ctx: WriteContext,
         own: Overlay,
         pre: dict[str, Any],
-        flt: dict[str, Any],
-        fam: dict[str, Any],
+        stmt: dict[str, Any],
         out: Outcome,
     ) -> dict[str, Any]:
-        """Apply ``fam`` (findAndModify arguments) to the branch's copy of ``pre``."""
+        """Apply the update statement ``stmt`` to the branch's copy of ``pre`` (the
+        user's filter pinned to its ``_id``, so positional operators work); returns
+        the post-image. An ``update`` and a ``find`` by ``_id``, not one
+        ``findAndModify``: every upstream applies a positional ``$`` in an update
+        (the test upstream refuses it in findAndModify, and scans the collection
+        for one), and the statement fails exactly as an update statement does."""
         copied = await self._copy_up(runner, ctx, own, pre)
-        query = pin(pre["_id"], flt)
-        if _positional(fam.get("update")):
-            # Not every upstream applies a positional ``$`` in findAndModify (the
-            # test upstream refuses it), while every one does in update.
-            statement = {"q": query, "u": fam["update"]}
-            statement.update({k: fam[k] for k in ("arrayFilters", "collation") if k in fam})
-            reply = await runner.run(
-                ctx.db, ctx.data_command({"update": own.name, "updates": [statement]})
-            )
-            _raise_write_errors(reply)
-            found = await runner.run(
-                ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
-            )
-            post = dict(found["cursor"]["firstBatch"][0])
-        else:
-            reply = await runner.run(
-                ctx.db,
-                ctx.data_command({"findAndModify": own.name, "query": query, "new": True, **fam}),
-            )
-            post = dict(reply["value"])
+        reply = await runner.run(
+            ctx.db, ctx.data_command({"update": own.name, "updates": [_on_copy(pre, stmt)]})
+        )
+        _raise_write_errors(reply)
+        found = await runner.run(
+            ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
+        )
+        post = dict(found["cursor"]["firstBatch"][0])
         await self._settle_copy(runner, ctx, own, pre, post, copied, out)
         return post
 
