@@ -30,6 +30,7 @@ from .reads import Reader
 from .txn import Runner, is_transient
 from .writes import (
     NeedsStatements,
+    Outcome,
     StatementError,
     WriteContext,
     Writer,
@@ -97,14 +98,24 @@ class WriteCommands:
         reply: dict[str, Any] = {"n": 0}
         if name == "update":
             reply["nModified"] = 0
-        upserted, errors = [], []
+        upserted: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         if name == "insert":
             statements = [d if "_id" in d else {"_id": ObjectId(), **d} for d in statements]
         concern_error = None
         start = 0
         for part in self._parts(name, statements, call.joined):
             skip = 0
-            if len(part) > 1:
+            if len(part) > 1 and name != "insert":
+                ctx.statement = start
+                outs = await self.writer.group(ctx, name, part)
+                if outs is not None:
+                    for index, out in enumerate(outs, start):
+                        _tally(name, reply, upserted, index, out)
+                        concern_error = out.write_concern_error or concern_error
+                    start += len(part)
+                    continue
+            elif len(part) > 1:
                 # The retry record of a part is keyed by where it starts in the command.
                 ctx.statement = "all" if start == 0 else f"all-{start}"
                 try:
@@ -144,12 +155,7 @@ class WriteCommands:
                         break
                     continue
                 concern_error = out.write_concern_error or concern_error
-                reply["n"] += out.matched
-                if name == "update":
-                    reply["nModified"] += out.modified
-                    if out.did_upsert:
-                        reply["n"] += 1
-                        upserted.append({"index": index, "_id": out.upserted})
+                _tally(name, reply, upserted, index, out)
             if errors and ordered:
                 break
             start += len(part)
@@ -164,14 +170,47 @@ class WriteCommands:
     def _parts(name: str, statements: list[Any], joined: Runner | None) -> list[list[Any]]:
         """The statements cut into the parts that run as one transaction each.
 
-        Inserts outside a client transaction run in bounded parts (``chunks``:
-        one insert command's worth), so no transaction grows with the batch;
-        a part that cannot run whole falls back to its statements one by one.
-        Everything else runs statement by statement.
+        Outside a client transaction, inserts and runs of single-document updates
+        or deletes go in bounded parts (``chunks``: one command's worth), so no
+        transaction grows with the batch; a part that cannot run whole falls back
+        to its statements one by one. Multi-document updates and deletes run
+        alone (they split themselves when they match many documents).
         """
-        if name != "insert" or joined is not None or len(statements) < 2:
+        if joined is not None or len(statements) < 2:
             return [[s] for s in statements]
-        return chunks(statements)
+        if name == "insert":
+            return chunks(statements)
+        parts: list[list[Any]] = []
+        run: list[Any] = []
+        for stmt in statements:
+            if _single_document(name, stmt):
+                run.append(stmt)
+                continue
+            parts.extend(chunks(run))
+            parts.append([stmt])
+            run = []
+        return parts + chunks(run)
+
+
+def _single_document(name: str, stmt: Any) -> bool:
+    """Whether an update or delete statement changes at most one document."""
+    if not isinstance(stmt, dict):
+        return False
+    if name == "update":
+        return not stmt.get("multi")
+    return bool(stmt.get("limit") == 1)
+
+
+def _tally(
+    name: str, reply: dict[str, Any], upserted: list[dict[str, Any]], index: int, out: Outcome
+) -> None:
+    """Count statement ``index``'s outcome into the command's reply, as mongod does."""
+    reply["n"] += out.matched
+    if name == "update":
+        reply["nModified"] += out.modified
+        if out.did_upsert:
+            reply["n"] += 1
+            upserted.append({"index": index, "_id": out.upserted})
 
 
 def _with_concern_error(reply: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:

@@ -7,7 +7,8 @@ Theory of operation: each write statement runs as one upstream transaction
    user's own filter evaluated by mongod on every layer (the pre-images);
 2. on a branch, copy each matched document up into the branch's overlay, then
    apply the user's update with mongod's own update engine on that copy
-   (``findAndModify`` with the user's filter, so positional operators work);
+   (an ``update`` with the user's filter pinned to its ``_id``, so positional
+   operators work);
    on main, apply it to the base collection, restricted to those ``_id``s;
    a delete on a branch writes a tombstone instead;
 3. read the post-images;
@@ -15,6 +16,16 @@ Theory of operation: each write statement runs as one upstream transaction
    document yet (a tombstone where there was no document), so children never
    see their parent's later writes;
 5. insert the WAL entries; commit.
+
+Statement groups: outside a client transaction, a run of single-document
+updates or deletes of one command (and an insert's documents) share one such
+transaction per bounded part (``run_group``; ``chunks``). Each statement sees
+what the ones before it wrote, through a group-local copy of the overlay's id
+cache; children get each document's first pre-image once; one LSN lease and
+one WAL insert cover the group, and post-images are read once at its end. A
+statement that fails sends its group back to statement by statement, which
+commits the statements before it and reports the error at its index exactly
+as mongod; retry records are per statement either way.
 
 A multi-document update or delete that matches more than ``SPLIT_AT``
 documents runs as several such transactions over parts of the ``_id``s it
@@ -59,7 +70,15 @@ from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .pending import Pending, TxnState, freeze_targets, transaction_key
-from .txn import RETRY_FOR, JoinedTransaction, Receipt, Runner, SessionPool, run_in_transaction
+from .txn import (
+    RETRY_FOR,
+    JoinedTransaction,
+    Receipt,
+    Runner,
+    SessionPool,
+    is_transient,
+    run_in_transaction,
+)
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
 
@@ -145,6 +164,10 @@ class _FreezeRace(Exception):
     """A child already held a document its id cache did not know of."""
 
 
+class _GroupFallback(Exception):
+    """A group of statements cannot commit together: run them one by one."""
+
+
 class _Split(Exception):
     """A multi-document statement matched more than ``SPLIT_AT`` documents."""
 
@@ -211,6 +234,41 @@ class Outcome:
     bumped: list[Overlay] = field(default_factory=list)  # overlays whose version it raised
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
     write_concern_error: dict[str, Any] | None = None  # what the commit said of it
+    # Changes whose post-image a group of statements reads once, at its end
+    # (``Writer._settle_posts``); until then their ``post`` is None.
+    deferred: list[Change] = field(default_factory=list)
+
+
+# What one statement does inside its transaction: given the runner, the branch's
+# view, its overlay (None on main) and the outcome to fill in.
+Body = Callable[[Runner, View, Overlay | None, Outcome], Awaitable[None]]
+
+
+def _on_copy(pre: Mapping[str, Any], stmt: Mapping[str, Any]) -> dict[str, Any]:
+    """Update statement ``stmt`` as it applies to the branch's copy of ``pre``: the
+    user's filter pinned to its ``_id``, without what chose the document (sort,
+    upsert, multi) and without ``hint`` (an overlay need not have the index)."""
+    upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort", "hint")}
+    upd["q"] = pin(pre["_id"], stmt.get("q") or {})
+    return upd
+
+
+def _shared(ov: Overlay, mine: Overlay | None, own: Overlay | None) -> Overlay:
+    """The shared overlay a group's write went to (``mine``: the group's copy of ``own``)."""
+    return own if ov is mine and own is not None else ov
+
+
+def _first_changes(changes: list[Change]) -> list[Change]:
+    """Each document's first change: the image a child must keep is the one from
+    before all of them."""
+    seen: set[Any] = set()
+    firsts = []
+    for ch in changes:
+        key = hashable_id(ch.doc_id)
+        if key not in seen:
+            seen.add(key)
+            firsts.append(ch)
+    return firsts
 
 
 @dataclass
@@ -708,29 +766,34 @@ class Writer:
                     raise _stale_in_transaction(ctx) from None
                 self._note_basis(ctx, before)
                 return outcome
-            stale_left, deadline, pause = _STALE_ATTEMPTS, trio.current_time() + RETRY_FOR, 0.002
-            while stale_left:
-                stale = _Watched()
-                try:
-                    return await self._run_once(ctx, body, stale)
-                except CatalogBusy:
-                    if ctx.joined is not None or trio.current_time() > deadline:
-                        raise _busy(ctx) from None
-                    async with self._lock.paused():
-                        await trio.sleep(pause)
-                    pause = min(pause * 2, 0.25)
-                    continue
-                except StaleCatalog:
-                    stale_left -= 1
-                    if ctx.joined is not None:  # the client's transaction must start again
-                        raise _stale_in_transaction(ctx) from None
-                    ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
-            raise ArgonError(
-                WRITE_CONFLICT,
-                f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
-                "proxies' writes; retry it",
-                labels=("RetryableWriteError",),
-            )
+            return await self._retrying(ctx, lambda stale: self._run_once(ctx, body, stale))
+
+    async def _retrying(self, ctx: WriteContext, once: Callable[[_Watched], Awaitable[T]]) -> T:
+        """Run ``once`` (one transaction of a statement or of a group of statements)
+        until it gets past other proxies' catalog changes and busy forks."""
+        stale_left, deadline, pause = _STALE_ATTEMPTS, trio.current_time() + RETRY_FOR, 0.002
+        while stale_left:
+            stale = _Watched()
+            try:
+                return await once(stale)
+            except CatalogBusy:
+                if ctx.joined is not None or trio.current_time() > deadline:
+                    raise _busy(ctx) from None
+                async with self._lock.paused():
+                    await trio.sleep(pause)
+                pause = min(pause * 2, 0.25)
+                continue
+            except StaleCatalog:
+                stale_left -= 1
+                if ctx.joined is not None:  # the client's transaction must start again
+                    raise _stale_in_transaction(ctx) from None
+                ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
+        raise ArgonError(
+            WRITE_CONFLICT,
+            f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
+            "proxies' writes; retry it",
+            labels=("RetryableWriteError",),
+        )
 
     async def _run_once(self, ctx: WriteContext, body: Any, stale: _Watched) -> Outcome:
         view, own, kids, uniques, watched = await self._prepare(ctx)
@@ -802,6 +865,120 @@ class Writer:
                 own, cut=own.cut, present=True, runner=ctx.joined, announce=scope.announce
             )
         return outcome
+
+    async def group(
+        self, ctx: WriteContext, name: str, statements: list[dict[str, Any]]
+    ) -> list[Outcome] | None:
+        """Single-document updates or deletes (``name``) of one command, from index
+        ``ctx.statement``, as one transaction (``run_group``); None: run them one by one."""
+        if self._takes_capped_path(ctx):
+            return None  # main's capped collections take no transactions
+        pinned = [{**s, "q": indexable(s.get("q") or {})} for s in statements]
+        if name == "update":
+            bodies = [self.update_body(ctx, stmt, grouped=True) for stmt in pinned]
+        else:
+            bodies = [self.delete_body(ctx, stmt) for stmt in pinned]
+        return await self.run_group(ctx, bodies)
+
+    async def run_group(self, ctx: WriteContext, bodies: list[Body]) -> list[Outcome] | None:
+        """Run consecutive statements of one command, from index ``ctx.statement``, in
+        one transaction: one commit, one LSN lease and one WAL insert for them all.
+
+        Each statement still sees what the ones before it wrote. Returns None when
+        they cannot commit together (one of them fails, or an earlier attempt of a
+        retryable command applied some of them): nothing of them is applied then,
+        and the caller runs them one by one, which answers each exactly as mongod.
+        """
+        assert ctx.joined is None and isinstance(ctx.statement, int)
+        try:
+            async with self.catalog.forks.writing(), self.lock(ctx.ns):
+                return await self._retrying(
+                    ctx, lambda stale: self._run_group_once(ctx, bodies, stale)
+                )
+        except _GroupFallback:
+            return None
+
+    async def _run_group_once(
+        self, ctx: WriteContext, bodies: list[Body], stale: _Watched
+    ) -> list[Outcome]:
+        view, own, kids, uniques, watched = await self._prepare(ctx)
+        stale.watched = watched
+        target = ctx.coll if own is None else own.name  # where the documents are written
+
+        async def unit(runner: Runner) -> tuple[list[Outcome], Outcome]:
+            await Catalog.verify(runner, watched)
+            # The statements' own copies of the branch's overlay, which learn what
+            # each statement wrote, so that the next one's view includes it.
+            local = TxnState()
+            mine = local.own(own) if own is not None else None
+            now_view = view
+            outcomes, total = [], Outcome()
+            for body in bodies:
+                out = Outcome()
+                try:
+                    await body(runner, now_view, mine, out)
+                    if uniques:
+                        # Argon judges the branch's unique indexes on post-images.
+                        await self._settle_posts(runner, target, ctx.db, [out])
+                        hit = await unique.find_collision(runner, now_view, uniques, out.changes)
+                        if hit is not None:
+                            raise _GroupFallback
+                except (StaleCatalog, CatalogBusy):
+                    raise
+                except Exception as exc:
+                    if isinstance(exc, CommandError) and is_transient(exc):
+                        raise  # the whole group runs again (run_in_transaction)
+                    # Nothing of the group has committed: its statements run one
+                    # by one, and the one that fails says how, at its index.
+                    raise _GroupFallback from None
+                outcomes.append(out)
+                total.changes.extend(out.changes)
+                total.cache.extend((_shared(ov, mine, own), i, t) for ov, i, t in out.cache)
+                if out.cache:
+                    local.learn(out.cache)
+                    now_view = await build_view(
+                        self.catalog, ctx.branch, ctx.db, ctx.coll, local.overlays
+                    )
+            await self._settle_posts(runner, target, ctx.db, outcomes)
+            firsts = _first_changes(total.changes)
+            await self._freeze(runner, ctx, kids, firsts, total, careful=careful)
+            total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
+            total.lsns = await self._log(runner, ctx, total.changes)
+            if ctx.retry is not None:
+                await _remember_group(runner, ctx, outcomes)
+            return outcomes, total
+
+        careful = False
+        receipt = Receipt()
+        try:
+            try:
+                outcomes, total = await self.in_transaction(
+                    unit, write_concern=ctx.write_concern, receipt=receipt
+                )
+            except _FreezeRace:
+                for ov in kids:
+                    ov.ids, ov.tombstones = None, set()
+                    await self.catalog.load_ids(ov)
+                careful = True
+                outcomes, total = await self.in_transaction(
+                    unit, write_concern=ctx.write_concern, receipt=receipt
+                )
+        except (StaleCatalog, CatalogBusy, _GroupFallback):
+            raise
+        except Exception:
+            if ctx.retry is None:
+                raise
+            # Whether it committed is unknown: statement by statement, each one
+            # finds the record of an earlier attempt that applied it.
+            raise _GroupFallback from None
+        for ov, ids, tomb in total.cache:
+            Catalog.note_written(ov, ids, tombstone=tomb)
+        for ov in total.bumped:
+            ov.version += 1
+        await self._now_present(own, total)
+        for out in outcomes:
+            out.write_concern_error = receipt.write_concern_error
+        return outcomes
 
     async def _now_present(self, own: Overlay | None, outcome: Outcome) -> None:
         """A statement that wrote a document makes the collection exist on the branch;
@@ -1024,9 +1201,19 @@ class Writer:
             return await self._update_once(ctx, stmt)
 
     async def _update_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        return await self.run_statement(ctx, self.update_body(ctx, stmt))
+
+    def update_body(
+        self, ctx: WriteContext, stmt: dict[str, Any], *, grouped: bool = False
+    ) -> Body:
+        """What one update statement does inside its transaction (``stmt["q"]``
+        already ``indexable``). ``grouped``: it runs in a group of statements
+        (``run_group``), which may read its post-image later."""
         flt = stmt.get("q") or {}
         multi = bool(stmt.get("multi"))
-        extra: dict[str, Any] = {k: stmt[k] for k in ("arrayFilters", "collation") if k in stmt}
+        # In a group, a single-document update leaves reading its post-image to the
+        # group's end (``_settle_posts``): one read for all of them.
+        defer = grouped and not multi
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             matched = await self._view_find(
@@ -1060,16 +1247,75 @@ class Writer:
                     )
                 return
             out.matched = len(matched)
-            if own is None:
+            if defer:
+                await self._update_one_later(runner, ctx, own, matched[0], stmt, out)
+            elif own is None:
                 await self._update_main(runner, ctx, matched, stmt, out)
             else:
                 for pre in matched:
-                    post = await self._modify_own(
-                        runner, ctx, own, pre, flt, {"update": stmt["u"], **extra}, out
-                    )
+                    post = await self._modify_own(runner, ctx, own, pre, stmt, out)
                     self._record_update(pre, post, stmt["u"], out)
 
-        return await self.run_statement(ctx, body)
+        return body
+
+    async def _update_one_later(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        own: Overlay | None,
+        pre: dict[str, Any],
+        stmt: dict[str, Any],
+        out: Outcome,
+    ) -> None:
+        """Apply a single-document update to the document the view picked (main's, or
+        the branch's copy of it), with the user's filter pinned to its ``_id``; the
+        group reads the post-image at its end. mongod's ``nModified`` says whether
+        it changed anything; a copy-up that changed nothing is undone."""
+        copied = own is not None and await self._copy_up(runner, ctx, own, pre)
+        if own is None:
+            upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort")}
+            upd["q"] = pin(pre["_id"], stmt.get("q") or {})
+        else:
+            upd = _on_copy(pre, stmt)
+        target = ctx.coll if own is None else own.name
+        reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
+        _raise_write_errors(reply)
+        if not reply.get("nModified"):
+            if own is not None:
+                await self._settle_copy(runner, ctx, own, pre, pre, copied, out)
+            return
+        if own is not None:
+            out.cache.append((own, [pre["_id"]], False))
+        replaced = is_replacement(stmt["u"])
+        how = None if replaced else update_description.hints(stmt["u"])
+        change = Change(pre["_id"], wal.UPDATE, pre, None, replaced, how)
+        out.changes.append(change)
+        out.deferred.append(change)
+
+    async def _settle_posts(
+        self, runner: Runner, coll: str, db: str, outcomes: list[Outcome]
+    ) -> None:
+        """At the end of a group: give each deferred change its post-image (the next
+        change's pre-image of the same document, else the document as it is now);
+        an update that changed nothing is no change, as mongod counts it."""
+        waiting: dict[Any, Change] = {}
+        for out in outcomes:
+            for change in out.changes:
+                earlier = waiting.pop(hashable_id(change.doc_id), None)
+                if earlier is not None:
+                    earlier.post = change.pre
+            waiting.update((hashable_id(c.doc_id), c) for c in out.deferred)
+        ids = [c.doc_id for c in waiting.values()]
+        for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
+            chunk = {"_id": {"$in": ids[start : start + 500]}}
+            for post in await find_all(runner, db, {"find": coll, "filter": chunk}):
+                waiting[hashable_id(post["_id"])].post = post
+        for out in outcomes:
+            for change in out.deferred:
+                if change.post is None:
+                    raise _GroupFallback  # gone from under the group: cannot be
+                out.modified += 1
+            out.deferred = []
 
     def _record_update(
         self, pre: dict[str, Any], post: dict[str, Any], update: Any, out: Outcome
@@ -1146,32 +1392,24 @@ class Writer:
         ctx: WriteContext,
         own: Overlay,
         pre: dict[str, Any],
-        flt: dict[str, Any],
-        fam: dict[str, Any],
+        stmt: dict[str, Any],
         out: Outcome,
     ) -> dict[str, Any]:
-        """Apply ``fam`` (findAndModify arguments) to the branch's copy of ``pre``."""
+        """Apply the update statement ``stmt`` to the branch's copy of ``pre`` (the
+        user's filter pinned to its ``_id``, so positional operators work); returns
+        the post-image. An ``update`` and a ``find`` by ``_id``, not one
+        ``findAndModify``: every upstream applies a positional ``$`` in an update
+        (the test upstream refuses it in findAndModify, and scans the collection
+        for one), and the statement fails exactly as an update statement does."""
         copied = await self._copy_up(runner, ctx, own, pre)
-        query = pin(pre["_id"], flt)
-        if _positional(fam.get("update")):
-            # Not every upstream applies a positional ``$`` in findAndModify (the
-            # test upstream refuses it), while every one does in update.
-            statement = {"q": query, "u": fam["update"]}
-            statement.update({k: fam[k] for k in ("arrayFilters", "collation") if k in fam})
-            reply = await runner.run(
-                ctx.db, ctx.data_command({"update": own.name, "updates": [statement]})
-            )
-            _raise_write_errors(reply)
-            found = await runner.run(
-                ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
-            )
-            post = dict(found["cursor"]["firstBatch"][0])
-        else:
-            reply = await runner.run(
-                ctx.db,
-                ctx.data_command({"findAndModify": own.name, "query": query, "new": True, **fam}),
-            )
-            post = dict(reply["value"])
+        reply = await runner.run(
+            ctx.db, ctx.data_command({"update": own.name, "updates": [_on_copy(pre, stmt)]})
+        )
+        _raise_write_errors(reply)
+        found = await runner.run(
+            ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
+        )
+        post = dict(found["cursor"]["firstBatch"][0])
         await self._settle_copy(runner, ctx, own, pre, post, copied, out)
         return post
 
@@ -1215,6 +1453,11 @@ class Writer:
             return await self._delete_once(ctx, stmt)
 
     async def _delete_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
+        return await self.run_statement(ctx, self.delete_body(ctx, stmt))
+
+    def delete_body(self, ctx: WriteContext, stmt: dict[str, Any]) -> Body:
+        """What one delete statement does inside its transaction (``stmt["q"]``
+        already ``indexable``)."""
         flt = stmt.get("q") or {}
         limit = int(stmt.get("limit", 0))
 
@@ -1246,7 +1489,7 @@ class Writer:
                     await self._tombstone_own(runner, ctx, own, doc_id, out)
             out.changes.extend(Change(d["_id"], wal.DELETE, d, None) for d in matched)
 
-        return await self.run_statement(ctx, body)
+        return body
 
     # -- findAndModify -----------------------------------------------------------
 
@@ -1442,6 +1685,28 @@ async def _retried(catalog: Catalog, ctx: WriteContext) -> Outcome | None:
     outcome = Outcome(**{k: saved.get(k) for k in _OUTCOME_FIELDS if k in saved})
     outcome.did_upsert = bool(saved.get("did_upsert", saved.get("upserted") is not None))
     return outcome
+
+
+async def _remember_group(runner: Runner, ctx: WriteContext, outcomes: list[Outcome]) -> None:
+    """The retry records of a group's statements, one per statement as ``_remember``
+    writes them: a retry finds each whether the group or its statements ran. An
+    earlier attempt's record fails the group, whose statements then run one by one."""
+    assert isinstance(ctx.statement, int)
+    records = [
+        {
+            "_id": {**(ctx.retry or {}), "stmt": ctx.statement + i},
+            "at": now(),
+            "outcome": {k: getattr(out, k) for k in _OUTCOME_FIELDS},
+        }
+        for i, out in enumerate(outcomes)
+    ]
+    try:
+        for part in chunks(records):
+            await runner.run(INTERNAL_DB, {"insert": "retries", "documents": part})
+    except CommandError as exc:
+        if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
+            raise _GroupFallback from None
+        raise
 
 
 async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None:

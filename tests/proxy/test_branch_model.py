@@ -381,6 +381,34 @@ class BranchModel(RuleBasedStateMachine):
         got, want = self.both(branch, "update_one", {"_id": key}, upd, upsert=True)
         assert (got.matched_count, got.upserted_id) == (want.matched_count, want.upserted_id)
 
+    @rule(
+        branch=branches,
+        steps=st.lists(
+            st.one_of(
+                st.tuples(st.just("update"), ids, updates, st.booleans()),
+                st.tuples(st.just("delete"), ids),
+            ),
+            min_size=2,
+            max_size=8,
+        ),
+        ordered=st.booleans(),
+    )
+    @_same_errors
+    def bulk(self, branch: str, steps: list[tuple[Any, ...]], ordered: bool) -> None:
+        """Single-document statements of one command, often on the same documents:
+        they commit together, each seeing what the ones before it wrote."""
+        from pymongo import DeleteOne, UpdateOne
+
+        ops: list[Any] = [
+            UpdateOne({"_id": s[1]}, s[2], upsert=s[3])
+            if s[0] == "update"
+            else DeleteOne({"_id": s[1]})
+            for s in steps
+        ]
+        got, want = self.both(branch, "bulk_write", ops, ordered=ordered)
+        counts = ("matched_count", "modified_count", "deleted_count", "upserted_ids")
+        assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
+
     @rule(branch=branches, key=ids, doc=documents)
     @_same_errors
     def replace(self, branch: str, key: int, doc: dict[str, Any]) -> None:

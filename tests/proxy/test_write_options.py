@@ -199,3 +199,20 @@ def test_a_write_concern_that_cannot_be_parsed_fails_before_any_change(
         clients[target].wc_db.command(create)
     assert failed.value.code == 9
     assert f"unparsed_wc_{target}" not in clients[target].wc_db.list_collection_names()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_update_statement_constants_reach_the_update(
+    clients: dict[str, Client], target: str
+) -> None:
+    """An update statement's own ``c`` (constants of a pipeline update) is kept,
+    one statement alone or several in one command."""
+    coll = _fresh(clients, target, "constants")
+    updates = [
+        {"q": {"_id": i}, "u": [{"$set": {"y": "$$given"}}], "c": {"given": 10 + i}}
+        for i in (1, 2)
+    ]
+    for part in (updates[:1], updates[1:], updates):
+        reply = coll.database.command({"update": coll.name, "updates": part})
+        assert (reply["n"], reply["nModified"]) == (len(part), len(part) if part != updates else 0)
+    assert [d.get("y") for d in coll.find({}, sort=[("_id", 1)])] == [None, 11, 12, None, None]
