@@ -209,8 +209,7 @@ def test_update_statement_constants_reach_the_update(
     one statement alone or several in one command."""
     coll = _fresh(clients, target, "constants")
     updates = [
-        {"q": {"_id": i}, "u": [{"$set": {"y": "$$given"}}], "c": {"given": 10 + i}}
-        for i in (1, 2)
+        {"q": {"_id": i}, "u": [{"$set": {"y": "$$given"}}], "c": {"given": 10 + i}} for i in (1, 2)
     ]
     for part in (updates[:1], updates[1:], updates):
         reply = coll.database.command({"update": coll.name, "updates": part})
