@@ -30,7 +30,8 @@ from .naming import INTERNAL_DB, is_internal
 from .reads import Reader, unsupported
 from .view import fetch
 from .wal import ClientIdentity
-from .writes import Outcome, WriteContext, Writer, duplicate_key
+from .write_context import Outcome, WriteContext, duplicate_key
+from .writes import Writer
 
 if TYPE_CHECKING:
     from .branch_collections import BranchCollections  # which builds on this module

@@ -34,7 +34,8 @@ from .naming import MAIN, namespace
 from .reads import GENERIC_FIELDS, Reader, generic, unsupported
 from .stream_marks import MOVED, mark
 from .wal import ClientIdentity
-from .writes import WriteContext, Writer
+from .write_context import WriteContext
+from .writes import Writer
 
 # Options of create and collMod a branch's collection takes: they leave Argon free to
 # write tombstones and frozen copies into the overlay (bypassing its validator). Not a

@@ -35,11 +35,11 @@ import bson
 from . import update_description, wal
 from .catalog import Branch, hashable_id, overlay_key
 from .dbclient import DbClient
+from .documents import view_docs
 from .errors import BAD_VALUE, ILLEGAL_OPERATION, NOT_IN_TRANSACTION, ArgonError
 from .naming import INTERNAL_DB
 from .reads import Reader
 from .stream_marks import MARKS, MOVED
-from .writes import view_docs
 
 # The collections of Argon's database whose changes make a branch's events: the WAL,
 # the overlays' registrations (a drop turns one absent), and the markers (``mark``).

@@ -25,7 +25,8 @@ from .catalog import Branch
 from .dbclient import CommandError
 from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
 from .reads import GENERIC_FIELDS
-from .writes import Outcome, StatementError, WriteContext, Writer
+from .write_context import Outcome, StatementError, WriteContext
+from .writes import Writer
 
 _TOP_LEVEL = frozenset(
     {"bulkWrite", "ops", "nsInfo", "ordered", "errorsOnly", "$db", "bypassDocumentValidation"}

@@ -74,9 +74,7 @@ from .txn import JoinedTransaction
 from .txn_ends import TransactionEnds
 from .upstream import UpstreamPool
 from .write_commands import WriteCommands
-from .writes import (
-    Writer,
-)
+from .writes import Writer
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 # Commands that never name a collection, and killCursors, whose collection only

@@ -29,6 +29,7 @@ from . import history, index_merge, wal
 from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, hashable_id, now
 from .dbclient import DbClient
 from .docdiff import ConflictKind, Path, dotted, merge_document, same
+from .documents import find_all
 from .errors import (
     BAD_VALUE,
     COMMAND_NOT_SUPPORTED,
@@ -41,7 +42,8 @@ from .indexes import Indexes
 from .naming import INTERNAL_DB
 from .txn import Runner
 from .view import fetch
-from .writes import WriteContext, Writer, find_all
+from .write_context import WriteContext
+from .writes import Writer
 
 STRATEGIES = ("fail", "manual", "ours", "theirs")
 GRANULARITIES = ("field", "document")

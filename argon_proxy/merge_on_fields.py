@@ -28,7 +28,7 @@ from .errors import ArgonError
 from .indexes import list_specs
 from .reads import Reader, equality_key
 from .view import fetch
-from .writes import WriteContext, duplicate_key
+from .write_context import WriteContext, duplicate_key
 
 ON_NOT_A_LIST = 51186
 ON_EMPTY = 51187

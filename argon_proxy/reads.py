@@ -29,6 +29,7 @@ import bson
 from .branch_views import Views
 from .catalog import Archive, Branch, Catalog
 from .dbclient import DbClient
+from .documents import find_all
 from .errors import BAD_VALUE, COMMAND_NOT_SUPPORTED, ArgonError
 from .index_bounds import HINT_REQUIRED, bounds_filter, ordered_key
 from .indexes import list_specs
@@ -37,7 +38,6 @@ from .naming import INTERNAL_DB, MAIN, is_internal
 from .pending import Pending
 from .txn import Runner
 from .view import View, build_view, conjoin, indexable
-from .writes import find_all
 
 OPTION_NOT_SUPPORTED_ON_VIEW = 167
 

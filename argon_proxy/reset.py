@@ -30,7 +30,8 @@ from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB
 from .txn import Runner
 from .view import fetch
-from .writes import WriteContext, Writer
+from .write_context import WriteContext
+from .writes import Writer
 
 SHOWN = 100
 Restore = dict[str, dict[Any, tuple[Any, dict[str, Any] | None, dict[str, Any] | None]]]

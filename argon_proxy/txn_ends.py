@@ -24,7 +24,8 @@ from .catalog import Catalog, StaleCatalog
 from .errors import NO_SUCH_TRANSACTION, WRITE_CONFLICT, ArgonError
 from .pending import Pending, TxnState
 from .txn import JoinedTransaction
-from .writes import StaleTransaction, Writer
+from .write_context import StaleTransaction
+from .writes import Writer
 
 
 class TransactionEnds:

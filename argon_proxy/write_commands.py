@@ -28,15 +28,15 @@ from .errors import WRITE_CONFLICT, ArgonError
 from .naming import is_internal
 from .reads import Reader
 from .txn import Runner, is_transient
-from .writes import (
+from .write_context import (
     NeedsStatements,
     Outcome,
     StatementError,
     WriteContext,
-    Writer,
     chunks,
     write_options,
 )
+from .writes import Writer
 
 
 class WriteCommands:

@@ -51,11 +51,10 @@ from typing import Any, TypeVar
 
 import bson
 import trio
-from bson import ObjectId, json_util
+from bson import ObjectId
 
 from . import unique, update_description, wal
 from .catalog import (
-    Branch,
     Catalog,
     CatalogBusy,
     Overlay,
@@ -65,11 +64,13 @@ from .catalog import (
     now,
     overlay_key,
 )
-from .dbclient import ERROR_DETAILS, CommandError
+from .dbclient import CommandError
+from .documents import BYPASS, below, find_all, put_own, tombstone_own, view_docs, view_find
 from .errors import COMMAND_NOT_SUPPORTED, ArgonError
 from .indexes import list_specs
-from .naming import INTERNAL_DB, MAIN, TOMBSTONE
+from .naming import MAIN, TOMBSTONE
 from .pending import Pending, TxnState, freeze_targets, transaction_key
+from .retries import remember, remember_group, retried
 from .txn import (
     RETRY_FOR,
     JoinedTransaction,
@@ -81,46 +82,28 @@ from .txn import (
 )
 from .upstream import UpstreamPool
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, build_view, conjoin, indexable, pin
-
-T = TypeVar("T")
-DUPLICATE_KEY = 11000
-WRITE_CONFLICT = 112
-NOT_IN_TRANSACTION = 263  # OperationNotSupportedInTransaction: e.g. a capped collection
-_STALE_ATTEMPTS = 10  # starts of one statement when other proxies keep changing its overlays
-_CHUNK_BYTES = 8 * 1024 * 1024  # well under the 16 MB a command document may hold
-_CHUNK_COUNT = 1000
-
-
-# Fields of a write command that Argon acts on itself (sessions, transactions,
-# concerns, routing) or that hold its statements. Every other field is an option
-# of the user's statements (let, comment, bypassDocumentValidation, maxTimeMS,
-# and whatever later servers add) and is forwarded with them: ``WriteContext.options``.
-ENVELOPE = frozenset(
-    {
-        "$db",
-        "lsid",
-        "$clusterTime",
-        "txnNumber",
-        "autocommit",
-        "startTransaction",
-        "readConcern",
-        "writeConcern",
-        "$readPreference",
-        "apiVersion",
-        "apiStrict",
-        "apiDeprecationErrors",
-        "$audit",
-        "ordered",
-        "documents",
-        "updates",
-        "deletes",
-    }
+from .write_context import (
+    DUPLICATE_KEY,
+    STALE_ATTEMPTS,
+    Body,
+    Change,
+    GroupFallback,
+    NeedsStatements,
+    Outcome,
+    StaleTransaction,
+    StatementError,
+    WriteContext,
+    chunks,
+    duplicate_key,
+    is_replacement,
+    raise_write_errors,
+    same_doc,
+    write_options,
 )
 
-
-def write_options(name: str, cmd: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of write command ``cmd`` that Argon forwards with its statements."""
-    return {k: v for k, v in cmd.items() if k != name and k not in ENVELOPE}
+T = TypeVar("T")
+WRITE_CONFLICT = 112
+NOT_IN_TRANSACTION = 263  # OperationNotSupportedInTransaction: e.g. a capped collection
 
 
 def _only(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
@@ -129,29 +112,6 @@ def _only(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
 
 def _without(fields: Mapping[str, Any], *names: str) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in names}
-
-
-def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
-    """``items`` cut into commands of at most 1,000 and about 8 MB each."""
-    out: list[list[Any]] = [[]]
-    used = 0
-    for item in items:
-        size = len(bson.encode(size_of(item) if size_of else item))
-        if out[-1] and (len(out[-1]) >= _CHUNK_COUNT or used + size > _CHUNK_BYTES):
-            out.append([])
-            used = 0
-        out[-1].append(item)
-        used += size
-    return [c for c in out if c]
-
-
-class NeedsStatements(Exception):
-    """A batch cannot run as one statement; run it statement by statement, from
-    ``done`` on (the statements before it were applied)."""
-
-    def __init__(self, done: int = 0) -> None:
-        super().__init__(f"{done} applied")
-        self.done = done
 
 
 # Documents one multi-document statement changes per transaction: the freeze into
@@ -164,84 +124,12 @@ class _FreezeRace(Exception):
     """A child already held a document its id cache did not know of."""
 
 
-class _GroupFallback(Exception):
-    """A group of statements cannot commit together: run them one by one."""
-
-
 class _Split(Exception):
     """A multi-document statement matched more than ``SPLIT_AT`` documents."""
 
     def __init__(self, ids: list[Any]) -> None:
         super().__init__(f"{len(ids)} documents")
         self.ids = ids
-
-
-@dataclass
-class WriteContext:
-    """Everything a write needs to know about where it goes and who makes it."""
-
-    branch: Branch
-    db: str
-    coll: str
-    client: wal.ClientIdentity
-    joined: Runner | None = None  # the client's transaction, which Argon's commands join
-    retry: dict[str, Any] | None = None  # lsid and txnNumber of a retryable write
-    statement: int | str = 0  # the statement being run, for retryable writes ("all": batch)
-    extra: dict[str, Any] | None = None  # fields added to every WAL entry (a merge's id)
-    write_concern: dict[str, Any] | None = None  # the client's, for the commit
-    # The command's own fields that shape its statements (let, comment,
-    # bypassDocumentValidation, maxTimeMS, ...): they ride on every command that
-    # finds or changes the user's documents, never on Argon's bookkeeping.
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def data_command(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """``cmd`` (a write of the user's documents) with the command's options."""
-        return {**cmd, **self.options}
-
-    @property
-    def let(self) -> Any:
-        """The command's ``let`` variables, which its filters may use."""
-        return self.options.get("let")
-
-    @property
-    def ns(self) -> str:
-        return f"{self.db}.{self.coll}"
-
-
-@dataclass
-class Change:
-    """One document changed by a statement."""
-
-    doc_id: Any
-    op: str
-    pre: dict[str, Any] | None
-    post: dict[str, Any] | None
-    replace: bool = False  # an update that wrote a whole new document
-    hints: Any = None  # what a change event needs to know of the update (update_description)
-
-
-@dataclass
-class Outcome:
-    """What a statement did, for the reply and for the caches."""
-
-    matched: int = 0
-    modified: int = 0
-    upserted: Any = None
-    did_upsert: bool = False  # ``upserted`` alone cannot say: an upsert may insert _id null
-    changes: list[Change] = field(default_factory=list)
-    reply_value: Any = None  # findAndModify's value
-    cache: list[tuple[Overlay, list[Any], bool]] = field(default_factory=list)
-    bumped: list[Overlay] = field(default_factory=list)  # overlays whose version it raised
-    lsns: list[int] = field(default_factory=list)  # the WAL entries written
-    write_concern_error: dict[str, Any] | None = None  # what the commit said of it
-    # Changes whose post-image a group of statements reads once, at its end
-    # (``Writer._settle_posts``); until then their ``post`` is None.
-    deferred: list[Change] = field(default_factory=list)
-
-
-# What one statement does inside its transaction: given the runner, the branch's
-# view, its overlay (None on main) and the outcome to fill in.
-Body = Callable[[Runner, View, Overlay | None, Outcome], Awaitable[None]]
 
 
 def _on_copy(pre: Mapping[str, Any], stmt: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,65 +164,6 @@ class _Watched:
     """The overlays a statement's decisions rested on (set once it has prepared)."""
 
     watched: list[Overlay] = field(default_factory=list)
-
-
-class StatementError(ArgonError):
-    """A write statement failed the way mongod reports as a write error."""
-
-
-def duplicate_key(
-    ns: str,
-    doc_id: Any,
-    index: str = "_id_",
-    key: dict[str, Any] | None = None,
-    pattern: dict[str, Any] | None = None,
-) -> StatementError:
-    """mongod's E11000 for ``key`` (by default the ``_id``) in ``index``, whose key
-    pattern is ``pattern``; with mongod's ``keyPattern`` and ``keyValue``."""
-    fields = key if key is not None else {"_id": doc_id}
-    shown = ", ".join(f"{path}: {_show(value)}" for path, value in fields.items())
-    return StatementError(
-        DUPLICATE_KEY,
-        f"E11000 duplicate key error collection: {ns} index: {index} dup key: {{ {shown} }}",
-        details={
-            "keyPattern": pattern if pattern is not None else {path: 1 for path in fields},
-            "keyValue": fields,
-        },
-    )
-
-
-def _show(value: Any) -> str:
-    """A value as mongod prints it in duplicate key messages."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, ObjectId):
-        return f"ObjectId('{value}')"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json_util.dumps(value)
-
-
-def same_doc(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return bson.encode(a) == bson.encode(b)
-
-
-async def find_all(runner: Runner, db: str, command: dict[str, Any]) -> list[dict[str, Any]]:
-    """A whole find/aggregate cursor, read inside the runner's transaction."""
-    reply = await runner.run(db, command)
-    cursor = reply["cursor"]
-    docs = list(cursor.get("firstBatch", ()))
-    coll = cursor["ns"].split(".", 1)[1]
-    while cursor.get("id"):
-        reply = await runner.run(db, {"getMore": cursor["id"], "collection": coll})
-        cursor = reply["cursor"]
-        docs.extend(cursor.get("nextBatch", ()))
-    return docs
 
 
 class WriterLock:
@@ -380,37 +209,6 @@ class WriterLock:
             self._owner, self._depth = task, depth
 
 
-async def view_docs(
-    runner: Runner, view: View, ids: list[Any], *, id_only: bool = False
-) -> dict[Any, dict[str, Any]]:
-    """The view's documents with these ``_id``s, keyed by ``hashable_id``, read in
-    the runner's transaction.
-
-    Each layer is asked for the ids alone (tombstones included) and the nearest
-    layer holding an id decides, so the queries stay plain ``_id`` lookups that
-    the upstream answers from its index, however large the batch or the overlays
-    (a filter with the tombstone test or exclusions beside a long ``$in`` makes
-    some upstreams scan the collection).
-    """
-    found: dict[Any, dict[str, Any]] = {}
-    held: set[Any] = set()  # ids a nearer layer holds (documents or tombstones)
-    for layer in view.layers:
-        wanted = [i for i in ids if hashable_id(i) not in held]
-        for start in range(0, len(wanted), 500):
-            cmd: dict[str, Any] = {
-                "find": layer.coll,
-                "filter": {"_id": {"$in": wanted[start : start + 500]}},
-            }
-            if id_only:
-                cmd["projection"] = {"_id": 1, TOMBSTONE: 1}
-            for doc in await find_all(runner, view.db, cmd):
-                key = hashable_id(doc["_id"])
-                held.add(key)
-                if not doc.get(TOMBSTONE):
-                    found[key] = doc
-    return found
-
-
 class Writer:
     """Executes write commands on any branch."""
 
@@ -447,7 +245,7 @@ class Writer:
         that reads what it needs from the catalog each time it runs), the catalog
         is reloaded and the unit runs again; otherwise the caller decides.
         """
-        for _ in range(_STALE_ATTEMPTS - 1 if restart_on_stale else 0):
+        for _ in range(STALE_ATTEMPTS - 1 if restart_on_stale else 0):
             try:
                 return await self._in_transaction_once(unit, write_concern, receipt)
             except (StaleCatalog, StaleTransaction):
@@ -534,44 +332,6 @@ class Writer:
 
         return TxnScope(joined, announce, state.overlays)
 
-    async def _view_find(
-        self,
-        runner: Runner,
-        view: View,
-        flt: dict[str, Any],
-        *,
-        limit: int = 0,
-        sort: dict[str, Any] | None = None,
-        collation: Any = None,
-        let: Any = None,
-        hint: Any = None,
-    ) -> list[dict[str, Any]]:
-        """Full documents of the view matching ``flt`` (mongod evaluates the filter,
-        with the command's ``let`` variables). ``hint`` is used where the view is the
-        collection itself: an overlay need not have the index it names."""
-        shared: dict[str, Any] = {}
-        if collation:
-            shared["collation"] = collation
-        if let is not None:
-            shared["let"] = let
-        if hint is not None and view.passthrough:
-            shared["hint"] = hint
-        if sort:
-            pipeline = [*view.pipeline(flt, let), {"$sort": sort}]
-            if limit:
-                pipeline.append({"$limit": limit})
-            cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}
-            return await find_all(runner, view.db, {**cmd, **shared})
-        found: list[dict[str, Any]] = []
-        for layer in view.layers:
-            cmd = {"find": layer.coll, "filter": layer.match(flt), **shared}
-            if limit:
-                cmd["limit"] = limit - len(found)
-            found.extend(await find_all(runner, view.db, cmd))
-            if limit and len(found) >= limit:
-                break
-        return found
-
     async def _freeze(
         self,
         runner: Runner,
@@ -609,10 +369,10 @@ class Writer:
                         {"q": {"_id": d["_id"]}, "u": {"$setOnInsert": _body(d)}, "upsert": True}
                         for d in part
                     ]
-                    await runner.run(ctx.db, {"update": ov.name, "updates": updates, **_BYPASS})
+                    await runner.run(ctx.db, {"update": ov.name, "updates": updates, **BYPASS})
                     continue
                 try:
-                    await runner.run(ctx.db, {"insert": ov.name, "documents": part, **_BYPASS})
+                    await runner.run(ctx.db, {"insert": ov.name, "documents": part, **BYPASS})
                 except CommandError as exc:
                     if exc.code == DUPLICATE_KEY:
                         raise _FreezeRace from None
@@ -657,7 +417,7 @@ class Writer:
         """Lease ``count`` LSNs at a catalog epoch under which everything the
         transaction wrote freezes into what it froze into (else ``StaleCatalog``):
         a branch forked after the lease forks from after its commit."""
-        for _ in range(_STALE_ATTEMPTS):
+        for _ in range(STALE_ATTEMPTS):
             await self.catalog.refresh()
             for (branch, db, coll), then in state.basis.items():
                 if freeze_targets(self.catalog, branch, db, coll) != then:
@@ -701,44 +461,6 @@ class Writer:
             for i, ch in enumerate(changes)
         ]
 
-    async def _put_own(
-        self,
-        runner: Runner,
-        ctx: WriteContext,
-        own: Overlay,
-        doc: dict[str, Any],
-        outcome: Outcome,
-    ) -> None:
-        """Write ``doc`` as the branch's version of its ``_id`` (replacing any tombstone),
-        with the command's options (``bypassDocumentValidation``): a plain insert when
-        the overlay is known not to hold the id, so mongod judges it as an insert."""
-        if own.ids is not None and hashable_id(doc["_id"]) not in own.ids:
-            await runner.run(ctx.db, ctx.data_command({"insert": own.name, "documents": [doc]}))
-        else:
-            upsert = {"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}
-            await runner.run(ctx.db, ctx.data_command({"update": own.name, "updates": [upsert]}))
-        outcome.cache.append((own, [doc["_id"]], False))
-
-    async def _tombstone_own(
-        self,
-        runner: Runner,
-        ctx: WriteContext,
-        own: Overlay,
-        doc_id: Any,
-        outcome: Outcome,
-    ) -> None:
-        await runner.run(
-            ctx.db,
-            {
-                "update": own.name,
-                "updates": [
-                    {"q": {"_id": doc_id}, "u": {"_id": doc_id, TOMBSTONE: True}, "upsert": True}
-                ],
-                **_BYPASS,
-            },
-        )
-        outcome.cache.append((own, [doc_id], True))
-
     async def run_statement(
         self,
         ctx: WriteContext,
@@ -771,7 +493,7 @@ class Writer:
     async def _retrying(self, ctx: WriteContext, once: Callable[[_Watched], Awaitable[T]]) -> T:
         """Run ``once`` (one transaction of a statement or of a group of statements)
         until it gets past other proxies' catalog changes and busy forks."""
-        stale_left, deadline, pause = _STALE_ATTEMPTS, trio.current_time() + RETRY_FOR, 0.002
+        stale_left, deadline, pause = STALE_ATTEMPTS, trio.current_time() + RETRY_FOR, 0.002
         while stale_left:
             stale = _Watched()
             try:
@@ -815,7 +537,7 @@ class Writer:
             outcome.lsns = await self._log(runner, ctx, outcome.changes)
             if ctx.retry is not None:
                 # An earlier attempt that committed makes this fail (and roll back).
-                await _remember(runner, ctx, outcome)
+                await remember(runner, ctx, outcome)
             return outcome
 
         # A client's transaction cannot be retried: its freezes are careful at once.
@@ -839,7 +561,7 @@ class Writer:
             except StaleCatalog:
                 raise
             except Exception:
-                done = await _retried(self.catalog, ctx) if ctx.retry is not None else None
+                done = await retried(self.catalog, ctx) if ctx.retry is not None else None
                 if done is None:
                     raise
                 return done
@@ -895,7 +617,7 @@ class Writer:
                 return await self._retrying(
                     ctx, lambda stale: self._run_group_once(ctx, bodies, stale)
                 )
-        except _GroupFallback:
+        except GroupFallback:
             return None
 
     async def _run_group_once(
@@ -922,7 +644,7 @@ class Writer:
                         await self._settle_posts(runner, target, ctx.db, [out])
                         hit = await unique.find_collision(runner, now_view, uniques, out.changes)
                         if hit is not None:
-                            raise _GroupFallback
+                            raise GroupFallback
                 except (StaleCatalog, CatalogBusy):
                     raise
                 except Exception as exc:
@@ -930,7 +652,7 @@ class Writer:
                         raise  # the whole group runs again (run_in_transaction)
                     # Nothing of the group has committed: its statements run one
                     # by one, and the one that fails says how, at its index.
-                    raise _GroupFallback from None
+                    raise GroupFallback from None
                 outcomes.append(out)
                 total.changes.extend(out.changes)
                 total.cache.extend((_shared(ov, mine, own), i, t) for ov, i, t in out.cache)
@@ -945,7 +667,7 @@ class Writer:
             total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
             total.lsns = await self._log(runner, ctx, total.changes)
             if ctx.retry is not None:
-                await _remember_group(runner, ctx, outcomes)
+                await remember_group(runner, ctx, outcomes)
             return outcomes, total
 
         careful = False
@@ -963,14 +685,14 @@ class Writer:
                 outcomes, total = await self.in_transaction(
                     unit, write_concern=ctx.write_concern, receipt=receipt
                 )
-        except (StaleCatalog, CatalogBusy, _GroupFallback):
+        except (StaleCatalog, CatalogBusy, GroupFallback):
             raise
         except Exception:
             if ctx.retry is None:
                 raise
             # Whether it committed is unknown: statement by statement, each one
             # finds the record of an earlier attempt that applied it.
-            raise _GroupFallback from None
+            raise GroupFallback from None
         for ov, ids, tomb in total.cache:
             Catalog.note_written(ov, ids, tombstone=tomb)
         for ov in total.bumped:
@@ -998,9 +720,9 @@ class Writer:
             if own is None:  # main: mongod enforces _id uniqueness itself
                 await runner.run(ctx.db, ctx.data_command({"insert": ctx.coll, "documents": [doc]}))
             else:
-                if await self._view_find(runner, view, {"_id": doc["_id"]}, limit=1):
+                if await view_find(runner, view, {"_id": doc["_id"]}, limit=1):
                     raise duplicate_key(ctx.ns, doc["_id"])
-                await self._put_own(runner, ctx, own, doc, out)
+                await put_own(runner, ctx, own, doc, out)
             out.matched = 1
             out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
 
@@ -1102,7 +824,7 @@ class Writer:
             lsns = list(range(first, first + len(docs)))
             await wal.confirm(self.catalog.db, lsns[:done], lsns[done:])
             if done and ctx.retry is not None:
-                await _remember(self.catalog.db, ctx, replace(out, matched=done))
+                await remember(self.catalog.db, ctx, replace(out, matched=done))
             out.matched = done
             out.changes = out.changes[:done]
             out.write_concern_error = reply.get("writeConcernError")
@@ -1110,7 +832,7 @@ class Writer:
             if errors and len(docs) > 1:
                 raise NeedsStatements(done)
             if errors:
-                _raise_write_errors(reply)
+                raise_write_errors(reply)
             return out
 
     # -- whole documents (merge, reset, undo) -------------------------------------
@@ -1146,9 +868,9 @@ class Writer:
     ) -> None:
         if own is not None:
             if doc is None:
-                await self._tombstone_own(runner, ctx, own, doc_id, out)
+                await tombstone_own(runner, ctx, own, doc_id, out)
             else:
-                await self._put_own(runner, ctx, own, doc, out)
+                await put_own(runner, ctx, own, doc, out)
         elif doc is None:
             await runner.run(
                 ctx.db, {"delete": ctx.coll, "deletes": [{"q": {"_id": doc_id}, "limit": 1}]}
@@ -1216,7 +938,7 @@ class Writer:
         defer = grouped and not multi
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
-            matched = await self._view_find(
+            matched = await view_find(
                 runner,
                 view,
                 flt,
@@ -1279,7 +1001,7 @@ class Writer:
             upd = _on_copy(pre, stmt)
         target = ctx.coll if own is None else own.name
         reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
-        _raise_write_errors(reply)
+        raise_write_errors(reply)
         if not reply.get("nModified"):
             if own is not None:
                 await self._settle_copy(runner, ctx, own, pre, pre, copied, out)
@@ -1313,7 +1035,7 @@ class Writer:
         for out in outcomes:
             for change in out.deferred:
                 if change.post is None:
-                    raise _GroupFallback  # gone from under the group: cannot be
+                    raise GroupFallback  # gone from under the group: cannot be
                 out.modified += 1
             out.deferred = []
 
@@ -1405,7 +1127,7 @@ class Writer:
         reply = await runner.run(
             ctx.db, ctx.data_command({"update": own.name, "updates": [_on_copy(pre, stmt)]})
         )
-        _raise_write_errors(reply)
+        raise_write_errors(reply)
         found = await runner.run(
             ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1}
         )
@@ -1433,9 +1155,9 @@ class Writer:
                     ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": literal}, "limit": 1}]}
                 )
         reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
-        _raise_write_errors(reply)
+        raise_write_errors(reply)
         new_id = reply["upserted"][0]["_id"]
-        if own is not None and await self._view_find(runner, below(view), {"_id": new_id}, limit=1):
+        if own is not None and await view_find(runner, below(view), {"_id": new_id}, limit=1):
             raise duplicate_key(ctx.ns, new_id)
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
@@ -1462,7 +1184,7 @@ class Writer:
         limit = int(stmt.get("limit", 0))
 
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
-            matched = await self._view_find(
+            matched = await view_find(
                 runner,
                 view,
                 flt,
@@ -1486,7 +1208,7 @@ class Writer:
                 )
             else:
                 for doc_id in ids:
-                    await self._tombstone_own(runner, ctx, own, doc_id, out)
+                    await tombstone_own(runner, ctx, own, doc_id, out)
             out.changes.extend(Change(d["_id"], wal.DELETE, d, None) for d in matched)
 
         return body
@@ -1505,7 +1227,7 @@ class Writer:
         async def body(runner: Runner, view: View, own: Overlay | None, out: Outcome) -> None:
             # An overlay need not have the index a hint names; main's collection does.
             passed = statement if view.passthrough else _without(statement, "hint")
-            matched = await self._view_find(
+            matched = await view_find(
                 runner,
                 view,
                 flt,
@@ -1535,7 +1257,7 @@ class Writer:
             )
             if remove:
                 if own is not None:
-                    await self._tombstone_own(runner, ctx, own, pre["_id"], out)
+                    await tombstone_own(runner, ctx, own, pre["_id"], out)
                 out.changes.append(Change(pre["_id"], wal.DELETE, pre, None))
             else:
                 post = (
@@ -1591,7 +1313,7 @@ class Writer:
             ctx.db, {"findAndModify": target, "query": query, "upsert": True, **passed}
         )
         new_id = reply["lastErrorObject"].get("upserted")
-        if own is not None and await self._view_find(runner, below(view), {"_id": new_id}, limit=1):
+        if own is not None and await view_find(runner, below(view), {"_id": new_id}, limit=1):
             raise duplicate_key(ctx.ns, new_id)
         post = (await find_all(runner, ctx.db, {"find": target, "filter": {"_id": new_id}}))[0]
         if own is not None:
@@ -1622,21 +1344,6 @@ def _capped_refused(ctx: WriteContext, what: str) -> Iterator[None]:
         ) from None
 
 
-class StaleTransaction(ArgonError):
-    """A statement of an enclosing transaction found the catalog changed under it."""
-
-
-def _positional(update: Any) -> bool:
-    """Whether an update document uses the positional ``$`` (``a.$.b``, ``a.$``)."""
-    if not isinstance(update, Mapping):
-        return False
-    return any(
-        isinstance(fields, Mapping)
-        and any(k == "$" or k.endswith(".$") or ".$." in k for k in fields)
-        for fields in update.values()
-    )
-
-
 def _busy(ctx: WriteContext) -> ArgonError:
     """A write whose branch collection another transaction keeps registering."""
     return ArgonError(
@@ -1658,79 +1365,6 @@ def _stale_in_transaction(ctx: WriteContext) -> StaleTransaction:
     )
 
 
-def below(view: View) -> View:
-    """The view without the branch's own overlay: what an upserted ``_id`` may collide with."""
-    return View(view.db, view.coll, view.layers[1:])
-
-
-_OUTCOME_FIELDS = ("matched", "modified", "upserted", "did_upsert", "reply_value")
-
-
-def _retry_id(ctx: WriteContext) -> dict[str, Any]:
-    assert ctx.retry is not None
-    return {**ctx.retry, "stmt": ctx.statement}
-
-
-async def _retried(catalog: Catalog, ctx: WriteContext) -> Outcome | None:
-    """The outcome of this retryable statement if an earlier attempt applied it.
-
-    The record is written in the statement's own transaction, under its own
-    ``_id``: a retry of a statement that committed fails (and changes nothing),
-    and only then is the record looked up, so first attempts pay nothing extra.
-    """
-    found = await catalog.db.find(INTERNAL_DB, "retries", {"_id": _retry_id(ctx)})
-    if not found:
-        return None
-    saved = found[0]["outcome"]
-    outcome = Outcome(**{k: saved.get(k) for k in _OUTCOME_FIELDS if k in saved})
-    outcome.did_upsert = bool(saved.get("did_upsert", saved.get("upserted") is not None))
-    return outcome
-
-
-async def _remember_group(runner: Runner, ctx: WriteContext, outcomes: list[Outcome]) -> None:
-    """The retry records of a group's statements, one per statement as ``_remember``
-    writes them: a retry finds each whether the group or its statements ran. An
-    earlier attempt's record fails the group, whose statements then run one by one."""
-    assert isinstance(ctx.statement, int)
-    records = [
-        {
-            "_id": {**(ctx.retry or {}), "stmt": ctx.statement + i},
-            "at": now(),
-            "outcome": {k: getattr(out, k) for k in _OUTCOME_FIELDS},
-        }
-        for i, out in enumerate(outcomes)
-    ]
-    try:
-        for part in chunks(records):
-            await runner.run(INTERNAL_DB, {"insert": "retries", "documents": part})
-    except CommandError as exc:
-        if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
-            raise _GroupFallback from None
-        raise
-
-
-async def _remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None:
-    saved = {k: getattr(outcome, k) for k in _OUTCOME_FIELDS}
-    await runner.run(
-        "__argon",
-        {
-            "insert": "retries",
-            "documents": [{"_id": _retry_id(ctx), "at": now(), "outcome": saved}],
-        },
-    )
-
-
-# On Argon's own writes into overlays (tombstones, frozen copies): they are no
-# user's writes, so a validator the branch's collection has must not judge them.
-_BYPASS = {"bypassDocumentValidation": True}
-
-
-def is_replacement(update: Any) -> bool:
-    """Whether an update's ``u`` (or findAndModify's ``update``) is a whole new
-    document rather than update operators or a pipeline."""
-    return isinstance(update, Mapping) and not any(str(k).startswith("$") for k in update)
-
-
 def _literal_id(flt: Mapping[str, Any]) -> Any:
     """The ``_id`` an upsert with this filter would get from it, if it names one."""
     if "_id" not in flt:
@@ -1745,16 +1379,4 @@ def _body(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
-def _raise_write_errors(reply: Mapping[str, Any]) -> None:
-    errors = reply.get("writeErrors")
-    if errors:
-        first = errors[0]
-        raise StatementError(
-            int(first.get("code", 2)),
-            str(first.get("errmsg", "")),
-            info=first.get("errInfo"),
-            details={k: first[k] for k in ERROR_DETAILS if k in first},
-        )
-
-
-__all__ = ["CommandError", "Outcome", "StatementError", "WriteContext", "Writer"]
+__all__ = ["Writer"]
