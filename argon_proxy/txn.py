@@ -237,7 +237,7 @@ class Receipt:
 
 
 class Pausable(Protocol):
-    """A lock a retrying unit lets go of while it waits (``writes.WriterLock``)."""
+    """A lock a retrying unit lets go of while it waits (``write_transactions.WriterLock``)."""
 
     def paused(self) -> contextlib.AbstractAsyncContextManager[None]: ...
 

@@ -143,7 +143,7 @@ class Outcome:
     lsns: list[int] = field(default_factory=list)  # the WAL entries written
     write_concern_error: dict[str, Any] | None = None  # what the commit said of it
     # Changes whose post-image a group of statements reads once, at its end
-    # (``Writer._settle_posts``); until then their ``post`` is None.
+    # (``statement_groups.settle_posts``); until then their ``post`` is None.
     deferred: list[Change] = field(default_factory=list)
 
 

@@ -1,0 +1,107 @@
+"""The WAL entries of write statements, numbered in commit order.
+
+Theory of operation: every changed document gets one WAL entry, inserted in
+the transaction of the statement that changed it. LSNs are allocated inside
+that transaction, just before the WAL insert, so they follow commit order: an
+LSN is visible exactly when its entry and its data are. Every write
+transaction therefore updates the one LSN counter (``write_transactions.py``
+says how writers take turns at it).
+
+A statement of a client's transaction leaves its entries in the
+transaction's state without LSNs, so the counter is not held while the client
+thinks; the client's commit leases their LSNs and writes them inside the
+transaction (``log_commit``), at a catalog epoch under which everything it
+wrote froze into what it froze into.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bson
+
+from . import wal
+from .catalog import Catalog, StaleCatalog, now
+from .pending import Pending, TxnState, freeze_targets
+from .txn import JoinedTransaction, Runner
+from .write_context import STALE_ATTEMPTS, Change, WriteContext, chunks
+
+
+class WriteLog:
+    """Writes the WAL entries of statements, with the catalog's LSN counter."""
+
+    def __init__(self, catalog: Catalog, pending: Pending) -> None:
+        self.catalog = catalog
+        self.pending = pending  # what open client transactions wrote
+
+    async def log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
+        """Write the entries of ``changes`` in the runner's transaction; returns the
+        first and last LSN written (none in a client's transaction, yet)."""
+        if not changes:
+            return []
+        state = self.pending.peek(runner) if isinstance(runner, JoinedTransaction) else None
+        if state is not None:  # a client's: its entries take their LSNs at its commit
+            state.entries.extend(self.entries(0, ctx, changes))
+            return []
+        first = await self.catalog.allocate_lsns(runner, len(changes))
+        for part in chunks(self.entries(first, ctx, changes)):
+            await runner.run("__argon", {"insert": "wal", "documents": part})
+        return [first, first + len(changes) - 1]
+
+    async def log_commit(self, joined: Runner, state: TxnState) -> int | None:
+        """Before a client's transaction commits: lease LSNs for the WAL entries its
+        statements left (``log``) and write them inside it. Returns the first LSN
+        of the lease, to release once the commit has answered (None: no entries)."""
+        entries, state.entries = state.entries, []
+        if not entries:
+            return None
+        lease = await self._lease_unchanged(state, len(entries))
+        first = lease
+        ts = now()
+        for i, doc in enumerate(entries):
+            doc["_id"], doc["ts"] = bson.Int64(first + i), ts
+        try:
+            for part in chunks(entries):
+                await joined.run("__argon", {"insert": "wal", "documents": part})
+        except BaseException:
+            await self.catalog.release_lsns(lease)
+            raise
+        return lease
+
+    async def _lease_unchanged(self, state: TxnState, count: int) -> int:
+        """Lease ``count`` LSNs at a catalog epoch under which everything the
+        transaction wrote freezes into what it froze into (else ``StaleCatalog``):
+        a branch forked after the lease forks from after its commit."""
+        for _ in range(STALE_ATTEMPTS):
+            await self.catalog.refresh()
+            for (branch, db, coll), then in state.basis.items():
+                if freeze_targets(self.catalog, branch, db, coll) != then:
+                    raise StaleCatalog
+            try:
+                return await self.catalog.lease_lsns(count, epoch=self.catalog.epoch)
+            except StaleCatalog:
+                continue  # the catalog moved meanwhile: look again
+        raise StaleCatalog
+
+    @staticmethod
+    def entries(first: int, ctx: WriteContext, changes: list[Change]) -> list[dict[str, Any]]:
+        """The WAL documents of ``changes``, numbered from ``first``."""
+        ts = now()
+        return [
+            wal.entry(
+                first + i,
+                branch=ctx.branch.name,
+                branch_id=ctx.branch.id,
+                ns=ctx.ns,
+                doc_id=ch.doc_id,
+                op=ch.op,
+                pre=ch.pre,
+                post=ch.post,
+                client=ctx.client,
+                ts=ts,
+                extra=ctx.extra,
+                replace=ch.replace,
+                hints=ch.hints,
+            )
+            for i, ch in enumerate(changes)
+        ]
