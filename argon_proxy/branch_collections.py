@@ -274,22 +274,27 @@ class BranchCollections:
         listed = await self.reader.list_collections(branch, db, {"filter": {"name": coll}})
         if not listed["cursor"]["firstBatch"]:
             raise ArgonError(26, "ns not found")
-        ov = await self.catalog.ensure_overlay(branch, db, coll)
-        # The overlay collection goes whole, its indexes and options (a validator) with
-        # it: a collection created again under the name starts without them, as on
-        # mongod. Whatever it held was the branch's alone, now dropped.
-        try:
-            await self.db.command(db, {"drop": ov.name})
-        except CommandError as exc:
-            if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection yet
-                raise
-        for bumped in await self.catalog.bump(self.db, [ov]):
-            bumped.version += 1
-        ov.ids, ov.tombstones = {}, set()
-        if ov.view is not None:
-            await self.catalog.set_view(ov, None)
-        await self.catalog.set_flags(ov, cut=True, present=False, dropped=True, moved=moved)
-        await self.indexes.store(ov, None)
+        # Under the writers' lock: no write transaction of this proxy is open on the
+        # overlay while it goes (the test upstream's drop would wait for it while
+        # holding what it needs to end, see ``Engine._moved_on_main``), and none
+        # decides on its id cache meanwhile.
+        async with self.writer.lock(f"{db}.{coll}"):
+            ov = await self.catalog.ensure_overlay(branch, db, coll)
+            # The overlay collection goes whole, its indexes and options (a validator)
+            # with it: a collection created again under the name starts without them,
+            # as on mongod. Whatever it held was the branch's alone, now dropped.
+            try:
+                await self.db.command(db, {"drop": ov.name})
+            except CommandError as exc:
+                if exc.code != NAMESPACE_NOT_FOUND:  # no overlay collection yet
+                    raise
+            for bumped in await self.catalog.bump(self.db, [ov]):
+                bumped.version += 1
+            ov.ids, ov.tombstones = {}, set()
+            if ov.view is not None:
+                await self.catalog.set_view(ov, None)
+            await self.catalog.set_flags(ov, cut=True, present=False, dropped=True, moved=moved)
+            await self.indexes.store(ov, None)
         return {"ns": f"{db}.{coll}", "nIndexesWas": 1, "ok": 1.0}
 
     async def drop_database(self, db: str, branch: Branch) -> dict[str, Any]:

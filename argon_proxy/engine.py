@@ -331,7 +331,16 @@ class Engine:
 
     async def _moved_on_main(self, call: Call) -> Reply:
         moved = await self._move_on_main(call.name, call.db, call.cmd)
-        return moved if moved is not None else call.forward()
+        if moved is not None:
+            return moved
+        # mongod's own drop or rename, run here under the writers' lock rather than
+        # forwarded: none of this proxy's write transactions may be open on what it
+        # removes. The test upstream's drop waits for such a transaction while
+        # holding its storage lock, which the transaction needs to end: both wait
+        # until the transaction's lifetime runs out. Run, not sent and forgotten,
+        # even for a client that wants no reply, for the same reason.
+        async with self.writer.lock(f"{call.db}.*"):
+            return await self.db.reply(call.db, call.forward().command)
 
     async def _coll_mod_on_main(self, call: Call) -> Reply:
         """Refuse changing a view of main while branches exist: they read main's
