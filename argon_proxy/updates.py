@@ -120,13 +120,33 @@ async def _validate(
         await runner.run(ctx.db, ctx.data_command({"update": own.name, "updates": [plain]}))
 
 
-def _on_copy(pre: Mapping[str, Any], stmt: Mapping[str, Any]) -> dict[str, Any]:
-    """Update statement ``stmt`` as it applies to the branch's copy of ``pre``: the
-    user's filter pinned to its ``_id``, without what chose the document (sort,
-    upsert, multi) and without ``hint`` (an overlay need not have the index)."""
-    upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort", "hint")}
+async def _apply_pinned(
+    runner: Runner,
+    ctx: WriteContext,
+    own: Overlay | None,
+    pre: dict[str, Any],
+    stmt: dict[str, Any],
+) -> tuple[bool, dict[str, Any]]:
+    """Apply update statement ``stmt`` to the document the view picked: main's, or
+    the branch's copy of it (copied up first). The user's filter is pinned to its
+    ``_id``, without what chose the document (sort, upsert, multi), and on an
+    overlay without ``hint`` (it need not have the index). Returns whether it was
+    copied up, and mongod's reply."""
+    copied = own is not None and await copy_up(runner, ctx, own, pre)
+    dropped = ("upsert", "multi", "sort") if own is None else ("upsert", "multi", "sort", "hint")
+    upd = {k: v for k, v in stmt.items() if k not in dropped}
     upd["q"] = pin(pre["_id"], stmt.get("q") or {})
-    return upd
+    target = ctx.coll if own is None else own.name
+    reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
+    raise_write_errors(reply)
+    return copied, reply
+
+
+def _change(pre: dict[str, Any], post: dict[str, Any] | None, update: Any) -> Change:
+    """The WAL change of update ``update`` (the client's) of ``pre``."""
+    replaced = is_replacement(update)
+    how = None if replaced else update_description.hints(update)
+    return Change(pre["_id"], wal.UPDATE, pre, post, replaced, how)
 
 
 async def _update_one_later(
@@ -141,24 +161,14 @@ async def _update_one_later(
     the branch's copy of it), with the user's filter pinned to its ``_id``; the
     group reads the post-image at its end. mongod's ``nModified`` says whether
     it changed anything; a copy-up that changed nothing is undone."""
-    copied = own is not None and await copy_up(runner, ctx, own, pre)
-    if own is None:
-        upd = {k: v for k, v in stmt.items() if k not in ("upsert", "multi", "sort")}
-        upd["q"] = pin(pre["_id"], stmt.get("q") or {})
-    else:
-        upd = _on_copy(pre, stmt)
-    target = ctx.coll if own is None else own.name
-    reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
-    raise_write_errors(reply)
+    copied, reply = await _apply_pinned(runner, ctx, own, pre, stmt)
     if not reply.get("nModified"):
         if own is not None:
             await settle_copy(runner, ctx, own, pre, pre, copied, out)
         return
     if own is not None:
         out.cache.append((own, [pre["_id"]], False))
-    replaced = is_replacement(stmt["u"])
-    how = None if replaced else update_description.hints(stmt["u"])
-    change = Change(pre["_id"], wal.UPDATE, pre, None, replaced, how)
+    change = _change(pre, None, stmt["u"])
     out.changes.append(change)
     out.deferred.append(change)
 
@@ -167,9 +177,7 @@ def record_update(pre: dict[str, Any], post: dict[str, Any], update: Any, out: O
     """Count and log the change ``update`` (the client's) made, if it made one."""
     if not same_doc(pre, post):
         out.modified += 1
-        replaced = is_replacement(update)
-        how = None if replaced else update_description.hints(update)
-        out.changes.append(Change(pre["_id"], wal.UPDATE, pre, post, replaced, how))
+        out.changes.append(_change(pre, post, update))
 
 
 async def _update_main(
@@ -245,11 +253,7 @@ async def modify_own(
     ``findAndModify``: every upstream applies a positional ``$`` in an update
     (the test upstream refuses it in findAndModify, and scans the collection
     for one), and the statement fails exactly as an update statement does."""
-    copied = await copy_up(runner, ctx, own, pre)
-    reply = await runner.run(
-        ctx.db, ctx.data_command({"update": own.name, "updates": [_on_copy(pre, stmt)]})
-    )
-    raise_write_errors(reply)
+    copied, _ = await _apply_pinned(runner, ctx, own, pre, stmt)
     found = await runner.run(ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1})
     post = dict(found["cursor"]["firstBatch"][0])
     await settle_copy(runner, ctx, own, pre, post, copied, out)

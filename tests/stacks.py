@@ -43,6 +43,24 @@ def own_client() -> Iterator[Client]:
             client.close()
 
 
+@contextmanager
+def side_by_side(branch: str) -> Iterator[dict[str, Client]]:
+    """Clients of a private stack, to run one case three ways: ``direct`` to the
+    upstream, through Argon on ``main``, and through Argon on ``branch`` (made
+    from main, selected by appName); all closed on exit."""
+    with own_stack() as (up, proxy):
+        direct: Client = MongoClient(up.uri)
+        main: Client = MongoClient(proxy.uri)
+        argon(main, "createBranch", name=branch, **{"from": "main"})
+        on_branch: Client = MongoClient(proxy.uri, appname=f"argon:{branch}")
+        clients = {"direct": direct, "main": main, "branch": on_branch}
+        try:
+            yield clients
+        finally:
+            for c in clients.values():
+                c.close()
+
+
 def argon(c: MongoClient[Any], action: str, **args: Any) -> dict[str, Any]:
     """Send the admin action ``action`` through ``c``."""
     return c.admin.command({"argon": action, **args})

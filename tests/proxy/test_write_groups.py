@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from bson import Int64
-from pymongo import DeleteOne, InsertOne, MongoClient, UpdateOne
+from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from argon_proxy import wal
 
-from ..stacks import Client, argon, own_stack
+from ..stacks import Client, argon, side_by_side
 
 Coll = Collection[dict[str, Any]]
 TARGETS = ["direct", "main", "branch"]
@@ -31,16 +31,8 @@ TARGETS = ["direct", "main", "branch"]
 @pytest.fixture(scope="module")
 def clients() -> Iterator[dict[str, Client]]:
     """Direct, Argon on main, and Argon on branch ``groups`` (by appName)."""
-    with own_stack() as (up, proxy):
-        direct: Client = MongoClient(up.uri)
-        main: Client = MongoClient(proxy.uri)
-        argon(main, "createBranch", name="groups", **{"from": "main"})
-        branch: Client = MongoClient(proxy.uri, appname="argon:groups")
-        try:
-            yield {"direct": direct, "main": main, "branch": branch}
-        finally:
-            for c in (direct, main, branch):
-                c.close()
+    with side_by_side("groups") as clients:
+        yield clients
 
 
 def _fresh(clients: dict[str, Client], target: str, name: str) -> Coll:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import (
     BulkWriteError,
@@ -24,7 +24,7 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
-from ..stacks import Client, argon, own_stack
+from ..stacks import Client, side_by_side
 
 Coll = Collection[dict[str, Any]]
 
@@ -32,16 +32,8 @@ Coll = Collection[dict[str, Any]]
 @pytest.fixture(scope="module")
 def clients() -> Iterator[dict[str, Client]]:
     """Direct, Argon on main, and Argon on branch ``opts`` (by appName)."""
-    with own_stack() as (up, proxy):
-        direct: Client = MongoClient(up.uri)
-        main: Client = MongoClient(proxy.uri)
-        argon(main, "createBranch", name="opts", **{"from": "main"})
-        branch: Client = MongoClient(proxy.uri, appname="argon:opts")
-        try:
-            yield {"direct": direct, "main": main, "branch": branch}
-        finally:
-            for c in (direct, main, branch):
-                c.close()
+    with side_by_side("opts") as clients:
+        yield clients
 
 
 TARGETS = ["direct", "main", "branch"]
