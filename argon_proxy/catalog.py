@@ -669,12 +669,23 @@ class Catalog:
             kids = [k for k in kids if self.archive_of(k, db, coll) is None]
             for record, kid in self.fed_by(db, coll):  # but those reading it renamed are
                 fed.append(await self.ensure_overlay(kid, db, record.coll, scope=scope))
-        if not scope and all(self.overlay(k, db, coll) is not None for k in kids):
-            return [ov for k in kids if (ov := self.overlay(k, db, coll)) is not None] + fed
+        known = [self._known_overlay(k, db, coll, scope) for k in kids]
+        if all(ov is not None for ov in known):
+            # Nothing to register, so nothing to ask the upstream: in a client's
+            # transaction a listCollections beside it can make its next write
+            # conflict on the test upstream (after a rename of the collection).
+            return [ov for ov in known if ov is not None] + fed
         in_base = await self.base_exists(parent, db, coll)
         absent = not self.shows(parent, db, coll, in_base=in_base)
         own = [await self.ensure_overlay(k, db, coll, absent=absent, scope=scope) for k in kids]
         return own + fed
+
+    def _known_overlay(
+        self, branch: Branch, db: str, coll: str, scope: TxnScope | None
+    ) -> Overlay | None:
+        """The overlay ``ensure_overlay`` would find without registering one."""
+        found = scope.overlays.get(overlay_key(branch.id, db, coll)) if scope else None
+        return found or self.overlay(branch, db, coll)
 
     # -- sharing the upstream with other proxies ---------------------------------
 
@@ -1113,8 +1124,7 @@ class Catalog:
         known to it alone (the caller keeps it) until it commits: the
         transaction may abort, and it holds the LSN counter ``changed`` writes.
         """
-        found = scope.overlays.get(overlay_key(branch.id, db, coll)) if scope else None
-        found = found or self.overlay(branch, db, coll)
+        found = self._known_overlay(branch, db, coll, scope)
         if found is not None:
             return found
         ov = Overlay(branch.id, db, coll, cut=absent, present=not absent, ids={})

@@ -145,3 +145,23 @@ def test_points_on_either_side_of_a_rename_are_different_states(proxy: Client) -
     past = proxy[f"mr4@main@lsn-{after}"]
     assert past.list_collection_names() == ["b"]
     assert _ids(past.b) == [1, 2] and _ids(past.a) == []
+
+
+@pytest.mark.parametrize("with_branch", [False, True])
+def test_a_transaction_writes_a_renamed_collection_after_reading_it(
+    proxy: Client, with_branch: bool
+) -> None:
+    """Argon asked the upstream, outside the client's transaction, whether the
+    collection exists (to register overlays nobody needed); after a rename that
+    made the transaction's next write conflict on the test upstream."""
+    main = proxy[f"mr_txn{int(with_branch)}"]
+    main.other.insert_many([{"_id": 1, "a": 1, "b": "x"}, {"_id": 2, "a": 2}])
+    if with_branch:
+        argon(proxy, "createBranch", name=f"txn-rename-{int(with_branch)}")
+        main.other.update_one({"_id": 2}, {"$set": {"a": 3}})  # the child has its overlay
+    main.other.rename("items")
+    with proxy.start_session() as session, session.start_transaction():
+        assert len(list(main.items.find({}, session=session))) == 2
+        done = main.items.update_many({"a": 1}, {"$unset": {"b": ""}}, session=session)
+        assert done.modified_count == 1
+    assert main.items.find_one({"_id": 1}) == {"_id": 1, "a": 1}
