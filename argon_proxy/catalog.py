@@ -1013,7 +1013,7 @@ class Catalog:
             await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [branch.to_doc()]})
 
         try:
-            await run_in_transaction(self.db.pool, unit)
+            await run_in_transaction(self.db.pool, unit, sessions=self.sessions)
         except CommandError as exc:
             if exc.code == 11000:  # another caller created it first: exactly one wins
                 raise BranchError(BRANCH_EXISTS, f"branch {branch.name!r} already exists") from None
