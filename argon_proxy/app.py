@@ -249,7 +249,11 @@ async def _start_and_run(
         health = Health(upstream=str(pool.address))
         http = _open_metrics(settings, health)
         try:
-            engine = Engine(pool, SnapshotLimits(settings.snapshots_kept, settings.snapshot_grace))
+            engine = Engine(
+                pool,
+                SnapshotLimits(settings.snapshots_kept, settings.snapshot_grace),
+                bundle_at=settings.bundle_at,
+            )
             try:
                 await _start_engine(engine)
             except BaseException:

@@ -247,7 +247,7 @@ class BranchCollections:
 
     async def _holds_alone(self, branch: Branch, db: str, coll: str) -> bool:
         """Whether no layer below the branch's own overlay holds ``db.coll``."""
-        for b in self.catalog.chain(branch):
+        for b in self.catalog.layers(branch):
             ov = self.catalog.overlay(b, db, coll)
             if b.name == branch.name:
                 if ov is not None and ov.cut:

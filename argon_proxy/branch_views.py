@@ -64,7 +64,7 @@ class Views:
     async def of(self, branch: Branch, db: str, name: str) -> ViewDef | None:
         """The view ``name`` is on ``branch``, or None if it is none (a collection,
         or nothing)."""
-        for b in self.catalog.chain(branch):
+        for b in self.catalog.layers(branch):
             if b.name == MAIN:
                 return await self._main_view(db, name)
             ov = self.catalog.overlay(b, db, name)

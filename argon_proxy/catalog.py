@@ -108,6 +108,9 @@ _COUNTER_HELD = {
     "errorLabels": ["TransientTransactionError"],
 }
 _MAX_SETTLE_PAUSE = 0.05
+# A parent's writes freeze into each of its children: from this many on, its
+# plain children read it through a shared bundle instead (``bundles.py``).
+DEFAULT_BUNDLE_AT = 4
 # Tells other proxies of a catalog change in place of ``Catalog.changed``.
 Announce = Callable[[], Awaitable[Any]]
 
@@ -188,6 +191,11 @@ class Branch:
     expires: dt.datetime | None = None  # deleted by `gc` after this time
     project: str | None = None  # None: every database (the default project)
     used: dt.datetime | None = None  # time-travel snapshots: last read (roughly)
+    # A bundle (``bundles.py``) is no branch of anyone's: a hidden layer between a
+    # parent and some of its children, which read their parent through it.
+    bundle: bool = False
+    under: str | None = None  # the bundle this one reads its parent through
+    depth: int = 0  # bundles: how many bundles deep its members read at most
 
     @property
     def time_travel(self) -> bool:
@@ -209,6 +217,9 @@ class Branch:
             "expires": self.expires,
             "project": self.project,
             "used": self.used,
+            "bundle": self.bundle,
+            "under": self.under,
+            "depth": self.depth,
         }
 
     @classmethod
@@ -227,6 +238,9 @@ class Branch:
             expires=doc.get("expires"),
             project=doc.get("project"),
             used=doc.get("used"),
+            bundle=bool(doc.get("bundle")),
+            under=doc.get("under"),
+            depth=int(doc.get("depth", 0)),
         )
 
 
@@ -402,6 +416,9 @@ class Catalog:
     def __init__(self, db: DbClient) -> None:
         self.db = db
         self.branches: dict[str, Branch] = {}
+        self.bundles: dict[str, Branch] = {}  # name -> bundle (``bundles.py``)
+        # children a parent needs before its plain ones are bundled (0: never)
+        self.bundle_at = DEFAULT_BUNDLE_AT
         self.overlays: dict[str, Overlay] = {}
         self.projects: dict[str, dict[str, Any]] = {}  # name -> its __argon.projects document
         # built here but not stored yet (see ``create_branch(store=False)``)
@@ -538,7 +555,9 @@ class Catalog:
                     continue  # a drop that has not happened (yet, or ever: see archives.py)
                 found = Archive.from_doc(doc)
                 archives.setdefault((found.db, found.coll), []).append(found)
-            self.branches = {b.name: b for b in map(Branch.from_doc, branches)}
+            loaded = [Branch.from_doc(doc) for doc in branches]
+            self.branches = {b.name: b for b in loaded if not b.bundle}
+            self.bundles = {b.name: b for b in loaded if b.bundle}
             for name, branch in self.pending.items():
                 self.branches.setdefault(name, branch)
             self.overlays = fresh
@@ -573,7 +592,28 @@ class Catalog:
         return out
 
     def children(self, name: str) -> list[Branch]:
+        """The branches forked from ``name`` (through bundles or not)."""
         return [b for b in self.branches.values() if b.parent == name]
+
+    def layers(self, branch: Branch) -> list[Branch]:
+        """``branch`` and every branch or bundle whose overlays its view reads,
+        nearest first, ending with main: its ancestors, with the bundles each one
+        reads its parent through (``bundles.py``). ``chain`` leaves the bundles out."""
+        out = [branch]
+        while True:
+            last = out[-1]
+            if last.under is not None and last.under in self.bundles:
+                out.append(self.bundles[last.under])
+            elif last.parent is not None:
+                out.append(self.branches[last.parent])
+            else:
+                return out
+
+    def layer_kids(self, name: str) -> list[Branch]:
+        """The branches and bundles that read ``name``'s own overlays with nothing
+        between: what a write of ``name`` freezes into."""
+        plain = [b for b in self.branches.values() if b.parent == name and b.under is None]
+        return plain + [g for g in self.bundles.values() if g.parent == name and g.under is None]
 
     def archive_of(self, branch: Branch, db: str, coll: str) -> Archive | None:
         """The archive ``branch`` reads as main's ``db.coll``: the first one dropped
@@ -611,7 +651,7 @@ class Catalog:
         return [
             (record, k)
             for record in self.live_records(db, physical)
-            for k in self.children(MAIN)
+            for k in self.layer_kids(MAIN)
             if self.archive_of(k, db, record.coll) == record
         ]
 
@@ -636,7 +676,7 @@ class Catalog:
     def shows(self, branch: Branch, db: str, coll: str, *, in_base: bool) -> bool:
         """Whether ``db.coll`` exists on the branch, given whether main's collection does."""
         shown = in_base
-        for b in reversed(self.chain(branch)):
+        for b in reversed(self.layers(branch)):
             ov = self.overlay(b, db, coll)
             if ov is None:
                 continue
@@ -663,7 +703,11 @@ class Catalog:
         does now, so a new one starts absent when the parent has no such collection:
         the parent creating it later must not make it appear on the child.
         """
-        kids = self.children(parent.name)
+        if scope is None:
+            from .bundles import bundle_children  # bundles builds on this module
+
+            await bundle_children(self, parent)
+        kids = self.layer_kids(parent.name)
         fed: list[Overlay] = []
         if parent.name == MAIN:  # children reading an archive of it are not fed by it,
             kids = [k for k in kids if self.archive_of(k, db, coll) is None]
@@ -715,7 +759,7 @@ class Catalog:
         return int(counter.get("value", 0))
 
     def _chain_overlays(self, branch: Branch, db: str) -> list[Overlay]:
-        ids = {b.id for b in self.chain(branch)}
+        ids = {b.id for b in self.layers(branch)}
         return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
 
     async def sync(self, branch: Branch, db: str, also: Iterable[Overlay] = ()) -> Branch:
@@ -1070,6 +1114,9 @@ class Catalog:
         self.branches.pop(name, None)
         for ov in gone:
             self.overlays.pop(ov.key, None)
+        from .bundles import prune  # bundles builds on this module
+
+        gone += await prune(self, branch.under)
         if self.default_branch == name:
             await self.set_default(MAIN)
         return gone

@@ -56,6 +56,7 @@ class Settings:
     advertise: str = ""
     snapshots_kept: int = 64  # time-travel snapshots kept (least recently read go first)
     snapshot_grace: float = 30.0  # seconds a read snapshot is never removed
+    bundle_at: int = 4  # children a branch has before its writes freeze into bundles; 0: never
     log_level: str = "INFO"
     log_format: str = "text"  # or "json"
 

@@ -128,11 +128,17 @@ class Engine:
     """Routes commands to the branch engine."""
 
     def __init__(
-        self, pool: UpstreamPool, snapshot_limits: timetravel.SnapshotLimits | None = None
+        self,
+        pool: UpstreamPool,
+        snapshot_limits: timetravel.SnapshotLimits | None = None,
+        *,
+        bundle_at: int | None = None,
     ) -> None:
         self.pool = pool
         self.db = DbClient(pool)
         self.catalog = Catalog(self.db)
+        if bundle_at is not None:
+            self.catalog.bundle_at = bundle_at
         self.pending = Pending()  # what open client transactions wrote on branches
         self.reader = Reader(self.db, self.catalog, self.pending)
         self.cursors = HeldCursors()  # the rest of merged branch reads, for getMore

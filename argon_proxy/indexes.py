@@ -56,7 +56,7 @@ def _clean(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 async def list_specs(catalog: Catalog, branch: Branch, db: str, coll: str) -> list[dict[str, Any]]:
     """The index specifications of ``db.coll`` as ``branch`` sees them."""
-    for b in catalog.chain(branch):
+    for b in catalog.layers(branch):
         if b.name == MAIN:
             break
         ov = catalog.overlay(b, db, coll)

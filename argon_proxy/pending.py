@@ -69,7 +69,7 @@ def freeze_targets(catalog: Catalog, branch: str, db: str, coll: str) -> tuple[A
     collection under an older name. A client's transaction may commit only if
     this has not changed for what it wrote (``txn_ends.py``)."""
     targets: list[tuple[Any, ...]] = []
-    for kid in catalog.children(branch):
+    for kid in catalog.layer_kids(branch):
         ov = catalog.overlays.get(overlay_key(kid.id, db, coll))
         archived = branch == MAIN and catalog.archive_of(kid, db, coll) is not None
         targets.append((kid.id, None if ov is None else ov.cut, archived))

@@ -545,7 +545,7 @@ class Reader:
         for name in archived:
             listed.pop(name, None)  # main's collection of that name is a later one
         base |= set(archived)
-        ids = {b.id for b in self.catalog.chain(branch)}
+        ids = {b.id for b in self.catalog.layers(branch)}
         own = {
             ov.coll for ov in self.catalog.overlays.values() if ov.branch_id in ids and ov.db == db
         }
@@ -581,7 +581,7 @@ class Reader:
         the overlay that holds each (created with the client's options)."""
         holders: dict[str, str] = {}
         for entry in entries:
-            for b in self.catalog.chain(branch):
+            for b in self.catalog.layers(branch):
                 ov = self.catalog.overlay(b, db, entry["name"])
                 if ov is not None and ov.present and ov.view is not None:
                     entry.update(type="view", options=dict(ov.view), info={"readOnly": True})

@@ -116,7 +116,7 @@ class Statements:
         if own is not None:
             specs = await list_specs(self.catalog, ctx.branch, ctx.db, ctx.coll)
             uniques = unique.unique_specs(specs)
-        chain = [self.catalog.overlay(b, ctx.db, ctx.coll) for b in self.catalog.chain(ctx.branch)]
+        chain = [self.catalog.overlay(b, ctx.db, ctx.coll) for b in self.catalog.layers(ctx.branch)]
         if txn_overlays is not None:
             chain = [txn_overlays.get(ov.key, ov) if ov is not None else None for ov in chain]
         watched = [ov for ov in chain if ov is not None] + kids
@@ -168,7 +168,7 @@ class Statements:
         itself: another proxy's changes are learnt before its statement, not in it."""
         kids = [
             ov
-            for kid in self.catalog.children(ctx.branch.name)
+            for kid in self.catalog.layer_kids(ctx.branch.name)
             if (ov := self.catalog.overlay(kid, ctx.db, ctx.coll)) is not None
         ]
         ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=kids)

@@ -255,7 +255,7 @@ async def build_view(
     wrote (``pending.py``), used in place of the shared ones."""
     layers: list[Layer] = []
     shadow: dict[Any, Any] = {}
-    for b in catalog.chain(branch):
+    for b in catalog.layers(branch):
         if b.name == MAIN:
             base = catalog.base_name(branch, db, coll)
             layers.append(Layer(base, tuple(shadow.values()), overlay=False))

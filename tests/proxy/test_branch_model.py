@@ -150,10 +150,16 @@ class Commands(monitoring.CommandListener):
 SENT = Commands()
 
 
+def _proxy(upstream_uri: str) -> Process:
+    """A proxy that bundles the children of any branch with two or more, so the
+    model's few branches read through bundles (``bundles.py``) as often as not."""
+    return start_proxy(upstream_uri, "--log-level", "WARNING", env={"ARGON_BUNDLE_AT": "2"})
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[Process, Process]]:
     up = start_upstream()
-    proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+    proxy = _proxy(f"mongodb://127.0.0.1:{up.port}")
     yield up, proxy
     proxy.stop()
     up.stop()
@@ -767,7 +773,7 @@ def _restartable(up: Process, proxies: list[Process], names: list[str]) -> Calla
         for index, name in enumerate(names):
             proxies[index].stop()
             CLIENTS.pop(name).close()
-            proxies[index] = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
+            proxies[index] = _proxy(f"mongodb://127.0.0.1:{up.port}")
             CLIENTS[name] = MongoClient(proxies[index].uri, event_listeners=[SENT])
 
     return restart
@@ -796,7 +802,7 @@ def test_branches_behave_like_physical_copies_across_two_proxies() -> None:
     in front of one upstream: neither may answer from an outdated picture."""
     up = start_upstream()
     uri = f"mongodb://127.0.0.1:{up.port}"
-    proxies = [start_proxy(uri, "--log-level", "WARNING") for _ in range(2)]
+    proxies = [_proxy(uri) for _ in range(2)]
     CLIENTS["argon"] = MongoClient(proxies[0].uri, event_listeners=[SENT])
     CLIENTS["argon2"] = MongoClient(proxies[1].uri, event_listeners=[SENT])
     CLIENTS["direct"] = MongoClient(up.uri)

@@ -1,0 +1,181 @@
+"""Bundles: many children of one parent share the copy-on-write freeze.
+
+Theory of operation: a child must never see its parent's later writes, so
+each write of a parent freezes the pre-image of every document it changes
+into each child that does not hold the document yet (``freezes.py``). With a
+thousand children that is a thousand inserts per write. A *bundle* is a
+hidden, read-only layer placed between a parent and a group of its
+children: the children read the parent through it, and the parent's writes
+freeze into the bundle once instead of into each of them.
+
+Why that keeps every view: a child's overlay holds, by the freeze, every
+document its parent changed since the fork. A bundle made now is empty, so
+through it a child reads exactly what it read before; from then on the
+bundle holds the pre-image of each document the parent changes first after
+the bundle was made, which is what the child would have been given. The
+same holds for an older bundle moved under a new one. So a bundle may be
+slipped between a parent and any of its direct readers at any moment, in one
+catalog change. A bundle never takes new members after it is made.
+
+Bounds: bundles nest at most ``MAX_DEPTH`` deep, so a view reads at most that
+many extra layers; a bundle is made only for at least two readers, and only
+once the parent has ``Catalog.bundle_at`` of them, so a branch with a few
+children reads and writes as before. On main, a child's base collections
+depend on the drops and renames main made after its fork (archives), so only
+children that agree on those share a bundle.
+
+Bundles are stored in ``branches`` with ``bundle: true`` (their names start
+with ``~``, which branch names cannot); a member names its bundle in
+``under``. They are never listed or addressed: ``Catalog.chain`` and
+``children`` know branches only, ``Catalog.layers`` and ``layer_kids`` see
+bundles too. A bundle left without members is deleted with its overlays.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Branch, StaleCatalog, now
+from .dbclient import CommandError
+from .naming import INTERNAL_DB, MAIN
+from .txn import Runner, is_transient, run_in_transaction
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, Overlay
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 3
+
+
+async def bundle_children(catalog: Catalog, parent: Branch) -> None:
+    """Bundle ``parent``'s plain children if it has enough direct readers.
+
+    Best effort: a bundle is only a saving, so when the catalog changed under
+    it (another proxy bundled them first) or the change conflicts, nothing is
+    bundled now and the caller freezes into what the catalog then lists.
+    """
+    if catalog.bundle_at <= 0:
+        return
+    readers = catalog.layer_kids(parent.name)
+    if len(readers) < catalog.bundle_at:
+        return
+    groups: dict[Any, list[Branch]] = {}
+    for kid in readers:
+        if kid.name in catalog.pending or (kid.bundle and kid.depth >= MAX_DEPTH):
+            continue  # not stored yet; or as deep as bundles go
+        groups.setdefault(_signature(catalog, parent, kid), []).append(kid)
+    for members in groups.values():
+        if len(members) < 2 or all(m.bundle for m in members):
+            continue  # nothing saved; or only nesting bundles deeper
+        try:
+            await _bundle(catalog, parent, members)
+        except StaleCatalog:
+            await catalog.reload()
+            return
+        except CommandError as exc:
+            if not is_transient(exc):
+                raise
+            log.debug("bundling children of %s conflicted; not now", parent.name)
+            return
+
+
+def _signature(catalog: Catalog, parent: Branch, kid: Branch) -> Any:
+    """What must be equal for children to share a bundle: on main, the drops and
+    renames made after the child's fork (they decide which collections it reads)."""
+    if parent.name != MAIN:
+        return None
+    return tuple(
+        sorted(
+            record.key
+            for found in catalog.archives.values()
+            for record in found
+            if record.until > kid.base_lsn
+        )
+    )
+
+
+async def _bundle(catalog: Catalog, parent: Branch, members: list[Branch]) -> None:
+    """Store a new, empty bundle of ``parent`` and move ``members`` under it."""
+    bundle = Branch(
+        "~" + secrets.token_hex(6),
+        "g" + secrets.token_hex(5),
+        parent.name,
+        max(m.base_lsn for m in members),  # members agree on archives up to here
+        now(),
+        read_only=True,
+        project=parent.project,
+        bundle=True,
+        depth=1 + max((m.depth for m in members if m.bundle), default=0),
+    )
+    since = catalog.loads
+
+    async def unit(txn: Runner) -> None:
+        await catalog.changed(txn, since=since)
+        await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [bundle.to_doc()]})
+        # One statement, not one per member: the test upstream's cost per
+        # statement grows with what the transaction already wrote.
+        move = {
+            "q": {"_id": {"$in": [m.name for m in members]}, "under": None},
+            "u": {"$set": {"under": bundle.name}},
+            "multi": True,
+        }
+        await txn.run(INTERNAL_DB, {"update": "branches", "updates": [move]})
+        moved = await txn.run(
+            INTERNAL_DB,
+            {
+                "find": "branches",
+                "filter": {"under": bundle.name},
+                "projection": {"id": 1},
+                "batchSize": len(members) + 1,
+            },
+        )
+        ids = {d["id"] for d in moved["cursor"]["firstBatch"]}
+        if ids != {m.id for m in members}:
+            raise StaleCatalog  # a member is gone, new or bundled elsewhere: abort it all
+
+    await run_in_transaction(catalog.db.pool, unit, sessions=catalog.sessions, retry_for=0.0)
+    catalog.bundles[bundle.name] = bundle
+    # The members as known now: a reload that ran meanwhile made new objects.
+    for m in members:
+        known = catalog.branches.get(m.name) or catalog.bundles.get(m.name)
+        for same in {id(m): m, id(known): known}.values():
+            if same is not None and same.id == m.id:
+                same.under = bundle.name
+
+
+async def prune(catalog: Catalog, name: str | None) -> list[Overlay]:
+    """Delete bundle ``name`` if nothing reads through it any more, then its own
+    bundle likewise; returns their overlays, for the caller to drop."""
+    gone: list[Overlay] = []
+    while name is not None and name in catalog.bundles:
+        bundle = catalog.bundles[name]
+        readers = [*catalog.branches.values(), *catalog.bundles.values()]
+        if any(b.under == name for b in readers):
+            break
+        gone += await _delete(catalog, bundle)
+        name = bundle.under
+    return gone
+
+
+async def _delete(catalog: Catalog, bundle: Branch) -> list[Overlay]:
+    from .catalog import Overlay  # the type at run time
+
+    since = catalog.loads
+    stored = await catalog.db.find(INTERNAL_DB, "overlays", {"branch_id": bundle.id})
+    gone = [Overlay.from_doc(doc) for doc in stored]
+    mine = {"_id": bundle.name, "id": bundle.id}
+    await catalog.db.command(
+        INTERNAL_DB, {"delete": "branches", "deletes": [{"q": mine, "limit": 1}]}
+    )
+    await catalog.db.command(
+        INTERNAL_DB,
+        {"delete": "overlays", "deletes": [{"q": {"branch_id": bundle.id}, "limit": 0}]},
+    )
+    await catalog.changed(since=since)
+    catalog.bundles.pop(bundle.name, None)
+    for ov in gone:
+        catalog.overlays.pop(ov.key, None)
+    return gone
