@@ -102,13 +102,30 @@ class Admin:
 
     async def describe(self, branch: Branch, *, stats: bool = False) -> dict[str, Any]:
         """A branch as the CLI and SDK show it."""
-        head = await history.newest(
-            history.wal_finder(self.db, {"_id": 1, "ts": 1}),
-            branch.id,
-            above=branch.base_lsn,
-            upto=await self.catalog.current_lsn(),
-        )
-        info: dict[str, Any] = {
+        info = (await self.describe_all([branch]))[0]
+        if stats:
+            info["stats"] = await self._stats(branch)
+        return info
+
+    async def describe_all(self, branches: list[Branch]) -> list[dict[str, Any]]:
+        """Branches as the CLI and SDK show them, with a few queries for them all:
+        the LSN head and the tags once, and the newest WAL entry of each branch
+        that has one to find. A branch writes only into its overlays, so one
+        without any has no entry (its head is its fork)."""
+        upto = await self.catalog.current_lsn()
+        tags = await refs.tags_by_branch(self.db)
+        overlaid = {ov.branch_id for ov in self.catalog.overlays.values()}
+        find = history.wal_finder(self.db, {"_id": 1, "ts": 1})
+        out = []
+        for branch in branches:
+            head = None
+            if branch.name == MAIN or branch.id in overlaid:
+                head = await history.newest(find, branch.id, above=branch.base_lsn, upto=upto)
+            out.append(self._info(branch, head, tags.get(branch.name, [])))
+        return out
+
+    def _info(self, branch: Branch, head: dict[str, Any] | None, tags: list[str]) -> dict[str, Any]:
+        return {
             "name": branch.name,
             "parent": branch.parent,
             "base_lsn": branch.base_lsn,
@@ -122,11 +139,8 @@ class Admin:
             "project": branch.project or projects.DEFAULT,
             "expires": branch.expires,
             "default": self.catalog.default_branch == branch.name,
-            "tags": await refs.tags_of(self.db, branch.name),
+            "tags": tags,
         }
-        if stats:
-            info["stats"] = await self._stats(branch)
-        return info
 
     async def _stats(self, branch: Branch) -> dict[str, Any]:
         changed = await self.db.command(
@@ -273,14 +287,14 @@ class Admin:
         return {"branches": infos}
 
     async def _list(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        await self.catalog.reload()
+        await self.catalog.refresh()  # other proxies' changes; a full reload only then
         stored = [b for b in self.catalog.branches.values() if b.name not in self.catalog.pending]
         branches = sorted(stored, key=lambda b: (b.name != MAIN, b.name))
         if not cmd.get("all"):
             branches = [b for b in branches if "@" not in b.name and not b.archived]
         if cmd.get("project") is not None:
             branches = [b for b in branches if projects.belongs(self.catalog, b, cmd["project"])]
-        return {"branches": [await self.describe(b) for b in branches]}
+        return {"branches": await self.describe_all(branches)}
 
     async def _get(self, cmd: dict[str, Any]) -> dict[str, Any]:
         branch = await self.catalog.get(_arg(cmd, "name", required=True))

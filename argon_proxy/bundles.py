@@ -25,8 +25,9 @@ depend on the drops and renames main made after its fork (archives), so only
 children that agree on those share a bundle.
 
 Bundles are stored in ``branches`` with ``bundle: true`` (their names start
-with ``~``, which branch names cannot); a member names its bundle in
-``under``. They are never listed or addressed: ``Catalog.chain`` and
+with ``~``, which branch names cannot) and the name and id of each member:
+making one is one insert, whatever the number of members, and a member's
+own document never changes. They are never listed or addressed: ``Catalog.chain`` and
 ``children`` know branches only, ``Catalog.layers`` and ``layer_kids`` see
 bundles too. A bundle left without members is deleted with its overlays.
 """
@@ -82,6 +83,16 @@ async def bundle_children(catalog: Catalog, parent: Branch) -> None:
             return
 
 
+def link(branches: dict[str, Branch], bundles: dict[str, Branch]) -> None:
+    """Tell each member of a bundle which one it reads its parent through (a
+    member that is gone, or a new branch of the same name, is not one)."""
+    for bundle in bundles.values():
+        for name, id_ in bundle.members:
+            member = branches.get(name) or bundles.get(name)
+            if member is not None and member.id == id_:
+                member.under = bundle.name
+
+
 def _signature(catalog: Catalog, parent: Branch, kid: Branch) -> Any:
     """What must be equal for children to share a bundle: on main, the drops and
     renames made after the child's fork (they decide which collections it reads)."""
@@ -110,31 +121,14 @@ async def _bundle(catalog: Catalog, parent: Branch, members: list[Branch]) -> No
         bundle=True,
         depth=1 + max((m.depth for m in members if m.bundle), default=0),
     )
+    bundle.members = tuple((m.name, m.id) for m in members)
     since = catalog.loads
 
     async def unit(txn: Runner) -> None:
-        await catalog.changed(txn, since=since)
+        # Only if nobody changed the catalog since the picture the members come
+        # from: no member is gone or in another bundle meanwhile.
+        await catalog.changed(txn, since=since, only=True)
         await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [bundle.to_doc()]})
-        # One statement, not one per member: the test upstream's cost per
-        # statement grows with what the transaction already wrote.
-        move = {
-            "q": {"_id": {"$in": [m.name for m in members]}, "under": None},
-            "u": {"$set": {"under": bundle.name}},
-            "multi": True,
-        }
-        await txn.run(INTERNAL_DB, {"update": "branches", "updates": [move]})
-        moved = await txn.run(
-            INTERNAL_DB,
-            {
-                "find": "branches",
-                "filter": {"under": bundle.name},
-                "projection": {"id": 1},
-                "batchSize": len(members) + 1,
-            },
-        )
-        ids = {d["id"] for d in moved["cursor"]["firstBatch"]}
-        if ids != {m.id for m in members}:
-            raise StaleCatalog  # a member is gone, new or bundled elsewhere: abort it all
 
     await run_in_transaction(catalog.db.pool, unit, sessions=catalog.sessions, retry_for=0.0)
     catalog.bundles[bundle.name] = bundle

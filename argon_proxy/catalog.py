@@ -194,8 +194,10 @@ class Branch:
     # A bundle (``bundles.py``) is no branch of anyone's: a hidden layer between a
     # parent and some of its children, which read their parent through it.
     bundle: bool = False
-    under: str | None = None  # the bundle this one reads its parent through
     depth: int = 0  # bundles: how many bundles deep its members read at most
+    members: tuple[tuple[str, str], ...] = ()  # bundles: (name, id) of each member
+    # the bundle this one reads its parent through (known from the bundles' members)
+    under: str | None = None
 
     @property
     def time_travel(self) -> bool:
@@ -217,10 +219,12 @@ class Branch:
             "expires": self.expires,
             "project": self.project,
             "used": self.used,
-            "bundle": self.bundle,
-            "under": self.under,
-            "depth": self.depth,
+            **(self._bundle_fields() if self.bundle else {}),
         }
+
+    def _bundle_fields(self) -> dict[str, Any]:
+        members = [{"name": name, "id": id_} for name, id_ in self.members]
+        return {"bundle": True, "depth": self.depth, "members": members}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Branch:
@@ -239,8 +243,8 @@ class Branch:
             project=doc.get("project"),
             used=doc.get("used"),
             bundle=bool(doc.get("bundle")),
-            under=doc.get("under"),
             depth=int(doc.get("depth", 0)),
+            members=tuple((m["name"], m["id"]) for m in doc.get("members") or ()),
         )
 
 
@@ -558,6 +562,9 @@ class Catalog:
             loaded = [Branch.from_doc(doc) for doc in branches]
             self.branches = {b.name: b for b in loaded if not b.bundle}
             self.bundles = {b.name: b for b in loaded if b.bundle}
+            from .bundles import link  # bundles builds on this module
+
+            link(self.branches, self.bundles)
             for name, branch in self.pending.items():
                 self.branches.setdefault(name, branch)
             self.overlays = fresh
@@ -733,7 +740,9 @@ class Catalog:
 
     # -- sharing the upstream with other proxies ---------------------------------
 
-    async def changed(self, runner: Runner | None = None, *, since: int | None = None) -> int:
+    async def changed(
+        self, runner: Runner | None = None, *, since: int | None = None, only: bool = False
+    ) -> int:
         """Tell other proxies that the metadata changed (they reload it on ``sync``).
 
         Returns the LSN head at that moment. Run inside the transaction of the
@@ -743,6 +752,8 @@ class Catalog:
         in-memory metadata (made right after, with no await between) keeps it
         current. Otherwise this proxy reloads on its next ``sync``. (A client's
         transaction announces its changes with ``announce_in`` instead.)
+        ``only``: raise StaleCatalog if the stored catalog had moved past what is
+        held here (for a change decided on this picture alone).
         """
         command = {
             "findAndModify": "counters",
@@ -753,6 +764,8 @@ class Catalog:
         }
         reply = await (runner or self.db).run(INTERNAL_DB, command)
         counter = reply["value"]
+        if only and int(counter.get("epoch", 0)) != self.epoch + 1:
+            raise StaleCatalog
         unseen = since == self.loads and not self._reloading.locked()
         if unseen and int(counter.get("epoch", 0)) == self.epoch + 1:
             self.epoch += 1  # nobody else changed anything: what we hold is current

@@ -127,6 +127,14 @@ async def tags_of(db: DbClient, branch: str) -> list[str]:
     return [d["_id"] for d in docs]
 
 
+async def tags_by_branch(db: DbClient) -> dict[str, list[str]]:
+    """Every branch's tags, oldest first, in one query."""
+    out: dict[str, list[str]] = {}
+    for doc in await db.find(INTERNAL_DB, "tags", {}, sort={"lsn": 1}):
+        out.setdefault(doc["branch"], []).append(doc["_id"])
+    return out
+
+
 async def delete_tag(db: DbClient, cmd: dict[str, Any]) -> dict[str, Any]:
     name = cmd.get("name")
     reply = await db.command(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import branch_bench, merge_bench, proxy_bench, write_bench
+from . import branch_bench, merge_bench, proxy_bench, scale_bench, write_bench
 
 SUITES = {
     "proxy": proxy_bench.main,
     "branch": branch_bench.main,
     "merge": merge_bench.main,
     "write": write_bench.main,
+    "scale": scale_bench.main,
 }
 
 

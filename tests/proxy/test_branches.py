@@ -413,3 +413,25 @@ def test_validate_on_a_branch_checks_every_layer(admin: Client) -> None:
     assert info.value.code == 26
     with pytest.raises(OperationFailure):
         admin.valdb.validate_collection("fresh")  # main has no such collection
+
+
+def test_list_reports_every_branch_as_get_does(
+    stack: tuple[Process, Process], admin: Client
+) -> None:
+    """listBranches describes all branches with a few queries, reading the WAL
+    only for branches with overlays; each entry must still equal getBranch's."""
+    admin.lsdb.c.insert_one({"_id": 1})
+    for name in ("ls-wrote", "ls-frozen", "ls-idle"):
+        argon(admin, "createBranch", name=name)
+    admin["lsdb@ls-wrote"].c.insert_one({"_id": 2})
+    admin.lsdb.c.update_one({"_id": 1}, {"$set": {"v": 1}})  # freezes into the children
+    argon(admin, "createTag", name="ls-tag", branch="ls-wrote")
+    listed = {b["name"]: b for b in argon(admin, "listBranches")["branches"]}
+    for name in ("main", "ls-wrote", "ls-frozen", "ls-idle"):
+        got = argon(admin, "getBranch", name=name)["branch"]
+        got.pop("stats")
+        assert listed[name] == got, name
+    assert listed["ls-wrote"]["head_lsn"] > listed["ls-wrote"]["base_lsn"]
+    assert listed["ls-wrote"]["tags"] == ["ls-tag"]
+    assert listed["ls-frozen"]["head_lsn"] == listed["ls-frozen"]["base_lsn"]
+    assert listed["main"]["head_lsn"] >= listed["ls-wrote"]["head_lsn"]
