@@ -616,6 +616,16 @@ class Catalog:
             else:
                 return out
 
+    def leaves(self, reader: Branch) -> list[Branch]:
+        """The branches whose views read through ``reader``: itself if it is a
+        branch, else the members of the bundle, and theirs."""
+        if not reader.bundle:
+            return [reader]
+        members = [
+            b for b in [*self.branches.values(), *self.bundles.values()] if b.under == reader.name
+        ]
+        return [leaf for m in members for leaf in self.leaves(m)]
+
     def layer_kids(self, name: str) -> list[Branch]:
         """The branches and bundles that read ``name``'s own overlays with nothing
         between: what a write of ``name`` freezes into."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import bson
 
-from .catalog import Catalog, Overlay, overlay_key
+from .catalog import Branch, Catalog, Overlay, overlay_key
 from .naming import MAIN
 from .txn import Runner
 
@@ -63,19 +63,37 @@ class TxnState:
 
 
 def freeze_targets(catalog: Catalog, branch: str, db: str, coll: str) -> tuple[Any, ...]:
-    """What a write of ``branch``'s ``db.coll`` freezes pre-images into, as the
-    committed catalog says now: each child (with whether its overlay there hides
-    the parent's collection for good) and, on main, each branch reading the
+    """What a write of ``branch``'s ``db.coll`` must freeze pre-images for, as the
+    committed catalog says now: each branch reading it through a child or a
+    bundle (with whether a layer on its way hides the collection for good, and
+    whether it reads an archive instead) and, on main, each branch reading the
     collection under an older name. A client's transaction may commit only if
-    this has not changed for what it wrote (``txn_ends.py``)."""
+    this has not changed for what it wrote (``txn_ends.py``).
+
+    Bundles are left out on purpose: moving children under a new, empty bundle
+    changes no view, and what the transaction froze into a child or an older
+    bundle is still on that child's way to the writer."""
     targets: list[tuple[Any, ...]] = []
-    for kid in catalog.layer_kids(branch):
-        ov = catalog.overlays.get(overlay_key(kid.id, db, coll))
-        archived = branch == MAIN and catalog.archive_of(kid, db, coll) is not None
-        targets.append((kid.id, None if ov is None else ov.cut, archived))
+    for reader in catalog.layer_kids(branch):
+        archived = branch == MAIN and catalog.archive_of(reader, db, coll) is not None
+        for leaf in catalog.leaves(reader):
+            targets.append((leaf.id, _hidden(catalog, leaf, branch, db, coll), archived))
     if branch == MAIN:
-        targets += [(kid.id, record.physical) for record, kid in catalog.fed_by(db, coll)]
+        for record, reader in catalog.fed_by(db, coll):
+            targets += [(leaf.id, record.physical) for leaf in catalog.leaves(reader)]
     return tuple(sorted(targets, key=repr))
+
+
+def _hidden(catalog: Catalog, leaf: Branch, writer: str, db: str, coll: str) -> bool:
+    """Whether a layer between ``leaf`` and ``writer`` cuts ``db.coll`` (the leaf
+    never reads the writer's documents of it)."""
+    for layer in catalog.layers(leaf):
+        if layer.name == writer:
+            return False
+        ov = catalog.overlays.get(overlay_key(layer.id, db, coll))
+        if ov is not None and ov.cut:
+            return True
+    return False
 
 
 def transaction_key(runner: Runner) -> tuple[bytes, int]:

@@ -141,3 +141,24 @@ def test_children_on_either_side_of_a_drop_on_main_keep_their_collection(
     assert len(_bundles(direct)) == 2
     for bundle in _bundles(direct):
         assert len({m["name"].startswith("before") for m in bundle["members"]}) == 1
+
+
+def test_a_transaction_commits_across_its_parents_children_being_bundled(
+    stack: tuple[Client, Client],
+) -> None:
+    """Children moved under a new bundle while a client's transaction writes their
+    parent read exactly what they read before: the commit must go through."""
+    proxy, direct = stack
+    main = proxy[DB]
+    main.items.insert_many([{"_id": i, "v": 0} for i in range(3)])
+    main.other.insert_one({"_id": 0})
+    seen: dict[str, list[dict[str, Any]]] = {}
+    _fork(proxy, [f"t{i}" for i in range(5)], seen)
+    with proxy.start_session() as session:
+        session.start_transaction()
+        main.items.update_one({"_id": 1}, {"$set": {"v": "txn"}}, session=session)
+        main.other.insert_one({"_id": 1})  # another collection: bundles t0..t4
+        assert len(_bundles(direct)) == 1
+        session.commit_transaction()
+    assert main.items.find_one({"_id": 1}) == {"_id": 1, "v": "txn"}
+    _check(proxy, seen)
