@@ -292,6 +292,7 @@ async def _run(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_health, pool, health)
         nursery.start_soon(_follow_catalog, engine.catalog)
+        nursery.start_soon(engine.catalog.release_ended)
         nursery.start_soon(engine.incarnation.keep_alive)
         await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
         log.info(
