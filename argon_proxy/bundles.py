@@ -132,12 +132,12 @@ async def _bundle(catalog: Catalog, parent: Branch, members: list[Branch]) -> No
 
     await run_in_transaction(catalog.db.pool, unit, sessions=catalog.sessions, retry_for=0.0)
     catalog.bundles[bundle.name] = bundle
-    # The members as known now: a reload that ran meanwhile made new objects.
     for m in members:
-        known = catalog.branches.get(m.name) or catalog.bundles.get(m.name)
-        for same in {id(m): m, id(known): known}.values():
-            if same is not None and same.id == m.id:
-                same.under = bundle.name
+        m.under = bundle.name
+        # and the member as known now: a reload that ran meanwhile made new objects
+        current = catalog.branches.get(m.name) or catalog.bundles.get(m.name)
+        if current is not None and current.id == m.id:
+            current.under = bundle.name
 
 
 async def prune(catalog: Catalog, name: str | None) -> list[Overlay]:
@@ -149,27 +149,7 @@ async def prune(catalog: Catalog, name: str | None) -> list[Overlay]:
         readers = [*catalog.branches.values(), *catalog.bundles.values()]
         if any(b.under == name for b in readers):
             break
-        gone += await _delete(catalog, bundle)
+        gone += await catalog.forget(bundle)
+        catalog.bundles.pop(name, None)
         name = bundle.under
-    return gone
-
-
-async def _delete(catalog: Catalog, bundle: Branch) -> list[Overlay]:
-    from .catalog import Overlay  # the type at run time
-
-    since = catalog.loads
-    stored = await catalog.db.find(INTERNAL_DB, "overlays", {"branch_id": bundle.id})
-    gone = [Overlay.from_doc(doc) for doc in stored]
-    mine = {"_id": bundle.name, "id": bundle.id}
-    await catalog.db.command(
-        INTERNAL_DB, {"delete": "branches", "deletes": [{"q": mine, "limit": 1}]}
-    )
-    await catalog.db.command(
-        INTERNAL_DB,
-        {"delete": "overlays", "deletes": [{"q": {"branch_id": bundle.id}, "limit": 0}]},
-    )
-    await catalog.changed(since=since)
-    catalog.bundles.pop(bundle.name, None)
-    for ov in gone:
-        catalog.overlays.pop(ov.key, None)
     return gone

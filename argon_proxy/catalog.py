@@ -1175,28 +1175,34 @@ class Catalog:
                 BRANCH_HAS_CHILDREN,
                 f"branch {name!r} has child branches {kids}; delete or merge them first",
             )
+        gone = await self.forget(branch)
+        self.branches.pop(name, None)
+        from .bundles import prune  # bundles builds on this module
+
+        gone += await prune(self, branch.under)
+        if self.default_branch == name:
+            await self.set_default(MAIN)
+        return gone
+
+    async def forget(self, branch: Branch) -> list[Overlay]:
+        """Delete the stored branch (or bundle) and its overlay entries; returns the
+        overlays, for the caller to drop. The caller removes it from memory."""
         since = self.loads
         # what is stored, which may hold overlays another proxy registered
         stored = await self.db.find(INTERNAL_DB, "overlays", {"branch_id": branch.id})
         gone = [Overlay.from_doc(doc) for doc in stored]
         # by id too: never delete another proxy's new branch of the same name
+        mine = {"_id": branch.name, "id": branch.id}
         await self.db.command(
-            INTERNAL_DB,
-            {"delete": "branches", "deletes": [{"q": {"_id": name, "id": branch.id}, "limit": 1}]},
+            INTERNAL_DB, {"delete": "branches", "deletes": [{"q": mine, "limit": 1}]}
         )
         await self.db.command(
             INTERNAL_DB,
             {"delete": "overlays", "deletes": [{"q": {"branch_id": branch.id}, "limit": 0}]},
         )
         await self.changed(since=since)
-        self.branches.pop(name, None)
         for ov in gone:
             self.overlays.pop(ov.key, None)
-        from .bundles import prune  # bundles builds on this module
-
-        gone += await prune(self, branch.under)
-        if self.default_branch == name:
-            await self.set_default(MAIN)
         return gone
 
     async def update(self, branch: Branch, **changes: Any) -> None:
