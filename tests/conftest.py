@@ -24,6 +24,14 @@ def upstream() -> Iterator[Process]:
     proc.stop()
 
 
+@pytest.fixture
+def own_upstream() -> Iterator[Process]:
+    """A SecantusDB for this test alone (tests that freeze it, or count its sessions)."""
+    proc = start_upstream()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture(scope="session")
 def proxy(upstream: Process) -> Iterator[Process]:
     proc = start_proxy(f"mongodb://127.0.0.1:{upstream.port}")

@@ -7,11 +7,15 @@ branches forbid drops on main), so each of those modules gets its own pair.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from pymongo import MongoClient
+
+from argon_proxy.catalog import Catalog
+from argon_proxy.dbclient import DbClient
+from argon_proxy.upstream import Address, UpstreamPool
 
 from .processes import Process, start_proxy, start_upstream
 
@@ -30,6 +34,34 @@ def own_stack() -> Iterator[tuple[Process, Process]]:
             proxy.stop()
     finally:
         up.stop()
+
+
+@contextmanager
+def own_clients() -> Iterator[tuple[Client, Client]]:
+    """``(direct, through Argon)`` clients of a private upstream and proxy."""
+    pair: tuple[Process, Process]
+    with own_stack() as pair:
+        direct: Client = MongoClient(pair[0].uri)
+        proxy: Client = MongoClient(pair[1].uri)
+        try:
+            yield direct, proxy
+        finally:
+            direct.close()
+            proxy.close()
+
+
+@asynccontextmanager
+async def in_process_catalog(
+    up: Process, make_db: Callable[[UpstreamPool], DbClient] = DbClient
+) -> AsyncIterator[Catalog]:
+    """A loaded ``Catalog`` of this process on ``up``, over ``make_db(pool)``."""
+    pool = UpstreamPool(Address("127.0.0.1", up.port), connect_timeout=5.0)
+    try:
+        catalog = Catalog(make_db(pool))
+        await catalog.load()
+        yield catalog
+    finally:
+        await pool.aclose()
 
 
 @contextmanager

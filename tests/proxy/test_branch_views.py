@@ -11,8 +11,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..processes import Process
-from ..stacks import argon, own_stack
+from ..stacks import argon, own_clients
 
 Client = MongoClient[dict[str, Any]]
 _BIG: list[dict[str, Any]] = [
@@ -28,13 +27,8 @@ _LOOKUP: list[dict[str, Any]] = [
 @pytest.fixture(scope="module")
 def clients() -> Iterator[tuple[Client, Client]]:
     """``(direct, through Argon)``."""
-    pair: tuple[Process, Process]
-    with own_stack() as pair:
-        direct: Client = MongoClient(pair[0].uri)
-        proxy: Client = MongoClient(pair[1].uri)
-        yield direct, proxy
-        direct.close()
-        proxy.close()
+    with own_clients() as pair:
+        yield pair
 
 
 def _reads(db: Any) -> list[Any]:

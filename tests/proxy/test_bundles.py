@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from ..processes import Process
-from ..stacks import argon, own_stack
+from ..stacks import argon, own_clients
 
 Client = MongoClient[dict[str, Any]]
 DB = "bun"
@@ -23,13 +22,8 @@ DB = "bun"
 @pytest.fixture
 def stack() -> Iterator[tuple[Client, Client]]:
     """``(proxy client, direct upstream client)``."""
-    pair: tuple[Process, Process]
-    with own_stack() as pair:
-        proxy: Client = MongoClient(pair[1].uri)
-        direct: Client = MongoClient(pair[0].uri)
+    with own_clients() as (direct, proxy):
         yield proxy, direct
-        proxy.close()
-        direct.close()
 
 
 def _docs(client: Client, branch: str, coll: str = "items") -> list[dict[str, Any]]:

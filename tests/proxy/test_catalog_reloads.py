@@ -4,20 +4,20 @@ never leaves the proxy believing an outdated picture is current."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-import pytest
 import trio
 
 from argon_proxy.catalog import Catalog
 from argon_proxy.dbclient import DbClient
 from argon_proxy.naming import INTERNAL_DB, MAIN
-from argon_proxy.upstream import Address, UpstreamPool
+from argon_proxy.upstream import UpstreamPool
 
-from ..processes import Process, start_upstream
+from ..processes import Process
+from ..stacks import in_process_catalog
 
 
 class PausingDb(DbClient):
@@ -41,23 +41,11 @@ class PausingDb(DbClient):
         return found
 
 
-@pytest.fixture
-def own_upstream() -> Iterator[Process]:
-    up = start_upstream()
-    yield up
-    up.stop()
-
-
 @asynccontextmanager
 async def _catalog(up: Process) -> AsyncIterator[tuple[Catalog, PausingDb]]:
-    pool = UpstreamPool(Address("127.0.0.1", up.port), connect_timeout=5.0)
-    db = PausingDb(pool)
-    catalog = Catalog(db)
-    await catalog.load()
-    try:
-        yield catalog, db
-    finally:
-        await pool.aclose()
+    async with in_process_catalog(up, PausingDb) as catalog:
+        assert isinstance(catalog.db, PausingDb)
+        yield catalog, catalog.db
 
 
 async def _changed_during_reload(

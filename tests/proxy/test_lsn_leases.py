@@ -7,41 +7,26 @@ In-process against a real SecantusDB, with the background release held back
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 import trio
 
 from argon_proxy.catalog import LSN_COUNTER, Catalog
-from argon_proxy.dbclient import DbClient
 from argon_proxy.naming import INTERNAL_DB
-from argon_proxy.upstream import Address, UpstreamPool
 
-from ..processes import Process, start_upstream
-
-
-@pytest.fixture
-def own_upstream() -> Iterator[Process]:
-    up = start_upstream()
-    yield up
-    up.stop()
+from ..processes import Process
+from ..stacks import in_process_catalog
 
 
 @asynccontextmanager
 async def _catalog(up: Process, delay: float) -> AsyncIterator[Catalog]:
-    pool = UpstreamPool(Address("127.0.0.1", up.port), connect_timeout=5.0)
-    catalog = Catalog(DbClient(pool))
-    await catalog.load()
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(catalog.release_ended, delay)
-            await trio.sleep(0)  # it runs: releases wait for it from now on
-            yield catalog
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with in_process_catalog(up) as catalog, trio.open_nursery() as nursery:
+        nursery.start_soon(catalog.release_ended, delay)
+        await trio.sleep(0)  # it runs: releases wait for it from now on
+        yield catalog
+        nursery.cancel_scope.cancel()
 
 
 async def _inflight(catalog: Catalog) -> list[int]:

@@ -8,35 +8,17 @@ every later write through Argon cost several times more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from argon_proxy.catalog import Catalog
-from argon_proxy.dbclient import DbClient
 from argon_proxy.txn import SessionPool
-from argon_proxy.upstream import Address, UpstreamPool
 
-from ..processes import Process, start_upstream
-
-
-@pytest.fixture
-def own_upstream() -> Iterator[Process]:
-    up = start_upstream()
-    yield up
-    up.stop()
+from ..processes import Process
+from ..stacks import in_process_catalog
 
 
 async def test_branch_creations_reuse_the_proxys_sessions(own_upstream: Process) -> None:
-    pool = UpstreamPool(Address("127.0.0.1", own_upstream.port), connect_timeout=5.0)
-    try:
-        catalog = Catalog(DbClient(pool))
+    async with in_process_catalog(own_upstream) as catalog:
         catalog.sessions = SessionPool()
-        await catalog.load()
         for i in range(10):
             await catalog.create_branch(f"s{i}", "main")
         assert catalog.sessions.count == 1  # one at a time: the same one, again and again
         async with catalog.sessions.session() as session:
             assert session.txn_number >= 10
-    finally:
-        await pool.aclose()
