@@ -20,7 +20,7 @@ from typing import Any
 from . import unique
 from .catalog import Catalog, CatalogBusy, Overlay, StaleCatalog, hashable_id
 from .dbclient import CommandError
-from .documents import find_all
+from .documents import find_ids
 from .freezes import first_changes, freeze
 from .pending import TxnState
 from .retries import remember_group
@@ -33,6 +33,11 @@ from .write_context import Body, Change, GroupFallback, Outcome, WriteContext
 # carefully: each statement's outcome, and the total the group commits.
 _GroupUnit = Callable[[Runner, bool], Awaitable[tuple[list[Outcome], Outcome]]]
 
+# The statements of a group applied together rather than one after another
+# (``pinned_updates.py``), given the runner, the branch's view and its overlay:
+# each statement's outcome, post-images read.
+Batch = Callable[[Runner, View, Overlay | None], Awaitable[list[Outcome]]]
+
 
 class StatementGroups:
     """Runs consecutive statements of one command in one transaction."""
@@ -41,7 +46,9 @@ class StatementGroups:
         self.statements = statements
         self.catalog = statements.catalog
 
-    async def run(self, ctx: WriteContext, bodies: list[Body]) -> list[Outcome] | None:
+    async def run(
+        self, ctx: WriteContext, bodies: list[Body], batch: Batch | None = None
+    ) -> list[Outcome] | None:
         """Run consecutive statements of one command, from index ``ctx.statement``, in
         one transaction: one commit, one LSN lease and one WAL insert for them all.
 
@@ -49,22 +56,24 @@ class StatementGroups:
         they cannot commit together (one of them fails, or an earlier attempt of a
         retryable command applied some of them): nothing of them is applied then,
         and the caller runs them one by one, which answers each exactly as mongod.
+        ``batch``: the same statements applied together, used where the branch has
+        no unique index Argon must judge statement by statement.
         """
         assert ctx.joined is None and isinstance(ctx.statement, int)
         try:
             async with self.catalog.forks.writing(), self.statements.lock(ctx.ns):
                 return await self.statements.retrying(
-                    ctx, lambda stale: self._run_once(ctx, bodies, stale)
+                    ctx, lambda stale: self._run_once(ctx, bodies, batch, stale)
                 )
         except GroupFallback:
             return None
 
     async def _run_once(
-        self, ctx: WriteContext, bodies: list[Body], stale: Watched
+        self, ctx: WriteContext, bodies: list[Body], batch: Batch | None, stale: Watched
     ) -> list[Outcome]:
         prep = await self.statements.prepare(ctx)
         stale.watched = prep.watched
-        unit = self._unit(ctx, bodies, prep)
+        unit = self._unit(ctx, bodies, None if prep.uniques else batch, prep)
         receipt = Receipt()
         try:
             outcomes, total = await self.statements.transactions.commit(
@@ -83,14 +92,23 @@ class StatementGroups:
             out.write_concern_error = receipt.write_concern_error
         return outcomes
 
-    def _unit(self, ctx: WriteContext, bodies: list[Body], prep: Prepared) -> _GroupUnit:
+    def _unit(
+        self, ctx: WriteContext, bodies: list[Body], batch: Batch | None, prep: Prepared
+    ) -> _GroupUnit:
         """The group's transaction, given its runner and whether it freezes carefully."""
         target = ctx.coll if prep.own is None else prep.own.name  # where the documents go
 
         async def unit(runner: Runner, careful: bool) -> tuple[list[Outcome], Outcome]:
             await Catalog.verify(runner, prep.watched)
-            outcomes, total = await self._statements(runner, ctx, bodies, prep, target)
-            await settle_posts(runner, target, ctx.db, outcomes)
+            if batch is not None:
+                outcomes = await batch(runner, prep.view, prep.own)
+                total = Outcome()
+                for out in outcomes:
+                    total.changes.extend(out.changes)
+                    total.cache.extend(out.cache)
+            else:
+                outcomes, total = await self._statements(runner, ctx, bodies, prep, target)
+                await settle_posts(runner, target, ctx.db, outcomes)
             firsts = first_changes(total.changes)
             await freeze(runner, ctx, prep.kids, firsts, total, careful=careful)
             total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
@@ -173,11 +191,8 @@ async def settle_posts(runner: Runner, coll: str, db: str, outcomes: list[Outcom
             if earlier is not None:
                 earlier.post = change.pre
         waiting.update((hashable_id(c.doc_id), c) for c in out.deferred)
-    ids = [c.doc_id for c in waiting.values()]
-    for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
-        chunk = {"_id": {"$in": ids[start : start + 500]}}
-        for post in await find_all(runner, db, {"find": coll, "filter": chunk}):
-            waiting[hashable_id(post["_id"])].post = post
+    for post in await find_ids(runner, db, coll, [c.doc_id for c in waiting.values()]):
+        waiting[hashable_id(post["_id"])].post = post
     for out in outcomes:
         for change in out.deferred:
             if change.post is None:

@@ -26,7 +26,7 @@ from typing import Any
 from . import update_description, wal
 from .capped import capped_refused
 from .catalog import Overlay, hashable_id
-from .documents import below, find_all, view_find
+from .documents import below, find_all, find_ids, view_find
 from .multi_writes import in_parts, maybe_split
 from .statements import Statements
 from .txn import Runner
@@ -199,10 +199,8 @@ async def _update_main(
     upd.pop("sort", None)  # the view's find chose the document by it
     await runner.run(ctx.db, ctx.data_command({"update": ctx.coll, "updates": [upd]}))
     by_id: dict[Any, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):  # big $in lists plan badly on some servers
-        chunk = {"_id": {"$in": ids[start : start + 500]}}
-        for post in await find_all(runner, ctx.db, {"find": ctx.coll, "filter": chunk}):
-            by_id[hashable_id(post["_id"])] = post
+    for post in await find_ids(runner, ctx.db, ctx.coll, ids):
+        by_id[hashable_id(post["_id"])] = post
     for pre in matched:
         record_update(pre, by_id[hashable_id(pre["_id"])], stmt["u"], out)
 

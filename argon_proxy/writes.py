@@ -43,17 +43,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .capped import CappedInserts
-from .catalog import Catalog
+from .catalog import Catalog, Overlay
 from .deletes import Deletes, delete_body
 from .find_and_modify import FindAndModify
 from .inserts import Inserts
 from .pending import Pending, TxnState
-from .statement_groups import StatementGroups
+from .pinned_updates import pinned_ids, run_pinned
+from .statement_groups import Batch, StatementGroups
 from .statements import Statements
 from .txn import Receipt, Runner, SessionPool
 from .updates import Updates, update_body
 from .upstream import UpstreamPool
-from .view import indexable
+from .view import View, indexable
 from .whole_documents import WholeDocuments
 from .write_context import Body, Outcome, WriteContext
 from .write_log import WriteLog
@@ -138,8 +139,21 @@ class Writer:
             return None  # main's capped collections take no transactions
         pinned = [{**s, "q": indexable(s.get("q") or {})} for s in statements]
         bodies: list[Body]
+        batch: Batch | None = None
         if name == "update":
             bodies = [update_body(ctx, stmt, grouped=True) for stmt in pinned]
+            ids = pinned_ids(pinned)
+            if ids is not None:
+                batch = _pinned_batch(ctx, pinned, ids)
         else:
             bodies = [delete_body(ctx, stmt) for stmt in pinned]
-        return await self.groups.run(ctx, bodies)
+        return await self.groups.run(ctx, bodies, batch)
+
+
+def _pinned_batch(ctx: WriteContext, statements: list[dict[str, Any]], ids: list[Any]) -> Batch:
+    """A group's update statements by ``_id`` applied together (``pinned_updates.py``)."""
+
+    async def batch(runner: Runner, view: View, own: Overlay | None) -> list[Outcome]:
+        return await run_pinned(runner, ctx, view, own, statements, ids)
+
+    return batch

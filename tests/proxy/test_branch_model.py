@@ -415,6 +415,22 @@ class BranchModel(RuleBasedStateMachine):
         counts = ("matched_count", "modified_count", "deleted_count", "upserted_ids")
         assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
 
+    @rule(
+        branch=branches,
+        steps=st.lists(st.tuples(ids, updates), min_size=2, max_size=8, unique_by=lambda s: s[0]),
+        ordered=st.booleans(),
+    )
+    @_same_errors
+    def bulk_by_id(self, branch: str, steps: list[tuple[int, Any]], ordered: bool) -> None:
+        """Updates each naming a different ``_id``: applied together as a few
+        commands (``pinned_updates.py``)."""
+        from pymongo import UpdateOne
+
+        ops = [UpdateOne({"_id": key}, upd) for key, upd in steps]
+        got, want = self.both(branch, "bulk_write", ops, ordered=ordered)
+        counts = ("matched_count", "modified_count")
+        assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
+
     @rule(branch=branches, key=ids, doc=documents)
     @_same_errors
     def replace(self, branch: str, key: int, doc: dict[str, Any]) -> None:

@@ -150,3 +150,87 @@ def test_a_retried_group_is_applied_once(clients: dict[str, Client], target: str
         101,
         9,
     ]
+
+
+def _by_id(clients: dict[str, Client], target: str, name: str) -> Coll:
+    """``name`` holding n = _id for _id 0..5 (document 4 also holds a string ``s``),
+    written through ``target``: ``forked`` is a branch made after main's copy was
+    written, so its documents are main's until it writes them."""
+    if target != "forked":
+        coll = clients[target].groups_db[f"{name}_{target}"]
+    else:
+        coll = clients["main"].groups_db[f"{name}_forked"]
+    coll.insert_many([{"_id": i, "n": i} for i in range(6)])
+    coll.update_one({"_id": 4}, {"$set": {"s": "text"}})
+    if target != "forked":
+        return coll
+    branch = f"{name.replace('_', '-')}-forked"
+    argon(clients["main"], "createBranch", name=branch, **{"from": "main"})
+    return clients["main"][f"groups_db@{branch}"][coll.name]
+
+
+BY_ID = [
+    UpdateOne({"_id": 0}, {"$inc": {"n": 10}}),
+    UpdateOne({"_id": 1}, {"$set": {"n": 1}}),  # changes nothing
+    UpdateOne({"_id": 99}, {"$set": {"n": 1}}),  # matches nothing
+    UpdateOne({"_id": 3}, [{"$set": {"n": {"$add": ["$n", 1]}}}]),  # a pipeline
+    UpdateOne({"_id": 4}, {"$inc": {"s": 1}}),  # s is a string: fails
+    UpdateOne({"_id": 5}, {"$push": {"tags": "x"}}),
+]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_updates_by_id_together_answer_as_mongod(clients: dict[str, Client], ordered: bool) -> None:
+    """Updates each naming a different ``_id`` run as a few commands for all of them
+    (``pinned_updates.py``); counts, errors and documents are mongod's, whether
+    the branch holds the documents or still reads them from main."""
+    name = f"by_id_{ordered}"
+    targets = [*TARGETS, "forked"]
+    outcomes = {t: _outcome(_by_id(clients, t, name), BY_ID, ordered) for t in targets}
+    for target in targets[1:]:
+        assert outcomes[target] == outcomes["direct"], target
+    counts, _, errors, _ = outcomes["direct"]
+    assert [e[0] for e in errors] == [4]
+    assert (counts["nMatched"], counts["nModified"]) == ((3, 2) if ordered else (4, 3))
+    # main's copy is untouched by the branch's writes
+    main_docs = list(clients["main"].groups_db[f"{name}_forked"].find({}, sort=[("_id", 1)]))
+    assert [d["n"] for d in main_docs] == list(range(6))
+
+
+def test_a_copy_the_update_left_unchanged_is_undone(clients: dict[str, Client]) -> None:
+    """The branch's overlay keeps only the documents its updates changed (an
+    unchanged copy-up is deleted again); each change is in the WAL with its pre-
+    and post-image, and main's later writes stay out of the branch."""
+    coll = _by_id(clients, "forked", "follow")
+    coll.bulk_write([UpdateOne({"_id": i}, {"$set": {"n": 0}}) for i in (0, 1, 2)])
+    db = clients["direct"].groups_db
+    (overlay,) = [n for n in db.list_collection_names() if n.endswith(".follow_forked")]
+    assert sorted(d["_id"] for d in db[overlay].find()) == [1, 2]
+    found = clients["direct"]["__argon"].wal.find(
+        {"ns": "groups_db.follow_forked", "branch": "follow-forked"}, sort=[("_id", 1)]
+    )
+    entries = [(e["doc_id"], wal.image(e, "pre"), wal.image(e, "post")) for e in found]
+    assert entries == [
+        (1, {"_id": 1, "n": 1}, {"_id": 1, "n": 0}),
+        (2, {"_id": 2, "n": 2}, {"_id": 2, "n": 0}),
+    ]
+    clients["main"].groups_db["follow_forked"].update_many({}, {"$inc": {"n": 100}})
+    assert [d["n"] for d in coll.find({}, sort=[("_id", 1)])] == [0, 0, 0, 3, 4, 5]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_id_of_another_numeric_type_matches_as_on_mongod(
+    clients: dict[str, Client], target: str
+) -> None:
+    """mongod matches ``{_id: 1}`` to a document whose ``_id`` is 1.0 or Int64(1);
+    the statements still report it matched and the WAL still holds the change."""
+    coll = clients[target].groups_db[f"numeric_{target}"]
+    coll.insert_many([{"_id": 1.0, "n": 0}, {"_id": Int64(2), "n": 0}, {"_id": 3, "n": 0}])
+    result = coll.bulk_write([UpdateOne({"_id": i}, {"$inc": {"n": 1}}) for i in (1, 2, 3)])
+    assert (result.matched_count, result.modified_count) == (3, 3)
+    assert [d["n"] for d in coll.find({}, sort=[("_id", 1)])] == [1, 1, 1]
+    if target != "direct":
+        logged = clients["direct"]["__argon"].wal.count_documents(
+            {"ns": coll.full_name, "op": wal.UPDATE}
+        )
+        assert logged == 3
