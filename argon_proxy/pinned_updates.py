@@ -18,9 +18,9 @@ post-image differs from the pre-image, mongod's ``nModified`` rule). mongod
 evaluates every filter; its totals are the check: unless its ``n`` and
 ``nModified`` equal Argon's sums, or if any statement failed, the group falls
 back to the statements one by one (``GroupFallback``), which answers each
-exactly as mongod would. A collation (the statement's or the collection's) or
-a numeric ``_id`` of another type can make mongod match a document Argon did
-not key: the totals then differ and the fallback runs.
+exactly as mongod would. A document found under an ``_id`` no statement names
+exactly (1.0 for 1) sends the group back too, and so does a collation making
+mongod match what Argon did not key (the totals differ).
 """
 
 from __future__ import annotations
@@ -33,18 +33,9 @@ import bson
 from .catalog import Overlay, hashable_id
 from .documents import find_ids, view_docs
 from .txn import Runner
-from .update_description import hints
+from .updates import record_update
 from .view import NOT_TOMBSTONE, View, conjoin
-from .wal import UPDATE
-from .write_context import (
-    Change,
-    GroupFallback,
-    Outcome,
-    WriteContext,
-    chunks,
-    is_replacement,
-    same_doc,
-)
+from .write_context import GroupFallback, Outcome, WriteContext, chunks, same_doc
 
 # Statement fields that make a statement something other than "this one document".
 _NOT_PINNED = ("upsert", "multi", "sort", "collation")
@@ -115,11 +106,7 @@ async def run_pinned(
             elif own is not None:
                 out.cache.append((own, [pre["_id"]], False))
             continue
-        out.modified = 1
-        update = stmt["u"]
-        replaced = is_replacement(update)
-        how = None if replaced else hints(update)
-        out.changes.append(Change(pre["_id"], UPDATE, pre, post, replaced, how))
+        record_update(pre, post, stmt["u"], out)
         if own is not None:
             out.cache.append((own, [pre["_id"]], False))
     if reply_n != sum(o.matched for o in outcomes) or reply_modified != sum(
