@@ -9,10 +9,10 @@ over memory streams.
 
 A request that needs nothing from Argon is forwarded upstream as the very
 bytes the client sent, and the upstream's reply bytes go back unchanged;
-only the command name (the body's first key), the collection it names (its
-first value) and ``$db`` are read, in one walk over the top-level keys that
-also refuses a request naming any field twice (the upstream might read
-another ``$db`` than the proxy checked). Which requests qualify is
+what routing needs (name, collection, ``$db``, ``maxTimeMS``, transaction
+fields, flags) is read in one walk over the top-level keys (``wire.peek``),
+and a request naming any field twice is refused (the upstream might read
+another ``$db`` than the proxy checked). No byte offset is read here. Which requests qualify is
 ``Engine.needs_engine``'s decision (see ``namespaces.py``). Argon answers
 ``hello`` itself (see ``hello.py``). Compressed requests are decompressed for
 the upstream and the replies compressed again with the client's compressor.
@@ -39,9 +39,8 @@ import trio
 
 import wire
 from wire import Frame, OpCode
-from wire.bson_raw import first_key, first_str, get_bool, get_number, get_str, get_str_checked
 from wire.compression import compress_message, must_not_compress
-from wire.opmsg import EXHAUST_ALLOWED, MORE_TO_COME, sections_follow_body
+from wire.peek import CommandPeek, Incoming, open_frame, peek_command, reply_more_to_come
 
 from . import metrics
 from .calls import Forward, Request
@@ -104,23 +103,17 @@ class ClientProtocol:
     async def handle(self, frame: Frame) -> None:
         """Answer one request frame."""
         started = time.perf_counter()
-        op_code = frame.header.op_code
-        compressor_id = 0
-        data: bytes = frame.data
-        if op_code == OpCode.COMPRESSED:
-            inner_op, payload = wire.decompress_payload(frame.payload)  # validates the prefix
-            compressor_id = frame.payload[8]
-            metrics.COMPRESSED.labels(_COMPRESSOR_NAMES.get(compressor_id, "noop")).inc()
-            op_code = inner_op
-            header = frame.header
-            data = wire.pack_header(16 + len(payload), header.request_id, 0, inner_op) + payload
+        incoming = open_frame(frame)
+        if incoming.compressor_id:
+            name = _COMPRESSOR_NAMES.get(incoming.compressor_id, "noop")
+            metrics.COMPRESSED.labels(name).inc()
         metrics.BYTES_IN.inc(len(frame.data))
-        if op_code == OpCode.QUERY:
-            command = await self._handle_op_query(data, frame.header.request_id)
-        elif op_code == OpCode.MSG:
-            command = await self._handle_op_msg(data, frame.header.request_id, compressor_id)
+        if incoming.op_code == OpCode.QUERY:
+            command = await self._handle_op_query(incoming)
+        elif incoming.op_code == OpCode.MSG:
+            command = await self._handle_op_msg(incoming)
         else:
-            raise wire.UnknownOpCode(f"opcode {op_code} is not accepted from clients")
+            raise wire.UnknownOpCode(f"opcode {incoming.op_code} is not accepted from clients")
         label = metrics.command_label(command)
         metrics.REQUESTS.labels(label, metrics.branch_label(self._last_branch)).inc()
         self._last_branch = MAIN
@@ -128,61 +121,43 @@ class ClientProtocol:
 
     # -- OP_MSG ---------------------------------------------------------------
 
-    async def _handle_op_msg(self, data: bytes, request_id: int, compressor_id: int) -> str:
-        flags = int.from_bytes(data[16:20], "little")
-        if data[20] == 0:
-            body = memoryview(data)[21:]
-            name = first_key(body)
-            sequences = sections_follow_body(data)
-        else:  # body section after a document sequence: rare, decode properly
-            msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
-            body = memoryview(msg.body)
-            name = msg.command_name
-            sequences = True
+    async def _handle_op_msg(self, incoming: Incoming) -> str:
+        peek = peek_command(incoming.data)
+        name = peek.name
         if name in HELLO_COMMANDS:
-            await self._answer_hello(
-                bson.decode(wire.decode_op_msg(memoryview(data)[16:], full_message=data).body),
-                request_id,
-                legacy=False,
-            )
+            hello = bson.decode(incoming.op_msg().body)
+            await self._answer_hello(hello, incoming.request_id, legacy=False)
             return name
-        expects_reply = not flags & MORE_TO_COME
-        db, duplicate = get_str_checked(body, "$db")
-        if duplicate is not None:  # the proxy and the upstream might read different ones
+        if peek.duplicate is not None:  # the proxy and the upstream might read different ones
             error = ArgonError(
-                DUPLICATE_FIELD, f"BSON field '{name}.{duplicate}' is a duplicate field"
+                DUPLICATE_FIELD, f"BSON field '{name}.{peek.duplicate}' is a duplicate field"
             )
             metrics.ERRORS.labels(error.code_name).inc()
-            if expects_reply:
-                await self._reply_msg(error.to_document(), request_id, compressor_id)
+            if not peek.more_to_come:
+                await self._reply_msg(
+                    error.to_document(), incoming.request_id, incoming.compressor_id
+                )
             return name
         # Sequences are checked against the body by the engine's decoding.
-        collection = get_str(body, "collection") if name == "getMore" else first_str(body)
-        if sequences or self._engine.needs_engine(name, db or "", self.client.app_name, collection):
-            await self._handle_in_engine(data, flags, request_id, compressor_id, expects_reply)
+        if peek.sequences or self._engine.needs_engine(
+            name, peek.db or "", self.client.app_name, peek.collection
+        ):
+            await self._handle_in_engine(incoming, peek)
             return name
         try:
-            await self._forward(
-                data,
-                body,
-                name,
-                request_id,
-                compressor_id,
-                expects_reply,
-                exhaust=bool(flags & EXHAUST_ALLOWED),
-            )
+            await self._forward(incoming.data, peek, incoming.compressor_id)
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
-            relabel_unavailable(exc, name, in_transaction=_in_transaction(body))
-            if expects_reply:
-                await self._reply_msg(exc.to_document(), request_id, compressor_id)
+            relabel_unavailable(exc, name, in_transaction=peek.in_transaction)
+            if not peek.more_to_come:
+                await self._reply_msg(
+                    exc.to_document(), incoming.request_id, incoming.compressor_id
+                )
         return name
 
-    async def _handle_in_engine(
-        self, data: bytes, flags: int, request_id: int, compressor_id: int, expects_reply: bool
-    ) -> None:
-        msg = wire.decode_op_msg(memoryview(data)[16:], full_message=data)
-        name = msg.command_name
+    async def _handle_in_engine(self, incoming: Incoming, peek: CommandPeek) -> None:
+        msg = incoming.op_msg()
+        name = peek.name
         cmd: dict[str, Any] = {}  # what the handlers below know of it if decoding fails
         try:
             cmd = decode_command(
@@ -195,18 +170,9 @@ class ClientProtocol:
             self._last_branch = request.branch
             if isinstance(result, Forward):
                 forwarded = wire.encode_op_msg(
-                    wire.OpMsg(flags, bson.encode(result.command)), request_id
+                    wire.OpMsg(peek.flags, bson.encode(result.command)), incoming.request_id
                 )
-                body = memoryview(forwarded)[21:]
-                await self._forward(
-                    forwarded,
-                    body,
-                    name,
-                    request_id,
-                    compressor_id,
-                    expects_reply,
-                    exhaust=bool(flags & EXHAUST_ALLOWED),
-                )
+                await self._forward(forwarded, peek_command(forwarded), incoming.compressor_id)
                 if result.after is not None:
                     await self._after_forward(name, result.after)
                 return
@@ -225,8 +191,8 @@ class ClientProtocol:
             log.exception("internal error in %s", name, extra={"conn": self.connection_id})
             metrics.ERRORS.labels("internal").inc()
             reply = ArgonError(1, f"Argon internal error in {name!r}: {exc!r}").to_document()
-        if expects_reply:
-            await self._reply_msg(reply, request_id, compressor_id)
+        if not peek.more_to_come:
+            await self._reply_msg(reply, incoming.request_id, incoming.compressor_id)
 
     async def _after_forward(self, name: str, after: Callable[[], Awaitable[None]]) -> None:
         """What must follow a forwarded command's reply; its failure is logged (the
@@ -256,24 +222,15 @@ class ClientProtocol:
         }
         return JoinedTransaction(self._pinned, session)
 
-    async def _forward(
-        self,
-        data: bytes,
-        body: memoryview,
-        name: str,
-        request_id: int,
-        compressor_id: int,
-        expects_reply: bool,
-        *,
-        exhaust: bool,
-    ) -> None:
+    async def _forward(self, data: bytes, peek: CommandPeek, compressor_id: int) -> None:
+        """Send ``data`` upstream as it is and relay the reply (or replies) back."""
+        name = peek.name
         conn = self._pinned
-        if conn is None and _starts_transaction(body):
+        if conn is None and peek.start_transaction is True:
             conn = self._pinned = await self._pool.acquire_pinned(self)
-        wait = _max_time(body)
         if conn is not None:
             try:
-                await self._exchange(conn, data, name, compressor_id, expects_reply, exhaust, wait)
+                await self._exchange(conn, data, peek, compressor_id)
             except UpstreamIOError as exc:
                 raise upstream_lost(exc, name, in_transaction=True) from None
             finally:
@@ -284,43 +241,42 @@ class ClientProtocol:
         for attempt in range(2):
             try:
                 async with self._pool.checkout() as conn:
-                    await self._exchange(
-                        conn, data, name, compressor_id, expects_reply, exhaust, wait
-                    )
+                    await self._exchange(conn, data, peek, compressor_id)
                 return
             except UpstreamIOError as exc:
                 # A request that never wholly left cannot have run: send it again once.
                 if exc.unsent and attempt == 0:
                     continue
                 metrics.UPSTREAM_ERRORS.labels("exchange").inc()
-                raise upstream_lost(exc, name, in_transaction=_in_transaction(body)) from None
+                raise upstream_lost(exc, name, in_transaction=peek.in_transaction) from None
 
     async def _exchange(
-        self,
-        conn: UpstreamConnection,
-        data: bytes,
-        name: str,
-        compressor_id: int,
-        expects_reply: bool,
-        exhaust: bool,
-        wait: float,
+        self, conn: UpstreamConnection, data: bytes, peek: CommandPeek, compressor_id: int
     ) -> None:
         await conn.send(data)
-        if not expects_reply:
+        if peek.more_to_come:
             return
+        # An awaitData getMore (tailable cursors, change streams) waits its
+        # maxTimeMS by design, so the upstream timeout counts only from then on.
+        millis = peek.max_time_ms
+        wait = millis / 1000.0 if millis is not None and millis > 0 else 0.0
+        compressor = _COMPRESSOR_NAMES[compressor_id] if compressor_id else None
+        if compressor is not None and must_not_compress(peek.name):
+            compressor = None
         while True:
             reply = await conn.receive_frame(wait=wait)
             out = reply.data
-            if compressor_id and not must_not_compress(name):
-                out = compress_message(out, _COMPRESSOR_NAMES[compressor_id])
+            if compressor is not None:
+                out = compress_message(out, compressor)
             await self._send_counted(out)
-            if not exhaust or not int.from_bytes(reply.data[16:20], "little") & MORE_TO_COME:
+            if not peek.exhaust_allowed or not reply_more_to_come(reply.data):
                 return
 
     # -- OP_QUERY (legacy handshakes only) -----------------------------------
 
-    async def _handle_op_query(self, data: bytes, request_id: int) -> str:
-        query = wire.decode_op_query(memoryview(data)[16:])
+    async def _handle_op_query(self, incoming: Incoming) -> str:
+        request_id = incoming.request_id
+        query = wire.decode_op_query(incoming.payload)
         command = bson.decode(query.query)
         if "$query" in command and isinstance(command["$query"], dict):
             command = command["$query"]
@@ -398,22 +354,3 @@ class ClientProtocol:
             # The transaction cannot finish without its client; mongod aborts it on timeout.
             await conn.aclose()
             await self._pool.release_pinned(self, conn)
-
-
-def _max_time(body: memoryview) -> float:
-    """Seconds the command may legitimately keep the upstream busy: its ``maxTimeMS``.
-
-    An awaitData getMore (tailable cursors, change streams) waits that long by
-    design, so the upstream timeout counts only from then on.
-    """
-    millis = get_number(body, "maxTimeMS")
-    return millis / 1000.0 if millis is not None and millis > 0 else 0.0
-
-
-def _in_transaction(body: memoryview) -> bool:
-    """Whether the command is a statement of a client transaction (``autocommit: false``)."""
-    return get_bool(body, "autocommit") is False
-
-
-def _starts_transaction(body: memoryview) -> bool:
-    return get_bool(body, "startTransaction") is True

@@ -17,6 +17,9 @@ request a reply answers, opCode) and a body whose shape the opcode fixes.
 * ``compression``: OP_COMPRESSED (2012) wraps any message in snappy, zlib or
   zstd, with the compressor agreed in the handshake.
 * ``messages``: ``decode_frame``/``encode_message`` over all of the above.
+* ``peek``: what a proxy routes by (command name, collection, ``$db``, a
+  repeated key, ``maxTimeMS``, transaction fields, flags), read in one pass
+  over a request that is then forwarded as it came.
 * ``bson_raw``: reading a document's structure (the command name, one field)
   without decoding its values.
 
@@ -86,6 +89,7 @@ from .opmsg import (
     decode_op_msg,
     encode_op_msg,
 )
+from .peek import CommandPeek, Incoming, open_frame, peek_command, reply_more_to_come
 
 __all__ = [
     "CHECKSUM_PRESENT",
@@ -101,12 +105,14 @@ __all__ = [
     "BadLength",
     "BytesLike",
     "ChecksumMismatch",
+    "CommandPeek",
     "Decoded",
     "DocumentSequence",
     "Frame",
     "FrameTooLarge",
     "Framer",
     "Header",
+    "Incoming",
     "InvalidBSON",
     "MalformedMessage",
     "Message",
@@ -138,7 +144,10 @@ __all__ = [
     "get_str",
     "iter_elements",
     "must_not_compress",
+    "open_frame",
     "pack_header",
     "parse_header",
+    "peek_command",
+    "reply_more_to_come",
     "validate_document_bounds",
 ]

@@ -1,5 +1,5 @@
-"""Raw BSON helpers: duplicate top-level keys, the first string value, sections after a
-body, numbers and booleans read without a full decode."""
+"""Raw BSON helpers: duplicate top-level keys and sections after a body, read without a
+full decode."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wire import DocumentSequence, OpMsg, encode_op_msg
-from wire.bson_raw import duplicate_key, first_str, get_bool, get_number, get_str_checked
+from wire.bson_raw import duplicate_key, get_str_checked
 from wire.opmsg import CHECKSUM_PRESENT, sections_follow_body
 
 from .strategies import values
@@ -47,13 +47,6 @@ def test_duplicate_detection_agrees_with_a_naive_decode(items: list[tuple[str, o
     assert value == (first_db if isinstance(first_db, str) else None)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(pairs.filter(bool))
-def test_first_str_is_the_first_value_when_a_string(items: list[tuple[str, object]]) -> None:
-    value = items[0][1]
-    assert first_str(raw_document(items)) == (value if isinstance(value, str) else None)
-
-
 def test_a_repeated_db_is_reported() -> None:
     raw = raw_document([("find", "wal"), ("$db", "shop"), ("$db", "__argon")])
     assert get_str_checked(raw, "$db") == ("shop", "$db")
@@ -68,36 +61,3 @@ def test_sections_after_the_body_are_seen(flags: int) -> None:
     )
     assert not sections_follow_body(plain)
     assert sections_follow_body(with_docs)
-
-
-# Reading single fields straight from BSON bytes agrees with a full decode.
-
-_values = st.one_of(
-    st.integers(-(2**31), 2**31 - 1),
-    st.integers(-(2**63), 2**63 - 1).map(bson.Int64),
-    st.floats(allow_nan=False),
-    st.booleans(),
-    st.text(max_size=5),
-    st.none(),
-)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(before=st.dictionaries(st.sampled_from(["a", "b"]), _values), value=_values)
-def test_get_number_and_get_bool_match_decode(before: dict[str, object], value: object) -> None:
-    raw = bson.encode({**before, "k": value})
-    number = get_number(raw, "k")
-    flag = get_bool(raw, "k")
-    if isinstance(value, bool):
-        assert flag is value and number is None
-    elif isinstance(value, int | float):
-        assert flag is None and number == float(value)
-    else:
-        assert flag is None and number is None
-
-
-def test_absent_fields_are_none() -> None:
-    raw = bson.encode({"maxTimeMS": 5})
-    assert get_number(raw, "autocommit") is None
-    assert get_bool(raw, "autocommit") is None
-    assert get_number(raw, "maxTimeMS") == 5.0
