@@ -20,7 +20,6 @@ from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .indexes import Indexes
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
-from .upstream import Address
 from .writes import Writer
 
 
@@ -52,12 +51,10 @@ class Admin:
         writer: Writer,
         indexes: Indexes,
         snapshots: timetravel.Snapshots,
-        upstream: Address,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.writer = writer
-        self.upstream = upstream
         self.actions: dict[str, Action] = {
             "status": self._status,
             "createBranch": self._create,
@@ -174,7 +171,7 @@ class Admin:
                 for b in self.catalog.branches.values()
             ),
             "lsn": await self.catalog.current_lsn(),
-            "upstream": str(self.upstream),
+            "upstream": str(self.db.pool.address),  # the primary, once found
         }
 
     async def _create(self, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -30,13 +30,16 @@ import trio
 
 from .catalog import Catalog
 from .config import ConfigError, Settings
+from .dbclient import CommandError
 from .embedded import EmbeddedError, embedded_upstream, prepare_data_dir
 from .engine import Engine
-from .errors import UpstreamIOError, UpstreamUnavailable
+from .errors import UNAUTHORIZED, UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
 from .server import ProxyServer
 from .timetravel import SnapshotLimits
-from .upstream import UpstreamPool, parse_upstream_uri
+from .upstream import UpstreamPool
+from .upstream_connect import UpstreamRefused
+from .upstream_target import UpstreamTarget, parse_target, redacted
 
 log = logging.getLogger("argon.app")
 
@@ -56,6 +59,7 @@ class StartupError(Exception):
 
 
 EXIT_CONFIG = 3  # bad configuration or address in use: the documented exit status
+EXIT_UPSTREAM = 4  # the upstream cannot be used (it refused Argon's credentials or TLS)
 
 
 def check_settings(settings: Settings) -> None:
@@ -86,13 +90,20 @@ def check_settings(settings: Settings) -> None:
 
 
 def _check_upstream_uri(uri: str) -> None:
+    if uri.startswith("mongodb+srv://"):
+        return  # resolving it takes DNS: done at start-up, where failures are reported
     try:
-        address = parse_upstream_uri(uri)
+        parse_target(uri)
     except ValueError as exc:
-        raise ConfigError(f"upstream {uri!r} is not a mongodb://HOST[:PORT] URI ({exc})") from None
-    host_part = uri.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    if not host_part or not address.host or not 0 < address.port <= 65535:
-        raise ConfigError(f"upstream {uri!r} names no host: use mongodb://HOST[:PORT]")
+        raise ConfigError(f"upstream {redacted(uri)!r}: {exc}") from None
+
+
+async def _target(uri: str) -> UpstreamTarget:
+    """The upstream the URI names (SRV lookups run in a worker thread)."""
+    try:
+        return await trio.to_thread.run_sync(parse_target, uri)
+    except ValueError as exc:
+        raise ConfigError(f"upstream {redacted(uri)!r}: {exc}") from None
 
 
 def check_addresses_free(settings: Settings) -> None:
@@ -177,6 +188,17 @@ async def _start_engine(engine: Engine) -> None:
         try:
             await engine.start()
             return
+        except UpstreamRefused as exc:
+            raise StartupError(f"cannot use the upstream: {exc}", EXIT_UPSTREAM) from None
+        except CommandError as exc:
+            if exc.code != UNAUTHORIZED:
+                raise
+            raise StartupError(
+                f"cannot use the upstream: it requires authentication ({exc.errmsg}); put "
+                "the credentials of a user with the root role in the upstream URI "
+                "(mongodb://USER:PASSWORD@HOST/?authSource=admin)",
+                EXIT_UPSTREAM,
+            ) from None
         except (UpstreamUnavailable, UpstreamIOError) as exc:
             log.warning("%s; retrying in %.1fs", exc, delay)
             await trio.sleep(delay)
@@ -239,11 +261,12 @@ async def _start_and_run(
     settings: Settings, stopper: _Stopper, task_status: trio.TaskStatus[int]
 ) -> None:
     async with _upstream_uri(settings) as uri:
+        target = await _target(uri)
         pool = UpstreamPool(
-            parse_upstream_uri(uri),
+            target,
             size=settings.pool_size,
             idle=settings.pool_idle,
-            connect_timeout=settings.connect_timeout,
+            connect_timeout=target.connect_timeout or settings.connect_timeout,
             reply_timeout=settings.upstream_timeout,
         )
         health = Health(upstream=str(pool.address))

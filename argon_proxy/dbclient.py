@@ -97,6 +97,10 @@ async def connection(pool: UpstreamPool) -> AsyncIterator[UpstreamConnection]:
     yield held
 
 
+# The failures that say the host is no longer the writable primary (the drivers'
+# "not writable primary" and "node is recovering" errors).
+NOT_PRIMARY_CODES = frozenset({10107, 13435, 13436, 11600, 11602, 189, 91})
+
 # What mongod may put beside a failure's code and errmsg, kept wherever Argon
 # passes an upstream failure on (``ArgonError.details``).
 ERROR_DETAILS = ("keyPattern", "keyValue")
@@ -135,6 +139,8 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     )
     CLOCK.note(reply)
     if not reply.get("ok"):
+        if reply.get("code") in NOT_PRIMARY_CODES:
+            conn.not_primary = conn.broken = True  # the pool looks for the primary again
         raise CommandError(reply)
     return reply
 

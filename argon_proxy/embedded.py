@@ -38,7 +38,8 @@ from pathlib import Path
 import trio
 
 from .errors import UpstreamUnavailable
-from .upstream import Address, UpstreamPool
+from .upstream import UpstreamPool
+from .upstream_target import Address
 
 log = logging.getLogger("argon.embedded")
 

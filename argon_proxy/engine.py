@@ -159,9 +159,7 @@ class Engine:
         self.aggregate_out = AggregateOut(
             self.db, self.catalog, self.reader, self.writer, self.collections
         )
-        self.admin = Admin(
-            self.db, self.catalog, self.writer, self.indexes, self.snapshots, pool.address
-        )
+        self.admin = Admin(self.db, self.catalog, self.writer, self.indexes, self.snapshots)
         self.routes = self._routes()
 
     async def start(self) -> None:

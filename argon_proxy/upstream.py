@@ -31,10 +31,10 @@ import itertools
 import logging
 import math
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import bson
 import trio
@@ -44,6 +44,7 @@ from wire import Frame, Framer, OpMsg, decode_op_msg, encode_op_msg
 from . import __version__, metrics
 from .errors import UpstreamIOError, UpstreamUnavailable
 from .hello import UpstreamFacts
+from .upstream_target import Address, UpstreamTarget
 
 log = logging.getLogger("argon.upstream")
 
@@ -63,44 +64,29 @@ def _io_error(exc: BaseException, what: str, *, unsent: bool) -> UpstreamIOError
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError, trio.TooSlowError)
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_upstream_uri(uri: str) -> Address:
-    """The address of a ``mongodb://host[:port]/...`` URI (the first host of a seed list)."""
-    parts = urlsplit(uri)
-    if parts.scheme != "mongodb":
-        raise ValueError(f"upstream URI must start with mongodb:// (got {uri!r})")
-    hosts = parts.netloc.rsplit("@", 1)[-1]
-    first = hosts.split(",")[0]
-    if first.startswith("["):
-        host, _, rest = first[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = first.partition(":")
-    return Address(unquote(host) or "127.0.0.1", int(port or 27017))
-
-
 class UpstreamConnection:
     """One socket to the upstream with its own framer."""
 
     _ids = itertools.count(1)
 
     def __init__(
-        self, stream: trio.SocketStream, address: Address, reply_timeout: float = 0.0
+        self,
+        stream: trio.abc.Stream,
+        address: Address,
+        reply_timeout: float = 0.0,
+        *,
+        transport: trio.SocketStream | None = None,
     ) -> None:
         self.id = next(self._ids)
         self.stream = stream
+        # The TCP stream under any TLS, whose socket tells whether the peer closed it.
+        self.transport = transport if transport is not None else stream
         self.address = address
         self.framer = Framer()
         self.reply_timeout = reply_timeout  # 0: unbounded
         self.broken = False
+        # A reply said its host is no longer the writable primary (dbclient.run_on).
+        self.not_primary = False
         self.idle_since = 0.0
         self._closed = False
         metrics.POOL_OPEN.inc()
@@ -147,39 +133,46 @@ class UpstreamConnection:
         """True if the idle socket is readable: the peer closed it (or sent junk)."""
         try:
             poller = select.poll()
-            poller.register(self.stream.socket.fileno(), select.POLLIN | select.POLLERR)
+            assert isinstance(self.transport, trio.SocketStream)
+            poller.register(self.transport.socket.fileno(), select.POLLIN | select.POLLERR)
             return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 
+    async def command(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one of Argon's own commands on this connection; the reply, ``ok`` or not."""
+        body = bson.encode({**command, "$db": db})
+        await self.send(encode_op_msg(OpMsg(flags=0, body=body), 1))
+        reply = await self.receive_frame()
+        decoded: dict[str, Any] = bson.decode(
+            decode_op_msg(reply.payload, full_message=reply.data).body
+        )
+        return decoded
+
     async def ping(self, timeout: float) -> bool:
         """Whether the upstream still answers on this connection within ``timeout``."""
-        command = {"ping": 1, "$db": "admin"}
         with trio.move_on_after(timeout):
             try:
-                await self.send(encode_op_msg(OpMsg(flags=0, body=bson.encode(command)), 1))
-                reply = await self.receive_frame()
-                body = decode_op_msg(reply.payload, full_message=reply.data).body
-                return bool(bson.decode(body).get("ok"))
+                return bool((await self.command("admin", {"ping": 1})).get("ok"))
             except (UpstreamIOError, *_IO_ERRORS):
                 return False
         self.broken = True
         return False
 
-    async def hello(self) -> dict[str, object]:
-        """The handshake every driver makes on a new connection, naming Argon as the client."""
-        command = {
+    async def hello(self, sasl_user: str | None = None) -> dict[str, Any]:
+        """The handshake every driver makes on a new connection, naming Argon as the
+        client; ``sasl_user`` (``source.user``) asks which mechanisms it may use."""
+        command: dict[str, Any] = {
             "hello": 1,
-            "$db": "admin",
             "client": {
                 "application": {"name": "argon-proxy"},
                 "driver": {"name": "argon", "version": __version__},
                 "os": {"type": "unknown"},
             },
         }
-        await self.send(encode_op_msg(OpMsg(flags=0, body=bson.encode(command)), 1))
-        reply = await self.receive_frame()
-        return bson.decode(decode_op_msg(reply.payload, full_message=reply.data).body)
+        if sasl_user is not None:
+            command["saslSupportedMechs"] = sasl_user
+        return await self.command("admin", command)
 
     async def aclose(self) -> None:
         self.broken = True
@@ -187,14 +180,19 @@ class UpstreamConnection:
             self._closed = True
             metrics.POOL_OPEN.dec()
             with trio.CancelScope(shield=True):
-                await self.stream.aclose()
+                # The TCP stream itself: a TLS goodbye could wait on a frozen peer.
+                await self.transport.aclose()
 
 
 @dataclass
 class UpstreamPool:
-    """At most ``size`` open connections; idle ones are kept up to ``idle``."""
+    """At most ``size`` open connections; idle ones are kept up to ``idle``.
 
-    address: Address
+    ``target`` is the deployment (an ``Address`` for one plain host); ``address``
+    the host connections go to: the one seed, or the primary last found.
+    """
+
+    target: UpstreamTarget | Address
     size: int = 100
     idle: int = 32
     connect_timeout: float = 3.0
@@ -203,33 +201,50 @@ class UpstreamPool:
     _idle: list[UpstreamConnection] = field(default_factory=list)
     _limiter: trio.CapacityLimiter = field(init=False)
     _closed: bool = False
+    deployment: UpstreamTarget = field(init=False)
+    address: Address = field(init=False)
 
     def __post_init__(self) -> None:
         self._limiter = trio.CapacityLimiter(self.size)
+        target = self.target
+        self.deployment = UpstreamTarget.single(target) if isinstance(target, Address) else target
+        self.address = self.deployment.seeds[0]
 
     @property
     def in_use(self) -> int:
         return int(self._limiter.borrowed_tokens)
 
     async def connect(self) -> UpstreamConnection:
-        """A new connection, or ``UpstreamUnavailable`` within ``connect_timeout``."""
+        """A new connection, or ``UpstreamUnavailable`` within ``connect_timeout``
+        (``UpstreamRefused`` when the upstream refuses Argon's credentials or TLS)."""
+        # Imported here: opening a connection builds one of this module's connections.
+        from .upstream_connect import NoPrimary, find_primary, open_to
+
+        target = self.deployment
         try:
             with trio.fail_after(self.connect_timeout):
-                stream = await trio.open_tcp_stream(self.address.host, self.address.port)
-                conn = UpstreamConnection(stream, self.address, self.reply_timeout)
-                try:
-                    self.facts = UpstreamFacts.from_hello(await conn.hello())
-                except BaseException:
-                    await conn.aclose()
-                    raise
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, UpstreamIOError) as exc:
+                if target.discovers:
+                    conn, hello = await find_primary(target, self.address, self.reply_timeout)
+                else:
+                    conn, hello = await open_to(self.address, target, self.reply_timeout)
+        except (
+            OSError,
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            UpstreamIOError,
+            NoPrimary,
+        ) as exc:
             timed_out = isinstance(exc, trio.TooSlowError) or getattr(exc, "timed_out", False)
             reason = "timed out" if timed_out else str(exc)
             metrics.UPSTREAM_ERRORS.labels("connect").inc()
             raise UpstreamUnavailable(
-                f"Argon cannot reach the upstream MongoDB at {self.address}: {reason}. "
+                f"Argon cannot reach the upstream MongoDB at {target}: {reason}. "
                 "Check that it is running; Argon reconnects by itself when it is back."
             ) from None
+        if conn.address != self.address:
+            log.info("upstream primary is now %s", conn.address)
+            self.address = conn.address
+        self.facts = UpstreamFacts.from_hello(hello)
         return conn
 
     @asynccontextmanager
@@ -292,6 +307,10 @@ class UpstreamPool:
         return await self.connect()
 
     async def release(self, conn: UpstreamConnection) -> None:
+        if conn.not_primary:  # its host stepped down, and so did every idle connection's
+            idle, self._idle = self._idle, []
+            for other in idle:
+                await other.aclose()
         if conn.broken or self._closed or len(self._idle) >= self.idle or conn.framer.buffered:
             await conn.aclose()
         else:

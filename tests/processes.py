@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,15 @@ class Process:
         return self.proc.returncode
 
 
-def start_upstream(port: int | None = None, storage: str = ":memory:") -> Process:
+def start_upstream(
+    port: int | None = None,
+    storage: str = ":memory:",
+    *,
+    args: Sequence[str] = (),
+    ready_uri: str | None = None,
+) -> Process:
+    """SecantusDB on loopback, once it answers a ping (through ``ready_uri`` when
+    ``args`` ask for TLS); ``args`` go on its command line (``--auth``, TLS files)."""
     port = port or free_port()
     log_file = Path(tempfile.mkstemp(prefix="secantus-", suffix=".log")[1])
     with log_file.open("wb") as out:
@@ -113,6 +122,7 @@ def start_upstream(port: int | None = None, storage: str = ":memory:") -> Proces
                 storage,
                 "--log-level",
                 "WARNING",
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -121,7 +131,8 @@ def start_upstream(port: int | None = None, storage: str = ":memory:") -> Proces
     try:
         wait_for_port(port, 60, proc)
         client: MongoClient[dict[str, object]] = MongoClient(
-            f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=30000
+            (ready_uri or "mongodb://127.0.0.1:{port}/?directConnection=true").format(port=port),
+            serverSelectionTimeoutMS=30000,
         )
         try:
             client.admin.command("ping")

@@ -15,7 +15,8 @@ from pymongo import MongoClient
 
 from argon_proxy.catalog import Catalog
 from argon_proxy.dbclient import DbClient
-from argon_proxy.upstream import Address, UpstreamPool
+from argon_proxy.upstream import UpstreamPool
+from argon_proxy.upstream_target import Address
 
 from .processes import Process, start_proxy, start_upstream
 

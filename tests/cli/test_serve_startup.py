@@ -83,7 +83,7 @@ def test_metrics_port_in_use_names_the_metrics_port(tmp_path: Path, taken_port: 
         (["--log-level", "LOUD"], ["log_level", "LOUD"]),
         (["--log-format", "xml"], ["log_format", "xml"]),
         (["--upstream", "http://db.example:27017"], ["upstream", "mongodb://"]),
-        (["--upstream", "mongodb://"], ["upstream", "no host"]),
+        (["--upstream", "mongodb://"], ["upstream", "hostname"]),
         (["--upstream", "mongodb://db:port"], ["upstream", "db:port"]),
         (["--port", "70000"], ["port", "70000"]),
         (["--pool-size", "0"], ["pool_size"]),

@@ -12,7 +12,8 @@ from argon_proxy.config import Settings
 from argon_proxy.engine import Engine
 from argon_proxy.protocol import ClientProtocol
 from argon_proxy.server import ProxyServer, _Client
-from argon_proxy.upstream import Address, UpstreamPool
+from argon_proxy.upstream import UpstreamPool
+from argon_proxy.upstream_target import Address
 
 _HEADER = struct.pack("<iiii", 1000, 1, 0, 2013)  # an OP_MSG announcing 1000 bytes
 

@@ -10,7 +10,8 @@ import trio
 from argon_proxy.dbclient import CommandError, run_on
 from argon_proxy.errors import UpstreamIOError, UpstreamUnavailable
 from argon_proxy.txn import Transaction
-from argon_proxy.upstream import HEALTH_CHECK_IDLE, Address, UpstreamPool
+from argon_proxy.upstream import HEALTH_CHECK_IDLE, UpstreamPool
+from argon_proxy.upstream_target import Address
 
 from ..processes import Process, start_upstream
 
