@@ -35,6 +35,7 @@ from .embedded import EmbeddedError, embedded_upstream, prepare_data_dir
 from .engine import Engine
 from .errors import UNAUTHORIZED, UpstreamIOError, UpstreamUnavailable
 from .httpd import Health, MetricsServer
+from .listener_tls import server_context
 from .server import ProxyServer
 from .timetravel import SnapshotLimits
 from .upstream import UpstreamPool
@@ -80,6 +81,7 @@ def check_settings(settings: Settings) -> None:
             settings.member_address()
         except ValueError as exc:
             raise ConfigError(f"advertise {settings.advertise!r}: {exc}") from None
+    server_context(settings)  # the listener's TLS files are usable
     if settings.upstream:
         _check_upstream_uri(settings.upstream)
     else:
@@ -310,7 +312,7 @@ async def _run(
     task_status: trio.TaskStatus[int],
 ) -> None:
     """Serve clients until a signal or cancellation, then drain."""
-    server = ProxyServer(settings, pool, engine)
+    server = ProxyServer(settings, pool, engine, tls=server_context(settings))
     stopper.server = server
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_health, pool, health)

@@ -42,6 +42,10 @@ class Settings:
     embedded_port: int = 0  # 0: pick a free port
     embedded_start_timeout: float = 60.0
     max_connections: int = 1000
+    tls_cert_file: str = ""  # PEM certificate (and key): clients must connect with TLS
+    tls_key_file: str = ""  # PEM key, when not in tls_cert_file
+    tls_ca_file: str = ""  # CAs client certificates are checked against
+    tls_require_client_cert: bool = False
     pool_size: int = 100
     pool_idle: int = 32
     connect_timeout: float = 3.0

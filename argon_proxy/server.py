@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ class ProxyServer:
     _partial_bytes: int = 0  # incomplete frames buffered, all clients together
     _all_done: trio.Event = field(default_factory=trio.Event)
     _stop_requested: trio.Event = field(default_factory=trio.Event)
+    tls: ssl.SSLContext | None = None  # clients must speak TLS (listener_tls.py)
 
     def request_stop(self) -> None:
         """Begin the graceful shutdown: stop accepting, drain, return from ``serve``."""
@@ -130,15 +132,25 @@ class ProxyServer:
         metrics.CONNECTIONS.inc()
         peer = _peer(stream)
         log.info("client connected from %s", peer, extra={"conn": conn_id})
+        served: trio.abc.Stream = stream
+        if self.tls is not None:
+            secured = await self._handshake(stream, conn_id)
+            if secured is None:
+                del self._clients[conn_id]
+                metrics.CONNECTIONS.dec()
+                if self._draining and not self._clients:
+                    self._all_done.set()
+                return
+            served = secured
         protocol = ClientProtocol(
-            stream.send_all,
+            served.send_all,
             pool=self.pool,
             engine=self.engine,
             settings=self.settings,
             connection_id=conn_id,
         )
         try:
-            await self._serve_client(stream, protocol, client, conn_id)
+            await self._serve_client(served, protocol, client, conn_id)
         except wire.WireError as exc:
             metrics.ERRORS.labels("malformed_frame").inc()
             log.warning(
@@ -155,10 +167,30 @@ class ProxyServer:
             metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True):
                 await protocol.aclose()
-                await stream.aclose()
+                await stream.aclose()  # the TCP stream: no TLS goodbye to wait on
             log.info("client disconnected", extra={"conn": conn_id})
             if self._draining and not self._clients:
                 self._all_done.set()
+
+    async def _handshake(
+        self, stream: trio.SocketStream, conn_id: int
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        """The client's TLS stream once its handshake completed (within
+        ``frame_timeout``); None, the connection closed, when it did not."""
+        assert self.tls is not None
+        secured = trio.SSLStream(stream, self.tls, server_side=True)
+        reason = "not completed within frame_timeout"
+        with trio.move_on_after(self.settings.frame_timeout):
+            try:
+                await secured.do_handshake()
+                return secured
+            except trio.BrokenResourceError as exc:
+                reason = str(exc.__cause__ or exc)
+        metrics.ERRORS.labels("tls_handshake").inc()
+        log.info("closing connection: TLS handshake failed: %s", reason, extra={"conn": conn_id})
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        return None
 
     def _hold(self, client: _Client, buffered: int) -> bool:
         """Charge ``buffered`` bytes of ``client``'s incomplete frame; False if over budget."""
