@@ -1,9 +1,13 @@
 # Argon proxy. Without ARGON_UPSTREAM it runs the embedded SecantusDB with its data in /data.
 #
-# Argon has no authentication yet: whoever reaches port 27018 can read and
-# write every database. This image listens on all interfaces only because it
-# sets ARGON_HOST below, so that `docker run -p` can reach it; publish the
-# ports to trusted networks only (e.g. `-p 127.0.0.1:27018:27018`).
+# Clients must authenticate (ARGON_AUTH below): this image listens on all
+# interfaces, because it sets ARGON_HOST, so that `docker run -p` can reach it.
+# Create the first user from inside the container, where loopback lets the
+# first one in (mongod's localhost exception):
+#   docker exec -it <container> argon user create admin
+# then connect with mongodb://admin:<password>@<host>:27018/. TLS for clients:
+# mount a certificate and set ARGON_TLS_CERT_FILE (see the README's Security).
+# The metrics port (9216) serves /metrics and /healthz without authentication.
 #
 # tests/test_packaging.py replays this recipe step by step (COPY, RUN, ENV,
 # USER, HEALTHCHECK, ENTRYPOINT/CMD) outside Docker: keep it a plain sequence.
@@ -33,6 +37,7 @@ RUN useradd --system --user-group --uid 10001 --home-dir /app --shell /usr/sbin/
 USER argon
 
 ENV ARGON_HOST=0.0.0.0 \
+    ARGON_AUTH=true \
     ARGON_METRICS_HOST=0.0.0.0 \
     ARGON_DATA_DIR=/data \
     ARGON_EMBEDDED_COMMAND=/app/.venv-upstream/bin/secantusd-py

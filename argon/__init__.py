@@ -85,6 +85,7 @@ from .models import (
     TimeTravelRange,
     UndoRefusal,
     UndoResult,
+    User,
 )
 
 __all__ = [
@@ -140,6 +141,7 @@ __all__ = [
     "UndoConflictError",
     "UndoRefusal",
     "UndoResult",
+    "User",
     "archive_branch",
     "connect",
     "create_branch",

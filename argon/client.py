@@ -45,6 +45,7 @@ from .models import (
 )
 from .projects import Projects
 from .tags import Snapshots, Tags
+from .users import Users
 
 Document = dict[str, Any]
 DEFAULT_TIMEOUT_MS = 10_000
@@ -82,6 +83,7 @@ class Client:
         self.snapshots = Snapshots(self)
         self.merges = Merges(self)
         self.projects = Projects(self)
+        self.users = Users(self)
 
     # -- plumbing ---------------------------------------------------------
 

@@ -215,6 +215,23 @@ class Tag(Model):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class User(Model):
+    """One of Argon's users."""
+
+    name: str
+    created_at: dt.datetime | None
+    mechanisms: tuple[str, ...]
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Self:
+        return cls(
+            name=str(doc["user"]),
+            created_at=doc.get("created"),
+            mechanisms=tuple(str(m) for m in doc.get("mechanisms", ())),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Conflict(Model):
     """One document both sides of a merge changed incompatibly."""
 

@@ -20,6 +20,7 @@ from .dbclient import DbClient
 from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
 from .indexes import Indexes
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
+from .users import UserStore
 from .writes import Writer
 
 
@@ -51,6 +52,7 @@ class Admin:
         writer: Writer,
         indexes: Indexes,
         snapshots: timetravel.Snapshots,
+        users: UserStore,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -83,6 +85,10 @@ class Admin:
             "undo": lambda cmd: reset.undo_action(db, catalog, writer, cmd),
             "gc": lambda cmd: gc.gc_action(db, catalog, cmd),
             "setBranchExpiry": self._expiry,
+            "createUser": users.create_action,
+            "updateUser": users.update_action,
+            "dropUser": users.drop_action,
+            "listUsers": users.list_action,
         }
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import signal
 import socket
@@ -82,6 +83,13 @@ def check_settings(settings: Settings) -> None:
         except ValueError as exc:
             raise ConfigError(f"advertise {settings.advertise!r}: {exc}") from None
     server_context(settings)  # the listener's TLS files are usable
+    if not settings.auth and not settings.allow_unauthenticated and not _loopback(settings.host):
+        raise ConfigError(
+            f"host {settings.host!r} listens beyond loopback without authentication: set "
+            "auth = true (ARGON_AUTH) and create users with `argon user create`, or set "
+            "allow_unauthenticated = true (ARGON_ALLOW_UNAUTHENTICATED) if whoever reaches "
+            "the port may read and write every database"
+        )
     if settings.upstream:
         _check_upstream_uri(settings.upstream)
     else:
@@ -89,6 +97,16 @@ def check_settings(settings: Settings) -> None:
             prepare_data_dir(settings.data_dir)
         except EmbeddedError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names only loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_upstream_uri(uri: str) -> None:

@@ -37,6 +37,7 @@ class Request:
     connection_id: int
     joined: Runner | None = None  # the client's own transaction, if it is in one
     branch: str = MAIN  # set by the engine once resolved, for metrics
+    user: str | None = None  # who the connection authenticated as
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Call:
     @property
     def client(self) -> ClientIdentity:
         """Who sent it, as the WAL records it."""
-        return ClientIdentity(self.req.app_name, None, self.req.connection_id)
+        return ClientIdentity(self.req.app_name, self.req.user, self.req.connection_id)
 
     def forward(self) -> Forward:
         """The command to the upstream as the client sent it, on its plain database."""

@@ -42,6 +42,9 @@ class Settings:
     embedded_port: int = 0  # 0: pick a free port
     embedded_start_timeout: float = 60.0
     max_connections: int = 1000
+    auth: bool = False  # clients must authenticate as one of Argon's users
+    # without auth, listening beyond loopback lets anyone who reaches the port in
+    allow_unauthenticated: bool = False
     tls_cert_file: str = ""  # PEM certificate (and key): clients must connect with TLS
     tls_key_file: str = ""  # PEM key, when not in tls_cert_file
     tls_ca_file: str = ""  # CAs client certificates are checked against

@@ -73,6 +73,7 @@ from .reads import Reader, snapshot_concern, unsupported
 from .txn import JoinedTransaction
 from .txn_ends import TransactionEnds
 from .upstream import UpstreamPool
+from .users import UserStore
 from .write_commands import WriteCommands
 from .writes import Writer
 
@@ -159,7 +160,10 @@ class Engine:
         self.aggregate_out = AggregateOut(
             self.db, self.catalog, self.reader, self.writer, self.collections
         )
-        self.admin = Admin(self.db, self.catalog, self.writer, self.indexes, self.snapshots)
+        self.users = UserStore(self.db)
+        self.admin = Admin(
+            self.db, self.catalog, self.writer, self.indexes, self.snapshots, self.users
+        )
         self.routes = self._routes()
 
     async def start(self) -> None:

@@ -43,6 +43,10 @@ PROJECT_IN_USE = 2019
 NOT_IN_TRANSACTION = 263
 NO_SUCH_TRANSACTION = 251
 INVALID_OPTIONS = 72
+AUTHENTICATION_FAILED = 18
+USER_NOT_FOUND = 11
+MECHANISM_UNAVAILABLE = 334
+USER_EXISTS = 51003  # mongod's createUser of a user that exists
 
 _NAMES = {
     BAD_VALUE: "BadValue",
@@ -77,6 +81,9 @@ _NAMES = {
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
     13: "Unauthorized",
+    AUTHENTICATION_FAILED: "AuthenticationFailed",
+    USER_NOT_FOUND: "UserNotFound",
+    MECHANISM_UNAVAILABLE: "MechanismUnavailable",
     DUPLICATE_FIELD: "Location40413",
     73: "InvalidNamespace",
     112: "WriteConflict",

@@ -43,6 +43,7 @@ from wire.compression import compress_message, must_not_compress
 from wire.peek import CommandPeek, Incoming, open_frame, peek_command, reply_more_to_come
 
 from . import metrics
+from .auth import AUTH_COMMANDS, ConnectionAuth
 from .calls import Forward, Request
 from .clustertime import CLOCK
 from .config import Settings
@@ -88,8 +89,10 @@ class ClientProtocol:
         engine: Engine,
         settings: Settings,
         connection_id: int,
+        auth: ConnectionAuth,
     ) -> None:
         self._send = send
+        self._auth = auth
         self._pool = pool
         self._engine = engine
         self._settings = settings
@@ -128,14 +131,21 @@ class ClientProtocol:
             hello = bson.decode(incoming.op_msg().body)
             await self._answer_hello(hello, incoming.request_id, legacy=False)
             return name
+        refusal: ArgonError | None = None
         if peek.duplicate is not None:  # the proxy and the upstream might read different ones
-            error = ArgonError(
+            refusal = ArgonError(
                 DUPLICATE_FIELD, f"BSON field '{name}.{peek.duplicate}' is a duplicate field"
             )
-            metrics.ERRORS.labels(error.code_name).inc()
+        elif name in AUTH_COMMANDS:  # never upstream: see auth.py
+            await self._answer_auth(incoming, peek)
+            return name
+        elif self._auth.refuses(name) and not await self._bootstrapping(incoming, name):
+            refusal = self._auth.unauthorized(name)
+        if refusal is not None:
+            metrics.ERRORS.labels(refusal.code_name).inc()
             if not peek.more_to_come:
                 await self._reply_msg(
-                    error.to_document(), incoming.request_id, incoming.compressor_id
+                    refusal.to_document(), incoming.request_id, incoming.compressor_id
                 )
             return name
         # Sequences are checked against the body by the engine's decoding.
@@ -155,6 +165,22 @@ class ClientProtocol:
                 )
         return name
 
+    async def _answer_auth(self, incoming: Incoming, peek: CommandPeek) -> None:
+        try:
+            reply = await self._auth.answer(peek.name, bson.decode(incoming.op_msg().body))
+        except ArgonError as exc:
+            metrics.ERRORS.labels(exc.code_name).inc()
+            reply = exc.to_document()
+        if not peek.more_to_come:
+            await self._reply_msg(reply, incoming.request_id, incoming.compressor_id)
+
+    async def _bootstrapping(self, incoming: Incoming, name: str) -> bool:
+        """The localhost exception: the first user's creation (see auth.py)."""
+        if name != "argon":
+            return False
+        action = bson.decode(incoming.op_msg().body).get("argon")
+        return action == "createUser" and await self._auth.may_bootstrap()
+
     async def _handle_in_engine(self, incoming: Incoming, peek: CommandPeek) -> None:
         msg = incoming.op_msg()
         name = peek.name
@@ -165,7 +191,9 @@ class ClientProtocol:
             )
             joined = await self._client_transaction(cmd)
             result = await self._engine.route(
-                request := Request(cmd, self.client.app_name, self.connection_id, joined)
+                request := Request(
+                    cmd, self.client.app_name, self.connection_id, joined, user=self._auth.user
+                )
             )
             self._last_branch = request.branch
             if isinstance(result, Forward):
@@ -320,6 +348,11 @@ class ClientProtocol:
             compressors=compressors,
             member=self._member,
         )
+        asked = command.get("saslSupportedMechs")  # "source.user": which mechanisms it may use
+        if isinstance(asked, str):
+            mechanisms = await self._auth.users.mechanisms(asked.partition(".")[2])
+            if mechanisms:
+                reply["saslSupportedMechs"] = mechanisms
         if legacy:
             await self._reply_legacy(reply, request_id)
         else:

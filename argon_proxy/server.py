@@ -21,6 +21,7 @@ cancel what is left.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import math
@@ -35,6 +36,7 @@ import wire
 from wire import Framer
 
 from . import metrics
+from .auth import ConnectionAuth
 from .config import Settings
 from .engine import Engine
 from .errors import CONNECTION_LIMIT, ArgonError
@@ -142,12 +144,14 @@ class ProxyServer:
                     self._all_done.set()
                 return
             served = secured
+        auth = ConnectionAuth(self.engine.users, self.settings.auth, _loopback(stream))
         protocol = ClientProtocol(
             served.send_all,
             pool=self.pool,
             engine=self.engine,
             settings=self.settings,
             connection_id=conn_id,
+            auth=auth,
         )
         try:
             await self._serve_client(served, protocol, client, conn_id)
@@ -303,6 +307,15 @@ def _error_reply(frame: wire.Frame, error: ArgonError) -> bytes:
         reply = wire.OpReply(flags=2, cursor_id=0, starting_from=0, documents=(doc,))
         return wire.encode_op_reply(reply, 1, frame.header.request_id)
     return wire.encode_op_msg(wire.OpMsg(flags=0, body=doc), 1, frame.header.request_id)
+
+
+def _loopback(stream: trio.SocketStream) -> bool:
+    """Whether the client connected from a loopback address."""
+    try:
+        host = stream.socket.getpeername()[0]
+        return ipaddress.ip_address(str(host).partition("%")[0]).is_loopback
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _peer(stream: trio.SocketStream) -> str:

@@ -33,13 +33,11 @@ from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.uri_parser_shared import parse_host
 
 from . import upstream
-from .errors import ArgonError, UpstreamIOError
+from .errors import AUTHENTICATION_FAILED, ArgonError, UpstreamIOError
 from .upstream_target import DEFAULT_PORT, Address, UpstreamTarget
 
 if TYPE_CHECKING:
     from .upstream import UpstreamConnection
-
-AUTHENTICATION_FAILED = 18
 
 # Errors of one address that another attempt, or another address, may not have.
 TRANSIENT = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, UpstreamIOError)

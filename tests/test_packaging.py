@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from .processes import ROOT, free_port, wait_for_port
 
@@ -159,7 +160,8 @@ def test_recipe_is_least_privilege_and_says_what_it_exposes() -> None:
     assert "dev.lock" not in runs, "the image installs the development tools"
     env = {k: v for s in steps if s.keyword == "ENV" for k, v in _env_pairs(s.args).items()}
     assert env.get("ARGON_HOST") == "0.0.0.0", "listening beyond loopback must be explicit"
-    assert "authentication" in DOCKERFILE.read_text().lower()
+    assert env.get("ARGON_AUTH") == "true", "beyond loopback, clients must authenticate"
+    assert "argon user create" in DOCKERFILE.read_text(), "say how to create the first user"
 
 
 def test_wheel_ships_every_package(tmp_path: Path) -> None:
@@ -231,6 +233,12 @@ def test_image_recipe_starts_a_working_proxy(tmp_path: Path) -> None:
             raise AssertionError(proc.communicate()[0].decode(errors="replace")[-3000:]) from None
         with _client(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=30000) as c:
             assert c.admin.command("ping")["ok"] == 1.0
+            # The first user, as the recipe says: from loopback, while none exists.
+            c.admin.command({"argon": "createUser", "name": "admin", "password": "pw"})
+            with pytest.raises(OperationFailure) as refused:
+                c.image_db.t.insert_one({"_id": 1})
+            assert refused.value.code == 13
+        with _client(f"mongodb://admin:pw@127.0.0.1:{port}", serverSelectionTimeoutMS=30000) as c:
             c.image_db.t.insert_one({"_id": 1})
             assert c.image_db.t.find_one() == {"_id": 1}
         health = f"http://127.0.0.1:{metrics_port}/healthz"

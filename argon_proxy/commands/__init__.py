@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from . import branch, diff, history, merge, projects, proxy, snapshot, tag, timetravel
+from . import branch, diff, history, merge, projects, proxy, snapshot, tag, timetravel, users
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(merge.app, name="merge")
     app.add_typer(timetravel.app, name="time-travel")
     app.add_typer(projects.app, name="projects")
+    app.add_typer(users.app, name="user")
     diff.register(app)
     history.register(app)
     proxy.register(app)

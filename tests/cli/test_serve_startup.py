@@ -1,8 +1,9 @@
 """`argon serve` refuses what it cannot run with: one line on stderr, the documented exit code.
 
 Exit codes (README, "Exit codes of `argon serve`"): 0 stopped cleanly, 2 bad
-usage, 3 bad configuration or address in use, 4 embedded upstream could not
-start. Every case runs the real command line in a fresh process.
+usage, 3 bad configuration or address in use, 4 the embedded upstream could not
+start or the upstream refused Argon (credentials, TLS). Every case runs the real
+command line in a fresh process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from argon_proxy.app import check_settings
+from argon_proxy.config import load_settings
 
 from ..processes import ROOT, free_port
 
@@ -90,11 +94,19 @@ def test_metrics_port_in_use_names_the_metrics_port(tmp_path: Path, taken_port: 
         (["--config", "missing.toml"], ["missing.toml", "does not exist"]),
         (["--advertise", "argon.example:port"], ["advertise", "argon.example:port"]),
         (["--advertise", "argon.example:0"], ["advertise", "argon.example:0"]),
+        (["--host", "0.0.0.0"], ["beyond loopback", "auth = true", "allow_unauthenticated"]),
+        (["--host", "::"], ["beyond loopback"]),
     ],
 )
 def test_bad_settings_exit_3(tmp_path: Path, args: list[str], words: list[str]) -> None:
     result = _serve(tmp_path, "--port", "0", "--metrics-port", "0", *args)
     _assert_one_line(result, 3, "configuration error", *words)
+
+
+def test_listening_beyond_loopback_with_auth_or_consent(tmp_path: Path) -> None:
+    for extra in ({"ARGON_AUTH": "true"}, {"ARGON_ALLOW_UNAUTHENTICATED": "true"}):
+        overrides = {"host": "0.0.0.0", "data_dir": str(tmp_path)}
+        check_settings(load_settings(env=_env(**extra), overrides=overrides))  # no ConfigError
 
 
 def test_unwritable_data_dir_exit_3(tmp_path: Path) -> None:
