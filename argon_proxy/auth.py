@@ -40,7 +40,7 @@ log = logging.getLogger("argon.auth")
 
 AUTH_COMMANDS = frozenset({"saslStart", "saslContinue", "logout", "connectionStatus"})
 # What an unauthenticated client may run (besides the handshake), as on mongod.
-OPEN_COMMANDS = AUTH_COMMANDS | {"ping", "buildInfo", "buildinfo", "endSessions"}
+OPEN_COMMANDS = AUTH_COMMANDS | {"ping", "buildInfo", "buildinfo"}
 
 
 def _failed() -> ArgonError:

@@ -350,7 +350,11 @@ class ClientProtocol:
         )
         asked = command.get("saslSupportedMechs")  # "source.user": which mechanisms it may use
         if isinstance(asked, str):
-            mechanisms = await self._auth.users.mechanisms(asked.partition(".")[2])
+            try:
+                mechanisms = await self._auth.users.mechanisms(asked.partition(".")[2])
+            except (ArgonError, UpstreamIOError) as exc:  # the driver then tries SCRAM-SHA-1
+                log.warning("cannot look up %r's mechanisms: %s", asked, exc)
+                mechanisms = []
             if mechanisms:
                 reply["saslSupportedMechs"] = mechanisms
         if legacy:
