@@ -229,3 +229,19 @@ def test_the_cli_manages_users(stack: tuple[Process, Process]) -> None:
     assert argon("user", "delete", "carol").exit_code == 0
     anonymous = argon("user", "list", uri=proxy.uri)
     assert anonymous.exit_code == 1 and "Unauthorized (13)" in anonymous.output, anonymous.output
+
+
+def test_an_unreachable_upstream_during_login_is_reported(own_upstream: Process) -> None:
+    proxy = start_proxy(own_upstream.uri, env={"ARGON_AUTH": "true"})
+    try:
+        first: Client = MongoClient(proxy.uri)
+        first.admin.command({"argon": "createUser", "name": "ann", "password": "pw"})
+        first.close()
+        own_upstream.stop()
+        client = _login(proxy, "ann", "pw", serverSelectionTimeoutMS=10000)
+        with pytest.raises(OperationFailure) as caught:  # not a connection closed mid-hello
+            client.admin.command("ping")
+        assert caught.value.code == 6 and "cannot reach the upstream" in str(caught.value)
+        client.close()
+    finally:
+        proxy.stop()
