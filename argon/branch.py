@@ -10,7 +10,6 @@ from pymongo.database import Database
 from .branches import Strategy
 from .client import Client
 from .defaults import default_client
-from .errors import access_control_unavailable
 from .models import BranchInfo, BranchStats, Merge
 
 
@@ -100,12 +99,20 @@ class Branch:
         self._client.branches.delete(self.name)
 
     def grant_access(self, user: str, level: str) -> None:
-        """Not available: Argon has no per-branch access control yet.
+        """Give ``user`` the role ``level`` (read, write, merge, admin) on this branch.
 
-        Always raises ``NotAvailableError`` so that code relying on a grant
-        does not go on believing the branch is protected.
+        Needs the proxy to run with ``auth`` (otherwise every client may do
+        everything, and the grant is refused rather than silently ignored).
         """
-        raise access_control_unavailable(self.name, user, level)
+        self._client.access.grant(user, level, self.name)
+
+    def revoke_access(self, user: str, level: str) -> None:
+        """Take back ``level`` on this branch from ``user``."""
+        self._client.access.revoke(user, level, self.name)
+
+    def protect(self, protected: bool = True) -> None:
+        """Refuse direct changes to this branch: it then changes only through merges."""
+        self.info = self._client.branches.protect(self.name, protected)
 
     def __repr__(self) -> str:
         return f"Branch({self.name!r})"

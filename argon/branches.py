@@ -79,6 +79,12 @@ class Branches:
         args = {"source": source, "into": into, "strategy": strategy, "dryRun": dry_run}
         return Merge.from_doc(self._client.result("merge", "merge", args))
 
+    def protect(self, name: str, protected: bool = True) -> BranchInfo:
+        """Refuse direct changes to a branch (it then changes only through merges), or
+        allow them again."""
+        args = {"name": name, "protected": protected}
+        return BranchInfo.from_doc(self._client.result("protectBranch", "branch", args))
+
     def archive(self, name: str) -> BranchInfo:
         """Make a branch read-only and hide it from ``list`` (``list(all=True)`` shows it)."""
         reply = self._client.result("archiveBranch", "branch", {"name": name})

@@ -22,6 +22,7 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from . import addressing
+from .access import Access
 from .branches import Branches
 from .errors import (
     ArgonError,
@@ -84,6 +85,7 @@ class Client:
         self.merges = Merges(self)
         self.projects = Projects(self)
         self.users = Users(self)
+        self.access = Access(self)
 
     # -- plumbing ---------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .branch import Branch
 from .client import Client
 from .defaults import default_client
-from .errors import access_control_unavailable
 
 
 class BranchManager:
@@ -29,5 +28,5 @@ class BranchManager:
         return [Branch.from_info(info, self.client) for info in self.client.branches.list()]
 
     def grant_access(self, branch: str, user: str, level: str) -> None:
-        """Not available: Argon has no per-branch access control yet (always raises)."""
-        raise access_control_unavailable(branch, user, level)
+        """Give ``user`` the role ``level`` on ``branch`` (a name or a pattern)."""
+        self.client.access.grant(user, level, branch)

@@ -175,6 +175,18 @@ class ProjectInUse(ArgonError):
     code_value = 2019
 
 
+class Unauthorized(ArgonError):
+    """The user may not do this on this branch, or has not authenticated."""
+
+    code_value = 13
+
+
+class ProtectedBranch(ArgonError):
+    """A direct change to a protected branch: make it on a branch and merge."""
+
+    code_value = 2020
+
+
 class ProxyUnreachable(ArgonError):
     """No Argon proxy answered at the URI in time. Start one with ``argon serve``."""
 
@@ -188,15 +200,6 @@ class NotAvailableError(ArgonError, NotImplementedError):
 
     def __init__(self, message: str) -> None:
         super().__init__(238, "NotImplemented", message)
-
-
-def access_control_unavailable(branch: str, user: str, level: str) -> NotAvailableError:
-    """The refusal of ``grant_access``: there are no per-branch permissions to grant."""
-    return NotAvailableError(
-        f"cannot grant {level!r} access on branch {branch!r} to {user!r}: Argon has no "
-        "per-branch access control yet. Every client that can reach the proxy can read and "
-        "write every branch; restrict who can reach the proxy instead."
-    )
 
 
 _BY_CODE: dict[int, type[ArgonError]] = {
@@ -222,6 +225,8 @@ _BY_CODE: dict[int, type[ArgonError]] = {
         ProjectExists,
         NotInProject,
         ProjectInUse,
+        Unauthorized,
+        ProtectedBranch,
     )
     if cls.code_value is not None
 }

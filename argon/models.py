@@ -95,6 +95,7 @@ class BranchInfo(Model):
     tags: tuple[str, ...] = ()
     stats: BranchStats | None = None  # only from ``getBranch``
     project: str = "default"
+    protected: bool = False  # changes only through merges
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Self:
@@ -114,6 +115,7 @@ class BranchInfo(Model):
             tags=tuple(str(t) for t in doc.get("tags") or ()),
             stats=BranchStats.from_doc(stats) if isinstance(stats, Mapping) else None,
             project=str(doc.get("project") or "default"),
+            protected=bool(doc.get("protected")),
         )
 
 
@@ -215,11 +217,25 @@ class Tag(Model):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Grant(Model):
+    """A role for a user on the branches whose names match a pattern."""
+
+    user: str
+    role: str
+    branches: str
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Self:
+        return cls(user=str(doc["user"]), role=str(doc["role"]), branches=str(doc["branches"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class User(Model):
     """One of Argon's users."""
 
     name: str
     created_at: dt.datetime | None
+    admin: bool
     mechanisms: tuple[str, ...]
 
     @classmethod
@@ -227,6 +243,7 @@ class User(Model):
         return cls(
             name=str(doc["user"]),
             created_at=doc.get("created"),
+            admin=bool(doc.get("admin")),
             mechanisms=tuple(str(m) for m in doc.get("mechanisms", ())),
         )
 

@@ -17,9 +17,10 @@ class Users:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, name: str, password: str) -> None:
-        """Create a user. The first may be created unauthenticated from loopback."""
-        self._client.command("createUser", {"name": name, "password": password})
+    def create(self, name: str, password: str, *, admin: bool = False) -> None:
+        """Create a user; ``admin`` ones may do everything. The first user, which may be
+        created unauthenticated from the proxy's machine, is always an administrator."""
+        self._client.command("createUser", {"name": name, "password": password, "admin": admin})
 
     def set_password(self, name: str, password: str) -> None:
         """Change a user's password; connections already open stay authenticated."""

@@ -14,10 +14,24 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import __version__, audit, diff, gc, history, merge, projects, refs, reset, timetravel
-from .catalog import Branch, Catalog, now
+from . import (
+    __version__,
+    access,
+    audit,
+    diff,
+    gc,
+    history,
+    merge,
+    projects,
+    refs,
+    reset,
+    timetravel,
+)
+from .access import AccessControl
+from .calls import Request
+from .catalog import Branch, Catalog, now, protected
 from .dbclient import DbClient
-from .errors import BAD_VALUE, COMMAND_NOT_FOUND, TAG_EXISTS, ArgonError
+from .errors import BAD_VALUE, COMMAND_NOT_FOUND, ILLEGAL_OPERATION, TAG_EXISTS, ArgonError
 from .indexes import Indexes
 from .naming import INTERNAL_DB, MAIN, validate_branch_name
 from .users import UserStore
@@ -41,6 +55,21 @@ def _point_arg(cmd: dict[str, Any]) -> str:
 
 Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
+# Who may run which action when access control applies (see access.py); any other
+# action is for administrators.
+_LISTINGS = frozenset({"status", "listProjects", "listBranches", "timeTravelInfo", "listTags"})
+_READS = {"getBranch": "name", "log": "branch", "blame": "branch"}  # read on that branch
+_LIFECYCLE = {  # admin on the branch the argument names
+    "createBranch": "name",
+    "createSnapshot": "name",
+    "deleteBranch": "name",
+    "archiveBranch": "name",
+    "setBranchExpiry": "name",
+    "resetBranch": "name",
+    "undo": "branch",
+    "createTag": "branch",
+}
+
 
 class Admin:
     """The admin actions, with the services they use."""
@@ -53,10 +82,12 @@ class Admin:
         indexes: Indexes,
         snapshots: timetravel.Snapshots,
         users: UserStore,
+        access: AccessControl,
     ) -> None:
         self.db = db
         self.catalog = catalog
         self.writer = writer
+        self.access = access
         self.actions: dict[str, Action] = {
             "status": self._status,
             "createBranch": self._create,
@@ -89,9 +120,14 @@ class Admin:
             "updateUser": users.update_action,
             "dropUser": users.drop_action,
             "listUsers": users.list_action,
+            "grantAccess": access.grant_action,
+            "revokeAccess": access.revoke_action,
+            "listAccess": access.list_action,
+            "protectBranch": self._protect,
         }
 
-    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, cmd: dict[str, Any], req: Request | None = None) -> dict[str, Any]:
+        """Run one action; ``req`` says who asks, when access control applies."""
         action = cmd.get("argon")
         handler = self.actions.get(str(action))
         if handler is None:
@@ -99,9 +135,74 @@ class Admin:
                 COMMAND_NOT_FOUND,
                 f"unknown argon action {action!r}; one of: {', '.join(sorted(self.actions))}",
             )
+        checked = req is not None and req.checked
+        user = req.user if req is not None else None
+        if checked:
+            await self._authorize(str(action), cmd, user)
+        if action in ("grantAccess", "revokeAccess") and not checked:
+            raise ArgonError(
+                ILLEGAL_OPERATION,
+                f"argon {action}: per-branch access control needs authentication, and this "
+                "proxy runs without it (every client may do everything): start `argon serve` "
+                "with auth = true (ARGON_AUTH) and connect as an administrator",
+            )
+        if action in ("resetBranch", "undo"):  # direct changes: not on a protected branch
+            name = cmd.get("name" if action == "resetBranch" else "branch")
+            branch = self.catalog.branches.get(str(name))
+            if branch is not None and branch.protected:
+                raise protected(branch, str(action))
         reply = await handler(cmd)
+        if checked and not await self.access.is_admin(user):
+            await self._only_readable(str(action), reply, user)
         reply["ok"] = 1.0
         return reply
+
+    async def _authorize(self, action: str, cmd: dict[str, Any], user: str | None) -> None:
+        """Refuse the action unless the user's rights cover it (see access.py)."""
+        check = self.access.check
+        if action in _LISTINGS:
+            return  # answered, filtered to what the user may read
+        if action in _READS:
+            name = cmd.get(_READS[action]) or self.catalog.default_branch
+            await check(user, access.READ, str(name), action)
+        elif action in _LIFECYCLE:
+            await check(user, access.ADMIN, str(cmd.get(_LIFECYCLE[action])), action)
+            source = {"createBranch": "from", "createSnapshot": "branch"}.get(action)
+            if source is not None:
+                await check(user, access.READ, str(cmd.get(source) or MAIN), action)
+        elif action == "diff":
+            for side in ("from", "to"):
+                await check(user, access.READ, str(cmd.get(side)), action)
+        elif action == "merge":
+            merged = await self.catalog.get(str(cmd.get("source")))
+            into = cmd.get("into") or merged.parent or MAIN
+            await check(user, access.READ, merged.name, action)
+            await check(user, access.MERGE, str(into), action)
+        elif action in ("applyMerge", "mergeConflicts", "resolveConflict"):
+            found = await self.db.find(INTERNAL_DB, "merges", {"_id": cmd.get("id")}, limit=1)
+            if found:  # an unknown id is answered as such by the action
+                await check(user, access.MERGE, str(found[0].get("target")), action)
+        else:
+            await check(user, access.ADMIN, "*", action)
+
+    async def _only_readable(self, action: str, reply: dict[str, Any], user: str | None) -> None:
+        """Leave out of a listing the branches the user may not read."""
+        key = {"listBranches": "branches", "timeTravelInfo": "branches", "listTags": "tags"}
+        field = {"listBranches": "name", "timeTravelInfo": "branch", "listTags": "branch"}
+        if action not in key:
+            return
+        kept = []
+        for item in reply.get(key[action], []):
+            name = item.get(field[action]) if isinstance(item, dict) else None
+            if name is None or await self.access.allows(user, access.READ, str(name)):
+                kept.append(item)
+        reply[key[action]] = kept
+
+    async def _protect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """``protectBranch``: direct changes refused (merges only), or allowed again."""
+        branch = await self.catalog.get(str(_arg(cmd, "name", required=True)))
+        await self.catalog.update(branch, protected=bool(cmd.get("protected", True)))
+        return {"branch": await self.describe(branch)}
 
     async def describe(self, branch: Branch, *, stats: bool = False) -> dict[str, Any]:
         """A branch as the CLI and SDK show it."""
@@ -136,6 +237,7 @@ class Admin:
             "created": branch.created,
             "last_activity": head["ts"] if head else branch.created,
             "read_only": branch.read_only,
+            "protected": branch.protected,
             "archived": branch.archived,
             "snapshot": branch.snapshot,
             "description": branch.description,

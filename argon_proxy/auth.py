@@ -55,9 +55,22 @@ class ConnectionAuth:
     required: bool  # the ``auth`` setting
     loopback: bool  # the client connected from a loopback address
     user: str | None = None
+    admin: bool = False  # the user is an administrator (looked up when it logs in)
     _conversation: Conversation | None = None
     _skip_empty: bool = False
     _awaiting_empty: bool = False
+
+    @property
+    def checked(self) -> bool:
+        """Whether the connection's requests pass access control (access.py): auth
+        is on and someone authenticated (until then only ``OPEN_COMMANDS`` and the
+        first user's creation get through)."""
+        return self.required and self.user is not None
+
+    @property
+    def restricted(self) -> bool:
+        """Whether even main's reads must go through the engine's access checks."""
+        return self.checked and not self.admin
 
     def refuses(self, name: str) -> bool:
         """Whether command ``name`` must be refused until the client authenticates."""
@@ -75,9 +88,12 @@ class ConnectionAuth:
         if name == "saslStart":
             return await self._start(cmd)
         if name == "saslContinue":
-            return self._continue(cmd)
+            reply = self._continue(cmd)
+            if self.user is not None:
+                self.admin = await self.users.is_admin(self.user)
+            return reply
         if name == "logout":
-            self.user, self._conversation = None, None
+            self.user, self._conversation, self.admin = None, None, False
             return {"ok": 1.0}
         return self._status()
 

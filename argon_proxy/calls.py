@@ -38,6 +38,7 @@ class Request:
     joined: Runner | None = None  # the client's own transaction, if it is in one
     branch: str = MAIN  # set by the engine once resolved, for metrics
     user: str | None = None  # who the connection authenticated as
+    checked: bool = False  # access control applies (auth is on): see access.py
 
 
 @dataclass(frozen=True, slots=True)

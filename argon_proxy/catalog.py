@@ -70,6 +70,7 @@ BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
 BRANCH_EXISTS = 2002
 BRANCH_HAS_CHILDREN = 2003
 READ_ONLY_BRANCH = 2004
+PROTECTED_BRANCH = 2020
 log = logging.getLogger("argon.catalog")
 # Argon's metadata collections in ``INTERNAL_DB``.
 _METADATA = (
@@ -151,6 +152,7 @@ class BranchError(ArgonError):
         BRANCH_EXISTS: "BranchExists",
         BRANCH_HAS_CHILDREN: "BranchHasChildren",
         READ_ONLY_BRANCH: "ReadOnlyBranch",
+        PROTECTED_BRANCH: "ProtectedBranch",
     }
 
     @property
@@ -165,6 +167,16 @@ def read_only(branch: Branch, what: str) -> BranchError:
         f"{what} refused: branch {branch.name!r} is a read-only snapshot"
         f"{' of ' + branch.point if branch.point else ''}. "
         "Create a branch from it to make changes.",
+    )
+
+
+def protected(branch: Branch, what: str) -> BranchError:
+    """The refusal of a direct change (``what``) to a protected branch."""
+    return BranchError(
+        PROTECTED_BRANCH,
+        f"{what} refused: branch {branch.name!r} is protected and changes only through "
+        f"merges (make the change on a branch of it, then `argon branch merge` it into "
+        f"{branch.name})",
     )
 
 
@@ -193,6 +205,7 @@ class Branch:
     expires: dt.datetime | None = None  # deleted by `gc` after this time
     project: str | None = None  # None: every database (the default project)
     used: dt.datetime | None = None  # time-travel snapshots: last read (roughly)
+    protected: bool = False  # changed only through merges (access.py)
     # A bundle (``bundles.py``) is no branch of anyone's: a hidden layer between a
     # parent and some of its children, which read their parent through it.
     bundle: bool = False
@@ -221,6 +234,7 @@ class Branch:
             "expires": self.expires,
             "project": self.project,
             "used": self.used,
+            "protected": self.protected,
             **(self._bundle_fields() if self.bundle else {}),
         }
 
@@ -244,6 +258,7 @@ class Branch:
             expires=doc.get("expires"),
             project=doc.get("project"),
             used=doc.get("used"),
+            protected=bool(doc.get("protected")),
             bundle=bool(doc.get("bundle")),
             depth=int(doc.get("depth", 0)),
             members=tuple((m["name"], m["id"]) for m in doc.get("members") or ()),

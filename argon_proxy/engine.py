@@ -30,6 +30,7 @@ from typing import Any
 import bson
 
 from . import (
+    access,
     aggregate_out,
     archives,
     graph_lookup,
@@ -39,13 +40,14 @@ from . import (
     refs,
     timetravel,
 )
+from .access import AccessControl
 from .admin import Admin
 from .aggregate_out import AggregateOut
 from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
 from .branch_views import not_on_a_view
 from .calls import UPSTREAM, Call, Forward, Reply, Request, Route
-from .catalog import Branch, Catalog, StaleCatalog, read_only
+from .catalog import Branch, Catalog, StaleCatalog, protected, read_only
 from .cursors import HeldCursors
 from .dbclient import CommandError, DbClient, hold
 from .errors import (
@@ -161,8 +163,15 @@ class Engine:
             self.db, self.catalog, self.reader, self.writer, self.collections
         )
         self.users = UserStore(self.db)
+        self.access = AccessControl(self.db)
         self.admin = Admin(
-            self.db, self.catalog, self.writer, self.indexes, self.snapshots, self.users
+            self.db,
+            self.catalog,
+            self.writer,
+            self.indexes,
+            self.snapshots,
+            self.users,
+            self.access,
         )
         self.routes = self._routes()
 
@@ -273,7 +282,7 @@ class Engine:
                 return held
         if name == "argon":
             await self.catalog.refresh()
-            return await self.admin.handle(cmd)
+            return await self.admin.handle(cmd, req)
         call = await self._resolved(name, req)
         route = self.routes.get(name, UPSTREAM)
         handler = route.main if call.branch.name == MAIN else route.branch
@@ -293,6 +302,7 @@ class Engine:
         if branch.name != MAIN:  # another proxy may have changed what the caches hold
             branch = await self.catalog.sync(branch, db)
         req.branch = branch.name
+        await self._authorize(name, cmd, db, branch, req)
         namespaces.check(cmd, db, branch.name)  # __argon, overlays, the oplog: never
         if name in BYPASSES_WAL:
             _refuse_bypass(name, branch.name, cmd)
@@ -301,6 +311,20 @@ class Engine:
         if name not in NAMESPACE_FREE:
             projects.check(self.catalog, branch, db)
         return Call(name, db, branch, cmd, req)
+
+    async def _authorize(
+        self, name: str, cmd: dict[str, Any], db: str, branch: Branch, req: Request
+    ) -> None:
+        """Refuse what the branch's protection or the user's rights do not allow."""
+        right = access.right_for(name, cmd)
+        if right == access.WRITE and branch.protected:
+            raise protected(branch, name)
+        if req.checked and right is not None:
+            # The server's own databases (its users, sessions, operations) are read
+            # upstream with Argon's rights: administrators only.
+            server_db = db in access.SERVER_DATABASES
+            target = "*" if right == access.ADMIN or server_db else branch.name
+            await self.access.check(req.user, right, target, name)
 
     def _routes(self) -> dict[str, Route]:
         """Every command Argon answers other than by forwarding it as sent: what

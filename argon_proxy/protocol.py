@@ -149,8 +149,10 @@ class ClientProtocol:
                 )
             return name
         # Sequences are checked against the body by the engine's decoding.
-        if peek.sequences or self._engine.needs_engine(
-            name, peek.db or "", self.client.app_name, peek.collection
+        if (
+            peek.sequences
+            or self._auth.restricted  # access control decides, in the engine
+            or self._engine.needs_engine(name, peek.db or "", self.client.app_name, peek.collection)
         ):
             await self._handle_in_engine(incoming, peek)
             return name
@@ -192,7 +194,12 @@ class ClientProtocol:
             joined = await self._client_transaction(cmd)
             result = await self._engine.route(
                 request := Request(
-                    cmd, self.client.app_name, self.connection_id, joined, user=self._auth.user
+                    cmd,
+                    self.client.app_name,
+                    self.connection_id,
+                    joined,
+                    user=self._auth.user,
+                    checked=self._auth.checked,
                 )
             )
             self._last_branch = request.branch

@@ -47,9 +47,16 @@ class UserStore:
         """Whether any user exists (none: the first may be created from loopback)."""
         return bool(await self.db.find(INTERNAL_DB, USERS, {}, limit=1))
 
-    async def create(self, name: str, password: str) -> None:
+    async def is_admin(self, name: str) -> bool:
+        """Whether ``name`` is an administrator (may do everything: access.py)."""
+        found = await self.db.find(INTERNAL_DB, USERS, {"_id": name}, limit=1)
+        return bool(found and found[0].get("admin"))
+
+    async def create(self, name: str, password: str, *, admin: bool = False) -> None:
+        """Create a user; the first user of all is an administrator whatever ``admin`` says."""
         credentials = await _credentials(name, password)
-        doc = {"_id": _name(name), "credentials": credentials, "created": now()}
+        admin = admin or not await self.any()
+        doc = {"_id": _name(name), "credentials": credentials, "created": now(), "admin": admin}
         try:
             await self.db.command(INTERNAL_DB, {"insert": USERS, "documents": [doc]})
         except CommandError as exc:
@@ -73,15 +80,21 @@ class UserStore:
     async def names(self) -> list[dict[str, Any]]:
         docs = await self.db.find(INTERNAL_DB, USERS, {}, projection={"credentials": 0})
         return [
-            {"user": d["_id"], "created": d.get("created"), "mechanisms": list(MECHANISMS)}
+            {
+                "user": d["_id"],
+                "created": d.get("created"),
+                "admin": bool(d.get("admin")),
+                "mechanisms": list(MECHANISMS),
+            }
             for d in sorted(docs, key=lambda d: str(d["_id"]))
         ]
 
     # -- admin actions -----------------------------------------------------------
 
     async def create_action(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        await self.create(_required(cmd, "name"), _required(cmd, "password"))
-        return {"user": cmd["name"]}
+        admin = bool(cmd.get("admin", False))
+        await self.create(_required(cmd, "name"), _required(cmd, "password"), admin=admin)
+        return {"user": cmd["name"], "admin": await self.is_admin(cmd["name"])}
 
     async def update_action(self, cmd: dict[str, Any]) -> dict[str, Any]:
         await self.set_password(_required(cmd, "name"), _required(cmd, "password"))

@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import typer
 
-from . import branch, diff, history, merge, projects, proxy, snapshot, tag, timetravel, users
+from . import (
+    access,
+    branch,
+    diff,
+    history,
+    merge,
+    projects,
+    proxy,
+    snapshot,
+    tag,
+    timetravel,
+    users,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +36,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(timetravel.app, name="time-travel")
     app.add_typer(projects.app, name="projects")
     app.add_typer(users.app, name="user")
+    app.add_typer(access.app, name="access")
     diff.register(app)
     history.register(app)
     proxy.register(app)

@@ -114,6 +114,20 @@ def archive(name: Name, uri: Uri = None, json: Json = False) -> None:
         emit(info if json else f"archived branch {info.name}", json=json)
 
 
+@app.command("protect")
+def protect(
+    name: Name,
+    off: Annotated[bool, typer.Option("--off", help="Allow direct changes again.")] = False,
+    uri: Uri = None,
+    json: Json = False,
+) -> None:
+    """Refuse direct changes to a branch: it then changes only through merges."""
+    with connected(uri, json=json) as client:
+        info = client.branches.protect(name, not off)
+        state = "no longer protected" if off else "protected: it changes only through merges"
+        emit(info if json else f"branch {info.name} is {state}", json=json)
+
+
 @app.command("compare")
 def compare(
     name: Name,

@@ -149,7 +149,8 @@ def test_users_are_managed_with_admin_actions(stack: tuple[Process, Process]) ->
         assert {"bob", ADMIN} <= {u["user"] for u in listed}
         assert "credentials" not in str(listed) and "one" not in str(listed)
         bob = _login(proxy, "bob", "one")
-        assert bob.bobdb.c.count_documents({}) == 0
+        status = bob.admin.command("connectionStatus")["authInfo"]
+        assert status["authenticatedUsers"] == [{"user": "bob", "db": "admin"}]
         bob.close()
         admin.admin.command({"argon": "updateUser", "name": "bob", "password": "two"})
         stale = _login(proxy, "bob", "one", serverSelectionTimeoutMS=5000)
@@ -221,13 +222,14 @@ def test_the_cli_manages_users(stack: tuple[Process, Process]) -> None:
     assert listed.exit_code == 0, listed.output
     assert "carol" in {u["name"] for u in json.loads(listed.stdout)}
     carol_uri = f"mongodb://carol:pw-1@127.0.0.1:{proxy.port}/?directConnection=true"
-    assert argon("user", "list", uri=carol_uri).exit_code == 0
+    assert argon("status", uri=carol_uri).exit_code == 0  # carol logs in
+    assert argon("user", "list", uri=carol_uri).exit_code == 1  # but is no administrator
     changed = argon("user", "passwd", "carol", "--password", "pw-2")
     assert changed.exit_code == 0, changed.output
-    refused = argon("user", "list", uri=carol_uri)
+    refused = argon("status", uri=carol_uri)
     assert refused.exit_code == 1 and "AuthenticationFailed" in refused.output, refused.output
     assert argon("user", "delete", "carol").exit_code == 0
-    anonymous = argon("user", "list", uri=proxy.uri)
+    anonymous = argon("status", uri=proxy.uri)
     assert anonymous.exit_code == 1 and "Unauthorized (13)" in anonymous.output, anonymous.output
 
 

@@ -179,10 +179,10 @@ def test_branch_handle(default: argon.Client) -> None:
     assert argon.Branch("sdk-handle").name == "sdk-handle"
     with pytest.raises(argon.BranchNotFound):
         argon.Branch("sdk-no-such-branch")
-    with pytest.raises(NotImplementedError) as refused:
+    # Without auth on the proxy a grant would protect nothing: refused, not ignored.
+    with pytest.raises(argon.ArgonError) as refused:
         b.grant_access("alice@company.com", "write")
-    assert isinstance(refused.value, argon.NotAvailableError)
-    assert "access control" in str(refused.value)
+    assert refused.value.code == 20 and "needs authentication" in str(refused.value)
 
 
 def test_branch_manager(client: argon.Client) -> None:
@@ -192,7 +192,7 @@ def test_branch_manager(client: argon.Client) -> None:
     )
     assert isinstance(b, argon.Branch) and b.parent == "main"
     assert client.branches.get("churn/alice").description == "Personal branch for alice"
-    with pytest.raises(argon.NotAvailableError):
+    with pytest.raises(argon.ArgonError, match="needs authentication"):
         manager.grant_access("churn/alice", "alice@company.com", "write")
 
 
