@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymongo.errors import ConnectionFailure, OperationFailure
 
+from . import codes
+
 if TYPE_CHECKING:
     from .models import Merge
 
@@ -75,31 +77,31 @@ class DuplicateKey(ArgonError):
 class BranchNotFound(ArgonError):
     """No branch (or tag) of that name (code 2001)."""
 
-    code_value = 2001
+    code_value = codes.BRANCH_NOT_FOUND
 
 
 class BranchExists(ArgonError):
     """A branch or tag of that name exists (code 2002)."""
 
-    code_value = 2002
+    code_value = codes.BRANCH_EXISTS
 
 
 class BranchHasChildren(ArgonError):
     """Delete or merge the branch's children first (code 2003)."""
 
-    code_value = 2003
+    code_value = codes.BRANCH_HAS_CHILDREN
 
 
 class ReadOnlyBranch(ArgonError):
     """Snapshots, tags and time-travel addresses refuse writes (code 2004)."""
 
-    code_value = 2004
+    code_value = codes.READ_ONLY_BRANCH
 
 
 class PointOutOfRange(ArgonError):
     """That LSN or time is not reachable on the branch (code 2005)."""
 
-    code_value = 2005
+    code_value = codes.POINT_OUT_OF_RANGE
 
 
 class MergeConflictError(ArgonError):
@@ -109,7 +111,7 @@ class MergeConflictError(ArgonError):
     listed (``merge.conflicts``), resolved and the merge applied by its ``id``.
     """
 
-    code_value = 2010
+    code_value = codes.MERGE_CONFLICT
 
     @property
     def merge(self) -> Merge | None:
@@ -124,55 +126,55 @@ class MergeConflictError(ArgonError):
 class StaleMergeError(ArgonError):
     """The preview no longer matches the branches; merge again (code 2011)."""
 
-    code_value = 2011
+    code_value = codes.STALE_MERGE
 
 
 class MergeNotFound(ArgonError):
     """No merge of that id (code 2012)."""
 
-    code_value = 2012
+    code_value = codes.MERGE_NOT_FOUND
 
 
 class TagNotFound(ArgonError):
     """No tag of that name (code 2013)."""
 
-    code_value = 2013
+    code_value = codes.TAG_NOT_FOUND
 
 
 class TagExists(ArgonError):
     """A tag (or branch) of that name exists (code 2014)."""
 
-    code_value = 2014
+    code_value = codes.TAG_EXISTS
 
 
 class UndoConflictError(ArgonError):
     """Documents changed since the range being undone (code 2015)."""
 
-    code_value = 2015
+    code_value = codes.UNDO_CONFLICT
 
 
 class ProjectNotFound(ArgonError):
     """No project of that name (code 2016)."""
 
-    code_value = 2016
+    code_value = codes.PROJECT_NOT_FOUND
 
 
 class ProjectExists(ArgonError):
     """A project of that name exists (code 2017)."""
 
-    code_value = 2017
+    code_value = codes.PROJECT_EXISTS
 
 
 class NotInProject(ArgonError):
     """A database outside the branch's project was addressed through it (code 2018)."""
 
-    code_value = 2018
+    code_value = codes.NOT_IN_PROJECT
 
 
 class ProjectInUse(ArgonError):
     """The project still has branches (code 2019)."""
 
-    code_value = 2019
+    code_value = codes.PROJECT_IN_USE
 
 
 class Unauthorized(ArgonError):
@@ -184,7 +186,7 @@ class Unauthorized(ArgonError):
 class ProtectedBranch(ArgonError):
     """A direct change to a protected branch: make it on a branch and merge."""
 
-    code_value = 2020
+    code_value = codes.PROTECTED_BRANCH
 
 
 class ProxyUnreachable(ArgonError):

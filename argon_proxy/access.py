@@ -87,10 +87,25 @@ def right_for(name: str, cmd: dict[str, Any]) -> str | None:
 
 
 def _writes_out(cmd: dict[str, Any]) -> bool:
+    return _out_stage(cmd) is not None
+
+
+def _out_stage(cmd: dict[str, Any]) -> Any:
+    """The ``$out`` or ``$merge`` stage ending an aggregate's pipeline, or None."""
     pipeline = cmd.get("pipeline")
     if not isinstance(pipeline, list) or not pipeline or not isinstance(pipeline[-1], dict):
-        return False
-    return bool({"$out", "$merge"} & pipeline[-1].keys())
+        return None
+    last = pipeline[-1]
+    return last.get("$out", last.get("$merge"))
+
+
+def out_database(cmd: dict[str, Any], db: str) -> str:
+    """The database an aggregate's ``$out``/``$merge`` writes into (``db`` unless the
+    stage names another)."""
+    stage = _out_stage(cmd)
+    into = stage.get("into", stage) if isinstance(stage, dict) else None
+    target = into.get("db") if isinstance(into, dict) else None
+    return target if isinstance(target, str) else db
 
 
 @dataclass(frozen=True, slots=True)

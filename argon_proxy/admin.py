@@ -146,8 +146,8 @@ class Admin:
                 "proxy runs without it (every client may do everything): start `argon serve` "
                 "with auth = true (ARGON_AUTH) and connect as an administrator",
             )
-        if action in ("resetBranch", "undo"):  # direct changes: not on a protected branch
-            name = cmd.get("name" if action == "resetBranch" else "branch")
+        if action in ("resetBranch", "undo", "deleteBranch"):  # not on a protected branch
+            name = cmd.get("branch" if action == "undo" else "name")
             branch = self.catalog.branches.get(str(name))
             if branch is not None and branch.protected:
                 raise protected(branch, str(action))

@@ -53,24 +53,30 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import bson
 import trio
 
 from .dbclient import CommandError, DbClient, run_checked
-from .errors import EXCEEDED_TIME_LIMIT, NAMESPACE_EXISTS, ArgonError, UpstreamIOError
+from .errors import (
+    BRANCH_EXISTS,
+    BRANCH_HAS_CHILDREN,
+    BRANCH_NOT_FOUND,
+    EXCEEDED_TIME_LIMIT,
+    NAMESPACE_EXISTS,
+    PROTECTED_BRANCH,
+    READ_ONLY_BRANCH,
+    ArgonError,
+    UpstreamIOError,
+)
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
 from .txn import Runner, SessionPool, is_transient, run_in_transaction
 
 if TYPE_CHECKING:
     from .txn import Runner
 
-BRANCH_NOT_FOUND = 2001  # Argon's own codes live above mongod's range used here
-BRANCH_EXISTS = 2002
-BRANCH_HAS_CHILDREN = 2003
-READ_ONLY_BRANCH = 2004
-PROTECTED_BRANCH = 2020
+
 log = logging.getLogger("argon.catalog")
 # Argon's metadata collections in ``INTERNAL_DB``.
 _METADATA = (
@@ -147,17 +153,7 @@ class CatalogBusy(Exception):
 
 
 class BranchError(ArgonError):
-    _names: ClassVar[dict[int, str]] = {
-        BRANCH_NOT_FOUND: "BranchNotFound",
-        BRANCH_EXISTS: "BranchExists",
-        BRANCH_HAS_CHILDREN: "BranchHasChildren",
-        READ_ONLY_BRANCH: "ReadOnlyBranch",
-        PROTECTED_BRANCH: "ProtectedBranch",
-    }
-
-    @property
-    def code_name(self) -> str:
-        return self._names.get(self.code) or super().code_name
+    """A refusal about a branch (its name comes from the shared table of codes)."""
 
 
 def read_only(branch: Branch, what: str) -> BranchError:

@@ -2,7 +2,8 @@
 
 ``serve`` runs the proxy; every other command (``branch``, ``tag``, ``merge``,
 ``diff``, ``log``, ...) is a client of a running proxy, defined in
-``argon_proxy.commands`` on top of the ``argon`` SDK.
+``argon.commands`` next to the ``argon`` SDK they call. The proxy itself (Trio,
+the engine) is imported only by ``serve``, so client commands start fast.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import errno
 from typing import Annotated, Any, NoReturn
 
-import trio
 import typer
 
+from argon.commands import register as register_client_commands
+
 from . import __version__
-from .commands import register as register_client_commands
 from .config import ConfigError, Settings, load_settings
-from .embedded import EmbeddedError
 from .logs import setup_logging
 
 app = typer.Typer(
@@ -98,6 +98,8 @@ def serve(
     except ConfigError as exc:
         _fail(f"configuration error: {exc}", EXIT_CONFIG)
     setup_logging(settings.log_level, settings.log_format)
+    import trio
+
     from .app import serve as run_server
 
     try:
@@ -127,6 +129,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def _startup_failure(exc: BaseException, settings: Settings) -> tuple[str, int] | None:
     """The message and exit status for an error that stopped ``serve`` from starting."""
     from .app import StartupError, listen_error
+    from .embedded import EmbeddedError
 
     for leaf in _leaves(exc):
         if isinstance(leaf, StartupError):

@@ -322,7 +322,8 @@ class Engine:
         if req.checked and right is not None:
             # The server's own databases (its users, sessions, operations) are read
             # upstream with Argon's rights: administrators only.
-            server_db = db in access.SERVER_DATABASES
+            written = access.out_database(cmd, db) if name == "aggregate" else db
+            server_db = db in access.SERVER_DATABASES or written in access.SERVER_DATABASES
             target = "*" if right == access.ADMIN or server_db else branch.name
             await self.access.check(req.user, right, target, name)
 

@@ -10,6 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from argon import codes
+
+# Argon's own codes, from the table the SDK shares (argon/codes.py).
+BRANCH_EXISTS = codes.BRANCH_EXISTS
+BRANCH_HAS_CHILDREN = codes.BRANCH_HAS_CHILDREN
+BRANCH_NOT_FOUND = codes.BRANCH_NOT_FOUND
+MERGE_CONFLICT = codes.MERGE_CONFLICT
+MERGE_NOT_FOUND = codes.MERGE_NOT_FOUND
+NOT_IN_PROJECT = codes.NOT_IN_PROJECT
+POINT_OUT_OF_RANGE = codes.POINT_OUT_OF_RANGE
+PROJECT_EXISTS = codes.PROJECT_EXISTS
+PROJECT_IN_USE = codes.PROJECT_IN_USE
+PROJECT_NOT_FOUND = codes.PROJECT_NOT_FOUND
+PROTECTED_BRANCH = codes.PROTECTED_BRANCH
+READ_ONLY_BRANCH = codes.READ_ONLY_BRANCH
+STALE_MERGE = codes.STALE_MERGE
+TAG_EXISTS = codes.TAG_EXISTS
+TAG_NOT_FOUND = codes.TAG_NOT_FOUND
+UNDO_CONFLICT = codes.UNDO_CONFLICT
+
 # mongod's codes (src/mongo/base/error_codes.yml) for the situations Argon reports.
 BAD_VALUE = 2
 HOST_UNREACHABLE = 6
@@ -28,18 +48,6 @@ INVALID_NAMESPACE = 73
 DUPLICATE_FIELD = 40413  # mongod's IDL parser: "BSON field ... is a duplicate field"
 CONNECTION_LIMIT = 9001  # SocketException: drivers treat it as a network failure
 
-# Argon's own codes, above the range mongod uses for the situations here.
-MERGE_CONFLICT = 2010
-STALE_MERGE = 2011
-MERGE_NOT_FOUND = 2012
-TAG_NOT_FOUND = 2013
-TAG_EXISTS = 2014
-UNDO_CONFLICT = 2015
-POINT_OUT_OF_RANGE = 2005
-PROJECT_NOT_FOUND = 2016
-PROJECT_EXISTS = 2017
-NOT_IN_PROJECT = 2018
-PROJECT_IN_USE = 2019
 NOT_IN_TRANSACTION = 263
 NO_SUCH_TRANSACTION = 251
 INVALID_OPTIONS = 72
@@ -49,6 +57,7 @@ MECHANISM_UNAVAILABLE = 334
 USER_EXISTS = 51003  # mongod's createUser of a user that exists
 
 _NAMES = {
+    **codes.NAMES,  # Argon's own
     BAD_VALUE: "BadValue",
     HOST_UNREACHABLE: "HostUnreachable",
     COMMAND_NOT_FOUND: "CommandNotFound",
@@ -61,17 +70,6 @@ _NAMES = {
     UNSUPPORTED_OP_QUERY_COMMAND: "UnsupportedOpQueryCommand",
     PROTOCOL_ERROR: "ProtocolError",
     CONNECTION_LIMIT: "SocketException",
-    MERGE_CONFLICT: "MergeConflict",
-    STALE_MERGE: "StaleMerge",
-    MERGE_NOT_FOUND: "MergeNotFound",
-    TAG_NOT_FOUND: "TagNotFound",
-    TAG_EXISTS: "TagExists",
-    UNDO_CONFLICT: "UndoConflict",
-    POINT_OUT_OF_RANGE: "PointOutOfRange",
-    PROJECT_NOT_FOUND: "ProjectNotFound",
-    PROJECT_EXISTS: "ProjectExists",
-    NOT_IN_PROJECT: "NotInProject",
-    PROJECT_IN_USE: "ProjectInUse",
     # mongod's, for errors Argon answers in mongod's place
     11000: "DuplicateKey",
     27: "IndexNotFound",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import history, index_merge, wal
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, hashable_id, now
+from .catalog import Branch, BranchError, Catalog, hashable_id, now
 from .dbclient import DbClient
 from .docdiff import ConflictKind, Path, dotted, merge_document, same
 from .documents import find_all
@@ -35,6 +35,7 @@ from .errors import (
     COMMAND_NOT_SUPPORTED,
     MERGE_CONFLICT,
     MERGE_NOT_FOUND,
+    READ_ONLY_BRANCH,
     STALE_MERGE,
     ArgonError,
 )

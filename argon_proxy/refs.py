@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import history, timetravel
-from .catalog import BRANCH_NOT_FOUND, Branch, BranchError, Catalog, now
+from .catalog import Branch, BranchError, Catalog, now
 from .dbclient import DbClient
-from .errors import BAD_VALUE, TAG_EXISTS, TAG_NOT_FOUND, ArgonError
+from .errors import BAD_VALUE, BRANCH_NOT_FOUND, TAG_EXISTS, TAG_NOT_FOUND, ArgonError
 from .naming import INTERNAL_DB, validate_branch_name
 
 

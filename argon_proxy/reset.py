@@ -23,10 +23,10 @@ from typing import Any
 import bson
 
 from . import history, refs, timetravel, wal
-from .catalog import READ_ONLY_BRANCH, Branch, BranchError, Catalog, hashable_id
+from .catalog import Branch, BranchError, Catalog, hashable_id
 from .dbclient import DbClient
 from .docdiff import same
-from .errors import BAD_VALUE, ArgonError
+from .errors import BAD_VALUE, READ_ONLY_BRANCH, ArgonError
 from .naming import INTERNAL_DB
 from .txn import Runner
 from .view import fetch

@@ -28,9 +28,9 @@ import bson
 import trio
 
 from . import history, wal
-from .catalog import BRANCH_EXISTS, Branch, BranchError, Catalog, hashable_id, now
+from .catalog import Branch, BranchError, Catalog, hashable_id, now
 from .dbclient import DbClient
-from .errors import BAD_VALUE, POINT_OUT_OF_RANGE, ArgonError
+from .errors import BAD_VALUE, BRANCH_EXISTS, POINT_OUT_OF_RANGE, ArgonError
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE
 from .writes import Writer
 

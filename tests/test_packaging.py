@@ -179,7 +179,7 @@ def test_wheel_ships_every_package(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("argon_mongo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("wire", "argon_proxy", "argon_proxy/commands", "argon"):
+    for module in ("wire", "argon_proxy", "argon/commands", "argon"):
         assert f"{module}/__init__.py" in names, module
     assert "argon/py.typed" in names
     assert "argon_proxy/cli.py" in names

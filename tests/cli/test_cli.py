@@ -14,8 +14,8 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 from typer.testing import CliRunner, Result
 
+from argon.commands.output import parse_value
 from argon_proxy.cli import app
-from argon_proxy.commands.output import parse_value
 
 from ..processes import ROOT, Process, free_port
 from ..stacks import own_stack
@@ -376,3 +376,14 @@ def test_gc_dry_run(argon: Any) -> None:
     result = ok_json(argon("gc", "--dry-run", "--json"))
     assert result["wal_removed"] >= 0
     assert "would remove" in argon("gc", "--dry-run").stdout
+
+
+def test_client_commands_do_not_load_the_proxy() -> None:
+    """`argon branch list` and friends import the SDK, not Trio and the engine."""
+    heavy = "('trio', 'argon_proxy.engine', 'argon_proxy.app')"
+    probe = f"import sys, argon_proxy.cli; print([m for m in {heavy} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

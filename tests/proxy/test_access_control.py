@@ -83,6 +83,10 @@ def test_read_on_a_pattern_reads_there_and_nowhere_else(stack: Process) -> None:
             lambda: ana.admin.command("aggregate", 1, pipeline=[{"$currentOp": {}}], cursor={})
         )
         _refused(lambda: ana.config.transactions.find_one())
+        _grant(stack, "ana", "write", "main")
+        into_admin: list[dict[str, Any]] = [{"$merge": {"into": {"db": "admin", "coll": "x"}}}]
+        _refused(lambda: list(ana.shop.orders.aggregate(into_admin)), "aggregate")
+        _grant(stack, "ana", "write", "main", revoke=True)
         _grant(stack, "ana", "read", "main", revoke=True)
         _refused(lambda: ana.admin.command({"argon": "deleteBranch", "name": "exp-a"}))
         _refused(lambda: ana.admin.command({"argon": "createUser", "name": "x", "password": "y"}))
@@ -133,6 +137,11 @@ def test_a_protected_branch_changes_only_through_allowed_merges(stack: Process) 
         with pytest.raises(OperationFailure) as caught:
             root.admin.command({"argon": "resetBranch", "name": "main", "lsn": 0})
         assert caught.value.code == 2020
+        root.admin.command({"argon": "protectBranch", "name": "feature"})
+        with pytest.raises(OperationFailure) as caught:  # unprotect it first
+            root.admin.command({"argon": "deleteBranch", "name": "feature"})
+        assert caught.value.code == 2020
+        root.admin.command({"argon": "protectBranch", "name": "feature", "protected": False})
         _grant(stack, "ana", "write", "main")  # writing is not merging, and main is protected
         _grant(stack, "ana", "read", "feature")
         _refused(lambda: ana.admin.command({"argon": "merge", "source": "feature"}), "merge")
