@@ -287,12 +287,14 @@ class Client:
         doc_id: Any = None,
         since_lsn: int | None = None,
         until_lsn: int | None = None,
+        user: str | None = None,
         limit: int = 100,
     ) -> list[LogEntry]:
         """The changes on ``branch`` (default: the proxy's default branch), newest first.
 
         Narrow them to ``db``, ``db`` and ``collection``, or one document
-        (``doc_id``, which needs ``db`` and ``collection``), and to an LSN range.
+        (``doc_id``, which needs ``db`` and ``collection``), to an LSN range, and
+        to the changes of one authenticated ``user``.
         """
         args = {
             "branch": branch,
@@ -301,6 +303,7 @@ class Client:
             "docId": doc_id,
             "sinceLsn": since_lsn,
             "untilLsn": until_lsn,
+            "user": user,
             "limit": limit,
         }
         return [LogEntry.from_doc(d) for d in self.command("log", args).get("entries", [])]
@@ -317,16 +320,18 @@ class Client:
         to_lsn: int,
         *,
         app_name: str | None = None,
+        user: str | None = None,
         dry_run: bool = False,
     ) -> UndoResult:
         """Revert the changes ``from_lsn``..``to_lsn`` on ``branch`` (only those written
-        by ``app_name``, if given). Documents changed since are refused, not
-        overwritten."""
+        by ``app_name``, or by ``user``, if given). Documents changed since are
+        refused, not overwritten."""
         args = {
             "branch": branch,
             "fromLsn": from_lsn,
             "toLsn": to_lsn,
             "client": app_name,
+            "user": user,
             "dryRun": dry_run,
         }
         return UndoResult.from_doc(self.result("undo", "undo", args))

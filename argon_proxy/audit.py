@@ -92,6 +92,8 @@ async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dic
         lsn["$lte"] = bson.Int64(int(cmd["untilLsn"]))
     if lsn:
         flt["_id"] = lsn
+    if cmd.get("user") is not None:  # who authenticated (auth on): see auth.py
+        flt["client.user"] = str(cmd["user"])
     found = await db.find(
         INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, projection=_SUMMARY
     )

@@ -167,7 +167,8 @@ async def _forget_merges(db: DbClient, branch: Branch, lsn: int) -> None:
 async def undo_action(
     db: DbClient, catalog: Catalog, writer: Writer, cmd: dict[str, Any]
 ) -> dict[str, Any]:
-    """``undo``: revert the writes of an LSN range (optionally one client's)."""
+    """``undo``: revert the writes of an LSN range (optionally one client's: by its
+    appName, ``client``, or by the user it authenticated as, ``user``)."""
     branch = await catalog.get(str(cmd.get("branch") or ""))
     _writable(branch, "undo")
     try:
@@ -178,6 +179,8 @@ async def undo_action(
         raise ArgonError(BAD_VALUE, "undo: 'fromLsn' is after 'toLsn'")
     window = history.Window.of(branch, max(first - 1, branch.base_lsn), last)
     where = {"client.app": cmd["client"]} if cmd.get("client") else {}
+    if cmd.get("user"):
+        where["client.user"] = str(cmd["user"])
     found = await _collect(db, (window,), where)
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}
     refused: list[dict[str, Any]] = []

@@ -102,6 +102,9 @@ def log(
     ] = None,
     since_lsn: Annotated[int | None, typer.Option(help="Entries from this LSN on.")] = None,
     until_lsn: Annotated[int | None, typer.Option(help="Entries up to this LSN.")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Only changes by this user (when Argon runs with auth).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
     uri: Uri = None,
     json: Json = False,
@@ -115,6 +118,7 @@ def log(
             doc_id=parse_value(doc_id) if doc_id is not None else None,
             since_lsn=since_lsn,
             until_lsn=until_lsn,
+            user=user,
             limit=limit,
         )
     if json:
@@ -172,6 +176,9 @@ def undo(
     client_app: Annotated[
         str | None, typer.Option("--client", help="Only changes written with this appName.")
     ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Only changes by this user (when Argon runs with auth).")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would change.")
     ] = False,
@@ -183,7 +190,9 @@ def undo(
     Documents changed since the range are left alone and listed.
     """
     with connected(uri, json=json) as client:
-        result = client.undo(branch, from_lsn, to_lsn, app_name=client_app, dry_run=dry_run)
+        result = client.undo(
+            branch, from_lsn, to_lsn, app_name=client_app, user=user, dry_run=dry_run
+        )
     if json:
         emit(result, json=True)
     else:

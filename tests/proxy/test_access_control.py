@@ -118,6 +118,18 @@ def test_write_and_admin_roles(stack: Process) -> None:
         ben.admin.command({"argon": "deleteBranch", "name": "ben-try"})
         entries = ben.admin.command({"argon": "log", "branch": "exp-b"})["entries"]
         assert {e["client"]["user"] for e in entries} == {"ben"}
+        root = _login(stack, "root")
+        root["shop@exp-b"].orders.insert_one({"_id": "root"})
+        mine = root.admin.command({"argon": "log", "branch": "exp-b", "user": "ben"})["entries"]
+        assert len(mine) == 2 and {e["client"]["user"] for e in mine} == {"ben"}
+        lsns = [
+            e["lsn"] for e in root.admin.command({"argon": "log", "branch": "exp-b"})["entries"]
+        ]
+        undo = {"argon": "undo", "branch": "exp-b", "fromLsn": min(lsns), "toLsn": max(lsns)}
+        root.admin.command({**undo, "user": "ben"})  # ben's changes go, root's stays
+        left = {d["_id"]: d.get("state") for d in root["shop@exp-b"].orders.find()}
+        assert left == {1: "main", "root": None}, left
+        root.close()
     finally:
         ben.close()
         _grant(stack, "ben", "write", "exp-b", revoke=True)

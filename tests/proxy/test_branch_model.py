@@ -787,8 +787,10 @@ def _restartable(up: Process, proxies: list[Process], names: list[str]) -> Calla
 
     def restart() -> None:
         for index, name in enumerate(names):
-            proxies[index].stop()
+            # The client first: closing it ends its sessions on a proxy still there
+            # (after the proxy, pymongo waits out server selection to try).
             CLIENTS.pop(name).close()
+            proxies[index].stop()
             proxies[index] = _proxy(f"mongodb://127.0.0.1:{up.port}")
             CLIENTS[name] = MongoClient(proxies[index].uri, event_listeners=[SENT])
 
