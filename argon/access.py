@@ -25,14 +25,19 @@ class Access:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def grant(self, user: str, role: str, branches: str) -> Grant:
-        """Give ``user`` ``role`` on the branches matching ``branches``."""
-        args = {"user": user, "role": role, "branches": branches}
+    def grant(
+        self, user: str, role: str, branches: str | None = None, *, project: str | None = None
+    ) -> Grant:
+        """Give ``user`` ``role`` on the branches matching ``branches``, or on the
+        branches of ``project`` (main, which every project shares, is granted by name)."""
+        args = {"user": user, "role": role, "branches": branches, "project": project}
         return Grant.from_doc(self._client.result("grantAccess", "grant", args))
 
-    def revoke(self, user: str, role: str, branches: str) -> int:
+    def revoke(
+        self, user: str, role: str, branches: str | None = None, *, project: str | None = None
+    ) -> int:
         """Take that grant back; returns how many grants went (0 or 1)."""
-        args = {"user": user, "role": role, "branches": branches}
+        args = {"user": user, "role": role, "branches": branches, "project": project}
         return int(self._client.command("revokeAccess", args).get("revoked", 0))
 
     def list(self, user: str | None = None) -> builtins.list[Grant]:

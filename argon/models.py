@@ -218,15 +218,21 @@ class Tag(Model):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Grant(Model):
-    """A role for a user on the branches whose names match a pattern."""
+    """A role for a user on the branches whose names match a pattern, or on a project's."""
 
     user: str
     role: str
-    branches: str
+    branches: str | None
+    project: str | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Self:
-        return cls(user=str(doc["user"]), role=str(doc["role"]), branches=str(doc["branches"]))
+        return cls(
+            user=str(doc["user"]),
+            role=str(doc["role"]),
+            branches=doc.get("branches"),
+            project=doc.get("project"),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

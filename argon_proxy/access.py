@@ -5,7 +5,8 @@ connection authenticated as. An administrator (``admin: true`` on the user;
 the first user, created through the localhost exception, is one) may do
 everything. Anyone else may do what their grants allow: a grant gives a user
 a role on the branches whose names match a pattern (``fnmatch`` globs:
-``customer-churn/*``, ``exp-?``, ``*``, or one name). Roles:
+``customer-churn/*``, ``exp-?``, ``*``, or one name), or on the branches of a
+project (not main, which every project shares: it is granted by name). Roles:
 
 * ``read``: read the branch's data, its history, diffs and tags;
 * ``write``: ``read``, and change documents and collections on it;
@@ -28,6 +29,7 @@ the action and the branch.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,14 +112,25 @@ def out_database(cmd: dict[str, Any], db: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """``role`` for ``user`` on the branches whose names match ``branches``."""
+    """``role`` for ``user`` on the branches whose names match ``branches``, or on
+    the branches of ``project`` (one of the two is set)."""
 
     user: str
     role: str
-    branches: str
+    branches: str | None = None
+    project: str | None = None
+
+    def covers(self, branch: str, project: str | None) -> bool:
+        if self.branches is not None:
+            return fnmatch.fnmatchcase(branch, self.branches)
+        return project is not None and project == self.project
 
     def to_doc(self) -> dict[str, Any]:
-        return {"user": self.user, "role": self.role, "branches": self.branches}
+        where = {"branches": self.branches} if self.branches is not None else {}
+        return {"user": self.user, "role": self.role, **where, **self._project()}
+
+    def _project(self) -> dict[str, Any]:
+        return {"project": self.project} if self.project is not None else {}
 
 
 def refused(user: str | None, action: str, branch: str) -> ArgonError:
@@ -133,8 +146,9 @@ def refused(user: str | None, action: str, branch: str) -> ArgonError:
 class AccessControl:
     """Grants and administrators, cached from ``__argon``; decisions for users."""
 
-    def __init__(self, db: DbClient) -> None:
+    def __init__(self, db: DbClient, project_of: Callable[[str], str | None]) -> None:
         self.db = db
+        self._project_of = project_of  # a branch's project (None: the default one)
         self._grants: list[Grant] = []
         self._admins: frozenset[str] = frozenset()
         self._loaded_at = -float("inf")
@@ -145,7 +159,9 @@ class AccessControl:
             return
         grants = await self.db.find(INTERNAL_DB, GRANTS, {})
         admins = await self.db.find(INTERNAL_DB, "users", {"admin": True}, projection={"_id": 1})
-        self._grants = [Grant(g["user"], g["role"], g["branches"]) for g in grants]
+        self._grants = [
+            Grant(g["user"], g["role"], g.get("branches"), g.get("project")) for g in grants
+        ]
         self._admins = frozenset(str(a["_id"]) for a in admins)
         self._loaded_at = trio.current_time()
 
@@ -158,8 +174,9 @@ class AccessControl:
         await self.load()
         if user in self._admins:
             return True
+        project = self._project_of(branch)
         return any(
-            g.user == user and right in _ALLOWS[g.role] and fnmatch.fnmatchcase(branch, g.branches)
+            g.user == user and right in _ALLOWS[g.role] and g.covers(branch, project)
             for g in self._grants
         )
 
@@ -200,16 +217,24 @@ class AccessControl:
     async def list_action(self, cmd: dict[str, Any]) -> dict[str, Any]:
         await self.load(force=True)
         user = cmd.get("user")
-        grants = sorted(self.grants_of(user), key=lambda g: (g.user, g.branches, g.role))
+        grants = sorted(
+            self.grants_of(user), key=lambda g: (g.user, g.branches or "", g.project or "", g.role)
+        )
         return {"grants": [g.to_doc() for g in grants], "admins": sorted(self._admins)}
 
 
 def _grant(cmd: dict[str, Any]) -> Grant:
-    user, role, branches = cmd.get("user"), cmd.get("role"), cmd.get("branches")
+    user, role = cmd.get("user"), cmd.get("role")
+    branches, project = cmd.get("branches"), cmd.get("project")
     if not isinstance(user, str) or not user:
         raise ArgonError(BAD_VALUE, "access grants need 'user' (a user name)")
     if role not in ROLES:
         raise ArgonError(BAD_VALUE, f"role must be one of {', '.join(ROLES)} (got {role!r})")
-    if not isinstance(branches, str) or not branches:
-        raise ArgonError(BAD_VALUE, "access grants need 'branches': a branch name or pattern")
-    return Grant(user, str(role), branches)
+    named = [v for v in (branches, project) if v is not None]
+    if len(named) != 1 or not isinstance(named[0], str) or not named[0]:
+        raise ArgonError(
+            BAD_VALUE,
+            "access grants name either 'branches' (a branch name or pattern) or 'project' "
+            "(its branches; main is every project's and is granted by name)",
+        )
+    return Grant(user, str(role), branches, project)

@@ -163,7 +163,7 @@ class Engine:
             self.db, self.catalog, self.reader, self.writer, self.collections
         )
         self.users = UserStore(self.db)
-        self.access = AccessControl(self.db)
+        self.access = AccessControl(self.db, self._project_of)
         self.admin = Admin(
             self.db,
             self.catalog,
@@ -311,6 +311,11 @@ class Engine:
         if name not in NAMESPACE_FREE:
             projects.check(self.catalog, branch, db)
         return Call(name, db, branch, cmd, req)
+
+    def _project_of(self, name: str) -> str | None:
+        """The project of branch ``name`` (None: the default project, or no such branch)."""
+        branch = self.catalog.branches.get(name)
+        return branch.project if branch is not None else None
 
     async def _authorize(
         self, name: str, cmd: dict[str, Any], db: str, branch: Branch, req: Request

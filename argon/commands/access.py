@@ -15,24 +15,46 @@ app = typer.Typer(
 
 Role = Annotated[str, typer.Argument(help="read, write, merge or admin.")]
 Branches = Annotated[
-    str, typer.Option("--branches", "-b", help="Branch name or pattern (exp/*, main, *).")
+    str | None, typer.Option("--branches", "-b", help="Branch name or pattern (exp/*, main, *).")
+]
+Project = Annotated[
+    str | None, typer.Option("--project", "-p", help="Or: the branches of this project.")
 ]
 
 
+def _where(branches: str | None, project: str | None) -> str:
+    return f"project {project}" if project is not None else str(branches)
+
+
 @app.command("grant")
-def grant(user: str, role: Role, branches: Branches, uri: Uri = None, json: Json = False) -> None:
-    """Give USER the ROLE on the branches matching --branches."""
+def grant(
+    user: str,
+    role: Role,
+    branches: Branches = None,
+    project: Project = None,
+    uri: Uri = None,
+    json: Json = False,
+) -> None:
+    """Give USER the ROLE on the branches matching --branches (or of --project)."""
     with connected(uri, json=json) as client:
-        made = client.access.grant(user, role, branches)
-    emit(made if json else f"granted {role} on {branches} to {user}", json=json)
+        made = client.access.grant(user, role, branches, project=project)
+    emit(made if json else f"granted {role} on {_where(branches, project)} to {user}", json=json)
 
 
 @app.command("revoke")
-def revoke(user: str, role: Role, branches: Branches, uri: Uri = None, json: Json = False) -> None:
+def revoke(
+    user: str,
+    role: Role,
+    branches: Branches = None,
+    project: Project = None,
+    uri: Uri = None,
+    json: Json = False,
+) -> None:
     """Take back a grant."""
     with connected(uri, json=json) as client:
-        gone = client.access.revoke(user, role, branches)
-    message = f"revoked {role} on {branches} from {user}" if gone else "no such grant"
+        gone = client.access.revoke(user, role, branches, project=project)
+    where = _where(branches, project)
+    message = f"revoked {role} on {where} from {user}" if gone else "no such grant"
     emit({"revoked": gone} if json else message, json=json)
 
 
@@ -50,5 +72,5 @@ def list_(
         return
     table = make_table("user", "role", "branches")
     for g in grants:
-        add_row(table, g.user, g.role, g.branches)
+        add_row(table, g.user, g.role, _where(g.branches, g.project))
     emit(table, json=False)

@@ -224,9 +224,34 @@ def test_the_cli_grants_and_lists(stack: Process) -> None:
     assert made.exit_code == 0, made.output
     listed = argon_cli("access", "list", "--user", "ben", "--json")
     assert listed.exit_code == 0, listed.output
-    assert {"user": "ben", "role": "read", "branches": "exp-*"} in json.loads(listed.stdout)
+    want = {"user": "ben", "role": "read", "branches": "exp-*", "project": None}
+    assert want in json.loads(listed.stdout)
     gone = argon_cli("access", "revoke", "ben", "read", "--branches", "exp-*")
     assert gone.exit_code == 0 and "revoked" in gone.stdout, gone.output
     protected = argon_cli("branch", "protect", "other")
     assert protected.exit_code == 0 and "protected" in protected.stdout, protected.output
     assert argon_cli("branch", "protect", "other", "--off").exit_code == 0
+
+
+def test_a_project_grant_covers_the_project_branches_only(stack: Process) -> None:
+    root = _login(stack, "root")
+    ana = _login(stack, "ana")
+    try:
+        root.admin.command({"argon": "createProject", "name": "churn", "databases": ["shop"]})
+        root.admin.command({"argon": "createBranch", "name": "churn-1", "project": "churn"})
+        grant = {"argon": "grantAccess", "user": "ana", "role": "write", "project": "churn"}
+        root.admin.command(grant)
+        ana["shop@churn-1"].orders.insert_one({"_id": "ana-in-churn"})
+        _refused(lambda: ana["shop@exp-a"].orders.find_one(), "exp-a")  # not the project's
+        _refused(lambda: ana.shop.orders.find_one(), "'main'")  # main: granted by name only
+        with pytest.raises(OperationFailure) as caught:
+            root.admin.command({**grant, "branches": "exp-*"})  # one or the other
+        assert caught.value.code == 2
+        listed = root.admin.command({"argon": "listAccess", "user": "ana"})["grants"]
+        assert {"user": "ana", "role": "write", "project": "churn"} in listed
+    finally:
+        root.admin.command(
+            {"argon": "revokeAccess", "user": "ana", "role": "write", "project": "churn"}
+        )
+        root.close()
+        ana.close()
