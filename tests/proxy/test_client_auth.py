@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from argon_proxy.cli import app
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import CLIENTS, Process, start_proxy, start_upstream
 from .test_clients import MONGOSH, needs_node
 
 Client = MongoClient[dict[str, Any]]
@@ -247,3 +248,31 @@ def test_an_unreachable_upstream_during_login_is_reported(own_upstream: Process)
         client.close()
     finally:
         proxy.stop()
+
+
+@needs_node
+def test_node_driver_with_credentials(stack: tuple[Process, Process]) -> None:
+    """The Node driver negotiates SCRAM-SHA-256 (it tries speculative authentication in
+    its handshake first, which Argon leaves unanswered) and works once logged in."""
+    _, proxy = stack
+    uri = f"mongodb://{ADMIN}:p%40ss%3Aw%2Frd@127.0.0.1:{proxy.port}/?authSource=admin"
+    script = textwrap.dedent(
+        f"""
+        const {{ MongoClient }} = require('mongodb');
+        (async () => {{
+          const client = new MongoClient('{uri}');
+          const coll = client.db('node_auth').collection('c');
+          await coll.insertOne({{ n: 1 }});
+          const status = await client.db('admin').command({{ connectionStatus: 1 }});
+          console.log(JSON.stringify({{ n: await coll.countDocuments({{}}),
+                                        user: status.authInfo.authenticatedUsers[0].user }}));
+          await client.close();
+        }})().catch((e) => {{ console.error(e); process.exit(1); }});
+        """
+    )
+    done = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=120, cwd=CLIENTS.parent
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["user"] == ADMIN and result["n"] >= 1
