@@ -4,6 +4,7 @@ administrators, protected branches changed only through allowed merges."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,11 @@ from argon_proxy.cli import app
 from ..processes import Process, start_proxy, start_upstream
 
 Client = MongoClient[dict[str, Any]]
+UPSTREAMS: dict[int, str] = {}  # the upstream of each module proxy, by its port
+
+
+def _upstream_uri(proxy: Process) -> str:
+    return UPSTREAMS[proxy.port]
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,7 @@ def stack() -> Iterator[Process]:
     through the localhost exception, and branches to grant on."""
     upstream = start_upstream()
     proxy = start_proxy(upstream.uri, env={"ARGON_AUTH": "true"})
+    UPSTREAMS[proxy.port] = upstream.uri
     try:
         anonymous: Client = MongoClient(proxy.uri)
         anonymous.admin.command({"argon": "createUser", "name": "root", "password": "pw"})
@@ -255,3 +262,49 @@ def test_a_project_grant_covers_the_project_branches_only(stack: Process) -> Non
         )
         root.close()
         ana.close()
+
+
+def test_statements_of_a_transaction_are_judged_one_by_one(stack: Process) -> None:
+    _grant(stack, "ben", "write", "exp-a")
+    _grant(stack, "ben", "read", "exp-b")
+    ben = _login(stack, "ben")
+    try:
+        with ben.start_session() as session, session.start_transaction():
+            ben["shop@exp-a"].orders.insert_one({"_id": "txn"}, session=session)
+        assert ben["shop@exp-a"].orders.find_one({"_id": "txn"}) == {"_id": "txn"}
+        with ben.start_session() as session:
+            session.start_transaction()
+            ben["shop@exp-a"].orders.insert_one({"_id": "txn-2"}, session=session)
+            _refused(
+                lambda: ben["shop@exp-b"].orders.insert_one({"_id": "x"}, session=session),
+                "exp-b",
+            )
+            with pytest.raises(OperationFailure):  # the refusal ended the transaction
+                session.commit_transaction()
+        assert ben["shop@exp-a"].orders.find_one({"_id": "txn-2"}) is None
+    finally:
+        ben.close()
+        _grant(stack, "ben", "write", "exp-a", revoke=True)
+        _grant(stack, "ben", "read", "exp-b", revoke=True)
+
+
+def test_grants_made_through_another_proxy_apply_within_moments(stack: Process) -> None:
+    upstream_uri = _upstream_uri(stack)
+    other = start_proxy(upstream_uri, env={"ARGON_AUTH": "true"})
+    ana = _login(other, "ana", maxPoolSize=1)
+    try:
+        _refused(lambda: ana["shop@other"].orders.find_one())
+        _grant(stack, "ana", "read", "other")  # through the first proxy
+        deadline = time.monotonic() + 30  # a bound, not a timing assertion
+        while time.monotonic() < deadline:
+            try:
+                ana["shop@other"].orders.find_one()
+                break
+            except OperationFailure as exc:
+                assert exc.code == 13
+                time.sleep(0.2)
+        assert ana["shop@other"].orders.count_documents({}) == 1
+    finally:
+        ana.close()
+        other.stop()
+        _grant(stack, "ana", "read", "other", revoke=True)
