@@ -5,7 +5,8 @@ and ``txnNumber``) inserts a record of its outcome in its own transaction,
 under an ``_id`` made of the retry identity and the statement's index. A
 retry of a statement that committed therefore fails on that record (and
 changes nothing), and only then is the record looked up and its outcome
-answered: first attempts pay one insert and no lookup. A group of statements
+answered: first attempts pay no lookup, and the record travels with the
+statement's WAL entries (``write_log.py``). A group of statements
 (``statement_groups.py``) writes one record per statement, exactly as the
 statements alone would, so a retry finds each whichever way it first ran.
 """
@@ -18,7 +19,7 @@ from .catalog import Catalog, now
 from .dbclient import CommandError
 from .naming import INTERNAL_DB
 from .txn import Runner
-from .write_context import DUPLICATE_KEY, GroupFallback, Outcome, WriteContext, chunks
+from .write_context import DUPLICATE_KEY, Outcome, WriteContext
 
 _OUTCOME_FIELDS = ("matched", "modified", "upserted", "did_upsert", "reply_value")
 
@@ -44,30 +45,32 @@ async def retried(catalog: Catalog, ctx: WriteContext) -> Outcome | None:
     return outcome
 
 
-async def remember_group(runner: Runner, ctx: WriteContext, outcomes: list[Outcome]) -> None:
-    """The retry records of a group's statements, one per statement as ``remember``
-    writes them: a retry finds each whether the group or its statements ran. An
-    earlier attempt's record fails the group, whose statements then run one by one."""
-    assert isinstance(ctx.statement, int)
-    records = [
+def records(ctx: WriteContext, outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """The retry records of consecutive statements from ``ctx.statement`` on, one per
+    statement: a retry finds each whether a group or its statements ran. (A batch
+    of inserts run as one statement is keyed by a label, ``all`` or ``all-N``.)"""
+    first = ctx.statement
+    if not isinstance(first, int):
+        assert len(outcomes) == 1, "a labelled statement has one outcome"
+    return [
         {
-            "_id": {**(ctx.retry or {}), "stmt": ctx.statement + i},
+            "_id": {**(ctx.retry or {}), "stmt": first + i if isinstance(first, int) else first},
             "at": now(),
             "outcome": {k: getattr(out, k) for k in _OUTCOME_FIELDS},
         }
         for i, out in enumerate(outcomes)
     ]
-    try:
-        for part in chunks(records):
-            await runner.run(INTERNAL_DB, {"insert": "retries", "documents": part})
-    except CommandError as exc:
-        if exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply:
-            raise GroupFallback from None
-        raise
+
+
+def group_fallback(exc: CommandError) -> bool:
+    """Whether a group's retry records failed because an earlier attempt wrote one:
+    its statements then run one by one, each answering what its attempt did."""
+    return exc.code == DUPLICATE_KEY or "writeErrors" in exc.reply
 
 
 async def remember(runner: Runner, ctx: WriteContext, outcome: Outcome) -> None:
-    """The retry record of one statement, written in its transaction."""
+    """The retry record of one statement, written in its transaction (capped
+    collections; the write path writes it with its WAL entries: ``write_log.py``)."""
     saved = {k: getattr(outcome, k) for k in _OUTCOME_FIELDS}
     await runner.run(
         "__argon",

@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import unique
+from . import retries, unique
 from .catalog import Catalog, CatalogBusy, Overlay, StaleCatalog, hashable_id
 from .dbclient import CommandError
 from .documents import find_ids
 from .freezes import first_changes, freeze
 from .pending import TxnState
-from .retries import remember_group
 from .statements import Prepared, Statements, Watched
 from .txn import Receipt, Runner, is_transient
 from .view import View, build_view
@@ -112,9 +111,13 @@ class StatementGroups:
             firsts = first_changes(total.changes)
             await freeze(runner, ctx, prep.kids, firsts, total, careful=careful)
             total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
-            total.lsns = await self.statements.log.log(runner, ctx, total.changes)
-            if ctx.retry is not None:
-                await remember_group(runner, ctx, outcomes)
+            records = retries.records(ctx, outcomes) if ctx.retry is not None else None
+            try:
+                total.lsns = await self.statements.log.log(runner, ctx, total.changes, records)
+            except CommandError as exc:
+                if records and retries.group_fallback(exc):  # an earlier attempt's record
+                    raise GroupFallback from None
+                raise
             return outcomes, total
 
         return unit

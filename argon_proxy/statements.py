@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import unique
+from . import retries, unique
 from .catalog import (
     Catalog,
     CatalogBusy,
@@ -43,7 +43,7 @@ from .freezes import freeze
 from .indexes import list_specs
 from .naming import MAIN
 from .pending import Pending, TxnState, freeze_targets, transaction_key
-from .retries import remember, retried
+from .retries import retried
 from .txn import RETRY_FOR, JoinedTransaction, Receipt, Runner
 from .view import View, build_view
 from .write_context import (
@@ -236,10 +236,10 @@ class Statements:
                     raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await freeze(runner, ctx, prep.kids, outcome.changes, outcome, careful=careful)
             outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
-            outcome.lsns = await self.log.log(runner, ctx, outcome.changes)
-            if ctx.retry is not None:
-                # An earlier attempt that committed makes this fail (and roll back).
-                await remember(runner, ctx, outcome)
+            # With a retry record: an earlier attempt that committed makes this fail
+            # (and roll back).
+            records = retries.records(ctx, [outcome]) if ctx.retry is not None else None
+            outcome.lsns = await self.log.log(runner, ctx, outcome.changes, records)
             return outcome
 
         return unit

@@ -22,6 +22,8 @@ import bson
 
 from . import wal
 from .catalog import Catalog, StaleCatalog, now
+from .dbclient import ERROR_DETAILS, CommandError
+from .naming import INTERNAL_DB
 from .pending import Pending, TxnState, freeze_targets
 from .txn import JoinedTransaction, Runner
 from .write_context import STALE_ATTEMPTS, Change, WriteContext, chunks
@@ -34,19 +36,49 @@ class WriteLog:
         self.catalog = catalog
         self.pending = pending  # what open client transactions wrote
 
-    async def log(self, runner: Runner, ctx: WriteContext, changes: list[Change]) -> list[int]:
-        """Write the entries of ``changes`` in the runner's transaction; returns the
-        first and last LSN written (none in a client's transaction, yet)."""
-        if not changes:
-            return []
+    async def log(
+        self,
+        runner: Runner,
+        ctx: WriteContext,
+        changes: list[Change],
+        retry_records: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """Write the entries of ``changes`` in the runner's transaction, and the
+        statements' ``retry_records`` (``retries.py``); returns the first and last
+        LSN written (none in a client's transaction, yet).
+
+        Where the upstream speaks ``bulkWrite`` (MongoDB 8.0) and both fit one
+        command, they go in one round trip; a failure of either (a retry record
+        an earlier attempt wrote) raises ``CommandError`` as its insert would.
+        """
+        records = retry_records or []
         state = self.pending.peek(runner) if isinstance(runner, JoinedTransaction) else None
         if state is not None:  # a client's: its entries take their LSNs at its commit
             state.entries.extend(self.entries(0, ctx, changes))
+            await _insert(runner, [("retries", records)])
+            return []
+        if not changes:
+            await _insert(runner, [("retries", records)])
             return []
         first = await self.catalog.allocate_lsns(runner, len(changes))
-        for part in chunks(self.entries(first, ctx, changes)):
-            await runner.run("__argon", {"insert": "wal", "documents": part})
+        entries = self.entries(first, ctx, changes)
+        if self._together(runner, entries, records):
+            await _insert_together(runner, [("wal", entries), ("retries", records)])
+        else:
+            await _insert(runner, [("wal", entries), ("retries", records)])
         return [first, first + len(changes) - 1]
+
+    def _together(
+        self, runner: Runner, entries: list[dict[str, Any]], records: list[dict[str, Any]]
+    ) -> bool:
+        """Whether one ``bulkWrite`` can carry them (it saves a round trip). Not as a
+        transaction's first command: that one carries its read concern, which
+        ``bulkWrite`` does not take."""
+        if not records or self.catalog.db.pool.facts.max_wire_version < BULK_WRITE_WIRE_VERSION:
+            return False
+        if not getattr(runner, "started", False):
+            return False
+        return len(chunks([*entries, *records])) == 1
 
     async def log_commit(self, joined: Runner, state: TxnState) -> int | None:
         """Before a client's transaction commits: lease LSNs for the WAL entries its
@@ -105,3 +137,35 @@ class WriteLog:
             )
             for i, ch in enumerate(changes)
         ]
+
+
+BULK_WRITE_WIRE_VERSION = 25  # MongoDB 8.0: bulkWrite across collections, in transactions
+
+
+async def _insert(runner: Runner, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Insert each batch into its collection of ``__argon``, one command per chunk."""
+    for coll, docs in batches:
+        for part in chunks(docs):
+            await runner.run(INTERNAL_DB, {"insert": coll, "documents": part})
+
+
+async def _insert_together(runner: Runner, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Insert the batches into their collections of ``__argon`` in one ``bulkWrite``,
+    in order; the first failure is raised as its own insert would raise it."""
+    ns_info = [{"ns": f"{INTERNAL_DB}.{coll}"} for coll, _ in batches]
+    ops = [{"insert": i, "document": doc} for i, (_, docs) in enumerate(batches) for doc in docs]
+    command = {"bulkWrite": 1, "ops": ops, "nsInfo": ns_info, "ordered": True, "errorsOnly": True}
+    reply = await runner.run("admin", command)
+    if not reply.get("nErrors"):
+        return
+    failed = [r for r in reply.get("cursor", {}).get("firstBatch", []) if not r.get("ok")]
+    first = failed[0] if failed else {}
+    raise CommandError(
+        {
+            "ok": 0,
+            "code": first.get("code", 2),
+            "codeName": first.get("codeName", "BadValue"),
+            "errmsg": first.get("errmsg", "bulkWrite of Argon's records failed"),
+            **{k: first[k] for k in ERROR_DETAILS if k in first},
+        }
+    )

@@ -152,6 +152,33 @@ def test_a_retried_group_is_applied_once(clients: dict[str, Client], target: str
     ]
 
 
+@pytest.mark.parametrize("target", ["main", "branch"])
+@pytest.mark.parametrize("size", [1, 3, 1500])
+def test_a_retried_statement_is_applied_once(
+    clients: dict[str, Client], target: str, size: int
+) -> None:
+    """One update, a batch of inserts run as one statement, and one too big for a
+    single command of Argon's records: each retry answers what the first attempt
+    did and changes nothing."""
+    client = clients[target]
+    coll = _fresh(clients, target, f"retried_{size}")
+    # pymongo reuses server sessions between tests: numbers no other test sends.
+    txn = 1000 * size + (1 if target == "main" else 2)
+    with client.start_session() as session:
+        ids = {"lsid": session.session_id, "txnNumber": Int64(txn)}
+        docs = [{"_id": 100 + i, "pad": "p" * 200} for i in range(size)]
+        inserted = {"insert": coll.name, "documents": docs, **ids}
+        assert coll.database.command(inserted, session=session)["n"] == size
+        assert coll.database.command(inserted, session=session)["n"] == size
+        updated = {"update": coll.name, "updates": [{"q": {"_id": 0}, "u": {"$inc": {"n": 1}}}]}
+        ids["txnNumber"] = Int64(txn + 500)
+        first = coll.database.command({**updated, **ids}, session=session)
+        again = coll.database.command({**updated, **ids}, session=session)
+    assert (first["n"], first["nModified"]) == (again["n"], again["nModified"]) == (1, 1)
+    assert coll.find_one({"_id": 0}) == {"_id": 0, "n": 1}
+    assert coll.count_documents({"_id": {"$gte": 100}}) == size
+
+
 def _by_id(clients: dict[str, Client], target: str, name: str) -> Coll:
     """``name`` holding n = _id for _id 0..5 (document 4 also holds a string ``s``),
     written through ``target``: ``forked`` is a branch made after main's copy was
