@@ -139,8 +139,8 @@ class ClientProtocol:
         elif name in AUTH_COMMANDS:  # never upstream: see auth.py
             await self._answer_auth(incoming, peek)
             return name
-        elif self._auth.refuses(name) and not await self._bootstrapping(incoming, name):
-            refusal = self._auth.unauthorized(name)
+        elif self._auth.refuses(name):
+            refusal = await self._unless_bootstrapping(incoming, name)
         if refusal is not None:
             metrics.ERRORS.labels(refusal.code_name).inc()
             if not peek.more_to_come:
@@ -173,15 +173,24 @@ class ClientProtocol:
         except ArgonError as exc:
             metrics.ERRORS.labels(exc.code_name).inc()
             reply = exc.to_document()
+        except UpstreamIOError as exc:  # the users live upstream
+            reply = upstream_lost(exc, peek.name, in_transaction=False).to_document()
         if not peek.more_to_come:
             await self._reply_msg(reply, incoming.request_id, incoming.compressor_id)
 
-    async def _bootstrapping(self, incoming: Incoming, name: str) -> bool:
-        """The localhost exception: the first user's creation (see auth.py)."""
-        if name != "argon":
-            return False
-        action = bson.decode(incoming.op_msg().body).get("argon")
-        return action == "createUser" and await self._auth.may_bootstrap()
+    async def _unless_bootstrapping(self, incoming: Incoming, name: str) -> ArgonError | None:
+        """13 for an unauthenticated client, unless this is the localhost exception's
+        creation of the first user (see auth.py); an upstream that is away answers as
+        such, since whether a user exists is not known then."""
+        try:
+            action = bson.decode(incoming.op_msg().body).get("argon") if name == "argon" else None
+            if action == "createUser" and await self._auth.may_bootstrap():
+                return None
+        except ArgonError as exc:
+            return exc
+        except UpstreamIOError as exc:
+            return upstream_lost(exc, name, in_transaction=False)
+        return self._auth.unauthorized(name)
 
     async def _handle_in_engine(self, incoming: Incoming, peek: CommandPeek) -> None:
         msg = incoming.op_msg()

@@ -276,3 +276,16 @@ def test_node_driver_with_credentials(stack: tuple[Process, Process]) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["user"] == ADMIN and result["n"] >= 1
+
+
+def test_the_first_user_while_the_upstream_is_away_is_answered(own_upstream: Process) -> None:
+    proxy = start_proxy(own_upstream.uri, env={"ARGON_AUTH": "true"})
+    try:
+        own_upstream.stop()
+        anonymous: Client = MongoClient(proxy.uri, serverSelectionTimeoutMS=10000)
+        with pytest.raises(OperationFailure) as caught:  # not a connection cut off
+            anonymous.admin.command({"argon": "createUser", "name": "a", "password": "b"})
+        assert caught.value.code == 6 and "cannot reach the upstream" in str(caught.value)
+        anonymous.close()
+    finally:
+        proxy.stop()
