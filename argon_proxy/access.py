@@ -126,11 +126,12 @@ class Grant:
         return project is not None and project == self.project
 
     def to_doc(self) -> dict[str, Any]:
-        where = {"branches": self.branches} if self.branches is not None else {}
-        return {"user": self.user, "role": self.role, **where, **self._project()}
-
-    def _project(self) -> dict[str, Any]:
-        return {"project": self.project} if self.project is not None else {}
+        doc: dict[str, Any] = {"user": self.user, "role": self.role}
+        if self.branches is not None:
+            doc["branches"] = self.branches
+        if self.project is not None:
+            doc["project"] = self.project
+        return doc
 
 
 def refused(user: str | None, action: str, branch: str) -> ArgonError:
