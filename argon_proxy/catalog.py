@@ -71,7 +71,16 @@ from .errors import (
     UpstreamIOError,
 )
 from .naming import INTERNAL_DB, MAIN, TOMBSTONE, overlay_name, validate_branch_name
-from .txn import Runner, SessionPool, is_transient, run_in_transaction
+from .txn import (
+    Rider,
+    Runner,
+    SessionPool,
+    Transaction,
+    checked,
+    is_transient,
+    run_in_transaction,
+    run_or_defer,
+)
 
 if TYPE_CHECKING:
     from .txn import Runner
@@ -302,6 +311,26 @@ class Overlay:
     @property
     def key(self) -> str:
         return overlay_key(self.branch_id, self.db, self.coll)
+
+
+@dataclass
+class RiddenLease:
+    """LSNs leased behind a transaction's command (``Catalog.lease_behind``):
+    ``count`` of them from ``first``, once the lease came back good."""
+
+    count: int
+    first: int | None = None
+
+
+@dataclass(frozen=True)
+class _LeaseRequest:
+    """A lease's command and what reading its reply needs."""
+
+    command: dict[str, Any]
+    count: int
+    leased: bool
+    tok: str
+    ended: list[bson.Int64]
 
 
 @dataclass(frozen=True)
@@ -845,17 +874,20 @@ class Catalog:
         if not overlays:
             return
         keys = [version_key(ov.key) for ov in overlays]
-        reply = await runner.run(
-            INTERNAL_DB,
-            {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)},
-        )
-        stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
-        moved = moved or {}
-        if any(
-            stored.get(version_key(ov.key), 0) != ov.version + moved.get(ov.key, 0)
-            for ov in overlays
-        ):
-            raise StaleCatalog
+        expected = {
+            version_key(ov.key): ov.version + (moved or {}).get(ov.key, 0) for ov in overlays
+        }
+
+        async def answered(reply: dict[str, Any]) -> None:
+            await checked(reply)
+            stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
+            if any(stored.get(key, 0) != v for key, v in expected.items()):
+                raise StaleCatalog
+
+        # Sent with the statement's first command: it is judged before anything
+        # that command answered is used.
+        find = {"find": "counters", "filter": {"_id": {"$in": keys}}, "batchSize": len(keys)}
+        await run_or_defer(runner, INTERNAL_DB, find, answered)
 
     @staticmethod
     async def bump(runner: Runner, overlays: Iterable[Overlay]) -> list[Overlay]:
@@ -863,7 +895,8 @@ class Catalog:
         The caller adds one to each ``version`` once the transaction commits."""
         unique = list({ov.key: ov for ov in overlays}.values())
         if unique:
-            await runner.run(
+            await run_or_defer(
+                runner,
                 INTERNAL_DB,
                 {
                     "update": "counters",
@@ -939,24 +972,66 @@ class Catalog:
         lock for a while. The lease names this incarnation, so a proxy that
         ends it after a crash also ends its leases (``incarnation.py``).
         """
+        for _ in range(_LEASE_ATTEMPTS):
+            request = self._lease_request(count, leased=leased, owned=owned)
+            try:
+                reply = await self.db.command(INTERNAL_DB, request.command)
+            except CommandError as exc:
+                if owned and exc.code == EXCEEDED_TIME_LIMIT:
+                    raise CommandError(_COUNTER_HELD) from None
+                raise
+            first = await self._leased(request, reply)
+            if first is not None:
+                break
+        else:
+            raise CommandError(_COUNTER_HELD)
+        if self._epoch_of(reply) != (self.epoch if epoch is None else epoch):
+            if leased:
+                await self.release_lsns(first)
+            raise StaleCatalog
+        return first
+
+    def lease_behind(self, txn: Transaction, count: int) -> RiddenLease:
+        """Lease ``count`` LSNs for ``txn`` right behind its next command, on its
+        connection (``Transaction.ride``): no round trip of its own. The upstream
+        runs it after that command, so after the transaction's snapshot: two
+        writers of one document still lease in the order they commit (see
+        docs/design.md). The lease is released when the transaction ends.
+        ``first`` stays None unless it came back at this proxy's epoch; the
+        caller then leases the usual way (``allocate_lsns``), which says why."""
+        request = self._lease_request(count, leased=True, owned=True)
+        ridden = RiddenLease(count)
+
+        async def answered(reply: dict[str, Any]) -> None:
+            if not reply.get("ok"):
+                return
+            first = await self._leased(request, reply)
+            if first is None:
+                return
+            txn.at_end(lambda: self.release_lsns(first))
+            if self._epoch_of(reply) == self.epoch:
+                ridden.first = first
+
+        txn.ride(Rider(INTERNAL_DB, request.command, answered))
+        return ridden
+
+    def _lease_request(self, count: int, *, leased: bool, owned: bool) -> _LeaseRequest:
+        """The ``findAndModify`` that moves the counter by ``count`` (and records the
+        lease), taking along this proxy's ended leases."""
         bump: dict[str, Any] = {"$add": [{"$ifNull": ["$value", 0]}, count]}
         stages: list[dict[str, Any]] = [{"$set": {"value": {"$toLong": bump}}}]
-        ended = [bson.Int64(first) for first in self._ended]
+        ended = [bson.Int64(first) for first in self._ended] if leased else []
+        tok = secrets.token_hex(8)  # to end it even if the reply is lost
         if leased:
             moment = now()
             keep: dict[str, Any] = {"$gt": ["$$this.until", moment]}
             if ended:  # this proxy's leases whose transactions have ended go with it
                 keep = {"$and": [keep, {"$not": [{"$in": ["$$this.first", ended]}]}]}
-            live = {
-                "$filter": {
-                    "input": {"$ifNull": ["$inflight", []]},
-                    "cond": keep,
-                }
-            }
+            live = {"$filter": {"input": {"$ifNull": ["$inflight", []]}, "cond": keep}}
             lease: dict[str, Any] = {
                 "first": {"$subtract": ["$value", count - 1]},
                 "until": moment + LEASE,
-                "tok": secrets.token_hex(8),  # to end it even if the reply is lost
+                "tok": tok,
             }
             if owned and self.owner is not None:
                 lease["by"] = {"$literal": self.owner}
@@ -970,30 +1045,24 @@ class Catalog:
         }
         if owned:
             command["maxTimeMS"] = _OWN_LEASE_WAIT_MS
-        for _ in range(_LEASE_ATTEMPTS):
-            try:
-                reply = await self.db.command(INTERNAL_DB, command)
-            except CommandError as exc:
-                if owned and exc.code == EXCEEDED_TIME_LIMIT:
-                    raise CommandError(_COUNTER_HELD) from None
-                raise
-            counter = reply.get("value")
-            if counter is not None:
-                break
-            # An upstream that answered without the document (seen under concurrent
-            # updates of it): whatever it did, end the lease it may have recorded.
-            if leased:
-                await self._pull_lease({"tok": lease["tok"]})
-        else:
-            raise CommandError(_COUNTER_HELD)
-        if leased and ended:
-            self._forget_ended(ended)
-        first = int(counter["value"]) - count + 1
-        if int(counter.get("epoch", 0)) != (self.epoch if epoch is None else epoch):
-            if leased:
-                await self.release_lsns(first)
-            raise StaleCatalog
-        return first
+        return _LeaseRequest(command, count, leased, tok, ended)
+
+    async def _leased(self, request: _LeaseRequest, reply: dict[str, Any]) -> int | None:
+        """The first LSN a lease's ``ok`` reply gave; None if the upstream answered
+        without the document (seen under concurrent updates of it): whatever it
+        did then, the lease it may have recorded is ended."""
+        counter = reply.get("value")
+        if counter is None:
+            if request.leased:
+                await self._pull_lease({"tok": request.tok})
+            return None
+        if request.ended:
+            self._forget_ended(request.ended)
+        return int(counter["value"]) - request.count + 1
+
+    @staticmethod
+    def _epoch_of(reply: dict[str, Any]) -> int:
+        return int(reply["value"].get("epoch", 0))
 
     async def release_lsns(self, first: int) -> None:
         """End the lease of the range starting at ``first``: its transaction has

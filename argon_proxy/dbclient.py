@@ -25,7 +25,7 @@ fails is not replaced (that would need a second slot): the request fails.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -36,6 +36,7 @@ from bson.codec_options import CodecOptions
 
 import wire
 
+from . import metrics
 from .clustertime import CLOCK
 from .errors import ArgonError, UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
@@ -129,15 +130,42 @@ class CommandError(ArgonError):
 
 async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
     """Run one command on a held connection; raise ``CommandError`` on ``ok: 0``."""
-    body = bson.encode({**command, "$db": db}, codec_options=CODEC)
-    await conn.send(wire.encode_op_msg(wire.OpMsg(flags=0, body=body), next(_request_ids)))
+    (reply,) = await exchange(conn, [(db, command)])
+    return failed_unless_ok(conn, reply)
+
+
+async def exchange(
+    conn: UpstreamConnection, commands: Sequence[tuple[str, Mapping[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Send ``commands`` back to back on ``conn`` and read their replies, ``ok`` or
+    not, in order: one round trip for them all. The upstream runs a connection's
+    requests one after another (mongod does), so each runs after the one before
+    it has finished."""
+    data = bytearray()
+    for db, command in commands:
+        body = bson.encode({**command, "$db": db}, codec_options=CODEC)
+        data += wire.encode_op_msg(wire.OpMsg(flags=0, body=body), next(_request_ids))
+    await conn.send(data)
+    metrics.UPSTREAM_ROUND_TRIPS.labels("request" if _held() is conn else "background").inc()
+    replies = []
+    for _db, command in commands:
+        frame = await conn.receive_frame(wait=_may_wait(command))
+        reply: dict[str, Any] = bson.decode(
+            wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
+        )
+        CLOCK.note(reply)
+        replies.append(reply)
+    return replies
+
+
+def _may_wait(command: Mapping[str, Any]) -> float:
+    """How long ``command`` may take on the upstream by design (its ``maxTimeMS``)."""
     wait = command.get("maxTimeMS")
-    seconds = wait / 1000.0 if isinstance(wait, int | float) and wait > 0 else 0.0
-    frame = await conn.receive_frame(wait=seconds)
-    reply: dict[str, Any] = bson.decode(
-        wire.decode_op_msg(frame.payload, full_message=frame.data).body, codec_options=CODEC
-    )
-    CLOCK.note(reply)
+    return wait / 1000.0 if isinstance(wait, int | float) and wait > 0 else 0.0
+
+
+def failed_unless_ok(conn: UpstreamConnection, reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply``, or ``CommandError`` if it says ``ok: 0``."""
     if not reply.get("ok"):
         if reply.get("code") in NOT_PRIMARY_CODES:
             conn.not_primary = conn.broken = True  # the pool looks for the primary again
@@ -145,11 +173,8 @@ async def run_on(conn: UpstreamConnection, db: str, command: Mapping[str, Any]) 
     return reply
 
 
-async def run_checked(
-    conn: UpstreamConnection, db: str, command: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``run_on`` that also raises the first write error of a write command."""
-    reply = await run_on(conn, db, command)
+def first_write_error(reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` of a write command, or its first write error raised as ``CommandError``."""
     errors = reply.get("writeErrors")
     if errors:
         first = errors[0]
@@ -164,6 +189,13 @@ async def run_checked(
             }
         )
     return reply
+
+
+async def run_checked(
+    conn: UpstreamConnection, db: str, command: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``run_on`` that also raises the first write error of a write command."""
+    return first_write_error(await run_on(conn, db, command))
 
 
 class DbClient:

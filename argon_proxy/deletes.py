@@ -35,10 +35,12 @@ class Deletes:
         with capped_refused(ctx, "delete"):
             if not int(stmt.get("limit", 0)):
                 return await in_parts(ctx, stmt, self._delete_once)
-            return await self._delete_once(ctx, stmt)
+            return await self._delete_once(ctx, stmt, most=1)
 
-    async def _delete_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
-        return await self.statements.run_statement(ctx, delete_body(ctx, stmt))
+    async def _delete_once(
+        self, ctx: WriteContext, stmt: dict[str, Any], most: int | None = None
+    ) -> Outcome:
+        return await self.statements.run_statement(ctx, delete_body(ctx, stmt), most=most)
 
 
 def delete_body(ctx: WriteContext, stmt: dict[str, Any]) -> Body:

@@ -17,8 +17,8 @@ from typing import Any
 
 from .catalog import Overlay, hashable_id
 from .naming import TOMBSTONE
-from .txn import Runner
-from .view import View
+from .txn import Runner, run_or_defer, run_together
+from .view import View, looks_up_ids
 from .write_context import Outcome, WriteContext
 
 # On Argon's own writes into overlays (tombstones, frozen copies): they are no
@@ -33,7 +33,11 @@ ID_CHUNK = 32
 
 async def find_all(runner: Runner, db: str, command: dict[str, Any]) -> list[dict[str, Any]]:
     """A whole find/aggregate cursor, read inside the runner's transaction."""
-    reply = await runner.run(db, command)
+    return await _rest(runner, db, await runner.run(db, command))
+
+
+async def _rest(runner: Runner, db: str, reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documents of the cursor ``reply`` opened, read to its end."""
     cursor = reply["cursor"]
     docs = list(cursor.get("firstBatch", ()))
     coll = cursor["ns"].split(".", 1)[1]
@@ -111,6 +115,15 @@ async def view_find(
             pipeline.append({"$limit": limit})
         cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}
         return await find_all(runner, view.db, {**cmd, **shared})
+    if limit and len(view.layers) > 1 and looks_up_ids(flt):
+        # Each layer answers from its _id index: ask them all in one round trip.
+        finds = [
+            (view.db, {"find": layer.coll, "filter": layer.match(flt), "limit": limit, **shared})
+            for layer in view.layers
+        ]
+        replies = await run_together(runner, finds)
+        by_layer = [await _rest(runner, view.db, reply) for reply in replies]
+        return [doc for docs in by_layer for doc in docs][:limit]
     found: list[dict[str, Any]] = []
     for layer in view.layers:
         cmd = {"find": layer.coll, "filter": layer.match(flt), **shared}
@@ -137,11 +150,15 @@ async def put_own(
     """Write ``doc`` as the branch's version of its ``_id`` (replacing any tombstone),
     with the command's options (``bypassDocumentValidation``): a plain insert when
     the overlay is known not to hold the id, so mongod judges it as an insert."""
+    # Nothing the statement does next depends on the reply: it goes with the next command.
     if own.ids is not None and hashable_id(doc["_id"]) not in own.ids:
-        await runner.run(ctx.db, ctx.data_command({"insert": own.name, "documents": [doc]}))
+        command = {"insert": own.name, "documents": [doc]}
     else:
-        upsert = {"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}
-        await runner.run(ctx.db, ctx.data_command({"update": own.name, "updates": [upsert]}))
+        command = {
+            "update": own.name,
+            "updates": [{"q": {"_id": doc["_id"]}, "u": doc, "upsert": True}],
+        }
+    await run_or_defer(runner, ctx.db, ctx.data_command(command))
     outcome.cache.append((own, [doc["_id"]], False))
 
 
@@ -153,8 +170,9 @@ async def tombstone_own(
     outcome: Outcome,
 ) -> None:
     """Delete ``doc_id`` on the branch: a tombstone in its overlay hides every
-    version below."""
-    await runner.run(
+    version below. Goes with the statement's next command."""
+    await run_or_defer(
+        runner,
         ctx.db,
         {
             "update": own.name,

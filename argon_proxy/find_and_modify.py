@@ -38,7 +38,7 @@ class FindAndModify:
         cmd = {**cmd, "query": indexable(cmd.get("query") or {})}
         body = _body(ctx, cmd)
         with capped_refused(ctx, "findAndModify"):
-            return await self.statements.run_statement(ctx, body)
+            return await self.statements.run_statement(ctx, body, most=1)
 
 
 def _body(ctx: WriteContext, cmd: dict[str, Any]) -> Body:

@@ -20,7 +20,7 @@ from .catalog import Overlay, hashable_id
 from .dbclient import CommandError
 from .documents import BYPASS
 from .naming import TOMBSTONE
-from .txn import Runner
+from .txn import Runner, checked, run_or_defer
 from .write_context import DUPLICATE_KEY, Change, Outcome, WriteContext, chunks
 
 
@@ -71,23 +71,32 @@ async def _freeze_into(
             continue
         images.append(ch.pre if ch.pre is not None else {"_id": ch.doc_id, TOMBSTONE: True})
         (ids if ch.pre is not None else tombs).append(ch.doc_id)
+    # Nothing the statement does later depends on these writes' replies: they go
+    # with its next command.
     for part in chunks(images):
         if careful:
             updates = [
                 {"q": {"_id": d["_id"]}, "u": {"$setOnInsert": _body(d)}, "upsert": True}
                 for d in part
             ]
-            await runner.run(ctx.db, {"update": ov.name, "updates": updates, **BYPASS})
+            await run_or_defer(runner, ctx.db, {"update": ov.name, "updates": updates, **BYPASS})
             continue
-        try:
-            await runner.run(ctx.db, {"insert": ov.name, "documents": part, **BYPASS})
-        except CommandError as exc:
-            if exc.code == DUPLICATE_KEY:
-                raise FreezeRace from None
-            raise
+        insert = {"insert": ov.name, "documents": part, **BYPASS}
+        await run_or_defer(runner, ctx.db, insert, _raced)
     if images:
         outcome.cache.append((ov, ids, False))
         outcome.cache.append((ov, tombs, True))
+
+
+async def _raced(reply: dict[str, Any]) -> None:
+    """A freeze's insert that found an image there already: another proxy's write
+    froze into the child meanwhile (``FreezeRace``)."""
+    try:
+        await checked(reply)
+    except CommandError as exc:
+        if exc.code == DUPLICATE_KEY:
+            raise FreezeRace from None
+        raise
 
 
 def first_changes(changes: list[Change]) -> list[Change]:

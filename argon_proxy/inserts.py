@@ -63,7 +63,7 @@ class Inserts:
             out.changes.append(Change(doc["_id"], wal.INSERT, None, doc))
 
         try:
-            return await self.statements.run_statement(ctx, body)
+            return await self.statements.run_statement(ctx, body, most=1)
         except CommandError as exc:
             if not self.capped.found(ctx, exc):
                 raise
@@ -79,7 +79,7 @@ class Inserts:
         if self.capped.takes_path(ctx):
             return await self.capped.insert(ctx, docs)
         try:
-            return await self.statements.run_statement(ctx, _batch_body(ctx, docs))
+            return await self.statements.run_statement(ctx, _batch_body(ctx, docs), most=len(docs))
         except StatementError as exc:
             if exc.code == DUPLICATE_KEY:
                 raise NeedsStatements from None

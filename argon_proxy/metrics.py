@@ -42,6 +42,12 @@ BRANCH_READS = Counter(
     ["path"],
 )
 BYTES_OUT = Counter("argon_bytes_sent_total", "Bytes sent to clients")
+UPSTREAM_ROUND_TRIPS = Counter(
+    "argon_upstream_round_trips_total",
+    "Round trips of Argon's own commands to the upstream, on a client request's "
+    "connection (request) or for Argon's own upkeep (background)",
+    ["on"],
+)
 
 MAX_BRANCH_LABELS = 100
 OTHER = "other"

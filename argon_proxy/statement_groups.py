@@ -98,6 +98,8 @@ class StatementGroups:
         target = ctx.coll if prep.own is None else prep.own.name  # where the documents go
 
         async def unit(runner: Runner, careful: bool) -> tuple[list[Outcome], Outcome]:
+            # Each statement changes one document at most.
+            ahead = self.statements.log.lease_ahead(runner, len(bodies))
             await Catalog.verify(runner, prep.watched)
             if batch is not None:
                 outcomes = await batch(runner, prep.view, prep.own)
@@ -113,7 +115,9 @@ class StatementGroups:
             total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
             records = retries.records(ctx, outcomes) if ctx.retry is not None else None
             try:
-                total.lsns = await self.statements.log.log(runner, ctx, total.changes, records)
+                total.lsns = await self.statements.log.log(
+                    runner, ctx, total.changes, records, ahead
+                )
             except CommandError as exc:
                 if records and retries.group_fallback(exc):  # an earlier attempt's record
                     raise GroupFallback from None

@@ -152,8 +152,12 @@ class Statements:
 
         return TxnScope(joined, announce, state.overlays)
 
-    async def run_statement(self, ctx: WriteContext, body: Any) -> Outcome:
-        """Run one statement in its own transaction; returns what it did.
+    async def run_statement(
+        self, ctx: WriteContext, body: Any, *, most: int | None = None
+    ) -> Outcome:
+        """Run one statement in its own transaction; returns what it did. ``most``:
+        how many documents it can change at most, if that is known beforehand
+        (its LSNs are then leased at no round trip of their own).
 
         The statement starts again, with the caches brought up to date, when its
         transaction finds that another proxy changed what they hold.
@@ -161,7 +165,7 @@ class Statements:
         async with self.catalog.forks.writing(), self.lock(ctx.ns):
             if isinstance(ctx.joined, JoinedTransaction):
                 return await self._run_joined(ctx, body)
-            return await self.retrying(ctx, lambda stale: self._run_once(ctx, body, stale))
+            return await self.retrying(ctx, lambda stale: self._run_once(ctx, body, stale, most))
 
     async def _run_joined(self, ctx: WriteContext, body: Body) -> Outcome:
         """Run a statement of a client's transaction, which cannot start again by
@@ -207,11 +211,13 @@ class Statements:
             labels=("RetryableWriteError",),
         )
 
-    async def _run_once(self, ctx: WriteContext, body: Body, stale: Watched) -> Outcome:
+    async def _run_once(
+        self, ctx: WriteContext, body: Body, stale: Watched, most: int | None = None
+    ) -> Outcome:
         prep = await self.prepare(ctx)
         state = self.state(ctx)
         stale.watched = prep.watched  # what to bring up to date if another proxy got there first
-        unit = self._unit(ctx, body, prep, state)
+        unit = self._unit(ctx, body, prep, state, most)
         if ctx.joined is None:
             return await self._run_alone(ctx, unit, prep)
         # A client's transaction cannot be retried: its freezes are careful at once.
@@ -219,7 +225,12 @@ class Statements:
         return await self._run_in_client_transaction(ctx, unit, prep, state)
 
     def _unit(
-        self, ctx: WriteContext, body: Body, prep: Prepared, state: TxnState | None
+        self,
+        ctx: WriteContext,
+        body: Body,
+        prep: Prepared,
+        state: TxnState | None,
+        most: int | None,
     ) -> Callable[[Runner, bool], Awaitable[Outcome]]:
         """The statement's transaction, given its runner and whether it freezes
         carefully."""
@@ -227,6 +238,7 @@ class Statements:
         moved = state.moved if state is not None else None
 
         async def unit(runner: Runner, careful: bool) -> Outcome:
+            ahead = self.log.lease_ahead(runner, most)
             await Catalog.verify(runner, prep.watched, moved)
             outcome = Outcome()
             await body(runner, prep.view, prep.own, outcome)
@@ -239,7 +251,7 @@ class Statements:
             # With a retry record: an earlier attempt that committed makes this fail
             # (and roll back).
             records = retries.records(ctx, [outcome]) if ctx.retry is not None else None
-            outcome.lsns = await self.log.log(runner, ctx, outcome.changes, records)
+            outcome.lsns = await self.log.log(runner, ctx, outcome.changes, records, ahead)
             return outcome
 
         return unit

@@ -32,14 +32,22 @@ from __future__ import annotations
 import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import bson
 import trio
 
-from .dbclient import CommandError, connection, run_checked, run_on
+from .dbclient import (
+    CommandError,
+    connection,
+    exchange,
+    failed_unless_ok,
+    first_write_error,
+    run_checked,
+    run_on,
+)
 from .errors import UpstreamIOError
 from .upstream import UpstreamConnection, UpstreamPool
 
@@ -102,6 +110,52 @@ class SessionPool:
             self._free.append(found)
 
 
+@dataclass
+class Rider:
+    """A command that travels with another one of a transaction: outside it,
+    behind the next command (``Transaction.ride``), or in it, in front of it
+    (``Transaction.defer``); ``answered`` gets its reply, ``ok`` or not."""
+
+    db: str
+    command: Mapping[str, Any]
+    answered: Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def checked(reply: dict[str, Any]) -> None:
+    """A deferred command's ``answered`` that raises what ``run`` would have."""
+    if not reply.get("ok"):
+        raise CommandError(reply)
+    first_write_error(reply)
+
+
+async def run_or_defer(
+    runner: Runner,
+    db: str,
+    command: Mapping[str, Any],
+    answered: Callable[[dict[str, Any]], Awaitable[None]] = checked,
+) -> None:
+    """Defer ``command`` where the runner is one of Argon's own transactions
+    (``Transaction.defer``), else run it now; ``answered`` judges its reply."""
+    if isinstance(runner, Transaction):
+        runner.defer(Rider(db, command, answered))
+        return
+    try:
+        reply = await runner.run(db, command)
+    except CommandError as exc:
+        reply = exc.reply
+    await answered(reply)
+
+
+async def run_together(
+    runner: Runner, commands: Sequence[tuple[str, Mapping[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Run ``commands`` in order and return their replies; in one of Argon's own
+    transactions in one round trip (``Transaction.run_many``)."""
+    if isinstance(runner, Transaction):
+        return await runner.run_many(commands)
+    return [await runner.run(db, command) for db, command in commands]
+
+
 class Transaction:
     """Argon's own transaction on a held connection."""
 
@@ -114,6 +168,8 @@ class Transaction:
         self.txn_number = bson.Int64(session.txn_number)
         self.started = False
         self._at_end: list[Callable[[], Awaitable[None]]] = []
+        self._rider: Rider | None = None
+        self._ahead: list[Rider] = []
 
     def at_end(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` once the transaction has ended (committed, or aborted
@@ -128,16 +184,69 @@ class Transaction:
                 with contextlib.suppress(CommandError, UpstreamIOError):
                     await callback()
 
+    def ride(self, rider: Rider) -> None:
+        """Send ``rider``'s command, outside the transaction, right behind the
+        transaction's next command on the same connection: the upstream runs it
+        after that one, and it costs no round trip of its own."""
+        self._rider = rider
+
+    def defer(self, deferred: Rider) -> None:
+        """Run ``deferred``'s command in the transaction, sent with the next one
+        (in front of it) or before the commit, whichever comes first: for a
+        command nothing before the next one depends on. Its ``answered`` gets the
+        reply, ``ok`` or not, and raises what the command should have raised;
+        the earliest failure of an exchange is the one raised, as if the
+        commands had run one by one (the upstream aborts a transaction at its
+        first failed command, so what followed it did nothing lasting)."""
+        self._ahead.append(deferred)
+
     async def run(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
+        (reply,) = await self._exchange([(db, command)])
+        return first_write_error(failed_unless_ok(self.conn, reply))
+
+    async def run_many(
+        self, commands: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Run ``commands`` in one round trip; their replies, the first failure
+        raised as if they had run one by one."""
+        replies = await self._exchange(commands)
+        return [first_write_error(failed_unless_ok(self.conn, reply)) for reply in replies]
+
+    async def flush(self) -> None:
+        """Run the deferred commands now."""
+        if self._ahead:
+            await self._exchange([])
+
+    async def _exchange(
+        self, commands: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The deferred commands, ``commands`` and the rider in one round trip;
+        returns the replies of ``commands`` after the others were answered."""
+        ahead, self._ahead = self._ahead, []
+        rider, self._rider = self._rider, None
+        batch: list[tuple[str, Mapping[str, Any]]]
+        batch = [(d.db, self._in_transaction(d.command)) for d in ahead]
+        batch += [(db, self._in_transaction(command)) for db, command in commands]
+        if rider is not None:
+            batch.append((rider.db, rider.command))
+        replies = await exchange(self.conn, batch)
+        if rider is not None:  # first: it may have taken something to give back
+            await rider.answered(replies.pop())
+        for deferred, reply in zip(ahead, replies, strict=False):
+            await deferred.answered(reply)
+        return replies[len(ahead) :]
+
+    def _in_transaction(self, command: Mapping[str, Any]) -> dict[str, Any]:
         full = {**command, "lsid": self.lsid, "txnNumber": self.txn_number, "autocommit": False}
         if not self.started:
             full["startTransaction"] = True
             full.setdefault("readConcern", {"level": "snapshot"})
             self.started = True
-        return await run_checked(self.conn, db, full)
+        return full
 
     async def commit(self, write_concern: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Commit with the client's ``write_concern``; returns mongod's reply."""
+        await self.flush()
         if not self.started:
             return {"ok": 1.0}
         command: dict[str, Any] = {

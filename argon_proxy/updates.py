@@ -29,7 +29,7 @@ from .catalog import Overlay, hashable_id
 from .documents import below, find_all, find_ids, view_find
 from .multi_writes import in_parts, maybe_split
 from .statements import Statements
-from .txn import Runner
+from .txn import Runner, run_or_defer
 from .view import MATCH_NOTHING, NOT_TOMBSTONE, View, conjoin, indexable, pin
 from .write_context import (
     Body,
@@ -57,10 +57,12 @@ class Updates:
         with capped_refused(ctx, "update"):
             if stmt.get("multi"):
                 return await in_parts(ctx, stmt, self._update_once)
-            return await self._update_once(ctx, stmt)
+            return await self._update_once(ctx, stmt, most=1)
 
-    async def _update_once(self, ctx: WriteContext, stmt: dict[str, Any]) -> Outcome:
-        return await self.statements.run_statement(ctx, update_body(ctx, stmt))
+    async def _update_once(
+        self, ctx: WriteContext, stmt: dict[str, Any], most: int | None = None
+    ) -> Outcome:
+        return await self.statements.run_statement(ctx, update_body(ctx, stmt), most=most)
 
 
 def update_body(ctx: WriteContext, stmt: dict[str, Any], *, grouped: bool = False) -> Body:
@@ -132,14 +134,27 @@ async def _apply_pinned(
     ``_id``, without what chose the document (sort, upsert, multi), and on an
     overlay without ``hint`` (it need not have the index). Returns whether it was
     copied up, and mongod's reply."""
+    copied, command = await _pinned_update(runner, ctx, own, pre, stmt)
+    reply = await runner.run(ctx.db, command)
+    raise_write_errors(reply)
+    return copied, reply
+
+
+async def _pinned_update(
+    runner: Runner,
+    ctx: WriteContext,
+    own: Overlay | None,
+    pre: dict[str, Any],
+    stmt: dict[str, Any],
+) -> tuple[bool, dict[str, Any]]:
+    """Copy the document up if need be (``_apply_pinned``); returns whether it was
+    copied, and the update command to run."""
     copied = own is not None and await copy_up(runner, ctx, own, pre)
     dropped = ("upsert", "multi", "sort") if own is None else ("upsert", "multi", "sort", "hint")
     upd = {k: v for k, v in stmt.items() if k not in dropped}
     upd["q"] = pin(pre["_id"], stmt.get("q") or {})
     target = ctx.coll if own is None else own.name
-    reply = await runner.run(ctx.db, ctx.data_command({"update": target, "updates": [upd]}))
-    raise_write_errors(reply)
-    return copied, reply
+    return copied, ctx.data_command({"update": target, "updates": [upd]})
 
 
 def _change(pre: dict[str, Any], post: dict[str, Any] | None, update: Any) -> Change:
@@ -197,7 +212,8 @@ async def _update_main(
     flt = stmt.get("q") or {}
     upd.update(q=flt if multi else pin(ids[0], flt), multi=multi)
     upd.pop("sort", None)  # the view's find chose the document by it
-    await runner.run(ctx.db, ctx.data_command({"update": ctx.coll, "updates": [upd]}))
+    # The post-images' read goes with it: one round trip for both.
+    await run_or_defer(runner, ctx.db, ctx.data_command({"update": ctx.coll, "updates": [upd]}))
     by_id: dict[Any, dict[str, Any]] = {}
     for post in await find_ids(runner, ctx.db, ctx.coll, ids):
         by_id[hashable_id(post["_id"])] = post
@@ -212,10 +228,8 @@ async def copy_up(runner: Runner, ctx: WriteContext, own: Overlay, pre: dict[str
     key = hashable_id(pre["_id"])
     if key in own.ids and key not in own.tombstones:
         return False
-    await runner.run(
-        ctx.db,
-        {"update": own.name, "updates": [{"q": {"_id": pre["_id"]}, "u": pre, "upsert": True}]},
-    )
+    copy = {"update": own.name, "updates": [{"q": {"_id": pre["_id"]}, "u": pre, "upsert": True}]}
+    await run_or_defer(runner, ctx.db, copy)  # goes with the command that changes the copy
     return True
 
 
@@ -230,9 +244,8 @@ async def settle_copy(
 ) -> None:
     """Undo a copy-up that changed nothing, so the branch keeps following its parent."""
     if copied and same_doc(pre, post):
-        await runner.run(
-            ctx.db, {"delete": own.name, "deletes": [{"q": {"_id": pre["_id"]}, "limit": 1}]}
-        )
+        undo = {"delete": own.name, "deletes": [{"q": {"_id": pre["_id"]}, "limit": 1}]}
+        await run_or_defer(runner, ctx.db, undo)
     else:
         out.cache.append((own, [pre["_id"]], False))
 
@@ -251,7 +264,8 @@ async def modify_own(
     ``findAndModify``: every upstream applies a positional ``$`` in an update
     (the test upstream refuses it in findAndModify, and scans the collection
     for one), and the statement fails exactly as an update statement does."""
-    copied, _ = await _apply_pinned(runner, ctx, own, pre, stmt)
+    copied, command = await _pinned_update(runner, ctx, own, pre, stmt)
+    await run_or_defer(runner, ctx.db, command)  # the post-image's read goes with it
     found = await runner.run(ctx.db, {"find": own.name, "filter": {"_id": pre["_id"]}, "limit": 1})
     post = dict(found["cursor"]["firstBatch"][0])
     await settle_copy(runner, ctx, own, pre, post, copied, out)

@@ -138,6 +138,15 @@ def pin(ids: Any, user_filter: dict[str, Any] | None) -> dict[str, Any]:
     return conjoin({"_id": ids}, rest)
 
 
+def looks_up_ids(flt: Mapping[str, Any]) -> bool:
+    """Whether ``flt`` names the ``_id``s it can match (equality, ``$eq``, ``$in``):
+    every layer answers it from its ``_id`` index, however large."""
+    if "_id" not in flt:
+        return False
+    ops = _operators(flt["_id"])
+    return ops is None or (bool(ops) and set(ops) <= {"$eq", "$in"})
+
+
 def _operators(value: Any) -> dict[str, Any] | None:
     """``value`` as an operator document, or None when that would change its meaning."""
     if isinstance(value, dict) and value and all(k.startswith("$") for k in value):

@@ -43,7 +43,7 @@ class WholeDocuments:
                 out.matched += 1
                 out.changes.append(Change(doc_id, op, pre, doc, replace=op == wal.UPDATE))
 
-        return await self.statements.run_statement(ctx, body)
+        return await self.statements.run_statement(ctx, body, most=len(docs))
 
 
 async def _put_one(

@@ -21,11 +21,11 @@ from typing import Any
 import bson
 
 from . import wal
-from .catalog import Catalog, StaleCatalog, now
+from .catalog import Catalog, RiddenLease, StaleCatalog, now
 from .dbclient import ERROR_DETAILS, CommandError
 from .naming import INTERNAL_DB
 from .pending import Pending, TxnState, freeze_targets
-from .txn import JoinedTransaction, Runner
+from .txn import JoinedTransaction, Runner, Transaction
 from .write_context import STALE_ATTEMPTS, Change, WriteContext, chunks
 
 
@@ -42,10 +42,12 @@ class WriteLog:
         ctx: WriteContext,
         changes: list[Change],
         retry_records: list[dict[str, Any]] | None = None,
+        ahead: RiddenLease | None = None,
     ) -> list[int]:
         """Write the entries of ``changes`` in the runner's transaction, and the
         statements' ``retry_records`` (``retries.py``); returns the first and last
-        LSN written (none in a client's transaction, yet).
+        LSN written (none in a client's transaction, yet). ``ahead``: LSNs leased
+        already (``lease_ahead``), used if they came back and are enough.
 
         Where the upstream speaks ``bulkWrite`` (MongoDB 8.0) and they are few,
         they go in one round trip; a failure of either (a retry record
@@ -60,13 +62,25 @@ class WriteLog:
         if not changes:
             await _insert(runner, [("retries", records)])
             return []
-        first = await self.catalog.allocate_lsns(runner, len(changes))
+        if ahead is not None and ahead.first is not None and ahead.count >= len(changes):
+            first = ahead.first  # LSNs it does not use stay unused (LSNs have gaps)
+        else:
+            first = await self.catalog.allocate_lsns(runner, len(changes))
         entries = self.entries(first, ctx, changes)
         if self._together(runner, entries, records):
             await _insert_together(runner, [("wal", entries), ("retries", records)])
         else:
             await _insert(runner, [("wal", entries), ("retries", records)])
         return [first, first + len(changes) - 1]
+
+    def lease_ahead(self, runner: Runner, most: int | None) -> RiddenLease | None:
+        """In one of Argon's own transactions, before its first command: lease LSNs
+        for at most ``most`` changes behind that command (``Catalog.lease_behind``),
+        saving the lease's round trip. None: ``most`` is unknown (a multi-document
+        statement), or the runner is not such a transaction."""
+        if not most or not isinstance(runner, Transaction) or runner.started:
+            return None
+        return self.catalog.lease_behind(runner, most)
 
     def _together(
         self, runner: Runner, entries: list[dict[str, Any]], records: list[dict[str, Any]]
