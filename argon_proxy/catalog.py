@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 import trio
 
-from .dbclient import CommandError, DbClient, run_checked
+from .dbclient import CommandError, DbClient, Front, run_checked
 from .errors import (
     BRANCH_EXISTS,
     BRANCH_HAS_CHILDREN,
@@ -154,6 +154,11 @@ def version_key(overlay_key: str) -> str:
 
 class StaleCatalog(Exception):
     """Another proxy changed what this proxy's caches hold: sync, then start again."""
+
+
+class CacheMoved(StaleCatalog):
+    """A read's ``Catalog.check`` found the caches it relied on out of date: the
+    read is answered again after a ``sync``."""
 
 
 class CatalogBusy(Exception):
@@ -831,6 +836,30 @@ class Catalog:
     def _chain_overlays(self, branch: Branch, db: str) -> list[Overlay]:
         ids = {b.id for b in self.layers(branch)}
         return [ov for ov in self.overlays.values() if ov.branch_id in ids and ov.db == db]
+
+    def check(self, branch: Branch, db: str) -> Front:
+        """What ``sync`` would ask, as a check to send with a read's first upstream
+        command: it raises ``CacheMoved`` unless the epoch and the versions of
+        ``branch``'s overlays in ``db`` are what the caches hold now."""
+        expected = {
+            LSN_COUNTER: ("epoch", self.epoch),
+            ANNOUNCED: ("epoch", self.announced),
+            **{version_key(ov.key): ("v", ov.version) for ov in self._chain_overlays(branch, db)},
+        }
+
+        def judge(reply: dict[str, Any]) -> None:
+            stored = {d["_id"]: d for d in reply["cursor"]["firstBatch"]}
+            for key, (name, value) in expected.items():
+                if int(stored.get(key, {}).get(name, 0)) != value:
+                    raise CacheMoved
+
+        find = {
+            "find": "counters",
+            "filter": {"_id": {"$in": list(expected)}},
+            "batchSize": len(expected) + 1,  # all of them, and the cursor closed
+            "singleBatch": True,
+        }
+        return Front(INTERNAL_DB, find, judge)
 
     async def sync(self, branch: Branch, db: str, also: Iterable[Overlay] = ()) -> Branch:
         """Bring the metadata and the id caches of ``branch``'s overlays in ``db`` (and

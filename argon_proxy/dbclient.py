@@ -20,14 +20,21 @@ runs for it, its transactions included, reuses that connection
 runs one command at a time, so sharing it within the task is safe; another
 task (even one started from this one) never sees it. A held connection that
 fails is not replaced (that would need a second slot): the request fails.
+
+A request may also put a check in front of its next exchange (``Front``): a
+small read that travels with the first command the request sends, so that
+confirming what a cache holds costs no round trip of its own. The check is
+judged before any reply of that exchange is used; ``settle`` runs it alone if
+the request sent nothing.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -47,6 +54,43 @@ _request_ids = itertools.count(1 << 30)
 _HELD: ContextVar[tuple[trio.lowlevel.Task, UpstreamConnection] | None] = ContextVar(
     "argon_held_connection", default=None
 )
+
+
+@dataclass(eq=False, slots=True)
+class Front:
+    """A read sent in front of the request's next exchange; ``judge`` sees its
+    reply (``ok`` already checked) first and raises if what the request relies on
+    moved. ``sent`` once it has left."""
+
+    db: str
+    command: Mapping[str, Any]
+    judge: Callable[[dict[str, Any]], None]
+    sent: bool = False
+
+
+# The check waiting for the running task's next exchange on its held connection.
+_FRONT: ContextVar[tuple[trio.lowlevel.Task, Front] | None] = ContextVar(
+    "argon_front", default=None
+)
+
+
+@contextmanager
+def in_front(front: Front) -> Iterator[Front]:
+    """Send ``front`` with the first exchange the task makes on its held
+    connection within the block (see ``settle`` for a block that made none)."""
+    token = _FRONT.set((trio.lowlevel.current_task(), front))
+    try:
+        yield front
+    finally:
+        _FRONT.reset(token)
+
+
+def _front_for(conn: UpstreamConnection) -> Front | None:
+    """The task's unsent check, if ``conn`` is the connection the task holds."""
+    front = _FRONT.get()
+    if front is None or front[0] is not trio.lowlevel.current_task() or front[1].sent:
+        return None
+    return front[1] if _held() is conn else None
 
 
 def _held() -> UpstreamConnection | None:
@@ -140,7 +184,12 @@ async def exchange(
     """Send ``commands`` back to back on ``conn`` and read their replies, ``ok`` or
     not, in order: one round trip for them all. The upstream runs a connection's
     requests one after another (mongod does), so each runs after the one before
-    it has finished."""
+    it has finished. The task's ``Front``, if one waits, goes first and is
+    judged before the replies are returned."""
+    front = _front_for(conn)
+    if front is not None:
+        front.sent = True
+        commands = [(front.db, front.command), *commands]
     data = bytearray()
     for db, command in commands:
         body = bson.encode({**command, "$db": db}, codec_options=CODEC)
@@ -155,6 +204,8 @@ async def exchange(
         )
         CLOCK.note(reply)
         replies.append(reply)
+    if front is not None:
+        front.judge(failed_unless_ok(conn, replies.pop(0)))
     return replies
 
 
@@ -214,6 +265,12 @@ class DbClient:
                 raise
         async with self.pool.checkout() as conn:
             return await run_checked(conn, db, command)
+
+    async def settle(self, front: Front) -> None:
+        """Run ``front`` on its own if no exchange has carried it yet."""
+        if not front.sent:
+            front.sent = True
+            front.judge(await self.command(front.db, front.command))
 
     async def reply(self, db: str, command: Mapping[str, Any]) -> dict[str, Any]:
         """mongod's whole reply to write command ``command``, write errors included

@@ -47,9 +47,9 @@ from .branch_collections import BranchCollections
 from .branch_streams import BranchStreams, is_change_stream
 from .branch_views import not_on_a_view
 from .calls import UPSTREAM, Call, Forward, Reply, Request, Route
-from .catalog import Branch, Catalog, StaleCatalog, protected, read_only
+from .catalog import Branch, CacheMoved, Catalog, StaleCatalog, protected, read_only
 from .cursors import HeldCursors
-from .dbclient import CommandError, DbClient, hold
+from .dbclient import CommandError, DbClient, hold, in_front
 from .errors import (
     COMMAND_NOT_SUPPORTED,
     DUPLICATE_FIELD,
@@ -283,23 +283,50 @@ class Engine:
         if name == "argon":
             await self.catalog.refresh()
             return await self.admin.handle(cmd, req)
+        if _checked_in_front(name, req):
+            call = await self._resolved(name, req, sync=False)
+            if call.branch.name != MAIN:
+                try:
+                    return await self._checked_answer(call)
+                except CacheMoved:
+                    pass  # another proxy changed what the caches held: answer afresh
         call = await self._resolved(name, req)
-        route = self.routes.get(name, UPSTREAM)
+        return await self._answer(call)
+
+    async def _answer(self, call: Call) -> Reply:
+        """What the command's handler answers, the upstream's answer, or a refusal."""
+        route = self.routes.get(call.name, UPSTREAM)
         handler = route.main if call.branch.name == MAIN else route.branch
         if handler is not None:
             return await handler(call)
-        if call.branch.name == MAIN or name in NAMESPACE_FREE:
+        if call.branch.name == MAIN or call.name in NAMESPACE_FREE:
             return call.forward()
-        raise unsupported(name, call.branch.name)
+        raise unsupported(call.name, call.branch.name)
 
-    async def _resolved(self, name: str, req: Request) -> Call:
-        """The command's branch and database, after the checks every command passes."""
+    async def _checked_answer(self, call: Call) -> Reply:
+        """``_answer`` of a read on a branch, from the caches as they are, with the
+        check that they are current sent beside the first upstream command (one
+        round trip fewer than a ``sync`` first). A refusal made from them is
+        checked too; ``CacheMoved`` when they were out of date."""
+        with in_front(self.catalog.check(call.branch, call.db)) as front:
+            try:
+                result = await self._answer(call)
+            except (ArgonError, CommandError):
+                await self.db.settle(front)
+                raise
+            await self.db.settle(front)  # a forwarded read has not carried it
+        return result
+
+    async def _resolved(self, name: str, req: Request, *, sync: bool = True) -> Call:
+        """The command's branch and database, after the checks every command passes.
+        ``sync``: bring the branch's caches up to date first (else the caller checks
+        them with the command's upstream work)."""
         cmd = _addressed_rename(req.command) if name == "renameCollection" else req.command
         db_field = cmd.get("$db")
         if not isinstance(db_field, str):  # e.g. a document sequence named $db
             raise ArgonError(73, f"{name} needs a database name (a string) in $db")
         db, branch = await self.resolve(db_field, req.app_name)
-        if branch.name != MAIN:  # another proxy may have changed what the caches hold
+        if branch.name != MAIN and sync:  # another proxy may have changed the caches
             branch = await self.catalog.sync(branch, db)
         req.branch = branch.name
         await self._authorize(name, cmd, db, branch, req)
@@ -615,6 +642,16 @@ def _refuse_bypass(name: str, branch: str, cmd: Mapping[str, Any]) -> None:
         "without recording them in Argon's write-ahead log. Use insert, update and "
         "delete (per collection), or aggregate with $out or $merge instead.",
     )
+
+
+def _checked_in_front(name: str, req: Request) -> bool:
+    """Whether a branch's caches are checked alongside the command's own upstream
+    work rather than before it: plain reads outside client transactions, which
+    change nothing and may simply be answered again when the check fails."""
+    if req.joined is not None or name not in ("find", "count", "distinct", "aggregate"):
+        return False
+    cmd = req.command
+    return name != "aggregate" or not (is_change_stream(cmd) or aggregate_out.ends_in_write(cmd))
 
 
 def _addressed_rename(cmd: dict[str, Any]) -> dict[str, Any]:

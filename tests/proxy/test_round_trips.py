@@ -85,3 +85,23 @@ def test_single_writes_on_a_branch_cost_six(proxy: Process) -> None:
         assert _per_write(proxy, lambda i: coll.delete_one({"_id": 100 + i})) <= 6
         assert coll.count_documents({}) == TIMES + 2 - 1  # inserted -1 stays
         assert [d["n"] for d in coll.find({"_id": {"$gte": 0, "$lt": TIMES}})] == [1] * TIMES
+
+
+def test_a_read_by_id_on_a_branch_costs_one(proxy: Process) -> None:
+    # The check that the branch's caches are current travels with the read.
+    with _client(proxy.uri) as c:
+        c.trips.branch_reads.insert_many([{"_id": i, "n": 0} for i in range(-1, TIMES)])
+        argon(c, "createBranch", name="trip-reads")
+        coll = c["trips@trip-reads"].branch_reads
+        coll.update_one({"_id": 0}, {"$set": {"n": 1}})  # the branch's own version of one
+        assert _per_read(proxy, lambda i: coll.find_one({"_id": i})) == 1
+        assert coll.find_one({"_id": 0}) == {"_id": 0, "n": 1}
+        assert coll.find_one({"_id": 1}) == {"_id": 1, "n": 0}
+
+
+def _per_read(proxy: Process, read: Callable[[int], object]) -> float:
+    read(-1)
+    before = _round_trips(proxy)
+    for i in range(TIMES):
+        read(i)
+    return (_round_trips(proxy) - before) / TIMES

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
+from argon_proxy.errors import BRANCH_NOT_FOUND
 
 from ..processes import Process, start_proxy, start_upstream
 from ..stacks import argon
@@ -213,3 +216,28 @@ def test_drops_and_renames_on_main_keep_a_branch_another_proxy_just_made(
     assert [d["_id"] for d in branch.items.find(sort=[("_id", 1)])] == [1, 2]
     assert [d["_id"] for d in branch.other.find()] == [3]
     assert a.t2d.list_collection_names() == ["moved"]
+
+
+def test_point_reads_see_the_other_proxys_writes_at_once(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    # A point read checks A's caches with the read itself: whatever B changed just
+    # before (a document, a new overlay, the branch itself) is in its answer.
+    direct, a, b = clients
+    direct.shop.points.insert_many([{"_id": i, "x": i} for i in range(5)])
+    argon(a, "createBranch", name="points", **{"from": "main"})
+    on_a, on_b = a["shop@points"].points, b["shop@points"].points
+    assert on_a.find_one({"_id": 2}) == {"_id": 2, "x": 2}
+    on_b.update_one({"_id": 2}, {"$set": {"x": 20}})  # the branch's first own document
+    assert on_a.find_one({"_id": 2}) == {"_id": 2, "x": 20}
+    on_b.delete_one({"_id": 3})
+    assert on_a.find_one({"_id": 3}) is None
+    assert on_a.find_one({"_id": 4}, {"x": 1, "_id": 0}) == {"x": 4}
+    argon(b, "deleteBranch", name="points")
+    argon(b, "createBranch", name="points", **{"from": "main"})
+    assert on_a.find_one({"_id": 2}) == {"_id": 2, "x": 2}
+    assert on_a.count_documents({"_id": 3}) == 1
+    argon(b, "deleteBranch", name="points")
+    with pytest.raises(OperationFailure) as refused:
+        on_a.find_one({"_id": 2})
+    assert refused.value.code == BRANCH_NOT_FOUND and "points" in str(refused.value)
