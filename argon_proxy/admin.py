@@ -399,7 +399,11 @@ class Admin:
             branches = [b for b in branches if "@" not in b.name and not b.archived]
         if cmd.get("project") is not None:
             branches = [b for b in branches if projects.belongs(self.catalog, b, cmd["project"])]
-        return {"branches": await self.describe_all(branches)}
+        described = await self.describe_all(branches)
+        if cmd.get("stats"):  # changes and overlay sizes: a few queries per branch
+            for branch, info in zip(branches, described, strict=True):
+                info["stats"] = await self._stats(branch)
+        return {"branches": described}
 
     async def _get(self, cmd: dict[str, Any]) -> dict[str, Any]:
         branch = await self.catalog.get(_arg(cmd, "name", required=True))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import signal
@@ -70,7 +71,7 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError(f"log_level {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format {settings.log_format!r} is not one of text, json")
-    for name in ("port", "metrics_port", "embedded_port"):
+    for name in ("port", "metrics_port", "console_port", "embedded_port"):
         value = getattr(settings, name)
         if not 0 <= value <= 65535:
             raise ConfigError(f"{name} {value} is not a port number (0 to 65535)")
@@ -131,6 +132,8 @@ def check_addresses_free(settings: Settings) -> None:
     _check_free("proxy", settings.host, settings.port)
     if settings.metrics_port:
         _check_free("metrics", settings.metrics_host, settings.metrics_port)
+    if settings.console_port:
+        _check_free("console", settings.console_host, settings.console_port)
 
 
 def _check_free(what: str, host: str, port: int) -> None:
@@ -152,11 +155,11 @@ def _check_free(what: str, host: str, port: int) -> None:
 
 def listen_error(what: str, host: str, port: int, exc: OSError) -> StartupError:
     """The one-line error for an address Argon cannot listen on."""
-    setting = "--port" if what == "proxy" else "--metrics-port"
+    setting = "--port" if what == "proxy" else f"--{what}-port"
     reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
     hint = f"; choose another with {setting}" if exc.errno == errno.EADDRINUSE else ""
-    if what == "metrics" and exc.errno == errno.EADDRINUSE:
-        hint += " (0 turns the metrics endpoint off)"
+    if what != "proxy" and exc.errno == errno.EADDRINUSE:
+        hint += f" (0 turns the {what} endpoint off)"
     return StartupError(f"cannot listen on {host}:{port} ({what}): {reason}{hint}", EXIT_CONFIG)
 
 
@@ -309,6 +312,34 @@ async def _start_and_run(
                 http.close()
 
 
+async def _start_console(settings: Settings, engine: Engine, nursery: trio.Nursery) -> str:
+    """Serve the web console and REST API (``console/``) in ``nursery``; its URL,
+    or "" when turned off."""
+    if not settings.console_port:
+        return ""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as serve_http
+
+    from .console.web import Console
+
+    config = Config()
+    config.bind = [_bind_address(settings.console_host, settings.console_port)]
+    config.accesslog = None
+    server_log = logging.getLogger("argon.console.http")
+    server_log.setLevel(logging.WARNING)  # its "Running on" line: Argon logs the URL itself
+    config.errorlog = server_log
+    app = Console(engine, auth=settings.auth)
+    try:
+        binds = await nursery.start(functools.partial(serve_http, app, config, mode="asgi"))
+    except OSError as exc:
+        raise listen_error("console", settings.console_host, settings.console_port, exc) from None
+    return f"{binds[0]}/" if binds else ""
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _open_metrics(settings: Settings, health: Health) -> MetricsServer | None:
     if not settings.metrics_port:
         return None
@@ -337,6 +368,7 @@ async def _run(
         nursery.start_soon(_follow_catalog, engine.catalog)
         nursery.start_soon(engine.catalog.release_ended)
         nursery.start_soon(engine.incarnation.keep_alive)
+        console = await _start_console(settings, engine, nursery)
         await nursery.start(_serve_then_cancel, server, nursery.cancel_scope)
         log.info(
             "Argon listening on %s:%d, upstream %s%s",
@@ -345,6 +377,8 @@ async def _run(
             pool.address,
             f", metrics on http://{settings.metrics_host}:{http.port}/metrics" if http else "",
         )
+        if console:
+            log.info("Argon console on %s", console)
         task_status.started(server.port)
     with trio.move_on_after(2), contextlib.suppress(Exception):
         await engine.incarnation.retire()  # a clean stop leaves nothing to reclaim

@@ -25,9 +25,10 @@ from .view import fetch
 _SUMMARY = {"pre": 0, "post": 0, "pre_z": 0, "post_z": 0}
 
 
-def show(entry: dict[str, Any]) -> dict[str, Any]:
-    """A WAL entry as ``log`` lists it (images left out)."""
-    out = {
+def show(entry: dict[str, Any], *, images: bool = False) -> dict[str, Any]:
+    """A WAL entry as ``log`` lists it: images left out unless ``images``, then
+    with the document before and after and the fields that changed."""
+    out: dict[str, Any] = {
         "lsn": int(entry["_id"]),
         "ts": entry["ts"],
         "branch": entry["branch"],
@@ -39,6 +40,10 @@ def show(entry: dict[str, Any]) -> dict[str, Any]:
     for key in ("merge", "reset", "undo"):
         if key in entry:
             out[key] = entry[key]
+    if images:
+        before, after = wal.image(entry, "pre"), wal.image(entry, "post")
+        out["before"], out["after"] = before, after
+        out["changes"] = [c.to_doc() for c in field_changes(before or {}, after or {})]
     return out
 
 
@@ -74,13 +79,14 @@ async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dic
     name = str(cmd.get("branch") or catalog.default_branch)
     branch = await catalog.get(name)
     limit = int(cmd.get("limit", 100))
+    images = bool(cmd.get("images"))
     if "docId" in cmd:
         ns = _ns(cmd)
         if ns is None:
             raise ArgonError(BAD_VALUE, "log of a document needs 'db' and 'collection'")
-        entries = await document_entries(db, catalog, branch.name, ns, cmd["docId"], images=False)
+        entries = await document_entries(db, catalog, branch.name, ns, cmd["docId"], images=images)
         entries.reverse()
-        return {"entries": [show(e) for e in entries[:limit]]}
+        return {"entries": [show(e, images=images) for e in entries[:limit]]}
     flt: dict[str, Any] = {
         "branch_id": branch.id,
         **history.ns_filter(cmd.get("db"), cmd.get("collection")),
@@ -94,10 +100,11 @@ async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dic
         flt["_id"] = lsn
     if cmd.get("user") is not None:  # who authenticated (auth on): see auth.py
         flt["client.user"] = str(cmd["user"])
-    found = await db.find(
-        INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, projection=_SUMMARY
-    )
-    return {"entries": [show(e) for e in found]}
+    if cmd.get("app") is not None:  # the client's appName
+        flt["client.app"] = str(cmd["app"])
+    options: dict[str, Any] = {} if images else {"projection": _SUMMARY}
+    found = await db.find(INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, **options)
+    return {"entries": [show(e, images=images) for e in found]}
 
 
 async def blame_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,9 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="Port for /metrics and /healthz; 0 disables it.")
     ] = None,
+    console_port: Annotated[
+        int | None, typer.Option(help="Port for the web console and REST API; 0 disables it.")
+    ] = None,
     max_connections: Annotated[int | None, typer.Option(help="Client connection limit.")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Upstream connection pool size.")] = None,
     advertise: Annotated[
@@ -84,6 +87,7 @@ def serve(
         "upstream": upstream,
         "data_dir": data_dir,
         "metrics_port": metrics_port,
+        "console_port": console_port,
         "max_connections": max_connections,
         "pool_size": pool_size,
         "advertise": advertise,

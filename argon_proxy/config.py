@@ -37,6 +37,8 @@ class Settings:
     upstream: str = ""  # empty: start the embedded SecantusDB
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9216  # 0 disables the HTTP endpoint
+    console_host: str = "127.0.0.1"
+    console_port: int = 9217  # the web console and REST API; 0 disables them
     data_dir: str = "data"
     embedded_command: str = ""  # path to secantusd-py; empty: look it up
     embedded_port: int = 0  # 0: pick a free port

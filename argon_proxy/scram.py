@@ -70,13 +70,25 @@ class StoredCredential:
 
 def derive(mechanism: str, username: str, password: str) -> StoredCredential:
     """The stored form of ``password`` for ``mechanism``, with a fresh salt."""
+    salt = secrets.token_bytes(28 if mechanism == "SCRAM-SHA-256" else 16)
+    return _keys(mechanism, username, password, salt, _ITERATIONS[mechanism])
+
+
+def matches(credential: StoredCredential, username: str, password: str) -> bool:
+    """Whether ``password`` is the one ``credential`` was derived from (for a
+    login outside the wire protocol, such as the console's)."""
+    again = _keys(credential.mechanism, username, password, credential.salt, credential.iterations)
+    return hmac.compare_digest(again.stored_key, credential.stored_key)
+
+
+def _keys(
+    mechanism: str, username: str, password: str, salt: bytes, iterations: int
+) -> StoredCredential:
     digest = _DIGEST[mechanism]
     if mechanism == "SCRAM-SHA-256":
         secret = saslprep(password).encode()
     else:
         secret = _password_digest(username, password).encode()
-    salt = secrets.token_bytes(28 if mechanism == "SCRAM-SHA-256" else 16)
-    iterations = _ITERATIONS[mechanism]
     salted = hashlib.pbkdf2_hmac(digest, secret, salt, iterations)
     client_key = hmac.digest(salted, b"Client Key", digest)
     server_key = hmac.digest(salted, b"Server Key", digest)

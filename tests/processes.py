@@ -149,6 +149,7 @@ def start_upstream(
 def start_proxy(upstream_uri: str, *args: str, env: dict[str, str] | None = None) -> Process:
     port = free_port()
     metrics_port = free_port()
+    console_port = free_port()
     log_file = Path(tempfile.mkstemp(prefix="argon-", suffix=".log")[1])
     full_env = {**os.environ, **(env or {})}
     with log_file.open("wb") as out:
@@ -162,6 +163,8 @@ def start_proxy(upstream_uri: str, *args: str, env: dict[str, str] | None = None
                 str(port),
                 "--metrics-port",
                 str(metrics_port),
+                "--console-port",
+                str(console_port),
                 "--upstream",
                 upstream_uri,
                 *args,
@@ -177,4 +180,4 @@ def start_proxy(upstream_uri: str, *args: str, env: dict[str, str] | None = None
     except Exception:
         proc.kill()
         raise RuntimeError(f"argon did not start:\n{log_file.read_text()}") from None
-    return Process(proc, port, log_file, {"metrics": metrics_port})
+    return Process(proc, port, log_file, {"metrics": metrics_port, "console": console_port})

@@ -30,6 +30,7 @@ _UNREACHABLE = "mongodb://127.0.0.1:1"  # port 1: nothing listens there on loopb
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGON_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["ARGON_CONSOLE_PORT"] = "0"  # the default port may be taken by another proxy
     return {**env, **extra}
 
 
@@ -180,3 +181,12 @@ def test_missing_secantusd_says_how_to_install_it(tmp_path: Path) -> None:
     env = _env(PYTHONPATH=str(installed), PATH=os.defpath)
     result = _serve(tmp_path, "--port", "0", "--metrics-port", "0", "--data-dir", "d", env=env)
     _assert_one_line(result, 4, "pip install 'argon-mongo[embedded]'", "--upstream")
+
+
+def test_console_port_in_use_names_the_console_port(tmp_path: Path, taken_port: int) -> None:
+    result = _serve(
+        tmp_path,
+        *("--port", "0", "--metrics-port", "0", "--console-port", str(taken_port)),
+        *("--upstream", _UNREACHABLE),
+    )
+    _assert_one_line(result, 3, f"127.0.0.1:{taken_port}", "(console)", "--console-port")

@@ -26,7 +26,18 @@ def uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARGON_")}
     data = tmp_path_factory.mktemp("argon-data")
     proc = subprocess.Popen(
-        [ARGON, "serve", "--port", str(port), "--metrics-port", "0", "--data-dir", str(data)],
+        [
+            ARGON,
+            "serve",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--console-port",
+            "0",
+            "--data-dir",
+            str(data),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

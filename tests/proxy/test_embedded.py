@@ -34,6 +34,8 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             str(port),
             "--metrics-port",
             "0",
+            "--console-port",
+            "0",
             "--data-dir",
             str(data_dir),
         ],

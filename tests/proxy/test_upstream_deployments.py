@@ -107,6 +107,8 @@ def _serve_once(uri: str, timeout: float = 60) -> subprocess.CompletedProcess[st
             str(free_port()),
             "--metrics-port",
             "0",
+            "--console-port",
+            "0",
             "--upstream",
             uri,
         ],
