@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 UPSTREAM_VENV := .venv-upstream
 CLIENTS := tests/clients
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test lint bench conformance clean
 
-install: $(VENV)/.installed $(UPSTREAM_VENV)/.installed $(CLIENTS)/node_modules/.installed
+install: $(VENV)/.installed $(UPSTREAM_VENV)/.installed $(CLIENTS)/node_modules/.installed $(CHROMEDRIVER)
 
 $(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,11 @@ $(UPSTREAM_VENV)/.installed: requirements/upstream.lock
 $(CLIENTS)/node_modules/.installed: $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
 	cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The console's browser tests drive Debian's Chromium through its WebDriver.
+$(CHROMEDRIVER):
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver)
 
 run: $(VENV)/.installed $(UPSTREAM_VENV)/.installed
 	$(VENV)/bin/argon serve

@@ -365,13 +365,16 @@ $("merge-form").addEventListener("submit", (event) => {
 async function drawMerge() {
   const m = state.merge;
   const { conflicts } = await api("GET", `/merges/${encodeURIComponent(m.id)}/conflicts`);
-  const counts = Object.entries(m.counts || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+  const counts = Object.entries(m.counts || {})
+    .filter(([k]) => k !== "conflicts")
+    .map(([k, v]) => `${v} ${k}`)
+    .join(", ");
   const open = conflicts.filter((c) => !c.resolution).length;
   const items = conflicts.map((c, i) => conflictView(m, c, i));
   const apply = el("button", { id: "apply-merge", onclick: () => attempt(applyMerge) }, "Apply merge");
   if (open) apply.disabled = true;
   $("merge").replaceChildren(
-    el("p", { id: "merge-summary" }, `Merge ${m.id}: ${m.source} into ${m.target} · ${counts || "nothing to do"} · ${conflicts.length} conflicts, ${open} open`),
+    el("p", { id: "merge-summary" }, `Merge ${m.id}: ${m.source} into ${m.target} · ${counts || "nothing to do"} · conflicts: ${conflicts.length}, open: ${open}`),
     ...items,
     apply,
   );
