@@ -76,7 +76,9 @@ def until(driver: WebDriver, what: str, css: str, text: str = "") -> WebElement:
         return None
 
     wait = WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
-    return wait.until(found, f"the page never showed {what}")
+    element = wait.until(found, f"the page never showed {what}")
+    assert element is not None  # until() returns only what is truthy
+    return element
 
 
 def click(driver: WebDriver, what: str, css: str, text: str = "") -> None:
