@@ -88,10 +88,12 @@ def as_json(doc: Any, status: int = 200) -> Response:
     return Response(json_util.dumps(doc, json_options=JSON), status, media_type="application/json")
 
 
-def error_response(error: ArgonError) -> Response:
-    doc = error.to_document()
-    response = as_json(doc, status_of(error.code))
-    if response.status_code == 401:
+def error_response(error: ArgonError, request: HttpRequest) -> Response:
+    """``error`` as mongod words it, with its HTTP status. A login is asked for
+    the HTTP way, except of the console's own page (``X-Requested-With``), which
+    asks with its own form rather than the browser's dialog."""
+    response = as_json(error.to_document(), status_of(error.code))
+    if response.status_code == 401 and "x-requested-with" not in request.headers:
         response.headers["WWW-Authenticate"] = 'Basic realm="argon", charset="UTF-8"'
     return response
 
@@ -141,7 +143,7 @@ class Console:
                 fields = await _fields(endpoint, request)
                 reply = await self._route({"argon": endpoint.action, **fields}, "admin", user)
             except ArgonError as exc:
-                return error_response(exc)
+                return error_response(exc, request)
             return as_json(reply)
 
         return handle
@@ -176,7 +178,7 @@ class Console:
             )
             reply = await self._route(find, db, user)
         except ArgonError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         return as_json({"ref": ref, "documents": reply["cursor"]["firstBatch"]})
 
     async def _rates(self, request: HttpRequest) -> Response:
@@ -185,7 +187,7 @@ class Console:
         try:
             await self._user(request)
         except ArgonError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         totals: dict[str, float] = {}
         for metric in REGISTRY.collect():
             if metric.name != "argon_requests":
@@ -200,7 +202,7 @@ class Console:
         try:
             user = await self._user(request)
         except ArgonError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         return as_json({"user": user, "auth": self.auth})
 
     async def _route(self, command: dict[str, Any], db: str, user: str | None) -> dict[str, Any]:

@@ -31,9 +31,10 @@ def call(
     *,
     login: tuple[str, str] | None = None,
     raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """``method path`` on the console of ``proxy``; any status is returned, not raised."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **(headers or {})}
     data = raw
     if body is not None:
         data = json.dumps(body).encode()

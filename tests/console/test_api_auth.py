@@ -72,3 +72,9 @@ def test_a_user_sees_and_does_only_what_grants_allow(proxy: Process) -> None:
         answer = call(proxy, method, path, body, login=ANA)
         assert answer.status == 403, (path, answer.body)
         assert answer.body["code"] == UNAUTHORIZED and "ana" in answer.body["errmsg"]
+
+
+def test_the_consoles_own_requests_get_no_browser_login_dialog(proxy: Process) -> None:
+    # A challenge would make the browser ask with its own dialog instead of the page.
+    answer = call(proxy, "GET", "/api/v1/whoami", headers={"X-Requested-With": "argon-console"})
+    assert answer.status == 401 and "www-authenticate" not in answer.headers

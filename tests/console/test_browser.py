@@ -23,7 +23,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ..processes import Process
+from ..processes import Process, start_proxy, start_upstream
 from ..stacks import own_stack
 from .http import base_url
 
@@ -176,3 +176,49 @@ def test_branch_history_diff_merge_and_time_travel_in_the_page(
         until(browser, "the past documents", "#timetravel p", past)
         shown = browser.find_element(By.ID, "timetravel").text
         assert '"price": 21' in shown and '"price": 25' not in shown
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[Process]:
+    """A proxy with auth on, its administrator ``root`` and a reader ``ana`` of ``exp-*``."""
+    upstream = start_upstream()
+    proxy = start_proxy(upstream.uri, env={"ARGON_AUTH": "true"})
+    try:
+        with Client(proxy.uri) as anonymous:  # the localhost exception: the first user
+            anonymous.admin.command({"argon": "createUser", "name": "root", "password": "pw"})
+        with Client(f"mongodb://root:pw@127.0.0.1:{proxy.port}/?directConnection=true") as root:
+            for name in ("exp-a", "other"):
+                root.admin.command({"argon": "createBranch", "name": name})
+            root.admin.command({"argon": "createUser", "name": "ana", "password": "ana-pw"})
+            grant = {"argon": "grantAccess", "user": "ana", "role": "read", "branches": "exp-*"}
+            root.admin.command(grant)
+        yield proxy
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+
+def test_with_auth_the_console_asks_for_a_login_and_keeps_to_the_users_rights(
+    guarded: Process, browser: WebDriver
+) -> None:
+    browser.get(base_url(guarded) + "/")
+    until(browser, "the login form", "#login", "Log in")
+    assert not browser.find_element(By.ID, "app").is_displayed()
+
+    fill(browser, "login-user", "ana")
+    fill(browser, "login-password", "wrong")
+    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    until(browser, "the refusal", "#login-error", "authentication failed")
+    assert not browser.find_element(By.ID, "app").is_displayed()
+
+    fill(browser, "login-password", "ana-pw")
+    browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    until(browser, "who is signed in", "#who", "signed in as ana")
+    until(browser, "the readable branch", ".branch", "exp-a")
+    shown = [b.text.split("\n")[0] for b in browser.find_elements(By.CSS_SELECTOR, ".branch")]
+    assert shown == ["exp-a"]  # neither main nor other: ana may not read them
+
+    fill(browser, "create-name", "ana-new")
+    fill(browser, "create-from", "exp-a")
+    browser.find_element(By.ID, "create-button").click()
+    until(browser, "the refusal", "#message", "Unauthorized (13)")

@@ -31,6 +31,8 @@ from hypothesis.stateful import (
 from pymongo import MongoClient, monitoring
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from argon_proxy.errors import PROTECTED_BRANCH
+
 from ..processes import Process, start_proxy, start_upstream
 
 Client = MongoClient[dict[str, Any]]
@@ -722,6 +724,21 @@ class BranchModel(RuleBasedStateMachine):
         for db in (self.argon[DB], copy):
             db[source].rename(to, dropTarget=True)
         self.keep_horizon()
+
+    @rule(branch=branches, doc=documents)
+    def protect_then_unprotect(self, branch: str, doc: dict[str, Any]) -> None:
+        """A protected branch refuses writes on every proxy at once, reads as before,
+        and takes writes again once the protection is lifted."""
+        self.argon.admin.command({"argon": "protectBranch", "name": branch})
+        try:
+            with pytest.raises(OperationFailure) as refused:
+                self.coll_on(branch).insert_one(dict(doc))  # the other proxy, in turn
+            assert refused.value.code == PROTECTED_BRANCH, refused.value.details
+            listed = self.argon.admin.command({"argon": "getBranch", "name": branch})
+            assert listed["branch"]["protected"] is True
+        finally:
+            lift = {"argon": "protectBranch", "name": branch, "protected": False}
+            self.argon.admin.command(lift)
 
     @rule()
     def reload_catalog(self) -> None:

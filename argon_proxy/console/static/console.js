@@ -15,7 +15,9 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+  // X-Requested-With: a refused login comes back without a challenge, so the
+  // browser leaves the asking to the page's own form.
+  const headers = { Accept: "application/json", "X-Requested-With": "argon-console" };
   if (state.auth) headers.Authorization = "Basic " + state.auth;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(API + path, {
@@ -102,13 +104,21 @@ async function start() {
   await refreshStatus();
   await refreshBranches();
   await refreshRates();
-  setInterval(() => attempt(refreshRates), 2000);
+  if (!state.polling) state.polling = setInterval(() => attempt(refreshRates), 2000);
 }
 
-$("login-form").addEventListener("submit", (event) => {
+$("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const raw = `${$("login-user").value}:${$("login-password").value}`;
   state.auth = btoa(String.fromCharCode(...new TextEncoder().encode(raw)));
+  $("login-error").textContent = "";
+  try {
+    await api("GET", "/whoami");
+  } catch (err) {
+    state.auth = null;
+    $("login-error").textContent = err.message;
+    return;
+  }
   sessionStorage.setItem("argon-auth", state.auth);
   attempt(start);
 });
@@ -123,9 +133,12 @@ async function refreshStatus() {
 async function refreshBranches() {
   const reply = await api("GET", "/branches" + query({ all: $("show-all").checked ? "true" : "", stats: "true" }));
   state.branches = reply.branches;
-  if (!state.branches.some((b) => b.name === state.selected)) state.selected = "main";
+  if (!state.branches.some((b) => b.name === state.selected)) {
+    // main first when this user may read it; else the first branch they may read
+    state.selected = state.branches.length ? state.branches[0].name : "";
+  }
   drawTree();
-  await selectBranch(state.selected);
+  if (state.selected) await selectBranch(state.selected);
 }
 
 function drawTree() {
