@@ -350,7 +350,12 @@ class Engine:
         """Refuse what the branch's protection or the user's rights do not allow."""
         right = access.right_for(name, cmd)
         if right == access.WRITE and branch.protected:
-            raise protected(branch, name)
+            # Confirmed on the stored catalog before refusing: another proxy may
+            # have lifted the protection since this proxy's caches were filled.
+            await self.catalog.refresh()
+            stored = self.catalog.branches.get(branch.name)
+            if stored is None or stored.protected:
+                raise protected(branch, name)
         if req.checked and right is not None:
             # The server's own databases (its users, sessions, operations) are read
             # upstream with Argon's rights: administrators only.

@@ -37,6 +37,8 @@ from .catalog import (
     StaleCatalog,
     TxnScope,
     overlay_key,
+    protected,
+    read_only,
 )
 from .errors import WRITE_CONFLICT, ArgonError
 from .freezes import freeze
@@ -176,6 +178,7 @@ class Statements:
             if (ov := self.catalog.overlay(kid, ctx.db, ctx.coll)) is not None
         ]
         ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=kids)
+        _still_writable(ctx)
         before = freeze_targets(self.catalog, ctx.branch.name, ctx.db, ctx.coll)
         try:
             outcome = await self._run_once(ctx, body, Watched())
@@ -204,6 +207,7 @@ class Statements:
                 if ctx.joined is not None:  # the client's transaction must start again
                     raise _stale_in_transaction(ctx) from None
                 ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
+                _still_writable(ctx)
         raise ArgonError(
             WRITE_CONFLICT,
             f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
@@ -346,3 +350,16 @@ def _stale_in_transaction(ctx: WriteContext) -> StaleTransaction:
         "write; the transaction must start again",
         labels=("TransientTransactionError",),
     )
+
+
+def _still_writable(ctx: WriteContext) -> None:
+    """Refuse the write if the branch, as now stored, takes no direct writes: the
+    request was let in on this proxy's caches, and another proxy may have
+    protected or archived the branch since (a merge may still write into a
+    protected branch: that is how it changes)."""
+    if ctx.extra is not None and "merge" in ctx.extra:
+        return
+    if ctx.branch.read_only:
+        raise read_only(ctx.branch, f"write on {ctx.ns}")
+    if ctx.branch.protected:
+        raise protected(ctx.branch, f"write on {ctx.ns}")

@@ -16,7 +16,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from argon_proxy.errors import BRANCH_NOT_FOUND
+from argon_proxy.errors import BRANCH_NOT_FOUND, PROTECTED_BRANCH
 
 from ..processes import Process, start_proxy, start_upstream
 from ..stacks import argon
@@ -241,3 +241,26 @@ def test_point_reads_see_the_other_proxys_writes_at_once(
     with pytest.raises(OperationFailure) as refused:
         on_a.find_one({"_id": 2})
     assert refused.value.code == BRANCH_NOT_FOUND and "points" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["main", "guarded"])
+def test_protection_set_or_lifted_on_one_proxy_holds_on_the_other_at_once(
+    clients: tuple[Client, Client, Client], name: str
+) -> None:
+    _direct, a, b = clients
+    if name != "main":
+        argon(a, "createBranch", name=name, **{"from": "main"})
+    db = "shop" if name == "main" else f"shop@{name}"
+    coll = f"guards_{name}"
+    b[db][coll].insert_one({"_id": 0})  # B has its caches of the branch filled
+    argon(a, "protectBranch", name=name)
+    try:
+        with pytest.raises(OperationFailure) as refused:
+            b[db][coll].insert_one({"_id": 1})
+        assert refused.value.code == PROTECTED_BRANCH
+        assert b[db][coll].count_documents({}) == 1
+    finally:
+        argon(a, "protectBranch", name=name, protected=False)
+    b[db][coll].insert_one({"_id": 2})  # lifted: B must not refuse on what it held
+    b[db][coll].create_index("x")
+    assert sorted(d["_id"] for d in a[db][coll].find()) == [0, 2]
