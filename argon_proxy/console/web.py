@@ -98,10 +98,6 @@ def error_response(error: ArgonError, request: HttpRequest) -> Response:
     return response
 
 
-def _refused(code: int, message: str) -> ArgonError:
-    return ArgonError(code, message)
-
-
 class Console:
     """The ASGI application: the API over ``engine``, and the console's files."""
 
@@ -157,10 +153,10 @@ class Console:
             ref = params.get("ref") or "main"
             flt = json_util.loads(params.get("filter") or "{}", json_options=JSON)
             if not isinstance(flt, dict):
-                raise _refused(errors.BAD_VALUE, "documents: 'filter' must be a JSON object")
+                raise ArgonError(errors.BAD_VALUE, "documents: 'filter' must be a JSON object")
             limit = _integer("limit", params.get("limit") or "100")
             if not 0 < limit <= _DOCUMENTS_LIMIT:
-                raise _refused(
+                raise ArgonError(
                     errors.BAD_VALUE, f"documents: 'limit' must be 1 to {_DOCUMENTS_LIMIT}"
                 )
             skip = _integer("skip", params.get("skip") or "0")
@@ -230,13 +226,13 @@ class Console:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or not encoded:
-            raise _refused(errors.AUTHENTICATION_FAILED, "log in: this proxy runs with auth on")
+            raise ArgonError(errors.AUTHENTICATION_FAILED, "log in: this proxy runs with auth on")
         try:
             name, sep, password = base64.b64decode(encoded).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             name, sep, password = "", "", ""
         if not sep or not await self._password_matches(name, password):
-            raise _refused(errors.AUTHENTICATION_FAILED, f"authentication failed for {name!r}")
+            raise ArgonError(errors.AUTHENTICATION_FAILED, f"authentication failed for {name!r}")
         return name
 
     async def _password_matches(self, name: str, password: str) -> bool:
@@ -257,9 +253,9 @@ async def _fields(endpoint: Endpoint, request: HttpRequest) -> dict[str, Any]:
             try:
                 body = json_util.loads(raw, json_options=JSON)
             except (ValueError, bson.errors.InvalidBSON) as exc:
-                raise _refused(errors.BAD_VALUE, f"the request body is not JSON: {exc}") from None
+                raise ArgonError(errors.BAD_VALUE, f"the request body is not JSON: {exc}") from None
             if not isinstance(body, dict):
-                raise _refused(errors.BAD_VALUE, "the request body must be a JSON object")
+                raise ArgonError(errors.BAD_VALUE, "the request body must be a JSON object")
             body.pop("argon", None)
             fields.update(body)
     for param in endpoint.query:
@@ -279,12 +275,12 @@ def _typed(param: Param, value: str) -> Any:
         try:
             return json_util.loads(value, json_options=JSON)
         except ValueError:
-            raise _refused(
+            raise ArgonError(
                 errors.BAD_VALUE, f"{param.name!r} must be JSON (a string in quotes)"
             ) from None
     if param.kind == "boolean":
         if value not in ("true", "false"):
-            raise _refused(errors.BAD_VALUE, f"{param.name!r} must be true or false")
+            raise ArgonError(errors.BAD_VALUE, f"{param.name!r} must be true or false")
         return value == "true"
     return value
 
@@ -293,4 +289,4 @@ def _integer(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise _refused(errors.BAD_VALUE, f"{name!r} must be an integer, not {value!r}") from None
+        raise ArgonError(errors.BAD_VALUE, f"{name!r} must be an integer, not {value!r}") from None

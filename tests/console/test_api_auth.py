@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from argon_proxy.errors import AUTHENTICATION_FAILED, UNAUTHORIZED
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import Process
 from .http import call
-
-Client = MongoClient[dict[str, Any]]
-ROOT = ("root", "root-pw")
-ANA = ("ana", "ana-pw")
+from .stacks import ANA, ROOT, guarded_stack
 
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[Process]:
-    upstream = start_upstream()
-    proxy = start_proxy(upstream.uri, env={"ARGON_AUTH": "true"})
-    try:
-        with Client(proxy.uri) as anonymous:  # the localhost exception: the first user
-            anonymous.admin.command({"argon": "createUser", "name": ROOT[0], "password": ROOT[1]})
-        uri = f"mongodb://{ROOT[0]}:{ROOT[1]}@127.0.0.1:{proxy.port}/?directConnection=true"
-        with Client(uri) as root:
-            root.shop.items.insert_one({"_id": 1})
-            for name in ("exp-a", "other"):
-                root.admin.command({"argon": "createBranch", "name": name})
-            root.admin.command({"argon": "createUser", "name": ANA[0], "password": ANA[1]})
-            grant = {"argon": "grantAccess", "user": "ana", "role": "read", "branches": "exp-*"}
-            root.admin.command(grant)
+    with guarded_stack() as proxy:
         yield proxy
-    finally:
-        proxy.stop()
-        upstream.stop()
 
 
 def test_no_login_or_a_wrong_one_is_refused(proxy: Process) -> None:

@@ -23,9 +23,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from ..processes import Process, start_proxy, start_upstream
+from ..processes import Process
 from ..stacks import own_stack
 from .http import base_url
+from .stacks import ANA, guarded_stack
 
 Client = MongoClient[dict[str, Any]]
 WAIT = 60  # seconds a page may take to show what it was asked for (a loaded machine)
@@ -180,22 +181,8 @@ def test_branch_history_diff_merge_and_time_travel_in_the_page(
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[Process]:
-    """A proxy with auth on, its administrator ``root`` and a reader ``ana`` of ``exp-*``."""
-    upstream = start_upstream()
-    proxy = start_proxy(upstream.uri, env={"ARGON_AUTH": "true"})
-    try:
-        with Client(proxy.uri) as anonymous:  # the localhost exception: the first user
-            anonymous.admin.command({"argon": "createUser", "name": "root", "password": "pw"})
-        with Client(f"mongodb://root:pw@127.0.0.1:{proxy.port}/?directConnection=true") as root:
-            for name in ("exp-a", "other"):
-                root.admin.command({"argon": "createBranch", "name": name})
-            root.admin.command({"argon": "createUser", "name": "ana", "password": "ana-pw"})
-            grant = {"argon": "grantAccess", "user": "ana", "role": "read", "branches": "exp-*"}
-            root.admin.command(grant)
+    with guarded_stack() as proxy:
         yield proxy
-    finally:
-        proxy.stop()
-        upstream.stop()
 
 
 def test_with_auth_the_console_asks_for_a_login_and_keeps_to_the_users_rights(
@@ -205,13 +192,13 @@ def test_with_auth_the_console_asks_for_a_login_and_keeps_to_the_users_rights(
     until(browser, "the login form", "#login", "Log in")
     assert not browser.find_element(By.ID, "app").is_displayed()
 
-    fill(browser, "login-user", "ana")
+    fill(browser, "login-user", ANA[0])
     fill(browser, "login-password", "wrong")
     browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
     until(browser, "the refusal", "#login-error", "authentication failed")
     assert not browser.find_element(By.ID, "app").is_displayed()
 
-    fill(browser, "login-password", "ana-pw")
+    fill(browser, "login-password", ANA[1])
     browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
     until(browser, "who is signed in", "#who", "signed in as ana")
     until(browser, "the readable branch", ".branch", "exp-a")
