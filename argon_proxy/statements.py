@@ -178,7 +178,7 @@ class Statements:
             if (ov := self.catalog.overlay(kid, ctx.db, ctx.coll)) is not None
         ]
         ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=kids)
-        _still_writable(ctx)
+        still_writable(ctx)
         before = freeze_targets(self.catalog, ctx.branch.name, ctx.db, ctx.coll)
         try:
             outcome = await self._run_once(ctx, body, Watched())
@@ -207,7 +207,7 @@ class Statements:
                 if ctx.joined is not None:  # the client's transaction must start again
                     raise _stale_in_transaction(ctx) from None
                 ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
-                _still_writable(ctx)
+                still_writable(ctx)
         raise ArgonError(
             WRITE_CONFLICT,
             f"write on {ctx.ns} (branch {ctx.branch.name!r}) kept conflicting with other "
@@ -278,6 +278,7 @@ class Statements:
             done = await retried(self.catalog, ctx) if ctx.retry is not None else None
             if done is None:
                 raise
+            ctx.applied.any = True
             return done
         await self.learn_committed(prep.own, outcome)
         return outcome
@@ -352,14 +353,34 @@ def _stale_in_transaction(ctx: WriteContext) -> StaleTransaction:
     )
 
 
-def _still_writable(ctx: WriteContext) -> None:
+async def confirm_writable(catalog: Catalog, ctx: WriteContext, what: str) -> None:
+    """Refuse a write command that changed nothing if its branch, as now stored,
+    takes no direct writes.
+
+    A statement that changed something learned the stored catalog in its own
+    transaction (its LSNs come with the catalog's epoch); one that changed
+    nothing (no document matched, a duplicate key) never asked, and another
+    proxy may have protected or archived the branch since this proxy's caches
+    let the command in. Its answer must be the refusal the other proxy gives.
+    """
+    if ctx.joined is not None or ctx.applied.any:
+        return
+    await catalog.refresh()
+    stored = catalog.branches.get(ctx.branch.name)
+    if stored is not None:
+        ctx.branch = stored
+        still_writable(ctx, what)
+
+
+def still_writable(ctx: WriteContext, what: str = "") -> None:
     """Refuse the write if the branch, as now stored, takes no direct writes: the
     request was let in on this proxy's caches, and another proxy may have
     protected or archived the branch since (a merge may still write into a
     protected branch: that is how it changes)."""
     if ctx.extra is not None and "merge" in ctx.extra:
         return
+    what = what or f"write on {ctx.ns}"
     if ctx.branch.read_only:
-        raise read_only(ctx.branch, f"write on {ctx.ns}")
+        raise read_only(ctx.branch, what)
     if ctx.branch.protected:
-        raise protected(ctx.branch, f"write on {ctx.ns}")
+        raise protected(ctx.branch, what)

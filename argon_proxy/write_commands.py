@@ -27,6 +27,7 @@ from .dbclient import CommandError
 from .errors import WRITE_CONFLICT, ArgonError
 from .naming import is_internal
 from .reads import Reader
+from .statements import confirm_writable
 from .txn import Runner, is_transient
 from .write_context import (
     NeedsStatements,
@@ -60,7 +61,9 @@ class WriteCommands:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
         if req.joined is None and isinstance(cmd.get("writeConcern"), dict):
             ctx.write_concern = cmd["writeConcern"]
-        return await run_bulk_write(self.writer, ctx, cmd)
+        reply = await run_bulk_write(self.writer, ctx, cmd)
+        await confirm_writable(self.catalog, ctx, "bulkWrite")
+        return reply
 
     async def write(self, call: Call) -> Reply:
         name, db, branch, cmd, req = call.name, call.db, call.branch, call.cmd, call.req
@@ -79,11 +82,13 @@ class WriteCommands:
         if name != "findAndModify":  # findAndModify's fields are its one statement's
             ctx.options = write_options(name, cmd)
         try:
-            return await self._write_statements(name, ctx, call)
+            reply = await self._write_statements(name, ctx, call)
         except CommandError as exc:
             if is_transient(exc):
                 raise (_transient(exc) if req.joined else _still_conflicting(name, ctx)) from None
             raise
+        await confirm_writable(self.catalog, ctx, f"{name} on {ctx.ns}")
+        return reply
 
     async def _write_statements(self, name: str, ctx: WriteContext, call: Call) -> dict[str, Any]:
         cmd = call.cmd

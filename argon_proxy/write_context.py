@@ -85,6 +85,15 @@ def chunks(items: list[Any], size_of: Any = None) -> list[list[Any]]:
 
 
 @dataclass
+class Applied:
+    """Whether any statement of a command changed something: it wrote WAL entries
+    (whose LSNs came with the catalog's epoch, so it saw the branch as stored) or
+    answered an earlier attempt's record. Shared by the contexts of one command."""
+
+    any: bool = False
+
+
+@dataclass
 class WriteContext:
     """Everything a write needs to know about where it goes and who makes it."""
 
@@ -101,6 +110,7 @@ class WriteContext:
     # bypassDocumentValidation, maxTimeMS, ...): they ride on every command that
     # finds or changes the user's documents, never on Argon's bookkeeping.
     options: dict[str, Any] = field(default_factory=dict)
+    applied: Applied = field(default_factory=Applied)
 
     def data_command(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """``cmd`` (a write of the user's documents) with the command's options."""

@@ -62,6 +62,7 @@ class WriteLog:
         if not changes:
             await _insert(runner, [("retries", records)])
             return []
+        ctx.applied.any = True
         if ahead is not None and ahead.first is not None and ahead.count >= len(changes):
             first = ahead.first  # LSNs it does not use stay unused (LSNs have gaps)
         else:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
-from pymongo.errors import OperationFailure
+from pymongo import InsertOne, MongoClient
+from pymongo.errors import ClientBulkWriteException, OperationFailure
 
 from argon_proxy.errors import BRANCH_NOT_FOUND, PROTECTED_BRANCH
 
@@ -259,8 +259,35 @@ def test_protection_set_or_lifted_on_one_proxy_holds_on_the_other_at_once(
             b[db][coll].insert_one({"_id": 1})
         assert refused.value.code == PROTECTED_BRANCH
         assert b[db][coll].count_documents({}) == 1
+        # Writes that would change nothing are refused alike, not answered as if
+        # the branch took them (a duplicate key, no document matched).
+        for write in _no_op_writes(b[db][coll]):
+            argon(a, "protectBranch", name=name, protected=False)
+            b[db][coll].insert_one({"_id": 1})  # B holds the branch as writable again
+            b[db][coll].delete_one({"_id": 1})
+            argon(a, "protectBranch", name=name)
+            with pytest.raises((OperationFailure, ClientBulkWriteException)) as refused:
+                write()
+            error: Any = refused.value
+            if isinstance(error, ClientBulkWriteException):
+                error = error.error
+            assert error.code == PROTECTED_BRANCH, error.details
     finally:
         argon(a, "protectBranch", name=name, protected=False)
     b[db][coll].insert_one({"_id": 2})  # lifted: B must not refuse on what it held
     b[db][coll].create_index("x")
     assert sorted(d["_id"] for d in a[db][coll].find()) == [0, 2]
+
+
+def _no_op_writes(coll: Any) -> list[Callable[[], object]]:
+    """Writes that change nothing in ``coll`` (which holds ``{_id: 0}`` only)."""
+    writes: list[Callable[[], object]] = [
+        lambda: coll.insert_one({"_id": 0}),
+        lambda: coll.update_one({"_id": 9}, {"$set": {"x": 1}}),
+        lambda: coll.delete_many({"_id": 9}),
+        lambda: coll.find_one_and_update({"_id": 9}, {"$set": {"x": 1}}),
+    ]
+    if "@" not in coll.database.name:  # a client's bulkWrite names main's namespaces
+        insert = InsertOne(namespace=coll.full_name, document={"_id": 0})
+        writes.append(lambda: coll.database.client.bulk_write([insert]))
+    return writes
