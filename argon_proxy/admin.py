@@ -26,6 +26,7 @@ from . import (
     refs,
     reset,
     timetravel,
+    wal,
 )
 from .access import AccessControl
 from .calls import Request
@@ -219,7 +220,7 @@ class Admin:
         upto = await self.catalog.current_lsn()
         tags = await refs.tags_by_branch(self.db)
         overlaid = {ov.branch_id for ov in self.catalog.overlays.values()}
-        find = history.wal_finder(self.db, {"_id": 1, "ts": 1})
+        find = history.wal_finder(self.db, wal.TIME_FIELDS)
         out = []
         for branch in branches:
             head = None
@@ -235,7 +236,7 @@ class Admin:
             "base_lsn": branch.base_lsn,
             "head_lsn": int(head["_id"]) if head else branch.base_lsn,
             "created": branch.created,
-            "last_activity": head["ts"] if head else branch.created,
+            "last_activity": (wal.time_of(head) if head else None) or branch.created,
             "read_only": branch.read_only,
             "protected": branch.protected,
             "archived": branch.archived,

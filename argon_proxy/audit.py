@@ -10,6 +10,7 @@ field path, the last entry that changed it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import bson
@@ -22,20 +23,23 @@ from .errors import BAD_VALUE, ArgonError
 from .naming import INTERNAL_DB
 from .view import fetch
 
-_SUMMARY = {"pre": 0, "post": 0, "pre_z": 0, "post_z": 0}
+_SUMMARY = {"pre": 0, "post": 0, "pre_z": 0, "post_z": 0, "post_d": 0}
 
 
-def show(entry: dict[str, Any], *, images: bool = False) -> dict[str, Any]:
+def show(
+    entry: dict[str, Any], names: Mapping[str, str], *, images: bool = False
+) -> dict[str, Any]:
     """A WAL entry as ``log`` lists it: images left out unless ``images``, then
-    with the document before and after and the fields that changed."""
+    with the document before and after and the fields that changed. ``names``:
+    branch names by id (``branch_names``)."""
     out: dict[str, Any] = {
         "lsn": int(entry["_id"]),
-        "ts": entry["ts"],
-        "branch": entry["branch"],
+        "ts": wal.time_of(entry),
+        "branch": _branch_name(entry, names),
         "ns": entry["ns"],
         "docId": entry["doc_id"],
         "op": {"i": "insert", "u": "update", "d": "delete"}.get(entry["op"], entry["op"]),
-        "client": entry.get("client"),
+        "client": wal.client_of(entry),
     }
     for key in ("merge", "reset", "undo"):
         if key in entry:
@@ -45,6 +49,17 @@ def show(entry: dict[str, Any], *, images: bool = False) -> dict[str, Any]:
         out["before"], out["after"] = before, after
         out["changes"] = [c.to_doc() for c in field_changes(before or {}, after or {})]
     return out
+
+
+def branch_names(catalog: Catalog) -> dict[str, str]:
+    """Branch names by id, for ``show``."""
+    return {b.id: b.name for b in catalog.branches.values()}
+
+
+def _branch_name(entry: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    # Entries name their branch by id; older ones also stored its name.
+    branch_id = str(entry.get("branch_id", ""))
+    return names.get(branch_id) or str(entry.get("branch") or branch_id)
 
 
 async def document_entries(
@@ -86,7 +101,8 @@ async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dic
             raise ArgonError(BAD_VALUE, "log of a document needs 'db' and 'collection'")
         entries = await document_entries(db, catalog, branch.name, ns, cmd["docId"], images=images)
         entries.reverse()
-        return {"entries": [show(e, images=images) for e in entries[:limit]]}
+        names = branch_names(catalog)
+        return {"entries": [show(e, names, images=images) for e in entries[:limit]]}
     flt: dict[str, Any] = {
         "branch_id": branch.id,
         **history.ns_filter(cmd.get("db"), cmd.get("collection")),
@@ -98,13 +114,17 @@ async def log_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dic
         lsn["$lte"] = bson.Int64(int(cmd["untilLsn"]))
     if lsn:
         flt["_id"] = lsn
-    if cmd.get("user") is not None:  # who authenticated (auth on): see auth.py
-        flt["client.user"] = str(cmd["user"])
-    if cmd.get("app") is not None:  # the client's appName
-        flt["client.app"] = str(cmd["app"])
+    # who authenticated (auth on: see auth.py), the client's appName
+    user, app = cmd.get("user"), cmd.get("app")
+    flt.update(
+        wal.client_filter(
+            app=str(app) if app is not None else None, user=str(user) if user is not None else None
+        )
+    )
     options: dict[str, Any] = {} if images else {"projection": _SUMMARY}
     found = await db.find(INTERNAL_DB, "wal", flt, sort={"_id": -1}, limit=limit, **options)
-    return {"entries": [show(e, images=images) for e in found]}
+    names = branch_names(catalog)
+    return {"entries": [show(e, names, images=images) for e in found]}
 
 
 async def blame_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +150,7 @@ async def blame_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> d
     dbname, coll = ns.split(".", 1)
     found = await fetch(db, catalog, branch, dbname, coll, [cmd["docId"]])
     current = next(iter(found.values()), None)
+    names = branch_names(catalog)
     fields = []
     for path in leaf_paths(current or {}):
         owner = next((last[path[:n]] for n in range(len(path), 0, -1) if path[:n] in last), None)
@@ -137,10 +158,10 @@ async def blame_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> d
         if owner is not None:
             row.update(
                 lsn=int(owner["_id"]),
-                ts=owner["ts"],
-                op=show(owner)["op"],
-                client=owner.get("client"),
-                branch=owner["branch"],
+                ts=wal.time_of(owner),
+                op=show(owner, names)["op"],
+                client=wal.client_of(owner),
+                branch=_branch_name(owner, names),
             )
         fields.append(row)
     return {"document": current, "fields": fields}

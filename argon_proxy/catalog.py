@@ -58,13 +58,16 @@ from typing import TYPE_CHECKING, Any
 import bson
 import trio
 
+from . import wal
 from .dbclient import CommandError, DbClient, Front, run_checked
 from .errors import (
     BRANCH_EXISTS,
     BRANCH_HAS_CHILDREN,
     BRANCH_NOT_FOUND,
     EXCEEDED_TIME_LIMIT,
+    INDEX_NOT_FOUND,
     NAMESPACE_EXISTS,
+    NAMESPACE_NOT_FOUND,
     PROTECTED_BRANCH,
     READ_ONLY_BRANCH,
     ArgonError,
@@ -529,10 +532,16 @@ class Catalog:
                 "indexes": [
                     {"key": {"branch_id": 1, "_id": 1}, "name": "branch_id_lsn"},
                     {"key": {"ns": 1, "doc_id": 1, "_id": 1}, "name": "ns_doc_lsn"},
-                    {"key": {"ts": 1}, "name": "ts"},
+                    # One key per transaction: only its last entry has ``ts`` (wal.py).
+                    {"key": {wal.TIME: 1}, "name": "transaction_ts", "sparse": True},
                 ],
             },
         )
+        try:  # the index of every entry's time, which earlier versions kept
+            await self.db.command(INTERNAL_DB, {"dropIndexes": "wal", "index": "ts"})
+        except CommandError as exc:
+            if exc.code not in (INDEX_NOT_FOUND, NAMESPACE_NOT_FOUND):
+                raise
         await self.db.command(
             INTERNAL_DB,
             {

@@ -82,12 +82,13 @@ async def gc_action(db: DbClient, catalog: Catalog, cmd: dict[str, Any]) -> dict
             if not dry:
                 await delete_branch(db, catalog, b.name)
     cutoff_time = moment - dt.timedelta(seconds=retain)
-    floor = await main_floor(db, catalog, await lsn_at(db, cutoff_time))
+    cutoff = await lsn_at(db, cutoff_time)
+    floor = await main_floor(db, catalog, cutoff)
     live = sorted(b.id for b in catalog.branches.values())
     doomed = [
         {"branch_id": MAIN, "_id": {"$lte": bson.Int64(floor)}},
         # also entries no branch owns (a deleted one's, by name or by id)
-        {"branch_id": {"$nin": live}, "ts": {"$lt": cutoff_time}},
+        {"branch_id": {"$nin": live}, "_id": {"$lte": bson.Int64(cutoff)}},
     ]
     removed = 0
     for flt in doomed:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import bson
 
 from .catalog import Branch, Catalog, Overlay
-from .errors import ArgonError
+from .errors import INDEX_NOT_FOUND, ArgonError
 from .naming import INTERNAL_DB, MAIN
 from .stream_marks import mark
 from .view import build_view, scratch_copy
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .txn import Runner
     from .writes import Writer
 
-INDEX_NOT_FOUND = 27
 INVALID_OPTIONS = 72
 INDEX_OPTIONS_CONFLICT = 85
 INDEX_KEY_SPECS_CONFLICT = 86

@@ -178,9 +178,10 @@ async def undo_action(
     if first > last:
         raise ArgonError(BAD_VALUE, "undo: 'fromLsn' is after 'toLsn'")
     window = history.Window.of(branch, max(first - 1, branch.base_lsn), last)
-    where = {"client.app": cmd["client"]} if cmd.get("client") else {}
-    if cmd.get("user"):
-        where["client.user"] = str(cmd["user"])
+    where = wal.client_filter(
+        app=str(cmd["client"]) if cmd.get("client") else None,
+        user=str(cmd["user"]) if cmd.get("user") else None,
+    )
     found = await _collect(db, (window,), where)
     writes: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}
     refused: list[dict[str, Any]] = []

@@ -63,7 +63,7 @@ async def lsn_at(db: DbClient, when: dt.datetime) -> int:
     while end > oldest:
         start = max(oldest, end - step)
         found = await db.find(
-            INTERNAL_DB, "wal", {"ts": {"$gt": start, "$lte": end}}, projection={"_id": 1}
+            INTERNAL_DB, "wal", {wal.TIME: {"$gt": start, "$lte": end}}, projection={"_id": 1}
         )
         if found:
             return max(int(d["_id"]) for d in found)
@@ -73,13 +73,13 @@ async def lsn_at(db: DbClient, when: dt.datetime) -> int:
 
 async def reachable(db: DbClient, catalog: Catalog, branch: Branch) -> dict[str, Any]:
     """The earliest and latest LSN (and time) at which ``branch`` can be read."""
-    find = history.wal_finder(db, {"_id": 1, "ts": 1})
+    find = history.wal_finder(db, wal.TIME_FIELDS)
     current = await catalog.current_lsn()
     if branch.name == MAIN:
         # Before Argon's first logged write on main (or what GC kept) nothing is known.
         first = await history.oldest(find, branch.id, above=-1, upto=current)
         earliest = int(first["_id"]) - 1 if first else current
-        earliest_time = first["ts"] if first else None
+        earliest_time = wal.time_of(first) if first else None
         # A drop or rename no branch kept changed main without WAL entries.
         from .archives import horizon  # archives builds on the catalog, as this does
 
@@ -94,7 +94,7 @@ async def reachable(db: DbClient, catalog: Catalog, branch: Branch) -> dict[str,
         "earliest_lsn": earliest,
         "earliest_time": earliest_time,
         "latest_lsn": int(last["_id"]) if last else earliest,
-        "latest_time": last["ts"] if last else earliest_time,
+        "latest_time": wal.time_of(last) if last else earliest_time,
     }
 
 

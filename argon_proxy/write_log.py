@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import bson
-
 from . import wal
 from .catalog import Catalog, RiddenLease, StaleCatalog, now
 from .dbclient import ERROR_DETAILS, CommandError
@@ -104,9 +102,7 @@ class WriteLog:
             return None
         lease = await self._lease_unchanged(state, len(entries))
         first = lease
-        ts = now()
-        for i, doc in enumerate(entries):
-            doc["_id"], doc["ts"] = bson.Int64(first + i), ts
+        wal.stamp(entries, first, now())
         try:
             for part in chunks(entries):
                 await joined.run("__argon", {"insert": "wal", "documents": part})
@@ -132,12 +128,12 @@ class WriteLog:
 
     @staticmethod
     def entries(first: int, ctx: WriteContext, changes: list[Change]) -> list[dict[str, Any]]:
-        """The WAL documents of ``changes``, numbered from ``first``."""
+        """The WAL documents of ``changes``, numbered from ``first``, written in
+        one transaction (``wal.stamp``)."""
         ts = now()
         return [
             wal.entry(
                 first + i,
-                branch=ctx.branch.name,
                 branch_id=ctx.branch.id,
                 ns=ctx.ns,
                 doc_id=ch.doc_id,
@@ -146,6 +142,7 @@ class WriteLog:
                 post=ch.post,
                 client=ctx.client,
                 ts=ts,
+                last=i == len(changes) - 1,
                 extra=ctx.extra,
                 replace=ch.replace,
                 hints=ch.hints,

@@ -97,3 +97,10 @@ def side_by_side(branch: str) -> Iterator[dict[str, Client]]:
 def argon(c: MongoClient[Any], action: str, **args: Any) -> dict[str, Any]:
     """Send the admin action ``action`` through ``c``."""
     return c.admin.command({"argon": action, **args})
+
+
+def branch_id(direct: MongoClient[Any], name: str) -> str:
+    """The id of branch ``name``, which its WAL entries carry, read from the upstream."""
+    stored = direct["__argon"].branches.find_one({"_id": name})
+    assert stored is not None, name
+    return str(stored["id"])

@@ -12,7 +12,7 @@ from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from ..processes import Process, start_proxy
-from ..stacks import argon, own_stack
+from ..stacks import argon, branch_id, own_stack
 
 Client = MongoClient[dict[str, Any]]
 
@@ -34,7 +34,7 @@ def clients(stack: tuple[Process, Process]) -> Iterator[tuple[Client, Client]]:
 
 
 def _wal(direct: Client, branch: str) -> int:
-    return direct["__argon"].wal.count_documents({"branch": branch})
+    return direct["__argon"].wal.count_documents({"branch_id": branch_id(direct, branch)})
 
 
 def _seed(proxy: Client, db: str, branch: str) -> None:

@@ -9,6 +9,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from argon_proxy import wal
+
 from ..processes import Process
 from ..stacks import argon, own_stack
 
@@ -228,8 +230,10 @@ def test_wal_records_every_write_with_images(stack: tuple[Process, Process], adm
     )
     direct.close()
     assert [e["op"] for e in entries] == ["i", "u", "d"]
-    assert entries[1]["pre"] == {"_id": 1, "v": 1} and entries[1]["post"] == {"_id": 1, "v": 2}
-    assert entries[2]["post"] is None
+    images = [(wal.image(e, "pre"), wal.image(e, "post")) for e in entries]
+    assert images[0] == (None, {"_id": 1, "v": 1})
+    assert images[1] == ({"_id": 1, "v": 1}, {"_id": 1, "v": 2})
+    assert images[2] == ({"_id": 1, "v": 2}, None)
     assert entries[0]["_id"] < entries[1]["_id"] < entries[2]["_id"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,19 @@ def test_log_and_blame(c: Client, stack: tuple[Process, Process]) -> None:
     branch_log = argon(c, "log", branch="b1")["entries"]
     assert len(branch_log) == 2
     app.close()
+
+
+def test_a_point_in_time_holds_every_change_of_a_transaction_made_by_then(c: Client) -> None:
+    """The entries of one transaction share its time (the time index holds only
+    its last): a point at that time shows all of them, and nothing later."""
+    c.tt.items.insert_many([{"_id": i} for i in range(5)])
+    entries = argon(c, "log", branch="main", db="tt", collection="items")["entries"]
+    times = {e["ts"] for e in entries}
+    assert len(entries) == 5 and len(times) == 1 and None not in times
+    when = times.pop()
+    time.sleep(0.01)  # the next batch's time is later (times are stored in milliseconds)
+    c.tt.items.insert_many([{"_id": i} for i in range(5, 8)])
+    argon(c, "createBranch", name="tt-then", time=when)
+    assert docs(c, "tt@tt-then") == [{"_id": i} for i in range(5)]
+    info = argon(c, "timeTravelInfo", name="main")["branches"][0]
+    assert info["latest_time"] is not None and info["latest_time"] > when

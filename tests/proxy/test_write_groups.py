@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError
 
 from argon_proxy import wal
 
-from ..stacks import Client, argon, side_by_side
+from ..stacks import Client, argon, branch_id, side_by_side
 
 Coll = Collection[dict[str, Any]]
 TARGETS = ["direct", "main", "branch"]
@@ -234,7 +234,11 @@ def test_a_copy_the_update_left_unchanged_is_undone(clients: dict[str, Client]) 
     (overlay,) = [n for n in db.list_collection_names() if n.endswith(".follow_forked")]
     assert sorted(d["_id"] for d in db[overlay].find()) == [1, 2]
     found = clients["direct"]["__argon"].wal.find(
-        {"ns": "groups_db.follow_forked", "branch": "follow-forked"}, sort=[("_id", 1)]
+        {
+            "ns": "groups_db.follow_forked",
+            "branch_id": branch_id(clients["direct"], "follow-forked"),
+        },
+        sort=[("_id", 1)],
     )
     entries = [(e["doc_id"], wal.image(e, "pre"), wal.image(e, "post")) for e in found]
     assert entries == [
