@@ -49,15 +49,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 3
+# How long a bundle's store is retried when it conflicts (with this proxy's own
+# lease releases on the counter, say): a bundle is a saving, not worth a wait.
+_CONFLICTS_FOR = 0.25
 
 
 async def bundle_children(catalog: Catalog, parent: Branch) -> None:
     """Bundle ``parent``'s plain children if it has enough direct readers.
 
     Best effort: a bundle is only a saving, so when the catalog changed under
-    it (another proxy bundled them first) or the change conflicts, nothing is
-    bundled now and the caller freezes into what the catalog then lists.
+    it (another proxy bundled them first), it looks once more at the catalog as
+    now stored; when the change keeps conflicting (for longer than
+    ``_CONFLICTS_FOR``), nothing is bundled now. Either way the caller freezes
+    into what the catalog then lists.
     """
+    for _ in range(2):
+        try:
+            await _bundle_children(catalog, parent)
+            return
+        except StaleCatalog:
+            await catalog.reload()
+            parent = catalog.branches.get(parent.name) or parent
+
+
+async def _bundle_children(catalog: Catalog, parent: Branch) -> None:
     if catalog.bundle_at <= 0:
         return
     readers = catalog.layer_kids(parent.name)
@@ -73,9 +88,6 @@ async def bundle_children(catalog: Catalog, parent: Branch) -> None:
             continue  # nothing saved; or only nesting bundles deeper
         try:
             await _bundle(catalog, parent, members)
-        except StaleCatalog:
-            await catalog.reload()
-            return
         except CommandError as exc:
             if not is_transient(exc):
                 raise
@@ -130,7 +142,9 @@ async def _bundle(catalog: Catalog, parent: Branch, members: list[Branch]) -> No
         await catalog.changed(txn, since=since, only=True)
         await txn.run(INTERNAL_DB, {"insert": "branches", "documents": [bundle.to_doc()]})
 
-    await run_in_transaction(catalog.db.pool, unit, sessions=catalog.sessions, retry_for=0.0)
+    await run_in_transaction(
+        catalog.db.pool, unit, sessions=catalog.sessions, retry_for=_CONFLICTS_FOR
+    )
     catalog.bundles[bundle.name] = bundle
     for m in members:
         m.under = bundle.name
