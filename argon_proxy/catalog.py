@@ -902,19 +902,13 @@ class Catalog:
         return branch
 
     @staticmethod
-    async def verify(
-        runner: Runner, overlays: Sequence[Overlay], moved: Mapping[str, int] | None = None
-    ) -> None:
+    async def verify(runner: Runner, overlays: Sequence[Overlay]) -> None:
         """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
-        of ``overlays`` still reflect what the transaction sees. ``moved``: the
-        bumps the transaction made itself (earlier statements of a client's
-        transaction), which it sees and the caches do not count yet."""
+        of ``overlays`` still reflect what the transaction sees."""
         if not overlays:
             return
         keys = [version_key(ov.key) for ov in overlays]
-        expected = {
-            version_key(ov.key): ov.version + (moved or {}).get(ov.key, 0) for ov in overlays
-        }
+        expected = {version_key(ov.key): ov.version for ov in overlays}
 
         async def answered(reply: dict[str, Any]) -> None:
             await checked(reply)
@@ -928,23 +922,27 @@ class Catalog:
         await run_or_defer(runner, INTERNAL_DB, find, answered)
 
     @staticmethod
+    def distinct(overlays: Iterable[Overlay]) -> list[Overlay]:
+        """``overlays`` without repeats (by key)."""
+        return list({ov.key: ov for ov in overlays}.values())
+
+    @staticmethod
     async def bump(runner: Runner, overlays: Iterable[Overlay]) -> list[Overlay]:
         """Inside a write's transaction: record that ``overlays``' contents changed.
         The caller adds one to each ``version`` once the transaction commits."""
-        unique = list({ov.key: ov for ov in overlays}.values())
-        if unique:
-            await run_or_defer(
-                runner,
-                INTERNAL_DB,
-                {
-                    "update": "counters",
-                    "updates": [
-                        {"q": {"_id": version_key(ov.key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
-                        for ov in unique
-                    ],
-                },
-            )
+        unique = Catalog.distinct(overlays)
+        await Catalog.bump_keys(runner, [ov.key for ov in unique])
         return unique
+
+    @staticmethod
+    async def bump_keys(runner: Runner, keys: Iterable[str]) -> None:
+        """``bump`` by the overlays' keys."""
+        updates = [
+            {"q": {"_id": version_key(key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
+            for key in keys
+        ]
+        if updates:
+            await run_or_defer(runner, INTERNAL_DB, {"update": "counters", "updates": updates})
 
     async def refresh(self) -> None:
         """Reload the metadata if another proxy changed it (one small query)."""

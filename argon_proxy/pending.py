@@ -37,8 +37,12 @@ KEPT = 1024  # transactions remembered at once (one per live session at most)
 class TxnState:
     """One client transaction's view of the overlays it wrote."""
 
-    moved: Counter[str] = field(default_factory=Counter)  # overlay versions bumped
-    overlays: dict[str, Overlay] = field(default_factory=dict)  # by Overlay.key
+    # What its commit records inside it (``WriteLog.log_commit``), not its
+    # statements: held until the commit, these shared documents would hold up
+    # every other writer of the overlays while the client thinks.
+    moved: Counter[str] = field(default_factory=Counter)  # overlays whose contents changed
+    created: dict[str, Overlay] = field(default_factory=dict)  # copies its writes made present
+    overlays: dict[str, Overlay] = field(default_factory=dict)  # its copies, by Overlay.key
     # WAL entries of its statements, without LSNs: they take them at its commit
     # (``Writer.log_commit``), so the LSN counter is not held while it is open.
     entries: list[dict[str, Any]] = field(default_factory=list)

@@ -37,8 +37,6 @@ from .catalog import (
     StaleCatalog,
     TxnScope,
     overlay_key,
-    protected,
-    read_only,
 )
 from .errors import WRITE_CONFLICT, ArgonError
 from .freezes import freeze
@@ -55,6 +53,7 @@ from .write_context import (
     StaleTransaction,
     WriteContext,
     duplicate_key,
+    still_writable,
 )
 from .write_log import WriteLog
 from .write_transactions import WriterLock, WriteTransactions
@@ -238,12 +237,10 @@ class Statements:
     ) -> Callable[[Runner, bool], Awaitable[Outcome]]:
         """The statement's transaction, given its runner and whether it freezes
         carefully."""
-        # Versions an enclosing transaction already moved (they count once it commits).
-        moved = state.moved if state is not None else None
 
         async def unit(runner: Runner, careful: bool) -> Outcome:
             ahead = self.log.lease_ahead(runner, most)
-            await Catalog.verify(runner, prep.watched, moved)
+            await Catalog.verify(runner, prep.watched)
             outcome = Outcome()
             await body(runner, prep.view, prep.own, outcome)
             if prep.uniques:
@@ -251,7 +248,14 @@ class Statements:
                 if hit is not None:
                     raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await freeze(runner, ctx, prep.kids, outcome.changes, outcome, careful=careful)
-            outcome.bumped = await Catalog.bump(runner, [ov for ov, _, _ in outcome.cache])
+            touched = [ov for ov, _, _ in outcome.cache]
+            if state is None:
+                outcome.bumped = await Catalog.bump(runner, touched)
+            else:
+                # A client's transaction moves the versions at its commit
+                # (``WriteLog.log_commit``): held until then, they would hold up
+                # every other writer of these overlays while the client thinks.
+                outcome.bumped = Catalog.distinct(touched)
             # With a retry record: an earlier attempt that committed makes this fail
             # (and roll back).
             records = retries.records(ctx, [outcome]) if ctx.retry is not None else None
@@ -303,10 +307,8 @@ class Statements:
         state.moved.update(ov.key for ov in outcome.bumped)
         own = prep.own
         if own is not None and not own.present and outcome.changes:
-            scope = self.scope(ctx.joined, state)
-            await self.catalog.set_flags(
-                own, cut=own.cut, present=True, runner=ctx.joined, announce=scope.announce
-            )
+            own.present = True  # its own copy: the catalog learns it at the commit
+            state.created[own.key] = own
         return outcome
 
     async def learn_committed(self, own: Overlay | None, outcome: Outcome) -> None:
@@ -370,17 +372,3 @@ async def confirm_writable(catalog: Catalog, ctx: WriteContext, what: str) -> No
     if stored is not None:
         ctx.branch = stored
         still_writable(ctx, what)
-
-
-def still_writable(ctx: WriteContext, what: str = "") -> None:
-    """Refuse the write if the branch, as now stored, takes no direct writes: the
-    request was let in on this proxy's caches, and another proxy may have
-    protected or archived the branch since (a merge may still write into a
-    protected branch: that is how it changes)."""
-    if ctx.extra is not None and "merge" in ctx.extra:
-        return
-    what = what or f"write on {ctx.ns}"
-    if ctx.branch.read_only:
-        raise read_only(ctx.branch, what)
-    if ctx.branch.protected:
-        raise protected(ctx.branch, what)

@@ -26,7 +26,7 @@ import bson
 from bson import ObjectId, json_util
 
 from . import wal
-from .catalog import Branch, Overlay
+from .catalog import Branch, Overlay, protected, read_only
 from .dbclient import ERROR_DETAILS
 from .errors import ArgonError
 from .txn import Runner
@@ -242,3 +242,22 @@ def is_replacement(update: Any) -> bool:
     """Whether an update's ``u`` (or findAndModify's ``update``) is a whole new
     document rather than update operators or a pipeline."""
     return isinstance(update, Mapping) and not any(str(k).startswith("$") for k in update)
+
+
+def still_writable(ctx: WriteContext, what: str = "") -> None:
+    """Refuse the write if the branch, as now stored, takes no direct writes: the
+    request was let in on this proxy's caches, and another proxy may have
+    protected or archived the branch since (a merge may still write into a
+    protected branch: that is how it changes)."""
+    if ctx.extra is not None and "merge" in ctx.extra:
+        return
+    takes_writes(ctx.branch, what or f"write on {ctx.ns}")
+
+
+def takes_writes(branch: Branch, what: str) -> None:
+    """Refuse ``what`` unless ``branch`` takes direct writes (not read-only, not
+    protected)."""
+    if branch.read_only:
+        raise read_only(branch, what)
+    if branch.protected:
+        raise protected(branch, what)

@@ -16,6 +16,8 @@ wrote froze into what it froze into.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 from . import wal
@@ -24,7 +26,14 @@ from .dbclient import ERROR_DETAILS, CommandError
 from .naming import INTERNAL_DB
 from .pending import Pending, TxnState, freeze_targets
 from .txn import JoinedTransaction, Runner, Transaction
-from .write_context import STALE_ATTEMPTS, Change, WriteContext, chunks
+from .write_context import (
+    STALE_ATTEMPTS,
+    Change,
+    WriteContext,
+    chunks,
+    still_writable,
+    takes_writes,
+)
 
 
 class WriteLog:
@@ -65,12 +74,22 @@ class WriteLog:
             first = ahead.first  # LSNs it does not use stay unused (LSNs have gaps)
         else:
             first = await self.catalog.allocate_lsns(runner, len(changes))
+        self._still_writable(ctx)
         entries = self.entries(first, ctx, changes)
         if self._together(runner, entries, records):
             await _insert_together(runner, [("wal", entries), ("retries", records)])
         else:
             await _insert(runner, [("wal", entries), ("retries", records)])
         return [first, first + len(changes) - 1]
+
+    def _still_writable(self, ctx: WriteContext) -> None:
+        """Refuse the write, in its transaction, if its branch as this proxy holds
+        it now takes no direct writes. The lease just confirmed that what this
+        proxy holds is the stored catalog; it may have been reloaded since the
+        write was let in (another proxy protected or archived the branch)."""
+        stored = self.catalog.branches.get(ctx.branch.name)
+        if stored is not None and stored.id == ctx.branch.id:
+            still_writable(replace(ctx, branch=stored))
 
     def lease_ahead(self, runner: Runner, most: int | None) -> RiddenLease | None:
         """In one of Argon's own transactions, before its first command: lease LSNs
@@ -95,12 +114,33 @@ class WriteLog:
 
     async def log_commit(self, joined: Runner, state: TxnState) -> int | None:
         """Before a client's transaction commits: lease LSNs for the WAL entries its
-        statements left (``log``) and write them inside it. Returns the first LSN
-        of the lease, to release once the commit has answered (None: no entries)."""
+        statements left (``log``) and write them inside it, with what the
+        statements changed of the catalog (``TxnState.moved``, ``created``).
+        Returns the first LSN of the lease, to release once the commit has
+        answered (None: no entries)."""
+        moved, state.moved = list(state.moved), Counter()
+        await Catalog.bump_keys(joined, moved)
+        created, state.created = list(state.created.values()), {}
+        for ov in created:
+            await self.catalog.set_flags(
+                ov,
+                cut=ov.cut,
+                present=True,
+                runner=joined,
+                announce=lambda: self.catalog.announce_in(joined),
+            )
         entries, state.entries = state.entries, []
         if not entries:
             return None
         lease = await self._lease_unchanged(state, len(entries))
+        try:  # as the statements' own writes do (``_still_writable``)
+            for name in {branch for branch, _db, _coll in state.basis}:
+                stored = self.catalog.branches.get(name)
+                if stored is not None:
+                    takes_writes(stored, f"commitTransaction (branch {name!r})")
+        except BaseException:
+            await self.catalog.release_lsns(lease)
+            raise
         first = lease
         wal.stamp(entries, first, now())
         try:

@@ -218,31 +218,32 @@ def test_catalog_changes_inside_a_transaction_are_refused_not_hung(
 
 def _conflicting(proxy: Client, db: str, second_op: Callable[[Any, Any], object]) -> Any:
     """Run ``second_op(collection, session)`` in a client transaction on branch
-    ``<db>-b`` while another one has written there; returns what it raised."""
+    ``<db>-b`` while another one has written document 1 there; returns what it raised."""
     _seed(proxy, db, f"{db}-b")
     branch = proxy[f"{db}@{db}-b"]
     with proxy.start_session() as first, proxy.start_session() as second:
         first.start_transaction()
-        branch.items.insert_one({"_id": 10}, session=first)
+        branch.items.update_one({"_id": 1}, {"$set": {"x": "first"}}, session=first)
         second.start_transaction()
         with pytest.raises(OperationFailure) as conflict:
             second_op(branch.items, second)
         second.abort_transaction()
         first.commit_transaction()
-    assert [d["_id"] for d in branch.items.find({"_id": {"$gte": 10}})] == [10]
+    assert branch.items.find_one({"_id": 1}) == {"_id": 1, "x": "first"}
     return conflict.value
 
 
 def test_a_write_conflict_in_a_transaction_fails_the_command_as_transient(
     clients: tuple[Client, Client],
 ) -> None:
-    """Two client transactions writing at once conflict (both move the LSN counter):
-    the second one's statement fails as mongod fails a conflicting statement in a
-    transaction, the whole command with TransientTransactionError, so drivers (and
+    """Two client transactions writing one document conflict: the second one's
+    statement fails as mongod fails a conflicting statement in a transaction, the
+    whole command with TransientTransactionError, so drivers (and
     ``with_transaction``) start the transaction again; never a per-document write
     error, which they take for the application's own."""
     _direct, proxy = clients
-    error = _conflicting(proxy, "txw", lambda c, s: c.insert_one({"_id": 11}, session=s))
+    update = {"$set": {"x": "second"}}
+    error = _conflicting(proxy, "txw", lambda c, s: c.update_one({"_id": 1}, update, session=s))
     assert error.has_error_label("TransientTransactionError")
     assert error.code == 112
 
@@ -256,3 +257,44 @@ def test_a_conflicting_find_and_modify_in_a_transaction_is_transient(
         proxy, "txm", lambda c, s: c.find_one_and_update({"_id": 1}, update, session=s)
     )
     assert error.has_error_label("TransientTransactionError")
+
+
+def test_an_open_transaction_holds_up_only_the_documents_it_wrote(
+    clients: tuple[Client, Client],
+) -> None:
+    """A client's transaction left open on a branch (a client that went away in the
+    middle holds it until the upstream ends it, a minute on mongod) holds up, as on
+    mongod, writers of the documents it wrote, not every writer of the collection.
+    Whichever of two overlapping writers of the branch's collection commits later
+    starts again if the other changed it meanwhile: here the transaction, at its
+    commit, as mongod's transactions may; ``with_transaction`` then gets through."""
+    _direct, proxy = clients
+    _seed(proxy, "txo", "txo-b")
+    items = proxy["txo@txo-b"].items
+    items.update_one({"_id": 4}, {"$set": {"x": "before"}})  # the branch has its own copy
+    with proxy.start_session() as s:
+        s.start_transaction()
+        items.insert_one({"_id": 10}, session=s)
+        items.update_one({"_id": 1}, {"$set": {"x": "in"}}, session=s)
+        # Outside it, other documents of the same collection and a new one.
+        items.update_one({"_id": 2}, {"$set": {"x": "out"}})
+        items.insert_one({"_id": 11})
+        items.delete_one({"_id": 3})
+        # ... went through while the transaction is alive and sees its own writes
+        # (a writer held up until the upstream ends the transaction would not).
+        assert items.find_one({"_id": 10}, session=s) == {"_id": 10}
+        with pytest.raises(OperationFailure) as late:
+            s.commit_transaction()
+        assert late.value.has_error_label("TransientTransactionError"), late.value.details
+    assert sorted(d["_id"] for d in items.find()) == [0, 1, 2, 4, 11]
+    assert items.find_one({"_id": 2}) == {"_id": 2, "x": "out"}
+    assert items.find_one({"_id": 1}) == {"_id": 1, "x": 1}
+
+    def again(session: Any) -> None:
+        items.insert_one({"_id": 10}, session=session)
+        items.update_one({"_id": 1}, {"$set": {"x": "in"}}, session=session)
+
+    with proxy.start_session() as s:
+        s.with_transaction(again)
+    assert items.find_one({"_id": 1}) == {"_id": 1, "x": "in"}
+    assert sorted(d["_id"] for d in items.find()) == [0, 1, 2, 4, 10, 11]

@@ -279,6 +279,30 @@ def test_protection_set_or_lifted_on_one_proxy_holds_on_the_other_at_once(
     assert sorted(d["_id"] for d in a[db][coll].find()) == [0, 2]
 
 
+def test_a_write_that_reloads_the_catalog_on_its_way_still_meets_a_new_protection(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    """B lets a write on main in on its caches; on its way the write reloads the
+    catalog for a reason of its own (main's children, created through A, are first
+    bundled by this write: docs/design.md, bundles). The reload brings A's
+    protection along, and the write must meet it."""
+    _direct, a, b = clients
+    b.bundled.items.insert_one({"_id": 0})  # B holds main as writable
+    for i in range(4):  # enough children of main for its next write to bundle them
+        argon(a, "createBranch", name=f"bundled-{i}", **{"from": "main"})
+    b["bundled@bundled-0"].items.find_one({"_id": 0})  # B knows them (a branch read syncs)
+    argon(a, "protectBranch", name="main")
+    try:
+        with pytest.raises(OperationFailure) as refused:
+            b.bundled.items.insert_one({"_id": 1})
+        assert refused.value.code == PROTECTED_BRANCH, refused.value.details
+    finally:
+        argon(a, "protectBranch", name="main", protected=False)
+        for i in range(4):
+            argon(a, "deleteBranch", name=f"bundled-{i}")
+    assert [d["_id"] for d in b.bundled.items.find()] == [0]
+
+
 def _no_op_writes(coll: Any) -> list[Callable[[], object]]:
     """Writes that change nothing in ``coll`` (which holds ``{_id: 0}`` only)."""
     writes: list[Callable[[], object]] = [
