@@ -898,7 +898,10 @@ class Catalog:
                     self.overlays[key] = dataclasses.replace(
                         ov, ids=None, tombstones=set(), version=version
                     )
-            return branch
+            # As held now: a refresh since ``branch`` was looked up (one that
+            # confirmed a protection, say) may have replaced it.
+            held = self.branches.get(branch.name)
+            return held if held is not None and held.id == branch.id else branch
         return branch
 
     @staticmethod

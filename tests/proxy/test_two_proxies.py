@@ -274,9 +274,11 @@ def test_protection_set_or_lifted_on_one_proxy_holds_on_the_other_at_once(
             assert error.code == PROTECTED_BRANCH, error.details
     finally:
         argon(a, "protectBranch", name=name, protected=False)
+    with b.start_session() as session, session.start_transaction():
+        b[db][coll].insert_one({"_id": 3}, session=session)  # lifted, in a transaction too
     b[db][coll].insert_one({"_id": 2})  # lifted: B must not refuse on what it held
     b[db][coll].create_index("x")
-    assert sorted(d["_id"] for d in a[db][coll].find()) == [0, 2]
+    assert sorted(d["_id"] for d in a[db][coll].find()) == [0, 2, 3]
 
 
 def test_a_write_that_reloads_the_catalog_on_its_way_still_meets_a_new_protection(
