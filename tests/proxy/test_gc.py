@@ -9,7 +9,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from ..stacks import argon, own_client
+from ..stacks import argon, branch_id, own_client, own_stack
 
 Client = MongoClient[dict[str, Any]]
 
@@ -57,3 +57,22 @@ def test_gc_keeps_what_live_branches_tags_and_snapshots_need(c: Client) -> None:
     with pytest.raises(OperationFailure) as err:
         docs(c, f"g1@main@lsn-{early}")
     assert err.value.code == 2005
+
+
+def test_gc_removes_every_entry_of_a_deleted_branch() -> None:
+    """Past retention, a deleted branch's WAL entries go, all of them (the entries
+    of one transaction carry its time on the last only: wal.py)."""
+    with own_stack() as (upstream, proxy):
+        c: Client = MongoClient(proxy.uri)
+        direct: Client = MongoClient(upstream.uri)
+        try:
+            argon(c, "createBranch", name="gone")
+            gone = branch_id(direct, "gone")
+            c["g2@gone"].items.insert_many([{"_id": i} for i in range(3)])  # one transaction
+            argon(c, "deleteBranch", name="gone")
+            assert direct["__argon"].wal.count_documents({"branch_id": gone}) == 3
+            argon(c, "gc", retainSeconds=0, snapshotSeconds=0)
+            assert direct["__argon"].wal.count_documents({"branch_id": gone}) == 0
+        finally:
+            c.close()
+            direct.close()
