@@ -19,7 +19,7 @@ take at its commit (``txn_ends.py``).
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +40,7 @@ class TxnState:
     # What its commit records inside it (``WriteLog.log_commit``), not its
     # statements: held until the commit, these shared documents would hold up
     # every other writer of the overlays while the client thinks.
-    moved: Counter[str] = field(default_factory=Counter)  # overlays whose contents changed
+    moved: set[str] = field(default_factory=set)  # keys of overlays whose contents changed
     created: dict[str, Overlay] = field(default_factory=dict)  # copies its writes made present
     overlays: dict[str, Overlay] = field(default_factory=dict)  # its copies, by Overlay.key
     # WAL entries of its statements, without LSNs: they take them at its commit

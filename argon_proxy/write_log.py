@@ -16,7 +16,6 @@ wrote froze into what it froze into.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +117,7 @@ class WriteLog:
         statements changed of the catalog (``TxnState.moved``, ``created``).
         Returns the first LSN of the lease, to release once the commit has
         answered (None: no entries)."""
-        moved, state.moved = list(state.moved), Counter()
+        moved, state.moved = sorted(state.moved), set()
         await Catalog.bump_keys(joined, moved)
         created, state.created = list(state.created.values()), {}
         for ov in created:
