@@ -12,6 +12,14 @@ among the documents the branch does not shadow. mongod evaluates each lookup
 filter), so key equality is mongod's: numbers by value, null and missing
 alike, arrays element by element. A hit is a duplicate key error.
 
+mongod checks a multi-document update document by document, in the order its
+plan visits them: a document's new key collides with the old key of one it
+has not reached yet (``$inc`` over consecutive keys, a swap), and whether it
+does depends on that order, which no view can reproduce. So a key one
+document takes from another document the statement also moves is refused
+whatever the order (``_order_collision``): Argon refuses where mongod may, and
+never applies what mongod may refuse.
+
 The building blocks here are pure (``unique_specs``, ``key_filter``) except
 ``find_collision``, which only issues finds through the caller's runner.
 """
@@ -21,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+import bson
 
 from .view import conjoin
 
@@ -130,6 +140,7 @@ async def find_collision(
     """
     moved = [ch.doc_id for ch in changes if ch.pre is not None]
     for spec in specs:
+        movers: list[_Change] = []
         for ch in changes:
             if ch.post is None:
                 continue
@@ -141,6 +152,8 @@ async def find_collision(
                 continue  # it was unique before and its key did not move
             if not await _in_index(runner, view, spec, ch.doc_id):
                 continue
+            if ch.pre is not None:
+                movers.append(ch)
             for depth, layer in enumerate(view.layers):
                 if depth == 0:
                     others: dict[str, Any] = {"_id": {"$ne": ch.doc_id}}
@@ -148,9 +161,80 @@ async def find_collision(
                     others = {"_id": {"$nin": moved}} if moved else {}
                 wanted = conjoin(flt, others)
                 if await _first(runner, view.db, layer.coll, layer.match(wanted), spec):
-                    values = key_values(spec, ch.post)
-                    key = {
-                        p: (v[0] if len(v) == 1 else v) if v else None for p, v in values.items()
-                    }
-                    return Collision(spec["name"], key, dict(spec["key"]))
+                    return _collision(spec, ch.post)
+        hit = await _order_collision(runner, view, spec, movers)
+        if hit is not None:
+            return hit
     return None
+
+
+def _collision(spec: dict[str, Any], doc: dict[str, Any]) -> Collision:
+    values = key_values(spec, doc)
+    key = {p: (v[0] if len(v) == 1 else v) if v else None for p, v in values.items()}
+    return Collision(spec["name"], key, dict(spec["key"]))
+
+
+# Bytes of old images one order check sends (mongod takes commands up to 16 MB).
+_ORDER_CHECK_BYTES = 4 * 1024 * 1024
+
+
+async def _order_collision(
+    runner: _Runner, view: View, spec: dict[str, Any], movers: Sequence[_Change]
+) -> Collision | None:
+    """A document the statement moved whose old key another one it moved now
+    takes: mongod, reaching the second first, may refuse the statement.
+
+    ``movers``: the statement's updated documents whose key in ``spec`` moved
+    and that are in the index. Their old images no longer exist in the view,
+    so mongod judges them as literal documents, beside the overlay's first
+    document (an aggregate on a collection runs in any transaction)."""
+    if len(movers) < 2:
+        return None
+    wanted = {
+        "$or": [
+            conjoin(key_filter(spec, ch.post) or {}, {"_id": {"$ne": ch.doc_id}})
+            for ch in movers
+            if ch.post is not None
+        ]
+    }
+    olds = [ch.pre for ch in movers if ch.pre is not None]
+    start = 0
+    while start < len(olds):
+        end, size = start, 0
+        while end < len(olds) and (end == start or size < _ORDER_CHECK_BYTES):
+            size += len(bson.encode(olds[end]))
+            end += 1
+        hit = await _first_literal(runner, view, spec, olds[start:end], wanted)
+        if hit is not None:
+            return _collision(spec, hit)
+        start = end
+    return None
+
+
+async def _first_literal(
+    runner: _Runner,
+    view: View,
+    spec: dict[str, Any],
+    docs: list[dict[str, Any]],
+    flt: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The first of ``docs`` matching ``flt``, as mongod evaluates it (with the
+    index's collation). The branch's overlay holds the statement's new images,
+    so it has a document to start the pipeline from."""
+    cmd: dict[str, Any] = {
+        "aggregate": view.layers[0].coll,
+        "pipeline": [
+            {"$limit": 1},
+            {"$replaceWith": {"d": {"$literal": docs}}},
+            {"$unwind": "$d"},
+            {"$replaceWith": "$d"},
+            {"$match": flt},
+            {"$limit": 1},
+        ],
+        "cursor": {},
+    }
+    if spec.get("collation"):
+        cmd["collation"] = spec["collation"]
+    reply = await runner.run(view.db, cmd)
+    batch = reply["cursor"]["firstBatch"]
+    return dict(batch[0]) if batch else None

@@ -133,6 +133,34 @@ def bson_equal_key(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+def _index_keys(doc: dict[str, Any], path: str) -> set[Any]:
+    """The keys ``doc`` has in a single-field index on ``path`` (an array by its
+    elements, an empty one by itself, a missing field as null)."""
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    values = value if isinstance(value, list) and value else [value]
+    return {bson_equal_key(v) for v in values}
+
+
+def order_dependent(coll: Any, before: dict[Any, dict[str, Any]], session: Any = None) -> bool:
+    """Whether a multi-document update that turned ``before`` (the matched
+    documents by ``_id``) into what ``coll`` holds now moved a unique key one
+    matched document held to another: mongod may refuse such a statement,
+    depending on the order it reaches them, and Argon refuses it always."""
+    after = {d["_id"]: d for d in coll.find({"_id": {"$in": list(before)}}, session=session)}
+    for index in coll.index_information(session=session).values():
+        if not index.get("unique") or index["key"] == [("_id", 1)]:
+            continue
+        path = index["key"][0][0]
+        old = {i: _index_keys(d, path) for i, d in before.items()}
+        new = {i: _index_keys(d, path) for i, d in after.items()}
+        moved = [i for i in new if new[i] != old[i]]
+        if any(new[i] & old[j] for i in moved for j in moved if i != j):
+            return True
+    return False
+
+
 class Commands(monitoring.CommandListener):
     """The names of the commands the Argon client sent."""
 
@@ -318,8 +346,16 @@ class BranchModel(RuleBasedStateMachine):
         is its own business, so main is asked the ``$regex`` form like the copy."""
         return for_copy(value) if branch == "main" else value
 
-    def both(self, branch: str, op: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        """Run the same operation through Argon and on the copy; results or error codes."""
+    def both(
+        self,
+        branch: str,
+        op: str,
+        *args: Any,
+        refusable: Callable[[], bool] | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, Any]:
+        """Run the same operation through Argon and on the copy; results or error
+        codes. ``refusable``: whether Argon may refuse (E11000) what the copy did."""
         out = []
         for coll, call_args in (
             (self.coll_on(branch), self.for_argon(branch, args)),
@@ -331,6 +367,10 @@ class BranchModel(RuleBasedStateMachine):
                 out.append("E11000")
             except OperationFailure as exc:
                 out.append(("error", exc.code))
+        if out[0] == "E11000" and not _is_error(out[1]) and refusable is not None:
+            assert refusable(), (op, out)
+            self.resync(branch)  # the copy changed; Argon changed nothing
+            raise _Skip
         if _is_error(out[0]) or _is_error(out[1]):
             assert out[0] == out[1], (op, out)
             if op in _PARTIAL_ON_MONGOD:
@@ -370,7 +410,11 @@ class BranchModel(RuleBasedStateMachine):
     @_same_errors
     def update(self, branch: str, flt: dict[str, Any], upd: Any, many: bool) -> None:
         if many:
-            got, want = self.both(branch, "update_many", flt, upd)
+            copy = self.copy_of(branch)
+            before = {d["_id"]: d for d in copy.find(for_copy(flt))}
+            got, want = self.both(
+                branch, "update_many", flt, upd, refusable=lambda: order_dependent(copy, before)
+            )
             assert (got.matched_count, got.modified_count) == (
                 want.matched_count,
                 want.modified_count,
@@ -631,11 +675,21 @@ class BranchModel(RuleBasedStateMachine):
             for session in sessions:
                 session.start_transaction()
             failed = False
+            copy = sides[1][1][COLL]
             for step in steps:
+                before = (
+                    {d["_id"]: d for d in copy.find(for_copy(step[2]), session=sessions[1])}
+                    if step[0] == "update"
+                    else {}
+                )
                 out = [
                     _txn_step(database, session, step, convert, into_extra)
                     for (_, database, convert), session in zip(sides, sessions, strict=True)
                 ]
+                if step[0] == "update" and out[0] == "E11000" and not _is_error(out[1]):
+                    assert order_dependent(copy, before, sessions[1]), (step, out)
+                    failed = True  # Argon's refusal ended its transaction: both abort
+                    break
                 assert out[0] == out[1], (step, out)
                 if _is_error(out[0]):
                     failed = True  # mongod ended the transaction: both sides abort

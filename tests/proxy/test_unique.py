@@ -133,3 +133,39 @@ def test_unique_index_created_on_a_branch(admin: Client) -> None:
     # Invalid specifications are mongod's to refuse.
     with pytest.raises(OperationFailure):
         branch.create_index([("k", "nonsense")], unique=True)
+
+
+def test_a_multi_update_mongod_may_refuse_midway_is_refused(admin: Client) -> None:
+    """mongod checks a multi-document update's keys document by document: a new
+    key that another matched document still holds fails, whichever is reached
+    first decides, so a branch refuses every such statement and changes nothing."""
+    main = admin.u5.c
+    main.create_index("a", unique=True)
+    main.create_index("name", unique=True, collation={"locale": "en", "strength": 2})
+    main.insert_many([{"_id": i, "a": i, "name": f"n{i}"} for i in range(4)])
+    branch = branch_of(admin, "u5", "u5-b").c  # type: ignore[attr-defined]
+    branch.update_one({"_id": 3}, {"$set": {"x": 1}})  # one document in the overlay
+    before = list(branch.find(sort=[("_id", 1)]))
+    dup = pytest.raises(DuplicateKeyError)
+    with dup:  # 0 -> 1 while 1 still holds it (mongod's ascending order fails so)
+        branch.update_many({}, {"$inc": {"a": 1}})
+    with dup:  # across the overlay and main's documents
+        branch.update_many({"_id": {"$in": [2, 3]}}, {"$inc": {"a": 1}})
+    with dup:  # a swap fails on mongod in any order
+        branch.update_many({"_id": {"$in": [0, 1]}}, [{"$set": {"a": {"$subtract": [1, "$a"]}}}])
+    with dup:  # keys compare with the index's collation
+        branch.update_many(
+            {"_id": {"$in": [0, 1]}},
+            [{"$set": {"name": {"$cond": [{"$eq": ["$_id", 0]}, "N1", "x"]}}}],
+        )
+    assert list(branch.find(sort=[("_id", 1)])) == before
+    # Keys no matched document held before move freely.
+    branch.update_many({}, {"$inc": {"a": 10}})
+    assert [d["a"] for d in branch.find(sort=[("_id", 1)])] == [10, 11, 12, 13]
+    with admin.start_session() as session:
+        session.start_transaction()
+        with dup:
+            branch.update_many({}, {"$inc": {"a": 1}}, session=session)
+        session.abort_transaction()
+    assert [d["a"] for d in branch.find(sort=[("_id", 1)])] == [10, 11, 12, 13]
+    assert [d["a"] for d in main.find(sort=[("_id", 1)])] == [0, 1, 2, 3]
