@@ -39,6 +39,9 @@ class Request:
     branch: str = MAIN  # set by the engine once resolved, for metrics
     user: str | None = None  # who the connection authenticated as
     checked: bool = False  # access control applies (auth is on): see access.py
+    # The branch's caches were brought up to date before the command; else its
+    # first transaction checks them (a write on a branch: see Engine._route).
+    synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)

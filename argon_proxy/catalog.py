@@ -904,20 +904,25 @@ class Catalog:
             return held if held is not None and held.id == branch.id else branch
         return branch
 
-    @staticmethod
-    async def verify(runner: Runner, overlays: Sequence[Overlay]) -> None:
+    async def verify(self, runner: Runner, overlays: Sequence[Overlay]) -> None:
         """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
-        of ``overlays`` still reflect what the transaction sees."""
+        of ``overlays`` and the metadata (its epochs) still reflect what the
+        transaction sees."""
         if not overlays:
             return
-        keys = [version_key(ov.key) for ov in overlays]
-        expected = {version_key(ov.key): ov.version for ov in overlays}
+        expected = {
+            LSN_COUNTER: ("epoch", self.epoch),
+            ANNOUNCED: ("epoch", self.announced),
+            **{version_key(ov.key): ("v", ov.version) for ov in overlays},
+        }
+        keys = list(expected)
 
         async def answered(reply: dict[str, Any]) -> None:
             await checked(reply)
-            stored = {d["_id"]: int(d.get("v", 0)) for d in reply["cursor"]["firstBatch"]}
-            if any(stored.get(key, 0) != v for key, v in expected.items()):
-                raise StaleCatalog
+            stored = {d["_id"]: d for d in reply["cursor"]["firstBatch"]}
+            for key, (name, value) in expected.items():
+                if int(stored.get(key, {}).get(name, 0)) != value:
+                    raise StaleCatalog
 
         # Sent with the statement's first command: it is judged before anything
         # that command answered is used.

@@ -291,6 +291,15 @@ class Engine:
                 return await self._checked_answer(call)
             except CacheMoved:
                 pass  # another proxy changed what the caches held: answer afresh
+        elif _checked_in_transaction(name, req):
+            call = await self._resolved(name, req, sync=False)
+            if call.branch.name == MAIN:
+                return await self._answer(call)
+            req.synced = False
+            try:
+                return await self._answer(call)
+            except CacheMoved:  # nothing of it ran: the whole command again, after a sync
+                req.synced = True
         call = await self._resolved(name, req)
         return await self._answer(call)
 
@@ -658,6 +667,18 @@ def _checked_in_front(name: str, req: Request) -> bool:
         return False
     cmd = req.command
     return name != "aggregate" or not (is_change_stream(cmd) or aggregate_out.ends_in_write(cmd))
+
+
+# Writes whose every transaction checks the caches it rests on (``Catalog.verify``).
+_WRITES_CHECKED_IN_TRANSACTION = frozenset({"insert", "update", "delete", "findAndModify"})
+
+
+def _checked_in_transaction(name: str, req: Request) -> bool:
+    """Whether a branch's caches are checked in the command's first transaction
+    rather than by a ``sync`` before it: writes outside client transactions,
+    whose transactions check them anyway; one that finds them stale before
+    anything of the command ran starts the whole command again."""
+    return req.joined is None and name in _WRITES_CHECKED_IN_TRANSACTION
 
 
 def _addressed_rename(cmd: dict[str, Any]) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class StatementGroups:
         async def unit(runner: Runner, careful: bool) -> tuple[list[Outcome], Outcome]:
             # Each statement changes one document at most.
             ahead = self.statements.log.lease_ahead(runner, len(bodies))
-            await Catalog.verify(runner, prep.watched)
+            await self.catalog.verify(runner, prep.watched)
             if batch is not None:
                 outcomes = await batch(runner, prep.view, prep.own)
                 total = Outcome()

@@ -31,6 +31,7 @@ import trio
 
 from . import retries, unique
 from .catalog import (
+    CacheMoved,
     Catalog,
     CatalogBusy,
     Overlay,
@@ -193,7 +194,9 @@ class Statements:
         while stale_left:
             stale = Watched()
             try:
-                return await once(stale)
+                done = await once(stale)
+                ctx.applied.current = True  # its transaction checked the caches
+                return done
             except CatalogBusy:
                 if ctx.joined is not None or trio.current_time() > deadline:
                     raise _busy(ctx) from None
@@ -205,6 +208,8 @@ class Statements:
                 stale_left -= 1
                 if ctx.joined is not None:  # the client's transaction must start again
                     raise _stale_in_transaction(ctx) from None
+                if not ctx.applied.current:  # nothing of the command ran: all again
+                    raise CacheMoved from None
                 ctx.branch = await self.catalog.sync(ctx.branch, ctx.db, also=stale.watched)
                 still_writable(ctx)
         raise ArgonError(
@@ -240,7 +245,7 @@ class Statements:
 
         async def unit(runner: Runner, careful: bool) -> Outcome:
             ahead = self.log.lease_ahead(runner, most)
-            await Catalog.verify(runner, prep.watched)
+            await self.catalog.verify(runner, prep.watched)
             outcome = Outcome()
             await body(runner, prep.view, prep.own, outcome)
             if prep.uniques:

@@ -75,6 +75,7 @@ class WriteCommands:
         if await self.reader.is_view(branch, db, coll):
             raise not_on_a_view(db, coll, name)
         ctx = WriteContext(branch, db, coll, call.client, req.joined)
+        ctx.applied.current = req.synced
         if req.joined is None and "txnNumber" in cmd and "lsid" in cmd:
             ctx.retry = {"lsid": cmd["lsid"].get("id"), "txn": cmd["txnNumber"]}
         if req.joined is None and isinstance(cmd.get("writeConcern"), dict):

@@ -91,6 +91,11 @@ class Applied:
     answered an earlier attempt's record. Shared by the contexts of one command."""
 
     any: bool = False
+    # The caches the statements rest on are known to be current: a sync before
+    # the command, or one of its transactions, confirmed them. Until then a
+    # transaction that finds them stale starts the whole command again
+    # (``CacheMoved``): checks made before its statements rested on them too.
+    current: bool = True
 
 
 @dataclass

@@ -317,3 +317,34 @@ def _no_op_writes(coll: Any) -> list[Callable[[], object]]:
         insert = InsertOne(namespace=coll.full_name, document={"_id": 0})
         writes.append(lambda: coll.database.client.bulk_write([insert]))
     return writes
+
+
+def test_writes_meet_the_other_proxys_catalog_changes_at_once(
+    clients: tuple[Client, Client, Client],
+) -> None:
+    # A branch write checks A's caches in its own transaction (no sync before it):
+    # one that finds them stale starts the whole command again, so the checks made
+    # before its statements (is it a view, does the branch exist) see B's change.
+    direct, a, b = clients
+    direct.shop.writes.insert_many([{"_id": i, "x": i} for i in range(3)])
+    argon(a, "createBranch", name="writes", **{"from": "main"})
+    on_a, on_b = a["shop@writes"], b["shop@writes"]
+    on_a.writes.update_one({"_id": 0}, {"$set": {"x": 10}})
+    on_a.v.insert_one({"_id": 0})  # A's caches know v as a collection
+    on_b.v.drop()
+    on_b.create_collection("v", viewOn="writes", pipeline=[])
+    with pytest.raises(OperationFailure) as refused:
+        on_a.v.insert_one({"_id": 1})
+    assert refused.value.code == 166  # CommandNotSupportedOnView, as mongod answers
+    on_b.writes.drop()
+    assert on_a.writes.update_one({"_id": 1}, {"$set": {"x": 11}}).matched_count == 0
+    on_a.writes.insert_one({"_id": 5})
+    assert [d["_id"] for d in on_b.writes.find()] == [5]
+    argon(b, "deleteBranch", name="writes")
+    with pytest.raises(OperationFailure) as gone:
+        on_a.writes.insert_one({"_id": 6})
+    assert gone.value.code == BRANCH_NOT_FOUND
+    argon(b, "createBranch", name="writes", **{"from": "main"})
+    on_a.writes.update_one({"_id": 2}, {"$set": {"x": 12}})
+    assert sorted((d["_id"], d["x"]) for d in on_b.writes.find()) == [(0, 0), (1, 1), (2, 12)]
+    assert direct.shop.writes.find_one({"_id": 2}) == {"_id": 2, "x": 2}
