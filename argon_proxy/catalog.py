@@ -945,12 +945,18 @@ class Catalog:
     @staticmethod
     async def bump_keys(runner: Runner, keys: Iterable[str]) -> None:
         """``bump`` by the overlays' keys."""
-        updates = [
+        updates = Catalog.version_bumps(keys)
+        if updates:
+            await run_or_defer(runner, INTERNAL_DB, {"update": "counters", "updates": updates})
+
+    @staticmethod
+    def version_bumps(keys: Iterable[str]) -> list[dict[str, Any]]:
+        """The update statements of ``counters`` that move the versions of the
+        overlays ``keys`` (for a write that sends them in a command of its own)."""
+        return [
             {"q": {"_id": version_key(key)}, "u": {"$inc": {"v": 1}}, "upsert": True}
             for key in keys
         ]
-        if updates:
-            await run_or_defer(runner, INTERNAL_DB, {"update": "counters", "updates": updates})
 
     async def refresh(self) -> None:
         """Reload the metadata if another proxy changed it (one small query)."""

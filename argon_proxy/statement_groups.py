@@ -112,11 +112,12 @@ class StatementGroups:
                 await settle_posts(runner, target, ctx.db, outcomes)
             firsts = first_changes(total.changes)
             await freeze(runner, ctx, prep.kids, firsts, total, careful=careful)
-            total.bumped = await Catalog.bump(runner, [ov for ov, _, _ in total.cache])
+            total.bumped = Catalog.distinct(ov for ov, _, _ in total.cache)
+            bumps = [ov.key for ov in total.bumped]  # moved by the WAL's write
             records = retries.records(ctx, outcomes) if ctx.retry is not None else None
             try:
                 total.lsns = await self.statements.log.log(
-                    runner, ctx, total.changes, records, ahead
+                    runner, ctx, total.changes, records, ahead, bumps=bumps
                 )
             except CommandError as exc:
                 if records and retries.group_fallback(exc):  # an earlier attempt's record

@@ -253,18 +253,18 @@ class Statements:
                 if hit is not None:
                     raise duplicate_key(ctx.ns, None, hit.index, hit.key, hit.pattern)
             await freeze(runner, ctx, prep.kids, outcome.changes, outcome, careful=careful)
-            touched = [ov for ov, _, _ in outcome.cache]
-            if state is None:
-                outcome.bumped = await Catalog.bump(runner, touched)
-            else:
-                # A client's transaction moves the versions at its commit
-                # (``WriteLog.log_commit``): held until then, they would hold up
-                # every other writer of these overlays while the client thinks.
-                outcome.bumped = Catalog.distinct(touched)
+            outcome.bumped = Catalog.distinct(ov for ov, _, _ in outcome.cache)
+            # The WAL's write moves the overlays' versions. A client's transaction
+            # moves them at its commit (``WriteLog.log_commit``): held until then,
+            # they would hold up every other writer of these overlays while the
+            # client thinks.
+            bumps = [ov.key for ov in outcome.bumped] if state is None else []
             # With a retry record: an earlier attempt that committed makes this fail
             # (and roll back).
             records = retries.records(ctx, [outcome]) if ctx.retry is not None else None
-            outcome.lsns = await self.log.log(runner, ctx, outcome.changes, records, ahead)
+            outcome.lsns = await self.log.log(
+                runner, ctx, outcome.changes, records, ahead, bumps=bumps
+            )
             return outcome
 
         return unit

@@ -16,6 +16,7 @@ wrote froze into what it froze into.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -49,11 +50,15 @@ class WriteLog:
         changes: list[Change],
         retry_records: list[dict[str, Any]] | None = None,
         ahead: RiddenLease | None = None,
+        *,
+        bumps: Sequence[str] = (),
     ) -> list[int]:
         """Write the entries of ``changes`` in the runner's transaction, and the
         statements' ``retry_records`` (``retries.py``); returns the first and last
         LSN written (none in a client's transaction, yet). ``ahead``: LSNs leased
         already (``lease_ahead``), used if they came back and are enough.
+        ``bumps``: the keys of the overlays whose versions the write moves
+        (``Catalog.bump_keys``), in the same command where it can.
 
         Where the upstream speaks ``bulkWrite`` (MongoDB 8.0) and they are few,
         they go in one round trip; a failure of either (a retry record
@@ -62,10 +67,12 @@ class WriteLog:
         records = retry_records or []
         state = self.pending.peek(runner) if isinstance(runner, JoinedTransaction) else None
         if state is not None:  # a client's: its entries take their LSNs at its commit
+            assert not bumps  # moved at its commit (``log_commit``)
             state.entries.extend(self.entries(0, ctx, changes))
             await _insert(runner, [("retries", records)])
             return []
         if not changes:
+            await Catalog.bump_keys(runner, bumps)
             await _insert(runner, [("retries", records)])
             return []
         ctx.applied.any = True
@@ -76,8 +83,9 @@ class WriteLog:
         self._still_writable(ctx)
         entries = self.entries(first, ctx, changes)
         if self._together(runner, entries, records):
-            await _insert_together(runner, [("wal", entries), ("retries", records)])
+            await _insert_together(runner, [("wal", entries), ("retries", records)], bumps)
         else:
+            await Catalog.bump_keys(runner, bumps)  # goes with the first insert
             await _insert(runner, [("wal", entries), ("retries", records)])
         return [first, first + len(changes) - 1]
 
@@ -204,11 +212,23 @@ async def _insert(runner: Runner, batches: list[tuple[str, list[dict[str, Any]]]
             await runner.run(INTERNAL_DB, {"insert": coll, "documents": part})
 
 
-async def _insert_together(runner: Runner, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+async def _insert_together(
+    runner: Runner, batches: list[tuple[str, list[dict[str, Any]]]], bumps: Sequence[str] = ()
+) -> None:
     """Insert the batches into their collections of ``__argon`` in one ``bulkWrite``,
-    in order; the first failure is raised as its own insert would raise it."""
-    ns_info = [{"ns": f"{INTERNAL_DB}.{coll}"} for coll, _ in batches]
-    ops = [{"insert": i, "document": doc} for i, (_, docs) in enumerate(batches) for doc in docs]
+    in order, after moving the versions of the overlays ``bumps`` (as
+    ``Catalog.bump_keys``); the first failure is raised as its own insert would
+    raise it."""
+    names = (["counters"] if bumps else []) + [coll for coll, _ in batches]
+    ns_info = [{"ns": f"{INTERNAL_DB}.{coll}"} for coll in names]
+    ops: list[dict[str, Any]] = [
+        {"update": 0, "filter": u["q"], "updateMods": u["u"], "upsert": u["upsert"]}
+        for u in Catalog.version_bumps(bumps)
+    ]
+    first = 1 if bumps else 0
+    ops += [
+        {"insert": i, "document": doc} for i, (_, docs) in enumerate(batches, first) for doc in docs
+    ]
     command = {"bulkWrite": 1, "ops": ops, "nsInfo": ns_info, "ordered": True, "errorsOnly": True}
     reply = await runner.run("admin", command)
     if not reply.get("nErrors"):
