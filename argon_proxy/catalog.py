@@ -904,17 +904,25 @@ class Catalog:
             return held if held is not None and held.id == branch.id else branch
         return branch
 
-    async def verify(self, runner: Runner, overlays: Sequence[Overlay]) -> None:
+    async def verify(
+        self, runner: Runner, overlays: Sequence[Overlay], *, epochs: bool = True
+    ) -> None:
         """Inside a write's transaction: raise ``StaleCatalog`` unless the id caches
-        of ``overlays`` and the metadata (its epochs) still reflect what the
-        transaction sees."""
+        of ``overlays`` and, with ``epochs``, the metadata (its epochs) still
+        reflect what the transaction sees.
+
+        A client's transaction checks the versions alone (``epochs=False``): its
+        snapshot may predate a catalog change this proxy has learnt since, or
+        hold one of its own statements not committed yet, so comparing epochs
+        would find it stale however often it started again; its statements sync
+        the metadata before they run instead.
+        """
         if not overlays:
             return
-        expected = {
-            LSN_COUNTER: ("epoch", self.epoch),
-            ANNOUNCED: ("epoch", self.announced),
-            **{version_key(ov.key): ("v", ov.version) for ov in overlays},
-        }
+        expected = {version_key(ov.key): ("v", ov.version) for ov in overlays}
+        if epochs:
+            expected[LSN_COUNTER] = ("epoch", self.epoch)
+            expected[ANNOUNCED] = ("epoch", self.announced)
         keys = list(expected)
 
         async def answered(reply: dict[str, Any]) -> None:

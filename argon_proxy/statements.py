@@ -245,7 +245,7 @@ class Statements:
 
         async def unit(runner: Runner, careful: bool) -> Outcome:
             ahead = self.log.lease_ahead(runner, most)
-            await self.catalog.verify(runner, prep.watched)
+            await self.catalog.verify(runner, prep.watched, epochs=ctx.joined is None)
             outcome = Outcome()
             await body(runner, prep.view, prep.own, outcome)
             if prep.uniques:
