@@ -1056,21 +1056,46 @@ class Catalog:
         writers of one document still lease in the order they commit (see
         docs/design.md). The lease is released when the transaction ends.
         ``first`` stays None unless it came back at this proxy's epoch; the
-        caller then leases the usual way (``allocate_lsns``), which says why."""
+        caller then leases the usual way (``allocate_lsns``), which says why.
+
+        It rides as an ``update`` of the counter and a ``find`` of it, which
+        reads the range back from the lease's own entry (named by its token, so
+        another proxy's lease in between does not matter): an upstream may
+        answer a ``findAndModify`` by scanning its whole collection, and
+        ``counters`` holds a document per overlay.
+        """
         request = self._lease_request(count, leased=True, owned=True)
         ridden = RiddenLease(count)
+        stages = request.command["update"]
+        update = {
+            "update": "counters",
+            "updates": [{"q": {"_id": LSN_COUNTER}, "u": stages, "upsert": True}],
+            "maxTimeMS": _OWN_LEASE_WAIT_MS,
+        }
+        find = {"find": "counters", "filter": {"_id": LSN_COUNTER}, "limit": 1}
+        moved = False
 
-        async def answered(reply: dict[str, Any]) -> None:
-            if not reply.get("ok"):
+        async def updated(reply: dict[str, Any]) -> None:
+            nonlocal moved
+            moved = bool(reply.get("ok")) and not reply.get("writeErrors")
+            if moved and request.ended:
+                self._forget_ended(request.ended)
+
+        async def found(reply: dict[str, Any]) -> None:
+            if not moved:
                 return
-            first = await self._leased(request, reply)
-            if first is None:
+            batch = reply.get("cursor", {}).get("firstBatch", []) if reply.get("ok") else []
+            counter = batch[0] if batch else {}
+            mine = [e for e in counter.get("inflight") or () if e.get("tok") == request.tok]
+            if not mine:  # recorded but not seen: end it, whatever it was
+                await self._pull_lease({"tok": request.tok})
                 return
+            first = int(mine[0]["first"])
             txn.at_end(lambda: self.release_lsns(first))
-            if self._epoch_of(reply) == self.epoch:
+            if int(counter.get("epoch", 0)) == self.epoch:
                 ridden.first = first
 
-        txn.ride(Rider(INTERNAL_DB, request.command, answered))
+        txn.ride(Rider(INTERNAL_DB, update, updated), Rider(INTERNAL_DB, find, found))
         return ridden
 
     def _lease_request(self, count: int, *, leased: bool, owned: bool) -> _LeaseRequest:

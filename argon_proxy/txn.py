@@ -168,7 +168,7 @@ class Transaction:
         self.txn_number = bson.Int64(session.txn_number)
         self.started = False
         self._at_end: list[Callable[[], Awaitable[None]]] = []
-        self._rider: Rider | None = None
+        self._riders: list[Rider] = []
         self._ahead: list[Rider] = []
 
     def at_end(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -184,11 +184,12 @@ class Transaction:
                 with contextlib.suppress(CommandError, UpstreamIOError):
                     await callback()
 
-    def ride(self, rider: Rider) -> None:
-        """Send ``rider``'s command, outside the transaction, right behind the
-        transaction's next command on the same connection: the upstream runs it
-        after that one, and it costs no round trip of its own."""
-        self._rider = rider
+    def ride(self, *riders: Rider) -> None:
+        """Send ``riders``' commands, in order and outside the transaction, right
+        behind the transaction's next command on the same connection: the
+        upstream runs them after that one, and they cost no round trip of their
+        own. They replace any riders not sent yet."""
+        self._riders = list(riders)
 
     def defer(self, deferred: Rider) -> None:
         """Run ``deferred``'s command in the transaction, sent with the next one
@@ -220,18 +221,19 @@ class Transaction:
     async def _exchange(
         self, commands: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """The deferred commands, ``commands`` and the rider in one round trip;
+        """The deferred commands, ``commands`` and the riders in one round trip;
         returns the replies of ``commands`` after the others were answered."""
         ahead, self._ahead = self._ahead, []
-        rider, self._rider = self._rider, None
+        riders, self._riders = self._riders, []
         batch: list[tuple[str, Mapping[str, Any]]]
         batch = [(d.db, self._in_transaction(d.command)) for d in ahead]
         batch += [(db, self._in_transaction(command)) for db, command in commands]
-        if rider is not None:
-            batch.append((rider.db, rider.command))
+        batch += [(rider.db, rider.command) for rider in riders]
         replies = await exchange(self.conn, batch)
-        if rider is not None:  # first: it may have taken something to give back
-            await rider.answered(replies.pop())
+        if riders:  # first: they may have taken something to give back
+            ridden, replies = replies[-len(riders) :], replies[: -len(riders)]
+            for rider, reply in zip(riders, ridden, strict=True):
+                await rider.answered(reply)
         for deferred, reply in zip(ahead, replies, strict=False):
             await deferred.answered(reply)
         return replies[len(ahead) :]

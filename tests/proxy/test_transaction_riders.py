@@ -9,6 +9,7 @@ even when the command it rode on failed. In-process against a real SecantusDB.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -112,3 +113,31 @@ async def test_a_lease_rides_behind_the_first_command(own_upstream: Process) -> 
             with trio.fail_after(60):
                 assert await catalog.current_lsn() >= first + 3
         nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_ridden_leases_get_their_own_ranges(own_upstream: Process) -> None:
+    """A ridden lease reads its range back from its own entry: leases of other
+    writers landing between its update and its read do not lend it theirs."""
+    async with in_process_catalog(own_upstream) as catalog:
+        ranges: list[tuple[int, int]] = []
+
+        async def writer(n: int) -> None:
+            for _ in range(5):
+
+                async def unit(txn: Transaction, count: int = n + 1) -> None:
+                    ridden = catalog.lease_behind(txn, count)
+                    await txn.run(DB, {"insert": "e", "documents": [{}]})
+                    assert ridden.first is not None
+                    ranges.append((ridden.first, ridden.first + count - 1))
+
+                await run_in_transaction(catalog.db.pool, unit)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(4):
+                nursery.start_soon(writer, n)
+        ranges.sort()
+        assert len(ranges) == 20
+        for (_, last), (first, _) in itertools.pairwise(ranges):
+            assert first > last  # disjoint
+        with trio.fail_after(60):
+            assert await catalog.current_lsn() >= ranges[-1][1]
