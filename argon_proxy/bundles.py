@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Branch, StaleCatalog, now
@@ -95,7 +96,7 @@ async def _bundle_children(catalog: Catalog, parent: Branch) -> None:
             return
 
 
-def link(branches: dict[str, Branch], bundles: dict[str, Branch]) -> None:
+def link(branches: Mapping[str, Branch], bundles: Mapping[str, Branch]) -> None:
     """Tell each member of a bundle which one it reads its parent through (a
     member that is gone, or a new branch of the same name, is not one)."""
     for bundle in bundles.values():
@@ -152,6 +153,7 @@ async def _bundle(catalog: Catalog, parent: Branch, members: list[Branch]) -> No
         current = catalog.branches.get(m.name) or catalog.bundles.get(m.name)
         if current is not None and current.id == m.id:
             current.under = bundle.name
+    catalog.reshaped()
 
 
 async def prune(catalog: Catalog, name: str | None) -> list[Overlay]:

@@ -50,7 +50,17 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections import UserDict
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    ItemsView,
+    Iterable,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -464,13 +474,40 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+class Registry(UserDict[str, Branch]):
+    """Branches (or bundles) by name. Every change of what is stored under a
+    name calls ``on_change``, so an index built over them (``Catalog.layer_kids``)
+    is built again; what reads them goes straight to the dict underneath."""
+
+    def __init__(self, on_change: Callable[[], None], items: Iterable[Branch] = ()) -> None:
+        self._on_change = on_change
+        super().__init__({b.name: b for b in items})
+
+    def __setitem__(self, name: str, branch: Branch) -> None:
+        self.data[name] = branch
+        self._on_change()
+
+    def __delitem__(self, name: str) -> None:
+        del self.data[name]
+        self._on_change()
+
+    def values(self) -> ValuesView[Branch]:
+        return self.data.values()
+
+    def items(self) -> ItemsView[str, Branch]:
+        return self.data.items()
+
+
 class Catalog:
     """The in-memory view of ``__argon`` plus the operations that change it."""
 
     def __init__(self, db: DbClient) -> None:
         self.db = db
-        self.branches: dict[str, Branch] = {}
-        self.bundles: dict[str, Branch] = {}  # name -> bundle (``bundles.py``)
+        self.branches = Registry(self.reshaped)
+        self.bundles = Registry(self.reshaped)  # name -> bundle (``bundles.py``)
+        # ``layer_kids`` by parent, built when first asked after a change of the
+        # branches or bundles: a write asks it, and there may be thousands.
+        self._kids: dict[str, list[Branch]] | None = None
         # children a parent needs before its plain ones are bundled (0: never)
         self.bundle_at = DEFAULT_BUNDLE_AT
         self.overlays: dict[str, Overlay] = {}
@@ -621,11 +658,12 @@ class Catalog:
                 found = Archive.from_doc(doc)
                 archives.setdefault((found.db, found.coll), []).append(found)
             loaded = [Branch.from_doc(doc) for doc in branches]
-            self.branches = {b.name: b for b in loaded if not b.bundle}
-            self.bundles = {b.name: b for b in loaded if b.bundle}
+            self.branches = Registry(self.reshaped, (b for b in loaded if not b.bundle))
+            self.bundles = Registry(self.reshaped, (b for b in loaded if b.bundle))
             from .bundles import link  # bundles builds on this module
 
             link(self.branches, self.bundles)
+            self.reshaped()
             for name, branch in self.pending.items():
                 self.branches.setdefault(name, branch)
             self.overlays = fresh
@@ -689,9 +727,20 @@ class Catalog:
 
     def layer_kids(self, name: str) -> list[Branch]:
         """The branches and bundles that read ``name``'s own overlays with nothing
-        between: what a write of ``name`` freezes into."""
-        plain = [b for b in self.branches.values() if b.parent == name and b.under is None]
-        return plain + [g for g in self.bundles.values() if g.parent == name and g.under is None]
+        between: what a write of ``name`` freezes into (branches first)."""
+        if self._kids is None:
+            kids: dict[str, list[Branch]] = {}
+            for b in [*self.branches.values(), *self.bundles.values()]:
+                if b.parent is not None and b.under is None:
+                    kids.setdefault(b.parent, []).append(b)
+            self._kids = kids
+        return list(self._kids.get(name, ()))
+
+    def reshaped(self) -> None:
+        """Note that the branches or bundles changed: which are stored, or which
+        bundle one reads its parent through (``Branch.under``, which whoever
+        sets it reports here)."""
+        self._kids = None
 
     def archive_of(self, branch: Branch, db: str, coll: str) -> Archive | None:
         """The archive ``branch`` reads as main's ``db.coll``: the first one dropped
