@@ -115,15 +115,23 @@ async def view_find(
             pipeline.append({"$limit": limit})
         cmd: dict[str, Any] = {"aggregate": view.coll, "pipeline": pipeline, "cursor": {}}
         return await find_all(runner, view.db, {**cmd, **shared})
-    if limit and len(view.layers) > 1 and looks_up_ids(flt):
-        # Each layer answers from its _id index: ask them all in one round trip.
-        finds = [
-            (view.db, {"find": layer.coll, "filter": layer.match(flt), "limit": limit, **shared})
-            for layer in view.layers
-        ]
+    if len(view.layers) > 1 and looks_up_ids(flt):
+        # Each layer answers from its _id index: ask them all in one round trip,
+        # and drop here what nearer layers hold (``Layer.match``). A layer holds
+        # at most one document per id it hides.
+        finds = []
+        for layer in view.layers:
+            cmd = {"find": layer.coll, "filter": layer.match(flt, hide=False), **shared}
+            if limit:
+                cmd["limit"] = limit + len(layer.exclude)
+            finds.append((view.db, cmd))
         replies = await run_together(runner, finds)
-        by_layer = [await _rest(runner, view.db, reply) for reply in replies]
-        return [doc for docs in by_layer for doc in docs][:limit]
+        by_layer = [
+            layer.visible(await _rest(runner, view.db, reply))
+            for layer, reply in zip(view.layers, replies, strict=True)
+        ]
+        hits = [doc for docs in by_layer for doc in docs]
+        return hits[:limit] if limit else hits
     found: list[dict[str, Any]] = []
     for layer in view.layers:
         cmd = {"find": layer.coll, "filter": layer.match(flt), **shared}

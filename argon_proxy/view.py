@@ -176,13 +176,29 @@ class Layer:
     # built: the view, not the catalog, which another request may refresh meanwhile.
     held: Mapping[Any, Any] = field(default_factory=dict, compare=False)
 
-    def match(self, user_filter: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The filter selecting this layer's visible documents that match ``user_filter``."""
+    def match(
+        self, user_filter: dict[str, Any] | None = None, *, hide: bool = True
+    ) -> dict[str, Any]:
+        """The filter selecting this layer's visible documents that match ``user_filter``.
+
+        ``hide=False`` leaves out the exclusion of the ids nearer layers hold;
+        the caller then drops those documents itself (``visible``). For a
+        filter that names its ``_id``s (``looks_up_ids``), that keeps the query
+        on the ``_id`` index: the test upstream scans the whole collection for
+        ``{_id: {$eq: 1, $nin: [...]}}`` (docs/design.md, "Costs").
+        """
         return conjoin(
             user_filter,
             NOT_TOMBSTONE if self.overlay else None,
-            {"_id": {"$nin": list(self.exclude)}} if self.exclude else None,
+            {"_id": {"$nin": list(self.exclude)}} if self.exclude and hide else None,
         )
+
+    def visible(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``docs`` of this layer without those whose ids a nearer layer holds."""
+        if not self.exclude or not docs:
+            return docs
+        hidden = {hashable_id(x) for x in self.exclude}
+        return [d for d in docs if hashable_id(d["_id"]) not in hidden]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,73 @@
+"""A write on a branch finds its documents by ``_id`` on each layer's ``_id``
+index, and still sees exactly what a plain copy would.
+
+The ids the branch's overlay holds must hide the same documents of main's
+collection; sent upstream as a ``$nin`` beside the ``_id`` condition, that
+makes the test upstream scan the whole collection for every single-document
+write (docs/design.md, "Costs"). The upstream's own profiler shows which
+filters reached it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import MongoClient, ReturnDocument
+
+from ..stacks import argon, own_clients
+
+Client = MongoClient[dict[str, Any]]
+DB = "lookups"
+
+
+def _base_filters(direct: Client, run: Any) -> list[dict[str, Any]]:
+    """The filters of the queries of main's ``items`` that ``run()`` caused."""
+    direct[DB].command("profile", 2)
+    try:
+        run()
+    finally:
+        direct[DB].command("profile", 0)
+    found = []
+    for entry in direct[DB]["system.profile"].find():
+        cmd = entry.get("command") or {}
+        if cmd.get("find") == "items":
+            found.append(cmd.get("filter") or {})
+    direct[DB]["system.profile"].drop()
+    return found
+
+
+def _id_ops(flt: dict[str, Any]) -> set[str]:
+    cond = flt.get("_id")
+    return set(cond) if isinstance(cond, dict) else set()
+
+
+def test_writes_by_id_on_a_branch_keep_to_the_id_index() -> None:
+    with own_clients() as (direct, proxy):
+        proxy[DB].items.insert_many([{"_id": i, "v": 0} for i in range(20)])
+        argon(proxy, "createBranch", name="exp")
+        branch = proxy[f"{DB}@exp"].items
+        branch.update_one({"_id": 1}, {"$inc": {"v": 1}})  # the overlay holds 1
+        branch.delete_one({"_id": 2})  # and a tombstone of 2
+
+        def writes() -> None:
+            branch.update_one({"_id": 1}, {"$inc": {"v": 10}})  # held by the overlay
+            branch.update_one({"_id": 3}, {"$inc": {"v": 1}})  # only in main's
+            assert branch.update_one({"_id": 2}, {"$inc": {"v": 1}}).matched_count == 0
+            assert branch.delete_one({"_id": 2}).deleted_count == 0
+            branch.update_many({"_id": {"$in": [1, 2, 4]}}, {"$inc": {"v": 100}})
+            got = branch.find_one_and_update(
+                {"_id": 5}, {"$set": {"w": 1}}, return_document=ReturnDocument.AFTER
+            )
+            assert got == {"_id": 5, "v": 0, "w": 1}
+
+        filters = _base_filters(direct, writes)
+        assert filters  # main's documents were looked up
+        assert all(not _id_ops(f) & {"$nin", "$ne"} for f in filters), filters
+        assert {d["_id"]: d["v"] for d in branch.find({"_id": {"$lt": 6}})} == {
+            0: 0,
+            1: 111,
+            3: 1,
+            4: 100,
+            5: 0,
+        }
+        assert proxy[DB].items.count_documents({"v": 0}) == 20  # main untouched
