@@ -193,6 +193,23 @@ class Layer:
             {"_id": {"$nin": list(self.exclude)}} if self.exclude and hide else None,
         )
 
+    def stages(self, user_filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``$match`` stages selecting this layer's visible documents that match
+        ``user_filter`` (none if that is everything).
+
+        For a filter that names its ``_id``s the exclusion is a stage of its
+        own, after it: the test upstream uses the ``_id`` index for the first
+        stage but scans the whole collection for a ``$nin`` beside the ``_id``
+        condition (``match``); mongod merges the two stages into one.
+        """
+        if self.exclude and looks_up_ids(user_filter or {}):
+            return [
+                {"$match": self.match(user_filter, hide=False)},
+                {"$match": {"_id": {"$nin": list(self.exclude)}}},
+            ]
+        match = self.match(user_filter)
+        return [{"$match": match}] if match else []
+
     def visible(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``docs`` of this layer without those whose ids a nearer layer holds."""
         if not self.exclude or not docs:
@@ -235,9 +252,7 @@ class View:
         # collection of the name, whose documents are none of the view's.
         others = [layer for layer in self.layers if layer.overlay or not self.own_base]
         if self.own_base:
-            match = self.layers[-1].match(user_filter)
-            if match:
-                stages.append({"$match": match})
+            stages.extend(self.layers[-1].stages(user_filter))
         else:
             stages.append({"$match": MATCH_NOTHING})
         for layer in others:
@@ -245,7 +260,7 @@ class View:
                 {
                     "$unionWith": {
                         "coll": layer.coll,
-                        "pipeline": [{"$match": layer.match(with_let(user_filter, let))}],
+                        "pipeline": layer.stages(with_let(user_filter, let)),
                     }
                 }
             )

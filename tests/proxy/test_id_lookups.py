@@ -21,7 +21,8 @@ DB = "lookups"
 
 
 def _base_filters(direct: Client, run: Any) -> list[dict[str, Any]]:
-    """The filters of the queries of main's ``items`` that ``run()`` caused."""
+    """The filters of the queries of main's ``items`` that ``run()`` caused: of
+    each ``find``, and each ``$match`` stage of each ``aggregate``."""
     direct[DB].command("profile", 2)
     try:
         run()
@@ -32,6 +33,8 @@ def _base_filters(direct: Client, run: Any) -> list[dict[str, Any]]:
         cmd = entry.get("command") or {}
         if cmd.get("find") == "items":
             found.append(cmd.get("filter") or {})
+        if cmd.get("aggregate") == "items":
+            found += [stage["$match"] for stage in cmd.get("pipeline") or [] if "$match" in stage]
     direct[DB]["system.profile"].drop()
     return found
 
@@ -71,3 +74,36 @@ def test_writes_by_id_on_a_branch_keep_to_the_id_index() -> None:
             5: 0,
         }
         assert proxy[DB].items.count_documents({"v": 0}) == 20  # main untouched
+
+
+def test_reads_by_id_on_a_branch_keep_to_the_id_index() -> None:
+    with own_clients() as (direct, proxy):
+        proxy[DB].items.insert_many([{"_id": i, "v": 0} for i in range(20)])
+        argon(proxy, "createBranch", name="exp")
+        branch = proxy[f"{DB}@exp"].items
+        branch.update_one({"_id": 1}, {"$inc": {"v": 1}})  # the overlay holds 1
+        branch.delete_one({"_id": 2})  # and a tombstone of 2
+        seen: dict[str, Any] = {}
+
+        def reads() -> None:
+            seen["held"] = branch.find_one({"_id": 1})
+            seen["gone"] = branch.find_one({"_id": 2})
+            seen["main's"] = branch.find_one({"_id": 3})
+            seen["some"] = sorted(d["_id"] for d in branch.find({"_id": {"$in": [1, 2, 4]}}))
+            seen["piped"] = list(branch.aggregate([{"$match": {"_id": 1}}, {"$project": {"v": 1}}]))
+            with proxy.start_session() as session, session.start_transaction():
+                seen["in txn"] = branch.find_one({"_id": 1}, session=session)
+
+        filters = _base_filters(direct, reads)
+        assert filters
+        assert all(not (_id_ops(f) & {"$nin"} and _id_ops(f) & {"$eq", "$in"}) for f in filters), (
+            filters
+        )
+        assert seen == {
+            "held": {"_id": 1, "v": 1},
+            "gone": None,
+            "main's": {"_id": 3, "v": 0},
+            "some": [1, 4],
+            "piped": [{"_id": 1, "v": 1}],
+            "in txn": {"_id": 1, "v": 1},
+        }
