@@ -16,7 +16,9 @@ def test_kill_minus_nine_keeps_data_and_wal_in_step() -> None:
     up = start_upstream()
     proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
     acknowledged: list[int] = []
+    failures: list[str] = []  # before the kill, a write must not fail
     stop = threading.Event()
+    killed = threading.Event()
 
     def writer(offset: int) -> None:
         c: MongoClient[dict[str, object]] = MongoClient(
@@ -29,7 +31,9 @@ def test_kill_minus_nine_keeps_data_and_wal_in_step() -> None:
                     c.crash.docs.insert_one({"_id": i, "n": i})
                     c.crash.docs.update_one({"_id": i}, {"$set": {"updated": True}})
                     acknowledged.append(i)
-                except PyMongoError:
+                except PyMongoError as exc:
+                    if not killed.is_set():
+                        failures.append(f"{type(exc).__name__}: {exc}")
                     return
                 i += 2
         finally:
@@ -42,10 +46,12 @@ def test_kill_minus_nine_keeps_data_and_wal_in_step() -> None:
         deadline = time.monotonic() + 60
         while len(acknowledged) <= 10 and time.monotonic() < deadline:
             time.sleep(0.1)  # kill it while writes are flowing, however slow the machine
+        killed.set()
         proxy.stop(signal.SIGKILL)
         stop.set()
         for t in threads:
             t.join(10)
+        assert not failures, f"{failures}\n{proxy.log()}"
         assert len(acknowledged) > 10
         proxy = start_proxy(f"mongodb://127.0.0.1:{up.port}", "--log-level", "WARNING")
         direct: MongoClient[dict[str, object]] = MongoClient(up.uri)
