@@ -64,6 +64,9 @@ filters = st.one_of(
     st.builds(lambda k: {"c.d": {"$lte": k}}, st.integers(0, 3)),
     st.just({"b": {"$exists": False}}),
     st.builds(lambda lo, hi: {"_id": {"$gte": lo, "$lt": hi}}, ids, ids),
+    # by _id: each layer is asked on its _id index, hidden ids dropped apart
+    st.builds(lambda k: {"_id": k}, ids),
+    st.builds(lambda ks: {"_id": {"$in": ks}}, st.lists(ids, max_size=3)),
     st.just({"b": re.compile("^[xy]")}),  # a BSON regex value; "b" may be indexed
     st.just({"tags": {"$in": [re.compile("z$"), "x"]}}),
 )

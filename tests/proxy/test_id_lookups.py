@@ -44,13 +44,20 @@ def _id_ops(flt: dict[str, Any]) -> set[str]:
     return set(cond) if isinstance(cond, dict) else set()
 
 
+def _branch_with_overlay(proxy: Client) -> Any:
+    """Branch ``exp``'s ``items`` of 20 documents; its overlay holds a changed
+    document 1 and a tombstone of 2."""
+    proxy[DB].items.insert_many([{"_id": i, "v": 0} for i in range(20)])
+    argon(proxy, "createBranch", name="exp")
+    branch = proxy[f"{DB}@exp"].items
+    branch.update_one({"_id": 1}, {"$inc": {"v": 1}})
+    branch.delete_one({"_id": 2})
+    return branch
+
+
 def test_writes_by_id_on_a_branch_keep_to_the_id_index() -> None:
     with own_clients() as (direct, proxy):
-        proxy[DB].items.insert_many([{"_id": i, "v": 0} for i in range(20)])
-        argon(proxy, "createBranch", name="exp")
-        branch = proxy[f"{DB}@exp"].items
-        branch.update_one({"_id": 1}, {"$inc": {"v": 1}})  # the overlay holds 1
-        branch.delete_one({"_id": 2})  # and a tombstone of 2
+        branch = _branch_with_overlay(proxy)
 
         def writes() -> None:
             branch.update_one({"_id": 1}, {"$inc": {"v": 10}})  # held by the overlay
@@ -78,11 +85,7 @@ def test_writes_by_id_on_a_branch_keep_to_the_id_index() -> None:
 
 def test_reads_by_id_on_a_branch_keep_to_the_id_index() -> None:
     with own_clients() as (direct, proxy):
-        proxy[DB].items.insert_many([{"_id": i, "v": 0} for i in range(20)])
-        argon(proxy, "createBranch", name="exp")
-        branch = proxy[f"{DB}@exp"].items
-        branch.update_one({"_id": 1}, {"$inc": {"v": 1}})  # the overlay holds 1
-        branch.delete_one({"_id": 2})  # and a tombstone of 2
+        branch = _branch_with_overlay(proxy)
         seen: dict[str, Any] = {}
 
         def reads() -> None:
